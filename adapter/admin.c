@@ -1,0 +1,65 @@
+/*
+ * admin — see admin.h. Handlers answer at once on the server's thread; all
+ * they read is atomic counters and states.
+ */
+#include "admin.h"
+
+#include "httpd.h"
+#include "metrics.h"
+#include "sidecar.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static bool method_ok(struct http_request *req)
+{
+    const char *m = http_request_method(req);
+    if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0)
+        return true;
+    http_respond_error(req, 405, "use GET");
+    return false;
+}
+
+static void on_healthz(struct http_request *req, void *arg)
+{
+    if (method_ok(req))
+        http_respond(req, 200, "application/json", "{\"status\":\"ok\"}\n", 16);
+}
+
+static void on_readyz(struct http_request *req, void *arg)
+{
+    if (!method_ok(req))
+        return;
+    struct buf detail = {0};
+    bool ready = sidecar_ready(arg, &detail);
+    http_respond(req, ready ? 200 : 503, "application/json", detail.data, detail.len);
+    buf_free(&detail);
+}
+
+static void on_metrics(struct http_request *req, void *arg)
+{
+    if (!method_ok(req))
+        return;
+    struct buf out = {0};
+    metrics_render(arg, &out);
+    http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", out.data, out.len);
+    buf_free(&out);
+}
+
+int admin_start(struct sidecar *sc, char *err, size_t errlen)
+{
+    if (sc->cfg->admin.listen == NULL)
+        return 0;
+    struct http_server *s = sidecar_http_server(sc, sc->cfg->admin.listen, err, errlen);
+    if (s == NULL)
+        return -1;
+    if (http_server_route(s, "/healthz", 0, on_healthz, sc) != 0 ||
+        http_server_route(s, "/readyz", 0, on_readyz, sc) != 0 ||
+        http_server_route(s, "/metrics", 0, on_metrics, sc) != 0) {
+        snprintf(err, errlen, "admin.listen %s: a route already uses /healthz, /readyz or /metrics",
+                 sc->cfg->admin.listen);
+        return -1;
+    }
+    return 0;
+}

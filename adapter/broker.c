@@ -1,0 +1,734 @@
+/*
+ * broker — the connection's life: connect, set up, read frames, dispatch,
+ * lose, back off, reconnect. See broker.h for the contract.
+ *
+ * Reading: the loop watches the socket; broker_read drains every frame that
+ * is ready (amqp_simple_wait_frame_noblock with a zero timeout, which also
+ * sends due heartbeats and notices a silent broker) and dispatches methods
+ * to the publisher (acks, nacks, returns, rpc replies) or the consumer
+ * (deliveries, cancels). Synchronous calls elsewhere may leave frames queued
+ * inside rabbitmq-c, which poll() cannot see, so the prepare hook schedules
+ * an immediate read whenever rabbitmq-c holds buffered frames or bytes.
+ */
+#include "broker.h"
+
+#include "backoff.h"
+#include "broker_internal.h"
+#include "broker_url.h"
+#include "config.h"
+#include "consumer.h"
+#include "log.h"
+#include "loop.h"
+#include "metrics.h"
+#include "publisher.h"
+#include "topology.h"
+#include "util.h"
+
+#include <amqp_ssl_socket.h>
+#include <amqp_tcp_socket.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BACKOFF_BASE 0.5
+#define BACKOFF_MAX 30.0
+#define TICK_MS 500
+#define FRAME_MAX 131072
+
+struct broker {
+    char *label;
+    char *system_name;
+    const struct broker_config *cfg;
+    struct broker_url *urls;
+    size_t n_urls;
+    size_t url_index;
+    struct topology *topo;
+    struct broker_events events;
+
+    struct loop *loop;
+    pthread_t thread;
+    bool thread_started;
+
+    amqp_connection_state_t conn;
+    int fd;
+    uint64_t generation;
+    bool ever_up;
+    bool read_scheduled;
+    bool stopping;
+    struct backoff backoff;
+    uint64_t reconnect_timer;
+
+    struct publisher *pub;
+    struct consumer *cons;
+
+    atomic_bool up;
+    atomic_bool blocked;
+    pthread_mutex_t desc_lock;
+    char desc[512];
+};
+
+static void broker_set_desc(struct broker *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void broker_set_desc(struct broker *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    pthread_mutex_lock(&b->desc_lock);
+    vsnprintf(b->desc, sizeof(b->desc), fmt, ap);
+    pthread_mutex_unlock(&b->desc_lock);
+    va_end(ap);
+}
+
+/* ---- opening a connection (shared with broker_probe) ----------------------- */
+
+static const char *open_hint(int status)
+{
+    switch (status) {
+    case AMQP_STATUS_SOCKET_ERROR:
+    case AMQP_STATUS_CONNECTION_CLOSED:
+        return "; is RabbitMQ running and listening there?";
+    case AMQP_STATUS_TIMEOUT:
+        return "; no answer in time: check host, port and firewalls, or raise "
+               "broker.connect_timeout";
+    case AMQP_STATUS_SSL_PEER_VERIFY_FAILED:
+        return "; the broker's certificate is not trusted: set broker.tls.ca to the CA that "
+               "signed it";
+    case AMQP_STATUS_SSL_HOSTNAME_VERIFY_FAILED:
+        return "; the certificate does not name this host: connect with the name it was issued "
+               "for";
+    case AMQP_STATUS_SSL_CONNECTION_FAILED:
+    case AMQP_STATUS_SSL_ERROR:
+        return "; is the port a TLS listener (amqps://, usually 5671)?";
+    default:
+        return "";
+    }
+}
+
+static void reply_describe(amqp_rpc_reply_t r, char *out, size_t n)
+{
+    switch (r.reply_type) {
+    case AMQP_RESPONSE_NORMAL:
+        snprintf(out, n, "ok");
+        break;
+    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+        snprintf(out, n, "%s%s", amqp_error_string2(r.library_error),
+                 open_hint(r.library_error));
+        break;
+    case AMQP_RESPONSE_SERVER_EXCEPTION:
+        if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+            amqp_connection_close_t *c = r.reply.decoded;
+            snprintf(out, n, "broker closed the connection: %.*s", (int)c->reply_text.len,
+                     (char *)c->reply_text.bytes);
+        } else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+            amqp_channel_close_t *c = r.reply.decoded;
+            snprintf(out, n, "broker closed the channel: %.*s", (int)c->reply_text.len,
+                     (char *)c->reply_text.bytes);
+        } else {
+            snprintf(out, n, "broker error (method 0x%08x)", r.reply.id);
+        }
+        break;
+    default:
+        snprintf(out, n, "no reply");
+        break;
+    }
+}
+
+static void timeval_from(double seconds, struct timeval *tv)
+{
+    tv->tv_sec = (time_t)seconds;
+    tv->tv_usec = (suseconds_t)((seconds - (double)tv->tv_sec) * 1e6);
+}
+
+static int open_connection(const struct broker_config *cfg, const struct broker_url *u,
+                           const char *connection_name, amqp_connection_state_t *out, char *err,
+                           size_t errlen)
+{
+    *out = NULL;
+    amqp_connection_state_t conn = amqp_new_connection();
+    amqp_socket_t *sock = u->tls ? amqp_ssl_socket_new(conn) : amqp_tcp_socket_new(conn);
+    if (sock == NULL) {
+        snprintf(err, errlen, "cannot create a %s socket", u->tls ? "TLS" : "TCP");
+        amqp_destroy_connection(conn);
+        return -1;
+    }
+    if (u->tls) {
+        amqp_ssl_socket_set_verify_peer(sock, cfg->tls.verify);
+        amqp_ssl_socket_set_verify_hostname(sock, cfg->tls.verify);
+        if (cfg->tls.ca && amqp_ssl_socket_set_cacert(sock, cfg->tls.ca) != AMQP_STATUS_OK) {
+            snprintf(err, errlen, "cannot load broker.tls.ca \"%s\" (is it PEM?)", cfg->tls.ca);
+            amqp_destroy_connection(conn);
+            return -1;
+        }
+        if (cfg->tls.cert &&
+            amqp_ssl_socket_set_key(sock, cfg->tls.cert, cfg->tls.key.path) != AMQP_STATUS_OK) {
+            snprintf(err, errlen,
+                     "cannot load client certificate \"%s\" and key \"%s\" (PEM, and do they "
+                     "match?)",
+                     cfg->tls.cert, cfg->tls.key.path);
+            amqp_destroy_connection(conn);
+            return -1;
+        }
+    }
+
+    struct timeval tv;
+    timeval_from(cfg->connect_timeout, &tv);
+    int rc = amqp_socket_open_noblock(sock, u->host, u->port, &tv);
+    if (rc != AMQP_STATUS_OK) {
+        snprintf(err, errlen, "cannot connect: %s%s", amqp_error_string2(rc), open_hint(rc));
+        amqp_destroy_connection(conn);
+        return -1;
+    }
+    amqp_set_handshake_timeout(conn, &tv);
+    struct timeval rpc_tv;
+    timeval_from(cfg->connect_timeout * 4 < 30 ? 30 : cfg->connect_timeout * 4, &rpc_tv);
+    amqp_set_rpc_timeout(conn, &rpc_tv);
+
+    amqp_table_entry_t caps[] = {
+        {amqp_cstring_bytes("connection.blocked"), {.kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1}},
+        {amqp_cstring_bytes("consumer_cancel_notify"), {.kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1}},
+        {amqp_cstring_bytes("publisher_confirms"), {.kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1}},
+        {amqp_cstring_bytes("basic.nack"), {.kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1}},
+    };
+    amqp_table_t caps_table = {.num_entries = 4, .entries = caps};
+    amqp_table_entry_t props[] = {
+        {amqp_cstring_bytes("connection_name"), {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(connection_name)}},
+        {amqp_cstring_bytes("product"), {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes("amqp-sidecar")}},
+        {amqp_cstring_bytes("version"), {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(SIDECAR_VERSION)}},
+        {amqp_cstring_bytes("capabilities"), {.kind = AMQP_FIELD_KIND_TABLE, .value.table = caps_table}},
+    };
+    amqp_table_t props_table = {.num_entries = 4, .entries = props};
+    const char *password = cfg->password.value ? cfg->password.value : u->password;
+    amqp_rpc_reply_t r =
+        amqp_login_with_properties(conn, u->vhost, 0, FRAME_MAX, cfg->heartbeat, &props_table,
+                                   AMQP_SASL_METHOD_PLAIN, u->user, password);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        char why[512];
+        reply_describe(r, why, sizeof(why));
+        snprintf(err, errlen, "login as \"%s\" on vhost \"%s\" failed: %s%s", u->user, u->vhost,
+                 why,
+                 r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION
+                     ? "; check the user, password (broker.password_file) and the user's "
+                       "permissions on the vhost"
+                     : "");
+        amqp_destroy_connection(conn);
+        return -1;
+    }
+    amqp_channel_open(conn, BROKER_CHANNEL);
+    r = amqp_get_rpc_reply(conn);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        char why[512];
+        reply_describe(r, why, sizeof(why));
+        snprintf(err, errlen, "opening a channel failed: %s", why);
+        amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
+        amqp_destroy_connection(conn);
+        return -1;
+    }
+    *out = conn;
+    return 0;
+}
+
+static void close_connection(amqp_connection_state_t conn, bool graceful)
+{
+    if (conn == NULL)
+        return;
+    if (graceful) {
+        amqp_channel_close(conn, BROKER_CHANNEL, AMQP_REPLY_SUCCESS);
+        amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
+    }
+    amqp_destroy_connection(conn);
+}
+
+/* ---- the broker object ------------------------------------------------------ */
+
+struct broker *broker_new(const char *label, const char *system_name,
+                          const struct broker_config *cfg, struct topology *topo,
+                          const struct broker_events *events)
+{
+    struct broker *b = xcalloc(1, sizeof(*b));
+    b->label = xstrdup(label);
+    b->system_name = xstrdup(system_name);
+    b->cfg = cfg;
+    b->topo = topo;
+    if (events)
+        b->events = *events;
+    b->fd = -1;
+    b->urls = xcalloc(cfg->urls.n, sizeof(*b->urls));
+    for (size_t i = 0; i < cfg->urls.n; i++) {
+        char err[256];
+        /* Validated by config_load; a failure here is a bug. */
+        if (broker_url_parse(cfg->urls.v[i], &b->urls[b->n_urls], err, sizeof(err)) == 0)
+            b->n_urls++;
+    }
+    backoff_init(&b->backoff, BACKOFF_BASE, BACKOFF_MAX);
+    pthread_mutex_init(&b->desc_lock, NULL);
+    snprintf(b->desc, sizeof(b->desc), "not started");
+    b->loop = loop_new();
+    b->pub = publisher_new(b);
+    return b;
+}
+
+void broker_free(struct broker *b)
+{
+    if (b == NULL)
+        return;
+    publisher_free(b->pub);
+    loop_free(b->loop);
+    for (size_t i = 0; i < b->n_urls; i++)
+        broker_url_free(&b->urls[i]);
+    free(b->urls);
+    topology_free(b->topo);
+    pthread_mutex_destroy(&b->desc_lock);
+    free(b->label);
+    free(b->system_name);
+    free(b);
+}
+
+struct loop *broker_loop(struct broker *b)
+{
+    return b->loop;
+}
+
+struct publisher *broker_publisher(struct broker *b)
+{
+    return b->pub;
+}
+
+void broker_set_consumer(struct broker *b, struct consumer *c)
+{
+    b->cons = c;
+}
+
+amqp_connection_state_t broker_amqp(struct broker *b)
+{
+    return b->conn;
+}
+
+uint64_t broker_generation(const struct broker *b)
+{
+    return b->generation;
+}
+
+const char *broker_label(const struct broker *b)
+{
+    return b->label;
+}
+
+const struct broker_config *broker_config(const struct broker *b)
+{
+    return b->cfg;
+}
+
+bool broker_is_up(const struct broker *b)
+{
+    return atomic_load(&((struct broker *)b)->up);
+}
+
+bool broker_is_blocked(const struct broker *b)
+{
+    return atomic_load(&((struct broker *)b)->blocked);
+}
+
+void broker_describe(const struct broker *b, char *out, size_t n)
+{
+    struct broker *mb = (struct broker *)b;
+    pthread_mutex_lock(&mb->desc_lock);
+    snprintf(out, n, "%s", mb->desc);
+    pthread_mutex_unlock(&mb->desc_lock);
+}
+
+/* ---- connection life ------------------------------------------------------- */
+
+static void broker_connect(struct loop *loop, void *arg);
+static void broker_read(struct broker *b);
+
+static void set_up(struct broker *b, bool up)
+{
+    atomic_store(&b->up, up);
+}
+
+static void schedule_reconnect(struct broker *b)
+{
+    if (b->stopping || b->reconnect_timer)
+        return;
+    double delay = backoff_next(&b->backoff);
+    b->reconnect_timer = loop_timer(b->loop, (int64_t)(delay * 1000), broker_connect, b);
+    log_info(b->label, "reconnecting in %.1fs (attempt %d)", delay, b->backoff.attempt);
+}
+
+/* Tear down the current connection; everything in flight on it fails. */
+static void drop_connection(struct broker *b, bool graceful, const char *why)
+{
+    if (b->conn == NULL)
+        return;
+    if (b->fd >= 0)
+        loop_unwatch(b->loop, b->fd);
+    amqp_connection_state_t conn = b->conn;
+    b->conn = NULL;
+    b->fd = -1;
+    atomic_store(&b->blocked, false);
+    set_up(b, false);
+    publisher_on_lost(b->pub, why);
+    if (b->cons)
+        consumer_on_lost(b->cons);
+    close_connection(conn, graceful);
+}
+
+void broker_fail(struct broker *b, const char *why)
+{
+    if (b->conn == NULL)
+        return;
+    log_error(b->label, "connection lost: %s", why);
+    if (b->events.metrics)
+        metric_inc(b->events.metrics->connections_lost);
+    broker_set_desc(b, "reconnecting after: %s", why);
+    drop_connection(b, false, why);
+    b->url_index = (b->url_index + 1) % b->n_urls;
+    schedule_reconnect(b);
+}
+
+static void on_readable(struct loop *loop, int fd, short revents, void *arg)
+{
+    broker_read(arg);
+}
+
+static void read_now(struct loop *loop, void *arg)
+{
+    struct broker *b = arg;
+    b->read_scheduled = false;
+    broker_read(b);
+}
+
+void broker_kick(struct broker *b)
+{
+    if (b->conn && !b->read_scheduled) {
+        b->read_scheduled = true;
+        loop_timer(b->loop, 0, read_now, b);
+    }
+}
+
+/* Before each poll: frames rabbitmq-c already holds are invisible to poll(). */
+static int broker_prepare(struct loop *loop, void *arg)
+{
+    struct broker *b = arg;
+    if (b->conn && (amqp_frames_enqueued(b->conn) || amqp_data_in_buffer(b->conn)))
+        broker_kick(b);
+    return -1;
+}
+
+static void broker_tick(struct loop *loop, void *arg)
+{
+    struct broker *b = arg;
+    if (b->stopping)
+        return;
+    if (b->conn)
+        broker_read(b); /* services heartbeats both ways */
+    publisher_tick(b->pub);
+    loop_timer(loop, TICK_MS, broker_tick, b);
+}
+
+static int setup_connection(struct broker *b, bool *fatal, char *err, size_t errlen)
+{
+    amqp_confirm_select(b->conn, BROKER_CHANNEL);
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(b->conn);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        char why[256];
+        reply_describe(r, why, sizeof(why));
+        snprintf(err, errlen, "enabling publisher confirms failed: %s", why);
+        return -1;
+    }
+    if (b->topo && topology_declare(b->conn, BROKER_CHANNEL, b->topo,
+                                    b->urls[b->url_index].vhost, fatal, err, errlen) != 0)
+        return -1;
+    if (publisher_on_open(b->pub, err, errlen) != 0)
+        return -1;
+    if (b->cons && consumer_on_open(b->cons, err, errlen) != 0)
+        return -1;
+    return 0;
+}
+
+static void broker_connect(struct loop *loop, void *arg)
+{
+    struct broker *b = arg;
+    b->reconnect_timer = 0;
+    if (b->stopping || b->conn)
+        return;
+    const struct broker_url *u = &b->urls[b->url_index];
+    char *where = broker_url_display(u);
+    char *name = xasprintf("amqp-sidecar/%s/%s", b->system_name, b->label);
+    char err[1024];
+    bool fatal = false;
+
+    broker_set_desc(b, "connecting to %s", where);
+    if (open_connection(b->cfg, u, name, &b->conn, err, sizeof(err)) == 0) {
+        b->fd = amqp_get_sockfd(b->conn);
+        b->generation++;
+        if (setup_connection(b, &fatal, err, sizeof(err)) == 0) {
+            loop_watch(loop, b->fd, POLLIN, on_readable, b);
+            backoff_reset(&b->backoff);
+            if (b->ever_up && b->events.metrics)
+                metric_inc(b->events.metrics->reconnects);
+            if (b->ever_up)
+                log_info(b->label, "reconnected to %s", where);
+            else
+                log_info(b->label, "connected to %s", where);
+            broker_set_desc(b, "connected to %s", where);
+            b->ever_up = true;
+            set_up(b, true);
+            broker_kick(b);
+            free(where);
+            free(name);
+            return;
+        }
+        amqp_connection_state_t conn = b->conn;
+        b->conn = NULL;
+        b->fd = -1;
+        publisher_on_lost(b->pub, err);
+        if (b->cons)
+            consumer_on_lost(b->cons);
+        close_connection(conn, false);
+    }
+
+    log_error(b->label, "%s: %s", where, err);
+    broker_set_desc(b, "%s: %s", where, err);
+    free(where);
+    free(name);
+    if (fatal && !b->ever_up && b->events.fatal) {
+        b->events.fatal(b->events.arg, err);
+        return;
+    }
+    b->url_index = (b->url_index + 1) % b->n_urls;
+    schedule_reconnect(b);
+}
+
+/* ---- reading frames ----------------------------------------------------- */
+
+static void on_blocked(struct broker *b, const amqp_connection_blocked_t *m, bool blocked)
+{
+    atomic_store(&b->blocked, blocked);
+    if (blocked) {
+        log_warn(b->label, "broker blocked publishing (%.*s): answering 503 until it recovers",
+                 m ? (int)m->reason.len : 0, m ? (char *)m->reason.bytes : "");
+        broker_set_desc(b, "blocked by the broker (resource alarm)");
+    } else {
+        log_info(b->label, "broker unblocked publishing");
+        broker_set_desc(b, "connected");
+    }
+    publisher_on_blocked(b->pub, blocked);
+}
+
+static void on_server_close(struct broker *b, const amqp_frame_t *f)
+{
+    char why[512];
+    if (f->payload.method.id == AMQP_CONNECTION_CLOSE_METHOD) {
+        amqp_connection_close_t *c = f->payload.method.decoded;
+        snprintf(why, sizeof(why), "broker closed the connection: %.*s", (int)c->reply_text.len,
+                 (char *)c->reply_text.bytes);
+        amqp_connection_close_ok_t ok = {0};
+        amqp_send_method(b->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+    } else {
+        amqp_channel_close_t *c = f->payload.method.decoded;
+        snprintf(why, sizeof(why), "broker closed the channel: %.*s", (int)c->reply_text.len,
+                 (char *)c->reply_text.bytes);
+    }
+    broker_fail(b, why);
+}
+
+/* Reads the content frames following a deliver/return; false if the connection died. */
+static bool read_content(struct broker *b, amqp_channel_t ch, amqp_message_t *msg)
+{
+    amqp_rpc_reply_t r = amqp_read_message(b->conn, ch, msg, 0);
+    if (r.reply_type == AMQP_RESPONSE_NORMAL)
+        return true;
+    char why[512];
+    reply_describe(r, why, sizeof(why));
+    broker_fail(b, why);
+    return false;
+}
+
+static void dispatch(struct broker *b, amqp_frame_t *f)
+{
+    amqp_message_t msg;
+    switch (f->payload.method.id) {
+    case AMQP_BASIC_ACK_METHOD: {
+        amqp_basic_ack_t *m = f->payload.method.decoded;
+        publisher_on_ack(b->pub, m->delivery_tag, m->multiple, false);
+        break;
+    }
+    case AMQP_BASIC_NACK_METHOD: {
+        amqp_basic_nack_t *m = f->payload.method.decoded;
+        publisher_on_ack(b->pub, m->delivery_tag, m->multiple, true);
+        break;
+    }
+    case AMQP_BASIC_RETURN_METHOD: {
+        amqp_basic_return_t ret = *(amqp_basic_return_t *)f->payload.method.decoded;
+        if (!read_content(b, f->channel, &msg))
+            return;
+        publisher_on_return(b->pub, &ret, &msg);
+        amqp_destroy_message(&msg);
+        break;
+    }
+    case AMQP_BASIC_DELIVER_METHOD: {
+        amqp_basic_deliver_t d = *(amqp_basic_deliver_t *)f->payload.method.decoded;
+        if (!read_content(b, f->channel, &msg))
+            return;
+        bool rpc = d.consumer_tag.len == strlen(RPC_CONSUMER_TAG) &&
+                   memcmp(d.consumer_tag.bytes, RPC_CONSUMER_TAG, d.consumer_tag.len) == 0;
+        if (rpc || b->cons == NULL) {
+            publisher_on_reply(b->pub, &msg);
+            amqp_destroy_message(&msg);
+        } else {
+            consumer_on_deliver(b->cons, &d, &msg); /* takes msg */
+        }
+        break;
+    }
+    case AMQP_BASIC_CANCEL_METHOD:
+        if (b->cons)
+            consumer_on_cancel(b->cons, true);
+        break;
+    case AMQP_BASIC_CANCEL_OK_METHOD:
+        if (b->cons)
+            consumer_on_cancel(b->cons, false);
+        break;
+    case AMQP_CONNECTION_BLOCKED_METHOD:
+        on_blocked(b, f->payload.method.decoded, true);
+        break;
+    case AMQP_CONNECTION_UNBLOCKED_METHOD:
+        on_blocked(b, NULL, false);
+        break;
+    case AMQP_CHANNEL_CLOSE_METHOD:
+    case AMQP_CONNECTION_CLOSE_METHOD:
+        on_server_close(b, f);
+        break;
+    default:
+        break; /* qos-ok, consume-ok and the like: nothing to do */
+    }
+}
+
+static void broker_read(struct broker *b)
+{
+    while (b->conn != NULL) {
+        amqp_frame_t f;
+        struct timeval zero = {0, 0};
+        int rc = amqp_simple_wait_frame_noblock(b->conn, &f, &zero);
+        if (rc == AMQP_STATUS_TIMEOUT)
+            break;
+        if (rc != AMQP_STATUS_OK) {
+            char why[256];
+            snprintf(why, sizeof(why), "%s", amqp_error_string2(rc));
+            broker_fail(b, why);
+            return;
+        }
+        if (f.frame_type == AMQP_FRAME_METHOD)
+            dispatch(b, &f);
+    }
+    if (b->conn != NULL)
+        amqp_maybe_release_buffers(b->conn);
+}
+
+/* ---- thread ---------------------------------------------------------------- */
+
+static void *broker_thread(void *arg)
+{
+    struct broker *b = arg;
+    loop_run(b->loop);
+    return NULL;
+}
+
+static void start_on_thread(void *arg)
+{
+    struct broker *b = arg;
+    loop_set_prepare(b->loop, broker_prepare, b);
+    loop_timer(b->loop, TICK_MS, broker_tick, b);
+    broker_connect(b->loop, b);
+}
+
+int broker_start(struct broker *b)
+{
+    loop_post(b->loop, start_on_thread, b);
+    if (pthread_create(&b->thread, NULL, broker_thread, b) != 0)
+        return -1;
+    b->thread_started = true;
+    return 0;
+}
+
+static void stop_on_thread(void *arg)
+{
+    struct broker *b = arg;
+    b->stopping = true;
+    if (b->conn) {
+        log_info(b->label, "closing the broker connection");
+        drop_connection(b, true, "shutting down");
+    }
+    broker_set_desc(b, "stopped");
+    loop_stop(b->loop);
+}
+
+void broker_stop(struct broker *b)
+{
+    if (!b->thread_started)
+        return;
+    loop_post(b->loop, stop_on_thread, b);
+    pthread_join(b->thread, NULL);
+    b->thread_started = false;
+}
+
+/* ---- one-shot connections (check --connect, replay) -------------------------- */
+
+int broker_connect_once(const struct broker_config *cfg, const char *system_name, const char *label,
+                        amqp_connection_state_t *out, char **vhost, char **where, char *err,
+                        size_t errlen)
+{
+    struct buf tried = {0};
+    char *name = xasprintf("amqp-sidecar/%s/%s", system_name, label);
+    for (size_t i = 0; i < cfg->urls.n; i++) {
+        struct broker_url u;
+        if (broker_url_parse(cfg->urls.v[i], &u, err, errlen) != 0)
+            break;
+        char *display = broker_url_display(&u);
+        char why[1024];
+        if (open_connection(cfg, &u, name, out, why, sizeof(why)) == 0) {
+            *vhost = xstrdup(u.vhost);
+            *where = display;
+            broker_url_free(&u);
+            buf_free(&tried);
+            free(name);
+            return 0;
+        }
+        buf_printf(&tried, "%s%s: %s", tried.len ? "; " : "", display, why);
+        free(display);
+        broker_url_free(&u);
+    }
+    if (tried.len)
+        snprintf(err, errlen, "no broker reachable: %s", tried.data);
+    buf_free(&tried);
+    free(name);
+    return -1;
+}
+
+void broker_close_once(amqp_connection_state_t conn)
+{
+    close_connection(conn, true);
+}
+
+int broker_probe(const struct broker_config *cfg, const char *system_name,
+                 const struct topology *t, char *err, size_t errlen)
+{
+    amqp_connection_state_t conn;
+    char *vhost, *where;
+    if (broker_connect_once(cfg, system_name, "check", &conn, &vhost, &where, err, errlen) != 0)
+        return -1;
+    /* Only the passive checks: `check` must change nothing on the broker. */
+    struct topology passive = {.checked = t->checked, .n_checked = t->n_checked};
+    bool fatal;
+    int rc = topology_declare(conn, BROKER_CHANNEL, &passive, vhost, &fatal, err, errlen);
+    close_connection(conn, true);
+    if (rc == 0)
+        snprintf(err, errlen, "%s", where);
+    free(vhost);
+    free(where);
+    return rc;
+}

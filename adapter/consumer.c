@@ -1,0 +1,530 @@
+/*
+ * consumer — see consumer.h for the contract.
+ *
+ * Each delivery keeps the rabbitmq-c message it arrived as (`raw`), so a
+ * retry or dead letter republishes the original body and every original
+ * property and header, changing only our three x-sidecar-* headers. Work is
+ * tagged with the connection generation it arrived on: a delivery settled
+ * after a reconnect is simply dropped (the broker redelivers it).
+ */
+#include "consumer.h"
+
+#include "amqp_message.h"
+#include "broker_internal.h"
+#include "log.h"
+#include "loop.h"
+#include "message.h"
+#include "publisher.h"
+#include "route.h"
+#include "topology.h"
+#include "util.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define REASON_MAX 1000
+
+enum circuit_state { CIRCUIT_CLOSED, CIRCUIT_OPEN, CIRCUIT_HALF_OPEN };
+
+struct consumer {
+    struct route *route;
+    struct broker *broker;
+    char *tag;
+    bool consuming;
+    bool draining;
+    atomic_int unsettled;
+    /* circuit breaker */
+    enum circuit_state circuit;
+    int failures;
+    uint64_t circuit_timer;
+    int64_t circuit_until_ms;
+    atomic_llong circuit_until_wall; /* for /readyz, any thread */
+};
+
+struct delivery_impl {
+    struct delivery pub; /* first: consumer_settle casts back */
+    struct consumer *c;
+    amqp_message_t raw;
+    uint64_t tag;
+    uint64_t generation;
+    char *reason; /* the reason carried into the republished copy */
+};
+
+static struct delivery_impl *impl_of(struct delivery *d)
+{
+    return (struct delivery_impl *)d;
+}
+
+struct consumer *consumer_new(struct route *r, struct broker *b)
+{
+    struct consumer *c = xcalloc(1, sizeof(*c));
+    c->route = r;
+    c->broker = b;
+    c->tag = xasprintf("amqp-sidecar/%s", r->name);
+    return c;
+}
+
+void consumer_free(struct consumer *c)
+{
+    if (c == NULL)
+        return;
+    free(c->tag);
+    free(c);
+}
+
+static const char *log_route(const struct consumer *c)
+{
+    return c->route->name;
+}
+
+/* ---- consuming ---------------------------------------------------------------- */
+
+static int start_consuming(struct consumer *c, int prefetch, char *err, size_t errlen)
+{
+    amqp_connection_state_t conn = broker_amqp(c->broker);
+    if (conn == NULL)
+        return -1;
+    amqp_basic_qos(conn, BROKER_CHANNEL, 0, (uint16_t)prefetch, 0);
+    if (amqp_get_rpc_reply(conn).reply_type != AMQP_RESPONSE_NORMAL) {
+        snprintf(err, errlen, "setting prefetch %d failed", prefetch);
+        return -1;
+    }
+    amqp_basic_consume(conn, BROKER_CHANNEL, amqp_cstring_bytes(c->route->queue),
+                       amqp_cstring_bytes(c->tag), 0, 0, 0, amqp_empty_table);
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(conn);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        snprintf(err, errlen, "consuming queue \"%s\" failed", c->route->queue);
+        return -1;
+    }
+    c->consuming = true;
+    broker_kick(c->broker);
+    return 0;
+}
+
+static void stop_consuming(struct consumer *c)
+{
+    amqp_connection_state_t conn = broker_amqp(c->broker);
+    if (conn == NULL || !c->consuming)
+        return;
+    c->consuming = false;
+    amqp_basic_cancel(conn, BROKER_CHANNEL, amqp_cstring_bytes(c->tag));
+    if (amqp_get_rpc_reply(conn).reply_type != AMQP_RESPONSE_NORMAL)
+        broker_fail(c->broker, "cancelling the consumer failed");
+    else
+        broker_kick(c->broker);
+}
+
+static int prefetch_of(const struct consumer *c)
+{
+    if (c->circuit == CIRCUIT_HALF_OPEN || c->route->ordered)
+        return 1;
+    return c->route->concurrency;
+}
+
+int consumer_on_open(struct consumer *c, char *err, size_t errlen)
+{
+    c->consuming = false;
+    if (c->draining || c->circuit == CIRCUIT_OPEN)
+        return 0;
+    return start_consuming(c, prefetch_of(c), err, errlen);
+}
+
+void consumer_on_lost(struct consumer *c)
+{
+    c->consuming = false;
+}
+
+void consumer_on_cancel(struct consumer *c, bool by_server)
+{
+    if (!by_server)
+        return;
+    c->consuming = false;
+    log_warn(log_route(c),
+             "the broker cancelled our consumer (queue \"%s\" deleted?); reconnecting to "
+             "redeclare it",
+             c->route->queue);
+    broker_fail(c->broker, "consumer cancelled by the broker");
+}
+
+void consumer_drain(struct consumer *c)
+{
+    c->draining = true;
+    if (c->circuit_timer) {
+        loop_timer_cancel(broker_loop(c->broker), c->circuit_timer);
+        c->circuit_timer = 0;
+    }
+    stop_consuming(c);
+}
+
+bool consumer_busy(const struct consumer *c)
+{
+    return atomic_load(&((struct consumer *)c)->unsettled) > 0;
+}
+
+bool consumer_ready(const struct consumer *c, struct buf *detail)
+{
+    long long until = atomic_load(&((struct consumer *)c)->circuit_until_wall);
+    if (until == 0)
+        return true;
+    if (detail)
+        buf_printf(detail, "circuit open: the legacy side kept failing; next probe in %llds",
+                   until - (long long)time(NULL) > 0 ? until - (long long)time(NULL) : 0);
+    return false;
+}
+
+/* ---- circuit breaker ------------------------------------------------------------ */
+
+static void circuit_set(struct consumer *c, enum circuit_state state)
+{
+    c->circuit = state;
+    atomic_store(&c->route->metrics.circuit, (int)state);
+}
+
+static void circuit_half_open(struct loop *loop, void *arg)
+{
+    struct consumer *c = arg;
+    c->circuit_timer = 0;
+    if (c->draining)
+        return;
+    circuit_set(c, CIRCUIT_HALF_OPEN);
+    log_info(log_route(c), "circuit half-open: letting one probe delivery through");
+    char err[256];
+    if (broker_amqp(c->broker) && start_consuming(c, 1, err, sizeof(err)) != 0)
+        broker_fail(c->broker, err);
+}
+
+static void circuit_open(struct consumer *c)
+{
+    circuit_set(c, CIRCUIT_OPEN);
+    double cooldown = c->route->circuit_cooldown;
+    log_warn(log_route(c),
+             "circuit open after %d consecutive failures: pausing deliveries for %.1fs "
+             "(messages wait in \"%s\")",
+             c->failures, cooldown, c->route->queue);
+    atomic_store(&c->circuit_until_wall, (long long)time(NULL) + (long long)cooldown + 1);
+    stop_consuming(c);
+    c->circuit_timer =
+        loop_timer(broker_loop(c->broker), (int64_t)(cooldown * 1000), circuit_half_open, c);
+}
+
+static void circuit_close(struct consumer *c)
+{
+    log_info(log_route(c), "circuit closed: the legacy side answers again");
+    circuit_set(c, CIRCUIT_CLOSED);
+    atomic_store(&c->circuit_until_wall, 0);
+    c->failures = 0;
+    stop_consuming(c);
+    char err[256];
+    if (!c->draining && broker_amqp(c->broker) &&
+        start_consuming(c, prefetch_of(c), err, sizeof(err)) != 0)
+        broker_fail(c->broker, err);
+}
+
+/* Feeds one outcome to the breaker. */
+static void circuit_record(struct consumer *c, enum outcome outcome)
+{
+    if (c->route->circuit_failures <= 0)
+        return;
+    if (outcome != OUTCOME_RETRY) {
+        c->failures = 0;
+        if (c->circuit == CIRCUIT_HALF_OPEN)
+            circuit_close(c);
+        return;
+    }
+    c->failures++;
+    if (c->circuit == CIRCUIT_HALF_OPEN ||
+        (c->circuit == CIRCUIT_CLOSED && c->failures >= c->route->circuit_failures))
+        circuit_open(c);
+}
+
+/* ---- deliveries ----------------------------------------------------------------- */
+
+static bool key_is(amqp_bytes_t k, const char *s)
+{
+    return k.len == strlen(s) && memcmp(k.bytes, s, k.len) == 0;
+}
+
+static struct message *message_from_delivery(const amqp_message_t *raw,
+                                             const amqp_basic_deliver_t *d)
+{
+    struct message *m = amqp_message_convert(raw);
+    m->exchange = xstrndup(d->exchange.bytes ? d->exchange.bytes : "", d->exchange.len);
+    m->routing_key = xstrndup(d->routing_key.bytes ? d->routing_key.bytes : "", d->routing_key.len);
+    return m;
+}
+
+static int attempts_of(const struct message *m)
+{
+    const char *v = message_header(m, "x-sidecar-attempts");
+    if (v == NULL)
+        return 0;
+    long n = strtol(v, NULL, 10);
+    return n < 0 ? 0 : n > 1000000 ? 1000000 : (int)n;
+}
+
+static void delivery_free(struct delivery_impl *di)
+{
+    atomic_fetch_sub(&di->c->unsettled, 1);
+    atomic_fetch_sub(&di->c->route->metrics.inflight, 1);
+    amqp_destroy_message(&di->raw);
+    message_free(di->pub.msg);
+    free(di->reason);
+    free(di);
+}
+
+/* True when d's connection is gone: it will be redelivered, so just forget it. */
+static bool stale(const struct delivery_impl *di)
+{
+    return broker_amqp(di->c->broker) == NULL ||
+           broker_generation(di->c->broker) != di->generation;
+}
+
+static void ack(struct delivery_impl *di)
+{
+    if (!stale(di))
+        amqp_basic_ack(broker_amqp(di->c->broker), BROKER_CHANNEL, di->tag, 0);
+    delivery_free(di);
+}
+
+static void requeue(struct delivery_impl *di)
+{
+    if (!stale(di))
+        amqp_basic_nack(broker_amqp(di->c->broker), BROKER_CHANNEL, di->tag, 0, 1);
+    delivery_free(di);
+}
+
+void consumer_on_deliver(struct consumer *c, const amqp_basic_deliver_t *d, amqp_message_t *msg)
+{
+    struct delivery_impl *di = xcalloc(1, sizeof(*di));
+    di->c = c;
+    di->raw = *msg; /* we own its pool and body now */
+    di->tag = d->delivery_tag;
+    di->generation = broker_generation(c->broker);
+    di->pub.msg = message_from_delivery(msg, d);
+    di->pub.attempts = attempts_of(di->pub.msg);
+    di->pub.redelivered = d->redelivered;
+    atomic_fetch_add(&c->unsettled, 1);
+    atomic_fetch_add(&c->route->metrics.inflight, 1);
+
+    if (c->draining || c->circuit == CIRCUIT_OPEN) {
+        /* Sent before our cancel reached the broker: back to the queue, no attempt used. */
+        requeue(di);
+        return;
+    }
+    metric_inc(c->route->metrics.received);
+    c->route->kind->deliver(c->route, &di->pub);
+}
+
+/* ---- settling ---------------------------------------------------------------------- */
+
+size_t consumer_retry_step(const double *delays, size_t n, int attempts, double retry_after)
+{
+    if (attempts < 1 || (size_t)attempts > n)
+        return 0;
+    size_t step = (size_t)attempts;
+    if (retry_after > delays[step - 1]) {
+        /* The legacy side asked for longer: the first later step that waits long enough. */
+        while (step < n && delays[step - 1] < retry_after)
+            step++;
+    }
+    return step;
+}
+
+/* Publishes di's original message with our headers set; done decides the ack. */
+static int republish(struct delivery_impl *di, const char *exchange, const char *key,
+                     int attempts, publish_raw_done_fn done)
+{
+    amqp_basic_properties_t props = di->raw.properties;
+    const amqp_table_t *old = &di->raw.properties.headers;
+    int n_old = (props._flags & AMQP_BASIC_HEADERS_FLAG) ? old->num_entries : 0;
+    amqp_table_entry_t *e = xcalloc((size_t)n_old + 3, sizeof(*e));
+    int n = 0;
+    for (int i = 0; i < n_old; i++) {
+        amqp_bytes_t k = old->entries[i].key;
+        if (!key_is(k, "x-sidecar-error") && !key_is(k, "x-sidecar-attempts") &&
+            !key_is(k, "x-sidecar-route"))
+            e[n++] = old->entries[i];
+    }
+    e[n++] = (amqp_table_entry_t){
+        amqp_cstring_bytes("x-sidecar-error"),
+        {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(di->reason)}};
+    e[n++] = (amqp_table_entry_t){amqp_cstring_bytes("x-sidecar-attempts"),
+                                  {.kind = AMQP_FIELD_KIND_I64, .value.i64 = attempts}};
+    e[n++] = (amqp_table_entry_t){
+        amqp_cstring_bytes("x-sidecar-route"),
+        {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(di->c->route->name)}};
+    props._flags |= AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
+    props.delivery_mode = AMQP_DELIVERY_PERSISTENT;
+    props.headers = (amqp_table_t){.num_entries = n, .entries = e};
+    int rc = publisher_publish_raw(broker_publisher(di->c->broker), exchange, key, &props,
+                                   di->raw.body, done, di);
+    free(e);
+    return rc;
+}
+
+static void log_delivery(enum log_level level, const struct delivery_impl *di, const char *fmt,
+                         ...) __attribute__((format(printf, 3, 4)));
+
+static void log_delivery(enum log_level level, const struct delivery_impl *di, const char *fmt,
+                         ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_eventv(level,
+               &(struct log_ctx){.route = di->c->route->name,
+                                 .message_id = di->pub.msg->message_id,
+                                 .correlation_id = di->pub.msg->correlation_id},
+               fmt, ap);
+    va_end(ap);
+}
+
+/* After the copy in a retry queue or the DLQ was confirmed (or not). */
+static void copied(void *arg, enum publish_status status, const char *detail)
+{
+    struct delivery_impl *di = arg;
+    if (status == PUBLISH_OK) {
+        ack(di);
+        return;
+    }
+    log_delivery(LOG_ERROR, di,
+                 "could not store the message for retry/dead-lettering (%s); leaving it in the "
+                 "queue to try again",
+                 detail ? detail : publish_status_name(status));
+    requeue(di);
+}
+
+static void dead_letter(struct delivery_impl *di, int attempts, enum dead_reason why)
+{
+    struct route *r = di->c->route;
+    metric_inc(r->metrics.dead[why]);
+    log_delivery(LOG_WARN, di, "dead-lettered to %s after %d attempt(s): %s", r->dlq, attempts,
+                 di->reason);
+    if (republish(di, r->dlx, r->dlq_key, attempts, copied) != 0)
+        copied(di, PUBLISH_UNAVAILABLE, "broker connection down");
+}
+
+static void retry_in_place(struct loop *loop, void *arg);
+
+static void retry(struct delivery_impl *di, int attempts, double retry_after)
+{
+    struct route *r = di->c->route;
+    size_t step = consumer_retry_step(r->retry_delays.v, r->retry_delays.n, attempts, retry_after);
+    if (step == 0) {
+        char *why = xasprintf("gave up after %d attempts: %s", attempts, di->reason);
+        free(di->reason);
+        di->reason = why;
+        dead_letter(di, attempts, DEAD_EXHAUSTED);
+        return;
+    }
+    metric_inc(r->metrics.retries);
+    double delay = r->retry_delays.v[step - 1];
+    if (r->ordered) {
+        /* Strict order: the line waits for this message. */
+        log_delivery(LOG_INFO, di, "attempt %d failed (%s); retrying in %.1fs, holding the line",
+                     attempts, di->reason, delay > retry_after ? delay : retry_after);
+        di->pub.attempts = attempts;
+        double wait = delay > retry_after ? delay : retry_after;
+        loop_timer(broker_loop(di->c->broker), (int64_t)(wait * 1000), retry_in_place, di);
+        return;
+    }
+    char *queue = topology_retry_queue(r->queue, step);
+    log_delivery(LOG_INFO, di, "attempt %d failed (%s); retrying in %.1fs via %s", attempts,
+                 di->reason, delay, queue);
+    if (republish(di, "", queue, attempts, copied) != 0)
+        copied(di, PUBLISH_UNAVAILABLE, "broker connection down");
+    free(queue);
+}
+
+static void retry_in_place(struct loop *loop, void *arg)
+{
+    struct delivery_impl *di = arg;
+    if (stale(di) || di->c->draining) {
+        requeue(di);
+        return;
+    }
+    di->c->route->kind->deliver(di->c->route, &di->pub);
+}
+
+static void replied(void *arg, enum publish_status status, const char *detail)
+{
+    struct delivery_impl *di = arg;
+    if (status != PUBLISH_OK)
+        log_delivery(LOG_WARN, di, "reply to %s not delivered (%s)", di->pub.msg->reply_to,
+                     detail ? detail : publish_status_name(status));
+    ack(di);
+}
+
+static void send_reply(struct delivery_impl *di, struct message *reply)
+{
+    amqp_table_entry_t *e = xcalloc(reply->n_headers + 1, sizeof(*e));
+    for (size_t i = 0; i < reply->n_headers; i++)
+        e[i] = (amqp_table_entry_t){
+            amqp_cstring_bytes(reply->headers[i].name),
+            {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(reply->headers[i].value)}};
+    amqp_basic_properties_t props = {0};
+    props._flags = AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
+    props.delivery_mode = AMQP_DELIVERY_PERSISTENT;
+    props.headers = (amqp_table_t){.num_entries = (int)reply->n_headers, .entries = e};
+    if (reply->content_type) {
+        props._flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
+        props.content_type = amqp_cstring_bytes(reply->content_type);
+    }
+    const char *corr = di->pub.msg->correlation_id;
+    if (corr) {
+        props._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
+        props.correlation_id = amqp_cstring_bytes(corr);
+    }
+    if (di->pub.msg->message_id) {
+        props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
+        props.message_id = amqp_cstring_bytes(di->pub.msg->message_id);
+    }
+    props._flags |= AMQP_BASIC_APP_ID_FLAG;
+    props.app_id = amqp_cstring_bytes(di->c->route->app_id);
+    amqp_bytes_t body = {.len = reply->body_len, .bytes = reply->body};
+    int rc = publisher_publish_raw(broker_publisher(di->c->broker), "", di->pub.msg->reply_to,
+                                   &props, body, replied, di);
+    free(e);
+    message_free(reply);
+    if (rc != 0)
+        replied(di, PUBLISH_UNAVAILABLE, "broker connection down");
+}
+
+void consumer_settle(struct delivery *d, const struct settle *s)
+{
+    struct delivery_impl *di = impl_of(d);
+    struct consumer *c = di->c;
+    circuit_record(c, s->outcome);
+    if (stale(di)) {
+        log_delivery(LOG_INFO, di,
+                     "broker connection was reset meanwhile; the broker will redeliver it");
+        message_free(s->reply);
+        delivery_free(di);
+        return;
+    }
+    int attempts = d->attempts + s->calls;
+    if (s->outcome != OUTCOME_ACK) {
+        const char *reason = s->reason ? s->reason : "unknown error";
+        size_t len = strlen(reason);
+        di->reason = xstrndup(reason, len < REASON_MAX ? len : REASON_MAX);
+    }
+    switch (s->outcome) {
+    case OUTCOME_ACK:
+        metric_inc(c->route->metrics.delivered);
+        if (s->reply && d->msg->reply_to) {
+            send_reply(di, s->reply);
+            return;
+        }
+        message_free(s->reply);
+        ack(di);
+        return;
+    case OUTCOME_RETRY:
+        retry(di, attempts, s->retry_after);
+        return;
+    case OUTCOME_DEAD:
+        dead_letter(di, attempts, s->dead_reason);
+        return;
+    }
+}

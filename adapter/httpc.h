@@ -1,0 +1,58 @@
+/*
+ * httpc — the shared HTTP client: one libcurl multi handle driven by one
+ * loop (one thread), for http and soap outbound routes and poll routes.
+ *
+ * Many transfers run at once on the loop's thread; each ends with exactly
+ * one callback on that thread, carrying either an HTTP status (any status,
+ * 5xx included) or a transport error (status 0: refused, timed out, DNS…).
+ * Keep-alive connections are reused across transfers.
+ */
+#ifndef SIDECAR_HTTPC_H
+#define SIDECAR_HTTPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct header;
+struct httpc;
+struct loop;
+
+struct httpc_request {
+    const char *method; /* "GET", "POST", … */
+    const char *url;
+    const struct header *headers; /* "Name: value" pairs; copied */
+    size_t n_headers;
+    const char *body; /* copied */
+    size_t body_len;
+    double timeout;         /* seconds for the whole transfer */
+    double connect_timeout; /* seconds; 0 = min(timeout, 10) */
+    size_t max_response;    /* bytes kept of the body; 0 = 16 MiB; the rest is dropped */
+};
+
+struct httpc_response {
+    long status;       /* HTTP status, or 0 when there was no response */
+    const char *error; /* transport error text when status is 0 */
+    bool timed_out;
+    const char *body; /* valid during the callback only */
+    size_t body_len;
+    bool truncated;
+    const char *content_type; /* NULL if none */
+    const char *etag;         /* NULL if none */
+    double retry_after;       /* seconds asked by Retry-After (delta or date); 0 if none */
+    double seconds;           /* total time */
+};
+
+typedef void (*httpc_done_fn)(void *arg, const struct httpc_response *resp);
+
+struct httpc *httpc_new(struct loop *loop);
+/* Aborts what is running without calling back. Loop thread. */
+void httpc_free(struct httpc *c);
+
+/* Loop thread. 0 when started (done will run), -1 if curl refused it. */
+int httpc_start(struct httpc *c, const struct httpc_request *req, httpc_done_fn done, void *arg);
+size_t httpc_active(const struct httpc *c);
+
+/* Parses a Retry-After value (seconds or an HTTP date) relative to now. */
+double httpc_parse_retry_after(const char *value);
+
+#endif

@@ -1,0 +1,413 @@
+/*
+ * httpd — libmicrohttpd glue (see httpd.h).
+ *
+ * MHD calls the access handler several times per request: once with the
+ * headers, then with body chunks, then with none. We check the route, the
+ * header count and Content-Length on the first call, gather the body
+ * (bounded) on the next ones, and dispatch on the last. A response can only
+ * be queued from inside the access handler, so an answer that comes later,
+ * from another thread, is stored and the connection resumed; MHD then calls
+ * the handler again and we queue it. `state` (under the request's lock)
+ * settles the race between the handler returning and the answer arriving.
+ */
+#include "httpd.h"
+
+#include "config.h"
+#include "log.h"
+#include "message.h"
+#include "util.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_HEADERS 100
+#define THREADS 2
+#define CONNECTION_LIMIT 4096
+#define IDLE_TIMEOUT_S 60
+#define MEMORY_LIMIT (64 * 1024) /* per connection: bounds request line + headers */
+
+struct http_route {
+    char *path;
+    bool prefix;
+    size_t max_body;
+    http_handler_fn fn;
+    void *arg;
+};
+
+struct http_server {
+    char *listen;
+    struct sockaddr_storage addr;
+    struct MHD_Daemon *daemon;
+    struct http_route *routes;
+    size_t n_routes;
+    atomic_size_t active;
+};
+
+enum req_state { REQ_READING, REQ_HANDLING, REQ_SUSPENDED, REQ_ANSWERED };
+
+struct http_request {
+    struct http_server *server;
+    struct MHD_Connection *conn;
+    const struct http_route *route;
+    char *method;
+    char *path;
+    struct buf body;
+    bool too_large;
+    pthread_mutex_t lock;
+    enum req_state state;
+    struct MHD_Response *response;
+    int status;
+};
+
+/* ---- server ------------------------------------------------------------------ */
+
+static int parse_addr(const char *listen, struct sockaddr_storage *out, char *err, size_t errlen)
+{
+    char host[256];
+    int port;
+    if (config_parse_listen(listen, host, sizeof(host), &port) != 0) {
+        snprintf(err, errlen, "listen address \"%s\" is not host:port", listen);
+        return -1;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE};
+    struct addrinfo *res = NULL;
+    char service[16];
+    snprintf(service, sizeof(service), "%d", port);
+    int rc = getaddrinfo(host, service, &hints, &res);
+    if (rc != 0 || res == NULL) {
+        snprintf(err, errlen, "cannot resolve listen host \"%s\": %s", host, gai_strerror(rc));
+        return -1;
+    }
+    memcpy(out, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    return 0;
+}
+
+struct http_server *http_server_new(const char *listen, char *err, size_t errlen)
+{
+    struct http_server *s = xcalloc(1, sizeof(*s));
+    if (parse_addr(listen, &s->addr, err, errlen) != 0) {
+        free(s);
+        return NULL;
+    }
+    s->listen = xstrdup(listen);
+    return s;
+}
+
+const char *http_server_listen(const struct http_server *s)
+{
+    return s->listen;
+}
+
+int http_server_route(struct http_server *s, const char *path, size_t max_body, http_handler_fn fn,
+                      void *arg)
+{
+    for (size_t i = 0; i < s->n_routes; i++)
+        if (strcmp(s->routes[i].path, path) == 0)
+            return -1;
+    s->routes = xrealloc(s->routes, (s->n_routes + 1) * sizeof(*s->routes));
+    size_t len = strlen(path);
+    bool prefix = len > 0 && path[len - 1] == '*';
+    s->routes[s->n_routes++] = (struct http_route){
+        .path = prefix ? xstrndup(path, len - 1) : xstrdup(path),
+        .prefix = prefix,
+        .max_body = max_body,
+        .fn = fn,
+        .arg = arg,
+    };
+    return 0;
+}
+
+static const struct http_route *route_for(const struct http_server *s, const char *path)
+{
+    for (size_t i = 0; i < s->n_routes; i++) {
+        const struct http_route *r = &s->routes[i];
+        if (r->prefix ? strncmp(path, r->path, strlen(r->path)) == 0 : strcmp(path, r->path) == 0)
+            return r;
+    }
+    return NULL;
+}
+
+size_t http_server_active(const struct http_server *s)
+{
+    return atomic_load(&((struct http_server *)s)->active);
+}
+
+/* ---- requests ------------------------------------------------------------------ */
+
+const char *http_request_method(const struct http_request *req)
+{
+    return req->method;
+}
+
+const char *http_request_path(const struct http_request *req)
+{
+    return req->path;
+}
+
+const char *http_request_header(const struct http_request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *http_request_query(const struct http_request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+static enum MHD_Result count_value(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    (*(int *)cls)++;
+    return MHD_YES;
+}
+
+bool http_request_has_query(const struct http_request *req)
+{
+    int n = 0;
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, count_value, &n);
+    return n > 0;
+}
+
+const char *http_request_body(const struct http_request *req, size_t *len)
+{
+    *len = req->body.len;
+    return req->body.data ? req->body.data : "";
+}
+
+static void request_free(struct http_request *req)
+{
+    if (req->response)
+        MHD_destroy_response(req->response);
+    pthread_mutex_destroy(&req->lock);
+    buf_free(&req->body);
+    free(req->method);
+    free(req->path);
+    free(req);
+}
+
+void http_respond_headers(struct http_request *req, int status, const char *content_type,
+                          const char *body, size_t len, const struct header *headers,
+                          size_t n_headers)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, (void *)(body ? body : ""), MHD_RESPMEM_MUST_COPY);
+    if (content_type)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    for (size_t i = 0; i < n_headers; i++)
+        MHD_add_response_header(resp, headers[i].name, headers[i].value);
+
+    pthread_mutex_lock(&req->lock);
+    if (req->state == REQ_ANSWERED || req->response != NULL) {
+        pthread_mutex_unlock(&req->lock);
+        MHD_destroy_response(resp);
+        log_error(NULL, "bug: HTTP request answered twice (status %d)", status);
+        return;
+    }
+    req->response = resp;
+    req->status = status;
+    bool resume = req->state == REQ_SUSPENDED;
+    if (resume)
+        req->state = REQ_ANSWERED;
+    /* Resume under the lock: the handler thread may be about to suspend. */
+    if (resume)
+        MHD_resume_connection(req->conn);
+    pthread_mutex_unlock(&req->lock);
+}
+
+void http_respond(struct http_request *req, int status, const char *content_type,
+                  const char *body, size_t len)
+{
+    http_respond_headers(req, status, content_type, body, len, NULL, 0);
+}
+
+void http_respond_error(struct http_request *req, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char msg[1024];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    struct buf body = {0};
+    buf_puts(&body, "{\"error\":\"");
+    for (const char *p = msg; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '"' || c == '\\')
+            buf_printf(&body, "\\%c", c);
+        else if (c < 0x20)
+            buf_printf(&body, "\\u%04x", c);
+        else
+            buf_append(&body, p, 1);
+    }
+    buf_puts(&body, "\"}\n");
+    http_respond(req, status, "application/json", body.data, body.len);
+    buf_free(&body);
+}
+
+/* Queues a response made by the server itself (404, 413, 431). */
+static enum MHD_Result answer_now(struct MHD_Connection *conn, int status, const char *text)
+{
+    char body[256];
+    int n = snprintf(body, sizeof(body), "{\"error\":\"%s\"}\n", text);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    enum MHD_Result rc = MHD_queue_response(conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    return rc;
+}
+
+static enum MHD_Result queue_stored(struct http_request *req)
+{
+    enum MHD_Result rc = MHD_queue_response(req->conn, (unsigned)req->status, req->response);
+    MHD_destroy_response(req->response);
+    req->response = NULL;
+    return rc;
+}
+
+static enum MHD_Result first_call(struct http_server *s, struct MHD_Connection *conn,
+                                  const char *url, const char *method, void **con_cls)
+{
+    const struct http_route *route = route_for(s, url);
+    if (route == NULL)
+        return answer_now(conn, 404, "no route here");
+    int headers = 0;
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_value, &headers);
+    if (headers > MAX_HEADERS)
+        return answer_now(conn, 431, "too many request headers");
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    if (cl && strtoull(cl, NULL, 10) > route->max_body)
+        return answer_now(conn, 413, "request body too large");
+
+    struct http_request *req = xcalloc(1, sizeof(*req));
+    req->server = s;
+    req->conn = conn;
+    req->route = route;
+    req->method = xstrdup(method);
+    req->path = xstrdup(url);
+    pthread_mutex_init(&req->lock, NULL);
+    *con_cls = req;
+    return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    struct http_server *s = cls;
+    struct http_request *req = *con_cls;
+    if (req == NULL)
+        return first_call(s, conn, url, method, con_cls);
+
+    if (req->state == REQ_READING && *upload_data_size > 0) {
+        if (req->body.len + *upload_data_size > req->route->max_body)
+            req->too_large = true;
+        else
+            buf_append(&req->body, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+
+    if (req->state == REQ_READING) {
+        if (req->too_large)
+            return answer_now(conn, 413, "request body too large");
+        req->state = REQ_HANDLING;
+        atomic_fetch_add(&s->active, 1);
+        req->route->fn(req, req->route->arg);
+        pthread_mutex_lock(&req->lock);
+        if (req->response != NULL) {
+            req->state = REQ_ANSWERED;
+            pthread_mutex_unlock(&req->lock);
+            atomic_fetch_sub(&s->active, 1);
+            return queue_stored(req);
+        }
+        req->state = REQ_SUSPENDED;
+        MHD_suspend_connection(conn);
+        pthread_mutex_unlock(&req->lock);
+        return MHD_YES;
+    }
+
+    /* Resumed: the answer is stored. */
+    pthread_mutex_lock(&req->lock);
+    bool ready = req->response != NULL;
+    pthread_mutex_unlock(&req->lock);
+    if (!ready)
+        return MHD_YES;
+    atomic_fetch_sub(&s->active, 1);
+    return queue_stored(req);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct http_request *req = *con_cls;
+    if (req == NULL)
+        return;
+    *con_cls = NULL;
+    request_free(req);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    str_trim_right(msg);
+    log_warn(NULL, "http server %s: %s", ((struct http_server *)cls)->listen, msg);
+}
+
+int http_server_start(struct http_server *s, char *err, size_t errlen)
+{
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
+    if (s->addr.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    int port = ntohs(s->addr.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&s->addr)->sin6_port
+                                                   : ((struct sockaddr_in *)&s->addr)->sin_port);
+    s->daemon = MHD_start_daemon(
+        flags, (uint16_t)port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
+        s, MHD_OPTION_SOCK_ADDR, &s->addr,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)THREADS, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT_S,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)MEMORY_LIMIT, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, s, MHD_OPTION_END);
+    if (s->daemon == NULL) {
+        snprintf(err, errlen,
+                 "cannot listen on %s (is the port in use by another process, or the address "
+                 "not local?)",
+                 s->listen);
+        return -1;
+    }
+    return 0;
+}
+
+void http_server_quiesce(struct http_server *s)
+{
+    if (s->daemon) {
+        MHD_socket fd = MHD_quiesce_daemon(s->daemon);
+        if (fd != MHD_INVALID_SOCKET)
+            close(fd);
+    }
+}
+
+void http_server_free(struct http_server *s)
+{
+    if (s == NULL)
+        return;
+    if (s->daemon)
+        MHD_stop_daemon(s->daemon);
+    for (size_t i = 0; i < s->n_routes; i++)
+        free(s->routes[i].path);
+    free(s->routes);
+    free(s->listen);
+    free(s);
+}

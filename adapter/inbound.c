@@ -1,0 +1,125 @@
+/*
+ * inbound — see inbound.h.
+ */
+#include "inbound.h"
+
+#include "message.h"
+#include "route.h"
+#include "util.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define ID_MAX 255
+
+struct message *inbound_message(const struct route *r, char *body, size_t len,
+                                const char *content_type, const struct inbound_ids *ids)
+{
+    struct message *m = message_new();
+    message_take_body(m, body, len);
+    m->exchange = xstrdup(r->exchange);
+    m->content_type = xstrdup(content_type);
+    char uuid[37];
+    if (ids && ids->message_id) {
+        m->message_id = xstrdup(ids->message_id);
+    } else {
+        uuid_v4(uuid);
+        m->message_id = xstrdup(uuid);
+    }
+    if (ids && ids->correlation_id) {
+        m->correlation_id = xstrdup(ids->correlation_id);
+    } else {
+        uuid_v4(uuid);
+        m->correlation_id = xstrdup(uuid);
+    }
+    if (ids && ids->traceparent)
+        message_set_header(m, "traceparent", ids->traceparent);
+    m->timestamp = (int64_t)time(NULL);
+    return m;
+}
+
+int inbound_publish(struct route *r, struct message *m, bool rpc, double rpc_timeout,
+                    publish_done_fn done, void *arg, const char **why)
+{
+    struct publish_options opt = {.route = r, .rpc = rpc, .rpc_timeout = rpc_timeout};
+    return publisher_submit(r->publisher, m, &opt, done, arg, why);
+}
+
+const char *inbound_json_path(json_t *root, const char *path, char *out, size_t n, char *why,
+                              size_t whylen)
+{
+    json_t *v = root;
+    const char *p = path;
+    while (v != NULL && *p) {
+        size_t len = strcspn(p, ".");
+        char key[256];
+        if (len >= sizeof(key)) {
+            snprintf(why, whylen, "field name too long");
+            return NULL;
+        }
+        memcpy(key, p, len);
+        key[len] = '\0';
+        if (json_is_array(v)) {
+            char *end;
+            long i = strtol(key, &end, 10);
+            v = (*end == '\0' && i >= 0) ? json_array_get(v, (size_t)i) : NULL;
+        } else {
+            v = json_is_object(v) ? json_object_get(v, key) : NULL;
+        }
+        p += len;
+        if (*p == '.')
+            p++;
+    }
+    if (v == NULL) {
+        snprintf(why, whylen, "the body has no field \"%s\"", path);
+        return NULL;
+    }
+    if (json_is_string(v))
+        snprintf(out, n, "%s", json_string_value(v));
+    else if (json_is_integer(v))
+        snprintf(out, n, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    else if (json_is_real(v))
+        snprintf(out, n, "%.17g", json_real_value(v));
+    else if (json_is_boolean(v))
+        snprintf(out, n, "%s", json_is_true(v) ? "true" : "false");
+    else {
+        snprintf(why, whylen, "field \"%s\" is not a string, number or boolean", path);
+        return NULL;
+    }
+    return out;
+}
+
+bool inbound_id_acceptable(const char *id)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n > ID_MAX)
+        return false;
+    for (const char *p = id; *p; p++)
+        if (!isprint((unsigned char)*p))
+            return false;
+    return true;
+}
+
+bool inbound_media_type_is(const char *content_type, const char *want)
+{
+    if (content_type == NULL)
+        return false;
+    while (*content_type == ' ')
+        content_type++;
+    size_t len = strcspn(content_type, "; ");
+    return strlen(want) == len && strncasecmp(content_type, want, len) == 0;
+}
+
+bool inbound_is_json(const char *content_type)
+{
+    if (content_type == NULL)
+        return false;
+    size_t len = strcspn(content_type, "; ");
+    if (inbound_media_type_is(content_type, "application/json"))
+        return true;
+    return len >= 5 && strncasecmp(content_type + len - 5, "+json", 5) == 0;
+}

@@ -1,0 +1,45 @@
+/*
+ * inbound — what every inbound kind does the same way: build the message
+ * DESIGN.md specifies (ids, timestamp, app_id, traceparent, pass_headers),
+ * resolve routing-key placeholders, and submit it to the shared publisher.
+ */
+#ifndef SIDECAR_INBOUND_H
+#define SIDECAR_INBOUND_H
+
+#include "publisher.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct message;
+struct route;
+
+struct inbound_ids {
+    const char *message_id;     /* NULL: a new UUID */
+    const char *correlation_id; /* NULL: a new UUID */
+    const char *traceparent;    /* NULL: none */
+};
+
+/* A new message for r: exchange, content type, ids, timestamp; takes body. */
+struct message *inbound_message(const struct route *r, char *body, size_t len,
+                                const char *content_type, const struct inbound_ids *ids);
+
+/* Submits m (taken) for r; counts it. Same contract as publisher_submit. */
+int inbound_publish(struct route *r, struct message *m, bool rpc, double rpc_timeout,
+                    publish_done_fn done, void *arg, const char **why);
+
+/* The text of the scalar at a dotted path ("customer.id") in root into out;
+ * NULL with why when missing or not a scalar. */
+const char *inbound_json_path(json_t *root, const char *path, char *out, size_t n, char *why,
+                              size_t whylen);
+
+/* A message id from a client (Idempotency-Key) is usable if short and printable. */
+bool inbound_id_acceptable(const char *id);
+
+/* Is this media type JSON ("application/json", "…+json"; parameters ignored)? */
+bool inbound_is_json(const char *content_type);
+/* Does content_type's media type equal `want` (case-insensitive, parameters ignored)? */
+bool inbound_media_type_is(const char *content_type, const char *want);
+
+#endif

@@ -1,0 +1,392 @@
+/*
+ * http_in — legacy HTTP → AMQP. A legacy system (or a SaaS webhook) sends a
+ * request; we check method, content type, size and auth, optionally run the
+ * jq transform, build the routing key, and publish. The answer waits for the
+ * broker: 202 {"message_id", "routed"} only after the confirm (routed false
+ * when no binding matched and the message was parked in the route's DLQ),
+ * 503 + Retry-After when the broker is down, blocked or refused it. In rpc
+ * mode the answer is the reply message (status from its x-http-status
+ * header), or 504 after `timeout`.
+ *
+ * Threads: the handler runs on a libmicrohttpd thread and ends by handing the
+ * message to the publisher; `published` runs on the publisher's thread and
+ * answers the (suspended) request.
+ */
+#include "config.h"
+#include "http_auth.h"
+#include "httpd.h"
+#include "inbound.h"
+#include "jq_transform.h"
+#include "log.h"
+#include "message.h"
+#include "publisher.h"
+#include "route.h"
+#include "sidecar.h"
+#include "template.h"
+#include "util.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+struct http_in_opts {
+    char *listen;
+    char *path;
+    char *method;
+    struct strlist content_types;
+    int max_body;
+    char *mode;
+    double timeout;
+    int retry_after;
+    struct http_auth auth;
+};
+
+#define O(field) offsetof(struct http_in_opts, field)
+
+static const struct config_key auth_keys[] = {HTTP_AUTH_KEYS(O(auth)), {0}};
+
+static const struct config_key http_in_keys[] = {
+    {"listen", KEY_LISTEN, O(listen), 0, "127.0.0.1:8080", NULL, 0, 0, NULL,
+     "host:port to listen on (several routes may share one)"},
+    {"path", KEY_STRING, O(path), KEY_REQUIRED, NULL, NULL, 0, 0, NULL,
+     "request path, e.g. \"/orders\""},
+    {"method", KEY_ENUM, O(method), 0, "POST", "POST|PUT|PATCH", 0, 0, NULL,
+     "the accepted method (others get 405)"},
+    {"content_types", KEY_STRINGS, O(content_types), 0, "application/json", NULL, 0, 0, NULL,
+     "accepted media types (others get 415); \"*/*\" accepts any"},
+    {"max_body", KEY_INT, O(max_body), 0, "1048576", NULL, 1, 268435456, NULL,
+     "largest accepted body in bytes (larger gets 413)"},
+    {"mode", KEY_ENUM, O(mode), 0, "event", "event|rpc", 0, 0, NULL,
+     "event: answer 202 once confirmed; rpc: wait for the reply message and return it"},
+    {"timeout", KEY_NUMBER, O(timeout), 0, "30", NULL, 0.01, 3600, NULL,
+     "rpc: seconds to wait for the reply (then 504)"},
+    {"retry_after", KEY_INT, O(retry_after), 0, "5", NULL, 1, 3600, NULL,
+     "seconds in the Retry-After header of 503 answers"},
+    {"auth", KEY_GROUP, 0, 0, NULL, NULL, 0, 0, auth_keys, "request authentication"},
+    {0},
+};
+
+static const char *const placeholders[] = {"json.", "header.", "query.", "path", NULL};
+
+/* One request between the handler and the confirm. */
+struct pending_request {
+    struct route *route;
+    struct http_request *req;
+    char *message_id;
+    char *correlation_id;
+};
+
+static const struct http_in_opts *opts(const struct route *r)
+{
+    return r->opts;
+}
+
+static bool is_rpc(const struct route *r)
+{
+    return strcmp(opts(r)->mode, "rpc") == 0;
+}
+
+/* ---- answering ------------------------------------------------------------------- */
+
+static void refuse(struct route *r, struct http_request *req, int status, const char *log_why,
+                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void refuse(struct route *r, struct http_request *req, int status, const char *log_why,
+                   const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    metric_inc(r->metrics.refused);
+    log_warn(r->name, "%s %s → %d: %s", http_request_method(req), http_request_path(req), status,
+             log_why ? log_why : msg);
+    http_respond_error(req, status, "%s", msg);
+}
+
+static void answer_unavailable(struct route *r, struct http_request *req, const char *why,
+                               const char *message_id)
+{
+    char seconds[16];
+    snprintf(seconds, sizeof(seconds), "%d", opts(r)->retry_after);
+    struct header h = {"Retry-After", seconds};
+    struct buf body = {0};
+    buf_printf(&body, "{\"error\":\"not accepted, try again later: %s\"}\n", why);
+    log_event(LOG_WARN, &(struct log_ctx){.route = r->name, .message_id = message_id},
+              "answered 503: %s", why);
+    http_respond_headers(req, 503, "application/json", body.data, body.len, &h, 1);
+    buf_free(&body);
+}
+
+static void answer_rpc(struct pending_request *p, struct publish_result *res)
+{
+    struct message *reply = res->reply;
+    const char *status_text = message_header(reply, "x-http-status");
+    int status = status_text ? atoi(status_text) : 200;
+    if (status < 100 || status > 599)
+        status = 502;
+    struct header h = {"X-Correlation-ID", p->correlation_id};
+    http_respond_headers(p->req, status,
+                         reply->content_type ? reply->content_type : "application/octet-stream",
+                         reply->body, reply->body_len, &h, 1);
+}
+
+/* Publisher thread: the broker answered (or the connection died). */
+static void published(void *arg, struct publish_result *res)
+{
+    struct pending_request *p = arg;
+    struct route *r = p->route;
+    struct log_ctx ctx = {.route = r->name, .message_id = p->message_id,
+                          .correlation_id = p->correlation_id};
+    struct header h = {"X-Correlation-ID", p->correlation_id};
+    struct buf body = {0};
+    switch (res->status) {
+    case PUBLISH_OK:
+    case PUBLISH_UNROUTABLE:
+        if (is_rpc(r) && res->status == PUBLISH_OK) {
+            log_event(LOG_DEBUG, &ctx, "rpc reply received");
+            answer_rpc(p, res);
+            break;
+        }
+        if (is_rpc(r)) {
+            log_event(LOG_WARN, &ctx, "rpc request unroutable; parked in %s", r->dlq);
+            http_respond_error(p->req, 502, "no service is bound to receive this request");
+            break;
+        }
+        buf_printf(&body, "{\"message_id\":\"%s\",\"correlation_id\":\"%s\",\"routed\":%s}\n",
+                   p->message_id, p->correlation_id,
+                   res->status == PUBLISH_OK ? "true" : "false");
+        log_event(LOG_DEBUG, &ctx, "published (%s)", publish_status_name(res->status));
+        http_respond_headers(p->req, 202, "application/json", body.data, body.len, &h, 1);
+        break;
+    case PUBLISH_RPC_TIMEOUT:
+        log_event(LOG_WARN, &ctx, "answered 504: no reply within %.1fs", opts(r)->timeout);
+        http_respond_error(p->req, 504, "no reply within %.1fs", opts(r)->timeout);
+        break;
+    case PUBLISH_NACKED:
+    case PUBLISH_UNAVAILABLE:
+        answer_unavailable(r, p->req, res->detail ? res->detail : publish_status_name(res->status),
+                           p->message_id);
+        break;
+    }
+    buf_free(&body);
+    free(p->message_id);
+    free(p->correlation_id);
+    free(p);
+}
+
+/* ---- handling a request ------------------------------------------------------------ */
+
+struct key_ctx {
+    struct http_request *req;
+    json_t *json;
+    char buf[512];
+};
+
+static const char *key_lookup(void *arg, const char *name, char *why, size_t whylen)
+{
+    struct key_ctx *k = arg;
+    if (strncmp(name, "header.", 7) == 0)
+        return http_request_header(k->req, name + 7);
+    if (strncmp(name, "query.", 6) == 0)
+        return http_request_query(k->req, name + 6);
+    if (strcmp(name, "path") == 0)
+        return http_request_path(k->req);
+    if (strncmp(name, "json.", 5) == 0) {
+        if (k->json == NULL) {
+            snprintf(why, whylen, "the body is not JSON");
+            return NULL;
+        }
+        return inbound_json_path(k->json, name + 5, k->buf, sizeof(k->buf), why, whylen);
+    }
+    return NULL;
+}
+
+static const char *request_header(void *arg, const char *name)
+{
+    return http_request_header(arg, name);
+}
+
+static bool content_type_ok(const struct http_in_opts *o, const char *ct)
+{
+    for (size_t i = 0; i < o->content_types.n; i++) {
+        const char *want = o->content_types.v[i];
+        if (strcmp(want, "*/*") == 0 || inbound_media_type_is(ct, want))
+            return true;
+    }
+    return false;
+}
+
+static void handle(struct http_request *req, void *arg)
+{
+    struct route *r = arg;
+    const struct http_in_opts *o = opts(r);
+    metric_inc(r->metrics.received);
+
+    if (strcmp(http_request_method(req), o->method) != 0) {
+        struct header h = {"Allow", o->method};
+        metric_inc(r->metrics.refused);
+        http_respond_headers(req, 405, "application/json", "{\"error\":\"method not allowed\"}\n",
+                             31, &h, 1);
+        return;
+    }
+    const char *ct = http_request_header(req, "Content-Type");
+    if (!content_type_ok(o, ct)) {
+        refuse(r, req, 415, NULL, "content type \"%s\" is not accepted here; send %s",
+               ct ? ct : "(none)", o->content_types.v[0]);
+        return;
+    }
+    size_t len;
+    const char *body = http_request_body(req, &len);
+    const char *why = NULL;
+    if (!http_auth_check(&o->auth, request_header, req, body, len, &why)) {
+        refuse(r, req, 401, why, "unauthorized");
+        return;
+    }
+    const char *idem = http_request_header(req, "Idempotency-Key");
+    if (idem && !inbound_id_acceptable(idem)) {
+        refuse(r, req, 400, NULL, "Idempotency-Key must be 1 to 255 printable characters");
+        return;
+    }
+    const char *corr = http_request_header(req, "X-Correlation-ID");
+    if (corr && !inbound_id_acceptable(corr)) {
+        refuse(r, req, 400, NULL, "X-Correlation-ID must be 1 to 255 printable characters");
+        return;
+    }
+
+    /* JSON is checked whenever it will be looked into: by a transform or the routing key. */
+    bool json_body = inbound_is_json(ct);
+    bool needs_json = r->transform != NULL || strstr(r->routing_key, "{json.") != NULL;
+    json_t *json = NULL;
+    if (json_body && needs_json) {
+        json_error_t jerr;
+        json = json_loadb(body, len, JSON_DECODE_ANY, &jerr);
+        if (json == NULL) {
+            refuse(r, req, 400, NULL, "body is not valid JSON: %s at line %d, column %d",
+                   jerr.text, jerr.line, jerr.column);
+            return;
+        }
+    }
+    char *payload;
+    size_t payload_len;
+    if (r->transform != NULL) {
+        char err[1024];
+        if (!json_body) {
+            refuse(r, req, 415, NULL, "this route transforms JSON; send application/json");
+            json_decref(json);
+            return;
+        }
+        payload = transform_apply(r->transform, body, len, &payload_len, err, sizeof(err));
+        if (payload == NULL) {
+            refuse(r, req, 422, NULL, "transform failed: %s", err);
+            json_decref(json);
+            return;
+        }
+        json_decref(json);
+        json = strstr(r->routing_key, "{json.") ? json_loadb(payload, payload_len, JSON_DECODE_ANY, NULL) : NULL;
+    } else {
+        payload = xstrndup(body, len);
+        payload_len = len;
+    }
+
+    struct key_ctx k = {.req = req, .json = json};
+    char err[512];
+    char *key = template_expand(r->routing_key, key_lookup, &k, err, sizeof(err));
+    json_decref(json);
+    if (key == NULL) {
+        free(payload);
+        refuse(r, req, 422, NULL, "cannot build the routing key: %s", err);
+        return;
+    }
+
+    struct inbound_ids ids = {.message_id = idem, .correlation_id = corr,
+                              .traceparent = http_request_header(req, "traceparent")};
+    struct message *m = inbound_message(r, payload, payload_len,
+                                        r->transform ? "application/json" : (ct ? ct : "application/octet-stream"),
+                                        &ids);
+    m->routing_key = key;
+    for (size_t i = 0; i < r->pass_headers.n; i++) {
+        const char *v = http_request_header(req, r->pass_headers.v[i]);
+        if (v == NULL)
+            continue;
+        char *lower = xstrdup(r->pass_headers.v[i]);
+        for (char *c = lower; *c; c++)
+            *c = (char)((*c >= 'A' && *c <= 'Z') ? *c + 32 : *c);
+        message_set_header(m, lower, v);
+        free(lower);
+    }
+
+    struct pending_request *p = xcalloc(1, sizeof(*p));
+    p->route = r;
+    p->req = req;
+    p->message_id = xstrdup(m->message_id);
+    p->correlation_id = xstrdup(m->correlation_id);
+    if (inbound_publish(r, m, is_rpc(r), o->timeout, published, p, &why) != 0) {
+        answer_unavailable(r, req, why, p->message_id);
+        free(p->message_id);
+        free(p->correlation_id);
+        free(p);
+    }
+}
+
+/* ---- the kind ------------------------------------------------------------------------ */
+
+static void http_in_validate(struct route *r, const struct sidecar_config *cfg,
+                             struct config_report *rep)
+{
+    const struct http_in_opts *o = opts(r);
+    char err[512];
+    if (o->path && o->path[0] != '/')
+        config_report_add(rep, r->line, "route \"%s\": path \"%s\" must start with '/'", r->name,
+                          o->path);
+    if (r->routing_key && template_check(r->routing_key, placeholders, err, sizeof(err)) != 0)
+        config_report_add(rep, r->line, "route \"%s\": routing_key %s", r->name, err);
+    http_auth_validate(&o->auth, r->name, r->line, rep);
+    if (o->content_types.n == 0)
+        config_report_add(rep, r->line, "route \"%s\": content_types must not be empty", r->name);
+}
+
+static void http_in_describe(const struct route *r, struct buf *out)
+{
+    const struct http_in_opts *o = opts(r);
+    buf_printf(out, "%s http://%s%s → exchange \"%s\" key \"%s\" (%s, auth %s%s)", o->method,
+               o->listen, o->path, r->exchange, r->routing_key, o->mode,
+               http_auth_describe(&o->auth), r->transform ? ", transform" : "");
+}
+
+static bool http_in_endpoint(const struct route *r, struct http_endpoint *out)
+{
+    out->listen = opts(r)->listen;
+    out->path = opts(r)->path;
+    return true;
+}
+
+static int http_in_start(struct route *r, char *err, size_t errlen)
+{
+    const struct http_in_opts *o = opts(r);
+    struct http_server *s = sidecar_http_server(r->sc, o->listen, err, errlen);
+    if (s == NULL)
+        return -1;
+    if (http_server_route(s, o->path, (size_t)o->max_body, handle, r) != 0) {
+        snprintf(err, errlen, "%s%s is already served by another route", o->listen, o->path);
+        return -1;
+    }
+    if (is_rpc(r))
+        publisher_enable_rpc(r->publisher);
+    return 0;
+}
+
+const struct route_kind kind_http_in = {
+    .name = "http",
+    .direction = ROUTE_INBOUND,
+    .summary = "the legacy side POSTs to the sidecar, which publishes (answers after the confirm)",
+    .keys = http_in_keys,
+    .opts_size = sizeof(struct http_in_opts),
+    .validate = http_in_validate,
+    .describe = http_in_describe,
+    .endpoint = http_in_endpoint,
+    .start = http_in_start,
+};

@@ -1,0 +1,294 @@
+/*
+ * main — the command line: run, check, topology, replay, transform, keys.
+ *
+ * Libraries that keep global state (OpenSSL via rabbitmq-c, libcurl,
+ * libxml2, jansson's hash seed) are initialised here, before any thread.
+ * Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
+ */
+#include "broker.h"
+#include "broker_url.h"
+#include "config.h"
+#include "jq_transform.h"
+#include "log.h"
+#include "replay.h"
+#include "route.h"
+#include "sidecar.h"
+#include "topology.h"
+#include "util.h"
+
+#include <curl/curl.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <libxml/parser.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define EXIT_USAGE 2
+
+static const char usage_text[] =
+    "usage: amqp-sidecar [COMMAND] -c FILE [OPTIONS]\n"
+    "\n"
+    "Bridges one legacy system (REST, files, SOAP) to RabbitMQ: inbound routes publish\n"
+    "what the legacy side sends, with publisher confirms; outbound routes consume queues\n"
+    "and call the legacy side, with a retry ladder and dead-letter queues.\n"
+    "\n"
+    "Commands:\n"
+    "  run        -c FILE            run in the foreground until SIGTERM/SIGINT (default)\n"
+    "  check      -c FILE [--connect]\n"
+    "                                validate the config (errors name file:line and exit 2);\n"
+    "                                --connect also opens the broker and checks that every\n"
+    "                                exchange the routes publish to exists (exit 1 if not)\n"
+    "  topology   -c FILE            print the queues, exchanges and bindings the sidecar\n"
+    "                                owns as RabbitMQ definitions JSON, for\n"
+    "                                `rabbitmqctl import_definitions`\n"
+    "  replay     -c FILE ROUTE [--max N] [--dry-run]\n"
+    "                                move dead letters of an outbound route from its .dlq\n"
+    "                                back to its queue, retry counters reset\n"
+    "  transform  -c FILE ROUTE      apply ROUTE's jq transform to stdin, print the result\n"
+    "  keys                          print every config key with its type, default and meaning\n"
+    "\n"
+    "Options:\n"
+    "  -c, --config FILE   the config file (libconfig syntax; see `keys` and the README)\n"
+    "  -v, --verbose       debug logging\n"
+    "  -V, --version       print the version\n"
+    "  -h, --help          this text\n"
+    "\n"
+    "Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.\n"
+    "Examples:\n"
+    "  amqp-sidecar check -c /etc/amqp-sidecar/crm.conf --connect\n"
+    "  amqp-sidecar topology -c crm.conf > defs.json && rabbitmqctl import_definitions defs.json\n"
+    "  echo '{\"id\":1}' | amqp-sidecar transform -c crm.conf orders\n"
+    "  systemctl enable --now amqp-sidecar@crm     (runs /etc/amqp-sidecar/crm.conf)\n";
+
+struct options {
+    const char *command;
+    const char *config;
+    const char *route;
+    bool connect;
+    bool dry_run;
+    long max;
+};
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "amqp-sidecar: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nTry `amqp-sidecar --help`.\n");
+    return EXIT_USAGE;
+}
+
+static int load(const char *path, struct sidecar_config *cfg)
+{
+    struct config_report rep = {0};
+    if (config_load(path, cfg, &rep) == 0) {
+        config_report_free(&rep);
+        return 0;
+    }
+    config_report_print(&rep);
+    fprintf(stderr, "%s: %zu problem%s; nothing was started\n", path, rep.n,
+            rep.n == 1 ? "" : "s");
+    config_report_free(&rep);
+    config_free(cfg);
+    return -1;
+}
+
+static struct route *find_route(struct sidecar_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->n_routes; i++)
+        if (strcmp(cfg->routes[i]->name, name) == 0)
+            return cfg->routes[i];
+    fprintf(stderr, "amqp-sidecar: no route \"%s\" in %s; routes:", name, cfg->path);
+    for (size_t i = 0; i < cfg->n_routes; i++)
+        fprintf(stderr, " %s", cfg->routes[i]->name);
+    fprintf(stderr, "\n");
+    return NULL;
+}
+
+static int cmd_check(struct sidecar_config *cfg, const struct options *o)
+{
+    for (size_t i = 0; i < cfg->n_routes; i++) {
+        struct route *r = cfg->routes[i];
+        struct buf line = {0};
+        if (r->kind->describe)
+            r->kind->describe(r, &line);
+        printf("%-8s %-20s %-5s %s\n", route_direction_name(r->direction), r->name, r->kind->name,
+               line.data ? line.data : "");
+        buf_free(&line);
+    }
+    printf("%s: ok, %zu route%s\n", cfg->path, cfg->n_routes, cfg->n_routes == 1 ? "" : "s");
+    if (!o->connect)
+        return 0;
+    struct topology *t = topology_for_config(cfg);
+    char err[2048];
+    int rc = broker_probe(&cfg->broker, cfg->name, t, err, sizeof(err));
+    if (rc == 0)
+        printf("broker: connected to %s; %zu exchange%s checked, all exist\n", err, t->n_checked,
+               t->n_checked == 1 ? "" : "s");
+    else
+        fprintf(stderr, "broker: %s\n", err);
+    topology_free(t);
+    return rc == 0 ? 0 : 1;
+}
+
+static int cmd_topology(struct sidecar_config *cfg)
+{
+    struct topology *t = topology_for_config(cfg);
+    char *vhost = NULL;
+    struct broker_url u;
+    char err[256];
+    if (broker_url_parse(cfg->broker.urls.v[0], &u, err, sizeof(err)) == 0) {
+        vhost = xstrdup(u.vhost);
+        broker_url_free(&u);
+    }
+    char *json = topology_definitions_json(t, vhost ? vhost : "/");
+    printf("%s\n", json);
+    free(json);
+    free(vhost);
+    topology_free(t);
+    return 0;
+}
+
+static int cmd_transform(struct sidecar_config *cfg, const char *name)
+{
+    struct route *r = find_route(cfg, name);
+    if (r == NULL)
+        return EXIT_USAGE;
+    if (r->transform == NULL) {
+        fprintf(stderr, "amqp-sidecar: route \"%s\" has no transform (set transform = \"….jq\")\n",
+                name);
+        return EXIT_USAGE;
+    }
+    struct buf in = {0};
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), stdin)) > 0)
+        buf_append(&in, chunk, n);
+    char err[1024];
+    size_t out_len;
+    char *out = transform_apply(r->transform, in.data ? in.data : "", in.len, &out_len, err,
+                                sizeof(err));
+    buf_free(&in);
+    if (out == NULL) {
+        fprintf(stderr, "%s: %s\n", r->transform_file, err);
+        return 1;
+    }
+    printf("%s\n", out);
+    free(out);
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, struct options *o)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'}, {"connect", no_argument, NULL, 'C'},
+        {"max", required_argument, NULL, 'm'},    {"dry-run", no_argument, NULL, 'n'},
+        {"verbose", no_argument, NULL, 'v'},      {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+    };
+    *o = (struct options){.command = "run", .max = -1};
+    bool have_command = false;
+    int c;
+    /* A leading "-" makes getopt hand us positional words in order (as c == 1). */
+    while ((c = getopt_long(argc, argv, "-c:vVh", longopts, NULL)) != -1) {
+        if (c == 1) {
+            if (!have_command) {
+                o->command = optarg;
+                have_command = true;
+            } else if (o->route == NULL) {
+                o->route = optarg;
+            } else {
+                return usage_error("unexpected argument \"%s\"", optarg);
+            }
+            continue;
+        }
+        switch (c) {
+        case 'c':
+            o->config = optarg;
+            break;
+        case 'C':
+            o->connect = true;
+            break;
+        case 'm': {
+            char *end;
+            o->max = strtol(optarg, &end, 10);
+            if (*end || o->max < 0)
+                return usage_error("--max wants a number >= 0, not \"%s\"", optarg);
+            break;
+        }
+        case 'n':
+            o->dry_run = true;
+            break;
+        case 'v':
+            log_set_level(LOG_DEBUG);
+            break;
+        case 'V':
+            printf("amqp-sidecar %s\n", SIDECAR_VERSION);
+            exit(0);
+        case 'h':
+            fputs(usage_text, stdout);
+            exit(0);
+        default:
+            return usage_error("%s", "unknown option");
+        }
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct options o;
+    int rc = parse_args(argc, argv, &o);
+    if (rc != 0)
+        return rc;
+
+    static const char *const commands[] = {"run", "check", "topology", "replay", "transform",
+                                           "keys"};
+    bool known = false;
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        known = known || strcmp(o.command, commands[i]) == 0;
+    if (!known)
+        return usage_error("unknown command \"%s\" (run, check, topology, replay, transform, keys)",
+                           o.command);
+    if (strcmp(o.command, "keys") == 0) {
+        config_print_reference();
+        return 0;
+    }
+    if (o.config == NULL)
+        return usage_error("%s needs -c FILE (the config file)", o.command);
+    bool wants_route = strcmp(o.command, "replay") == 0 || strcmp(o.command, "transform") == 0;
+    if (wants_route && o.route == NULL)
+        return usage_error("%s needs a ROUTE name", o.command);
+    if (!wants_route && o.route != NULL)
+        return usage_error("unexpected argument \"%s\"", o.route);
+
+    xmlInitParser();
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    json_object_seed(0);
+
+    struct sidecar_config cfg;
+    if (load(o.config, &cfg) != 0)
+        return EXIT_USAGE;
+    enum log_format format;
+    if (log_parse_format(cfg.log_format, &format) == 0)
+        log_set_format(format);
+
+    if (strcmp(o.command, "check") == 0)
+        rc = cmd_check(&cfg, &o);
+    else if (strcmp(o.command, "topology") == 0)
+        rc = cmd_topology(&cfg);
+    else if (strcmp(o.command, "transform") == 0)
+        rc = cmd_transform(&cfg, o.route);
+    else if (strcmp(o.command, "replay") == 0)
+        rc = find_route(&cfg, o.route) ? replay_run(&cfg, find_route(&cfg, o.route), o.max,
+                                                    o.dry_run)
+                                       : EXIT_USAGE;
+    else
+        rc = sidecar_run(&cfg);
+
+    config_free(&cfg);
+    curl_global_cleanup();
+    xmlCleanupParser();
+    return rc;
+}

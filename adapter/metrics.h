@@ -1,0 +1,65 @@
+/*
+ * metrics — per-route counters and latency histograms, updated lock-free from
+ * any thread (relaxed atomics) and rendered in Prometheus text format by the
+ * admin endpoint.
+ */
+#ifndef SIDECAR_METRICS_H
+#define SIDECAR_METRICS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+struct buf;
+struct sidecar;
+
+#define HISTOGRAM_BUCKETS 14
+
+struct histogram {
+    _Atomic uint64_t buckets[HISTOGRAM_BUCKETS]; /* non-cumulative; last is +Inf */
+    _Atomic uint64_t count;
+    _Atomic uint64_t sum_us;
+};
+
+/* Why a message became a dead letter; the label values of the metric. */
+enum dead_reason {
+    DEAD_REJECTED,  /* the legacy side refused it (4xx, Client fault) */
+    DEAD_EXHAUSTED, /* the retry ladder ran out */
+    DEAD_TRANSFORM, /* the transform failed */
+    DEAD_INVALID,   /* unusable input: unparseable file, unsafe file name */
+    DEAD_UNROUTABLE,
+    DEAD_REASONS
+};
+
+struct route_metrics {
+    _Atomic uint64_t received;  /* requests, records, deliveries taken in */
+    _Atomic uint64_t refused;   /* inbound input handed back with an error */
+    _Atomic uint64_t published; /* publishes sent to the broker */
+    _Atomic uint64_t confirmed;
+    _Atomic uint64_t nacked;
+    _Atomic uint64_t returned; /* unroutable, parked in the route's DLQ */
+    _Atomic uint64_t publish_failed;
+    _Atomic uint64_t delivered; /* outbound: accepted by the legacy side, acked */
+    _Atomic uint64_t retries;
+    _Atomic uint64_t dead[DEAD_REASONS];
+    _Atomic int64_t inflight;
+    _Atomic int64_t circuit; /* 0 closed, 1 open, 2 half-open */
+    struct histogram legacy_seconds;
+    struct histogram confirm_seconds;
+};
+
+struct process_metrics {
+    _Atomic uint64_t reconnects;
+    _Atomic uint64_t connections_lost;
+};
+
+#define metric_add(counter, n) atomic_fetch_add_explicit(&(counter), (n), memory_order_relaxed)
+#define metric_inc(counter) metric_add(counter, 1)
+#define metric_get(counter) atomic_load_explicit(&(counter), memory_order_relaxed)
+
+void histogram_observe(struct histogram *h, double seconds);
+const char *dead_reason_name(enum dead_reason reason);
+
+/* Appends the Prometheus text exposition for the whole process. */
+void metrics_render(struct sidecar *sc, struct buf *out);
+
+#endif

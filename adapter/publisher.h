@@ -1,0 +1,65 @@
+/*
+ * publisher — publish with confirms and `mandatory`, many in flight at once.
+ *
+ * Any thread submits a message; the broker's thread sends every queued
+ * message back to back (group commit: one broker fsync covers many callers),
+ * then resolves each caller exactly once when its confirm, nack or return
+ * arrives, or when the connection dies. A message no binding routes
+ * (basic.return) is parked in the route's dead-letter queue with
+ * `x-sidecar-error: unroutable: …` and reported as PUBLISH_UNROUTABLE only
+ * after that park is confirmed too. rpc publishes also wait for the reply.
+ *
+ * Nothing is ever reported PUBLISH_OK unless the broker confirmed it.
+ */
+#ifndef SIDECAR_PUBLISHER_H
+#define SIDECAR_PUBLISHER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct message;
+struct publisher;
+struct route;
+
+enum publish_status {
+    PUBLISH_OK,          /* confirmed: routed to at least one queue */
+    PUBLISH_UNROUTABLE,  /* confirmed into the route's DLQ (no binding matched) */
+    PUBLISH_NACKED,      /* the broker refused it */
+    PUBLISH_UNAVAILABLE, /* broker down, blocked, or too much in flight: try later */
+    PUBLISH_RPC_TIMEOUT, /* rpc: confirmed, but no reply in time */
+};
+
+struct publish_result {
+    enum publish_status status;
+    const char *detail;    /* human-readable why, for logs and error bodies */
+    struct message *reply; /* rpc replies; the callback takes ownership */
+    double confirm_seconds;
+};
+
+/* Runs on the broker's thread, exactly once per accepted submit. Keep it short. */
+typedef void (*publish_done_fn)(void *arg, struct publish_result *result);
+
+struct publish_options {
+    const struct route *route; /* for x-sidecar-route, app_id, the DLQ, metrics, logs */
+    bool rpc;                  /* set reply_to (direct reply-to) and wait for the reply */
+    double rpc_timeout;        /* seconds */
+};
+
+/* Any thread. Takes ownership of msg in every case. Returns 0 when queued
+ * (done will run), or -1 when refused at once (done will not run; *why says
+ * why: broker down, blocked, window full). */
+int publisher_submit(struct publisher *p, struct message *msg, const struct publish_options *opt,
+                     publish_done_fn done, void *arg, const char **why);
+
+/* Any thread: would a submit be accepted now? (for readiness and file routes) */
+bool publisher_available(struct publisher *p, const char **why);
+
+/* Any thread: nothing submitted is still waiting for the broker. */
+bool publisher_idle(const struct publisher *p);
+
+/* Register before start: this publisher will carry rpc requests. */
+void publisher_enable_rpc(struct publisher *p);
+
+const char *publish_status_name(enum publish_status status);
+
+#endif

@@ -1,0 +1,126 @@
+/*
+ * route — one flow through the sidecar, and the one interface every kind
+ * implements.
+ *
+ * A kind is a `struct route_kind` at the end of its file in adapter/kinds/:
+ * its name and direction, a key table for its config, and a few callbacks.
+ * Adding a kind is adding that file and one line in route.c's registry.
+ *
+ * Life of a route: config_load fills `struct route` (common keys) and `opts`
+ * (the kind's keys), then calls validate. `run` calls start; on SIGTERM,
+ * drain (stop taking work), then busy until it reports false (or the drain
+ * deadline passes), then stop, which frees everything start made.
+ *
+ * Threads: inbound kinds run where they like (listener threads, their own
+ * thread) and publish through the shared publisher, whose completions run on
+ * the publisher's thread. Outbound kinds run entirely on their route's
+ * thread: start, deliver, drain, busy and stop are all called there.
+ */
+#ifndef SIDECAR_ROUTE_H
+#define SIDECAR_ROUTE_H
+
+#include "config.h"
+#include "metrics.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct buf;
+struct delivery;
+struct loop;
+struct publisher;
+struct consumer;
+struct sidecar;
+struct transform;
+
+enum route_direction { ROUTE_INBOUND, ROUTE_OUTBOUND };
+
+/* Where an inbound route served by the shared HTTP server listens. */
+struct http_endpoint {
+    const char *listen;
+    const char *path;
+};
+
+struct route {
+    /* identity (common keys) */
+    char *name;
+    char *kind_name;
+    const struct route_kind *kind;
+    enum route_direction direction;
+    int line; /* where it starts in the config file */
+
+    /* inbound keys */
+    char *exchange;
+    char *routing_key;
+    /* outbound keys */
+    char *queue;
+    char *queue_type;
+    int concurrency;
+    bool ordered;
+    struct numlist retry_delays;
+    int circuit_failures;
+    double circuit_cooldown;
+    /* both */
+    char *transform_file;
+    struct strlist pass_headers;
+
+    /* derived by config_load */
+    char *dlx;     /* "<name>.dlx" */
+    char *dlq;     /* inbound "<name>.<route>.dlq", outbound "<queue>.dlq" */
+    char *dlq_key; /* routing key into dlq through dlx */
+    char *app_id;  /* "amqp-sidecar/<name>" */
+
+    void *opts; /* the kind's config struct, described by kind->keys */
+
+    /* runtime, set by sidecar_start */
+    struct sidecar *sc;
+    struct publisher *publisher; /* inbound: shared; outbound: the route's own */
+    struct consumer *consumer;   /* outbound only */
+    struct loop *loop;           /* outbound only: the route's thread */
+    struct transform *transform; /* NULL without transform */
+    void *state;                 /* the kind's runtime state */
+    struct route_metrics metrics;
+};
+
+struct route_kind {
+    const char *name; /* "http", "file", ... */
+    enum route_direction direction;
+    const char *summary;            /* one line for `keys` and --help */
+    const struct config_key *keys;  /* the kind's own keys, stored in opts */
+    size_t opts_size;
+    /* Cross-key checks after the keys were applied; report problems into rep. */
+    void (*validate)(struct route *r, const struct sidecar_config *cfg, struct config_report *rep);
+    /* One-line summary for `check` (what it listens on / writes to). */
+    void (*describe)(const struct route *r, struct buf *out);
+    /* Optional: the HTTP endpoint the route serves (for clash checks). */
+    bool (*endpoint)(const struct route *r, struct http_endpoint *out);
+    /* Free what validate stored in opts beyond the key table's fields (optional). */
+    void (*free_opts)(struct route *r);
+
+    /* 0, or -1 with err filled: `run` then exits 1 naming the route. */
+    int (*start)(struct route *r, char *err, size_t errlen);
+    /* Outbound: one delivery to handle; settle it with consumer_settle. */
+    void (*deliver)(struct route *r, struct delivery *d);
+    void (*drain)(struct route *r);
+    bool (*busy)(struct route *r);
+    void (*stop)(struct route *r);
+    /* Optional: false with a reason in detail when the route cannot work now. */
+    bool (*ready)(struct route *r, struct buf *detail);
+    /* Optional: SIGHUP (secrets were re-read into opts). */
+    void (*reload)(struct route *r);
+};
+
+/* The registry: every kind, by direction and name. */
+const struct route_kind *route_kind_find(enum route_direction direction, const char *name);
+const struct route_kind *const *route_kinds(void);
+const char *route_direction_name(enum route_direction direction);
+
+/* Key tables shared by all routes of a direction. */
+extern const struct config_key route_common_keys[];
+extern const struct config_key route_inbound_keys[];
+extern const struct config_key route_outbound_keys[];
+
+/* The kind's options, typed: `const struct http_in_opts *o = ROUTE_OPTS(r);` */
+#define ROUTE_OPTS(r) ((r)->opts)
+
+#endif

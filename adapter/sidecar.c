@@ -1,0 +1,469 @@
+/*
+ * sidecar — start everything in order, run the main loop, drain on SIGTERM.
+ *
+ * Start: inbound routes get the shared publisher (its broker connects in
+ * the background); each outbound route gets its own broker, consumer and
+ * thread; kinds register paths on HTTP servers, which start listening last.
+ * Signals are blocked in every thread and read here through a signalfd, so a
+ * handler never runs in the middle of anything.
+ *
+ * Drain (SIGTERM/SIGINT): stop accepting (listeners quiesce, consumers
+ * cancel, file and poll routes stop picking up work), wait until nothing is
+ * in flight — every HTTP request answered, every publish confirmed, every
+ * delivery settled — or drain_timeout passes, then close the connections and
+ * free everything. Exit 0 when drained, 1 when the deadline cut work short.
+ */
+#include "sidecar.h"
+
+#include "admin.h"
+#include "broker.h"
+#include "consumer.h"
+#include "httpd.h"
+#include "log.h"
+#include "loop.h"
+#include "publisher.h"
+#include "route.h"
+#include "topology.h"
+#include "util.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#define SUMMARY_INTERVAL_MS 60000
+#define READY_CHECK_MS 200
+
+struct http_server *sidecar_http_server(struct sidecar *sc, const char *listen, char *err,
+                                        size_t errlen)
+{
+    for (size_t i = 0; i < sc->n_servers; i++)
+        if (strcmp(http_server_listen(sc->servers[i]), listen) == 0)
+            return sc->servers[i];
+    struct http_server *s = http_server_new(listen, err, errlen);
+    if (s == NULL)
+        return NULL;
+    sc->servers = xrealloc(sc->servers, (sc->n_servers + 1) * sizeof(*sc->servers));
+    sc->servers[sc->n_servers++] = s;
+    return s;
+}
+
+/* ---- fatal errors from other threads ------------------------------------------ */
+
+static void fatal_on_main(void *arg)
+{
+    struct sidecar *sc = arg;
+    loop_stop(sc->loop);
+}
+
+void sidecar_fatal(struct sidecar *sc, const char *why)
+{
+    if (sc->fatal[0] == '\0')
+        snprintf(sc->fatal, sizeof(sc->fatal), "%s", why);
+    loop_post(sc->loop, fatal_on_main, sc);
+}
+
+static void on_broker_fatal(void *arg, const char *why)
+{
+    sidecar_fatal(arg, why);
+}
+
+/* ---- readiness ------------------------------------------------------------------ */
+
+static void json_string_into(struct buf *b, const char *s)
+{
+    buf_puts(b, "\"");
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            buf_printf(b, "\\%c", c);
+        else if (c < 0x20)
+            buf_printf(b, "\\u%04x", c);
+        else
+            buf_append(b, s, 1);
+    }
+    buf_puts(b, "\"");
+}
+
+static bool route_ready(struct sidecar *sc, struct route *r, struct buf *why)
+{
+    if (r->direction == ROUTE_OUTBOUND) {
+        for (size_t i = 0; i < sc->n_outbound; i++) {
+            if (sc->outbound[i].route != r)
+                continue;
+            if (!broker_is_up(sc->outbound[i].broker)) {
+                char desc[512];
+                broker_describe(sc->outbound[i].broker, desc, sizeof(desc));
+                buf_puts(why, desc);
+                return false;
+            }
+            if (!consumer_ready(sc->outbound[i].consumer, why))
+                return false;
+        }
+    } else if (sc->publisher_broker && !broker_is_up(sc->publisher_broker)) {
+        buf_puts(why, "the publisher's broker connection is down");
+        return false;
+    }
+    if (r->kind->ready && !r->kind->ready(r, why))
+        return false;
+    return true;
+}
+
+bool sidecar_ready(struct sidecar *sc, struct buf *detail)
+{
+    bool all = !sc->draining;
+    struct buf routes = {0};
+    for (size_t i = 0; i < sc->cfg->n_routes; i++) {
+        struct route *r = sc->cfg->routes[i];
+        struct buf why = {0};
+        bool ok = route_ready(sc, r, &why);
+        all = all && ok;
+        if (detail) {
+            buf_printf(&routes, "%s\"%s\":{\"kind\":\"%s\",\"direction\":\"%s\",\"ready\":%s",
+                       i ? "," : "", r->name, r->kind->name, route_direction_name(r->direction),
+                       ok ? "true" : "false");
+            if (why.len) {
+                buf_puts(&routes, ",\"detail\":");
+                json_string_into(&routes, why.data);
+            }
+            buf_puts(&routes, "}");
+        }
+        buf_free(&why);
+    }
+    if (detail) {
+        buf_printf(detail, "{\"status\":\"%s\"", all ? "ready" : sc->draining ? "draining" : "not ready");
+        if (sc->publisher_broker) {
+            char desc[512];
+            broker_describe(sc->publisher_broker, desc, sizeof(desc));
+            buf_puts(detail, ",\"publisher\":");
+            json_string_into(detail, desc);
+        }
+        buf_printf(detail, ",\"routes\":{%s}}\n", routes.data ? routes.data : "");
+    }
+    buf_free(&routes);
+    return all;
+}
+
+/* ---- periodic work on the main loop ----------------------------------------------- */
+
+struct summary_snapshot {
+    uint64_t received, confirmed, returned, failed, delivered, retries, dead;
+};
+
+static uint64_t dead_total(const struct route_metrics *m)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < DEAD_REASONS; i++)
+        n += metric_get(((struct route_metrics *)m)->dead[i]);
+    return n;
+}
+
+static void summary_tick(struct loop *loop, void *arg)
+{
+    struct sidecar *sc = arg;
+    if (sc->summary == NULL)
+        sc->summary = xcalloc(sc->cfg->n_routes, sizeof(*sc->summary));
+    struct summary_snapshot *last = sc->summary;
+    for (size_t i = 0; i < sc->cfg->n_routes; i++) {
+        struct route *r = sc->cfg->routes[i];
+        struct route_metrics *m = &r->metrics;
+        struct summary_snapshot now = {
+            .received = metric_get(m->received),
+            .confirmed = metric_get(m->confirmed),
+            .returned = metric_get(m->returned),
+            .failed = metric_get(m->publish_failed) + metric_get(m->nacked),
+            .delivered = metric_get(m->delivered),
+            .retries = metric_get(m->retries),
+            .dead = dead_total(m),
+        };
+        struct summary_snapshot *was = &last[i];
+        if (memcmp(&now, was, sizeof(now)) != 0) {
+            if (r->direction == ROUTE_INBOUND)
+                log_info(r->name,
+                         "last %ds: received=%llu confirmed=%llu unroutable=%llu failed=%llu",
+                         SUMMARY_INTERVAL_MS / 1000,
+                         (unsigned long long)(now.received - was->received),
+                         (unsigned long long)(now.confirmed - was->confirmed),
+                         (unsigned long long)(now.returned - was->returned),
+                         (unsigned long long)(now.failed - was->failed));
+            else
+                log_info(r->name,
+                         "last %ds: received=%llu delivered=%llu retried=%llu dead_lettered=%llu",
+                         SUMMARY_INTERVAL_MS / 1000,
+                         (unsigned long long)(now.received - was->received),
+                         (unsigned long long)(now.delivered - was->delivered),
+                         (unsigned long long)(now.retries - was->retries),
+                         (unsigned long long)(now.dead - was->dead));
+        }
+        *was = now;
+    }
+    if (!sc->draining)
+        loop_timer(loop, SUMMARY_INTERVAL_MS, summary_tick, sc);
+}
+
+static void ready_tick(struct loop *loop, void *arg)
+{
+    struct sidecar *sc = arg;
+    if (sc->draining)
+        return;
+    if (!sc->ready_notified && sidecar_ready(sc, NULL)) {
+        sc->ready_notified = true;
+        log_info(NULL, "ready: broker connected and %zu route(s) running", sc->cfg->n_routes);
+        sd_notify(0, "READY=1\nSTATUS=ready");
+    }
+    loop_timer(loop, READY_CHECK_MS, ready_tick, sc);
+}
+
+static void watchdog_tick(struct loop *loop, void *arg)
+{
+    uint64_t usec = (uint64_t)(uintptr_t)arg;
+    sd_notify(0, "WATCHDOG=1");
+    loop_timer(loop, (int64_t)(usec / 2000), watchdog_tick, arg);
+}
+
+static void reload(struct sidecar *sc)
+{
+    struct config_report rep = {.file = sc->cfg->path};
+    if (config_reload_secrets(sc->cfg, &rep) != 0) {
+        for (size_t i = 0; i < rep.n; i++)
+            log_error(NULL, "SIGHUP: %s", rep.errors[i].msg);
+        log_error(NULL, "SIGHUP: kept the previous secrets");
+    } else {
+        log_info(NULL, "SIGHUP: secret files re-read");
+    }
+    config_report_free(&rep);
+    for (size_t i = 0; i < sc->cfg->n_routes; i++)
+        if (sc->cfg->routes[i]->kind->reload)
+            sc->cfg->routes[i]->kind->reload(sc->cfg->routes[i]);
+}
+
+static void on_signal(struct loop *loop, int fd, short revents, void *arg)
+{
+    struct sidecar *sc = arg;
+    struct signalfd_siginfo si;
+    while (read(fd, &si, sizeof(si)) == sizeof(si)) {
+        if (si.ssi_signo == SIGHUP) {
+            reload(sc);
+        } else {
+            log_info(NULL, "%s received: draining", strsignal((int)si.ssi_signo));
+            loop_stop(loop);
+        }
+    }
+}
+
+/* ---- start -------------------------------------------------------------------------- */
+
+static int start_inbound(struct sidecar *sc, char *err, size_t errlen)
+{
+    bool any = false;
+    for (size_t i = 0; i < sc->cfg->n_routes; i++)
+        any = any || sc->cfg->routes[i]->direction == ROUTE_INBOUND;
+    if (!any)
+        return 0;
+    struct broker_events ev = {.fatal = on_broker_fatal, .arg = sc, .metrics = &sc->metrics};
+    sc->publisher_broker = broker_new("publisher", sc->cfg->name, &sc->cfg->broker,
+                                      topology_for_inbound(sc->cfg), &ev);
+    for (size_t i = 0; i < sc->cfg->n_routes; i++) {
+        struct route *r = sc->cfg->routes[i];
+        if (r->direction != ROUTE_INBOUND)
+            continue;
+        r->sc = sc;
+        r->publisher = broker_publisher(sc->publisher_broker);
+        char why[512] = "";
+        if (r->kind->start(r, why, sizeof(why)) != 0) {
+            snprintf(err, errlen, "route \"%s\": %s", r->name, why);
+            return -1;
+        }
+        log_info(r->name, "started (inbound %s)", r->kind->name);
+    }
+    return broker_start(sc->publisher_broker) == 0 ? 0 : -1;
+}
+
+static int start_outbound(struct sidecar *sc, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < sc->cfg->n_routes; i++) {
+        struct route *r = sc->cfg->routes[i];
+        if (r->direction != ROUTE_OUTBOUND)
+            continue;
+        struct broker_events ev = {.fatal = on_broker_fatal, .arg = sc, .metrics = &sc->metrics};
+        struct outbound_runtime *o = &sc->outbound[sc->n_outbound++];
+        o->route = r;
+        o->broker = broker_new(r->name, sc->cfg->name, &sc->cfg->broker,
+                               topology_for_route(sc->cfg, r), &ev);
+        o->consumer = consumer_new(r, o->broker);
+        broker_set_consumer(o->broker, o->consumer);
+        r->sc = sc;
+        r->loop = broker_loop(o->broker);
+        r->publisher = broker_publisher(o->broker);
+        r->consumer = o->consumer;
+        /* start runs here, before the route's thread exists; from now on, only there. */
+        char why[512] = "";
+        if (r->kind->start(r, why, sizeof(why)) != 0) {
+            snprintf(err, errlen, "route \"%s\": %s", r->name, why);
+            return -1;
+        }
+        if (broker_start(o->broker) != 0) {
+            snprintf(err, errlen, "route \"%s\": cannot start its thread", r->name);
+            return -1;
+        }
+        log_info(r->name, "started (outbound %s, queue %s)", r->kind->name, r->queue);
+    }
+    return 0;
+}
+
+/* ---- drain ---------------------------------------------------------------------------- */
+
+static void drain_outbound_on_thread(void *arg)
+{
+    struct outbound_runtime *o = arg;
+    consumer_drain(o->consumer);
+    if (o->route->kind->drain)
+        o->route->kind->drain(o->route);
+}
+
+static bool busy(struct sidecar *sc, struct buf *why)
+{
+    for (size_t i = 0; i < sc->n_servers; i++)
+        if (http_server_active(sc->servers[i]) > 0)
+            buf_printf(why, " http %s: %zu request(s);", http_server_listen(sc->servers[i]),
+                       http_server_active(sc->servers[i]));
+    for (size_t i = 0; i < sc->cfg->n_routes; i++) {
+        struct route *r = sc->cfg->routes[i];
+        if (r->direction == ROUTE_INBOUND && r->kind->busy && r->kind->busy(r))
+            buf_printf(why, " %s: work in flight;", r->name);
+    }
+    if (sc->publisher_broker && !publisher_idle(broker_publisher(sc->publisher_broker)))
+        buf_puts(why, " publishes awaiting confirms;");
+    for (size_t i = 0; i < sc->n_outbound; i++)
+        if (consumer_busy(sc->outbound[i].consumer) ||
+            !publisher_idle(broker_publisher(sc->outbound[i].broker)))
+            buf_printf(why, " %s: deliveries in flight;", sc->outbound[i].route->name);
+    return why->len > 0;
+}
+
+static bool drain(struct sidecar *sc)
+{
+    sc->draining = true;
+    for (size_t i = 0; i < sc->n_servers; i++)
+        http_server_quiesce(sc->servers[i]);
+    for (size_t i = 0; i < sc->cfg->n_routes; i++) {
+        struct route *r = sc->cfg->routes[i];
+        if (r->direction == ROUTE_INBOUND && r->kind->drain)
+            r->kind->drain(r);
+    }
+    for (size_t i = 0; i < sc->n_outbound; i++)
+        loop_post(broker_loop(sc->outbound[i].broker), drain_outbound_on_thread,
+                  &sc->outbound[i]);
+
+    int64_t deadline = loop_now_ms() + (int64_t)(sc->cfg->drain_timeout * 1000);
+    int64_t next_log = loop_now_ms() + 2000;
+    for (;;) {
+        struct buf why = {0};
+        bool still = busy(sc, &why);
+        if (!still) {
+            buf_free(&why);
+            return true;
+        }
+        if (loop_now_ms() >= deadline) {
+            log_error(NULL, "drain_timeout (%.0fs) passed with work in flight:%s closing anyway "
+                            "(unconfirmed input was not acknowledged and will be retried)",
+                      sc->cfg->drain_timeout, why.data);
+            buf_free(&why);
+            return false;
+        }
+        if (loop_now_ms() >= next_log) {
+            log_info(NULL, "draining:%s", why.data);
+            next_log = loop_now_ms() + 2000;
+        }
+        buf_free(&why);
+        poll(NULL, 0, 20);
+    }
+}
+
+static void shutdown_all(struct sidecar *sc)
+{
+    for (size_t i = 0; i < sc->n_outbound; i++)
+        broker_stop(sc->outbound[i].broker);
+    if (sc->publisher_broker)
+        broker_stop(sc->publisher_broker);
+    for (size_t i = 0; i < sc->n_servers; i++)
+        http_server_quiesce(sc->servers[i]);
+    for (size_t i = 0; i < sc->cfg->n_routes; i++) {
+        struct route *r = sc->cfg->routes[i];
+        if (r->sc != NULL && r->kind->stop)
+            r->kind->stop(r);
+    }
+    for (size_t i = 0; i < sc->n_servers; i++)
+        http_server_free(sc->servers[i]);
+    free(sc->servers);
+    for (size_t i = 0; i < sc->n_outbound; i++) {
+        consumer_free(sc->outbound[i].consumer);
+        broker_free(sc->outbound[i].broker);
+    }
+    free(sc->outbound);
+    broker_free(sc->publisher_broker);
+}
+
+int sidecar_run(struct sidecar_config *cfg)
+{
+    struct sidecar sc = {.cfg = cfg, .started_ms = loop_now_ms(), .signal_fd = -1};
+    sc.loop = loop_new();
+    sc.outbound = xcalloc(cfg->n_routes, sizeof(*sc.outbound));
+
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &mask, NULL); /* before any thread: they all inherit it */
+    signal(SIGPIPE, SIG_IGN);
+    sc.signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+
+    log_info(NULL, "amqp-sidecar %s starting for \"%s\" with %zu route(s)", SIDECAR_VERSION,
+             cfg->name, cfg->n_routes);
+    char err[1024] = "";
+    int code = 0;
+    if (start_inbound(&sc, err, sizeof(err)) != 0 || start_outbound(&sc, err, sizeof(err)) != 0 ||
+        admin_start(&sc, err, sizeof(err)) != 0) {
+        log_error(NULL, "cannot start: %s", err);
+        code = 1;
+    }
+    for (size_t i = 0; code == 0 && i < sc.n_servers; i++) {
+        if (http_server_start(sc.servers[i], err, sizeof(err)) != 0) {
+            log_error(NULL, "cannot start: %s", err);
+            code = 1;
+        }
+    }
+
+    if (code == 0) {
+        loop_watch(sc.loop, sc.signal_fd, POLLIN, on_signal, &sc);
+        loop_timer(sc.loop, SUMMARY_INTERVAL_MS, summary_tick, &sc);
+        loop_timer(sc.loop, 0, ready_tick, &sc);
+        uint64_t wd_usec = 0;
+        if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0)
+            loop_timer(sc.loop, 0, watchdog_tick, (void *)(uintptr_t)wd_usec);
+        loop_run(sc.loop);
+
+        if (sc.fatal[0]) {
+            log_error(NULL, "stopping: %s", sc.fatal);
+            code = 1;
+        } else {
+            sd_notify(0, "STOPPING=1");
+            code = drain(&sc) ? 0 : 1;
+        }
+    }
+    sc.draining = true;
+    shutdown_all(&sc);
+    summary_tick(sc.loop, &sc);
+    if (sc.signal_fd >= 0)
+        close(sc.signal_fd);
+    loop_free(sc.loop);
+    free(sc.summary);
+    log_info(NULL, "stopped (exit %d)", code);
+    return code;
+}

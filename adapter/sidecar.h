@@ -1,0 +1,63 @@
+/*
+ * sidecar — the process: one context (no other globals) that owns the
+ * config, the broker connections, the HTTP servers and every route, and
+ * runs the main thread's loop (signals, readiness, periodic summaries,
+ * systemd notifications).
+ *
+ * Threads, all named here: the main thread (this loop); one broker thread
+ * for the shared inbound publisher; one thread per outbound route (its own
+ * connection, consumer and HTTP client); libmicrohttpd's threads per listen
+ * address; and the threads inbound kinds start for themselves (file, poll).
+ */
+#ifndef SIDECAR_SIDECAR_H
+#define SIDECAR_SIDECAR_H
+
+#include "config.h"
+#include "metrics.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct broker;
+struct buf;
+struct http_server;
+struct loop;
+struct summary_snapshot;
+
+struct outbound_runtime {
+    struct route *route;
+    struct broker *broker;
+    struct consumer *consumer;
+};
+
+struct sidecar {
+    struct sidecar_config *cfg;
+    struct loop *loop; /* the main thread's */
+    struct broker *publisher_broker; /* NULL without inbound routes */
+    struct outbound_runtime *outbound;
+    size_t n_outbound;
+    struct http_server **servers;
+    size_t n_servers;
+    struct process_metrics metrics;
+    int64_t started_ms;
+    bool draining;
+    bool ready_notified;
+    char fatal[1024];
+    int signal_fd;
+    struct summary_snapshot *summary; /* counts at the last periodic summary */
+};
+
+/* The server for `listen`, created on first use (started by sidecar_run). */
+struct http_server *sidecar_http_server(struct sidecar *sc, const char *listen, char *err,
+                                        size_t errlen);
+
+/* Runs until SIGTERM/SIGINT or a fatal error. Returns the exit code. */
+int sidecar_run(struct sidecar_config *cfg);
+
+/* Any thread: everything up? detail (optional) receives a JSON object. */
+bool sidecar_ready(struct sidecar *sc, struct buf *detail);
+
+/* Any thread: a fatal problem (logged); the process exits 1. */
+void sidecar_fatal(struct sidecar *sc, const char *why);
+
+#endif

@@ -1,0 +1,43 @@
+/*
+ * util — allocation that cannot fail, a growable byte buffer, ids.
+ *
+ * Allocation failure aborts the process with a log line: under Linux
+ * overcommit a daemon cannot recover from it meaningfully, and checking every
+ * small allocation would bury the code that matters. Large, input-driven
+ * allocations (bodies, files) are bounded by configured limits instead.
+ */
+#ifndef SIDECAR_UTIL_H
+#define SIDECAR_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t count, size_t n);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);            /* NULL stays NULL */
+char *xstrndup(const char *s, size_t n); /* always NUL-terminated */
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Growable byte buffer; data is always NUL-terminated for convenience. */
+struct buf {
+    char *data;
+    size_t len, cap;
+};
+void buf_append(struct buf *b, const void *data, size_t len);
+void buf_puts(struct buf *b, const char *s);
+void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+char *buf_steal(struct buf *b, size_t *len); /* caller owns the result; b is reset */
+void buf_free(struct buf *b);
+
+/* A new random (v4) UUID in canonical text form, into out[37]. */
+void uuid_v4(char out[37]);
+
+/* Constant-time comparison of two byte strings (lengths may differ). */
+bool bytes_equal_ct(const void *a, size_t alen, const void *b, size_t blen);
+
+bool str_equal_ci(const char *a, const char *b);
+char *str_trim_right(char *s);
+
+#endif

@@ -1,0 +1,413 @@
+/*
+ * xml_safe.c — hardened libxml2 parsing and standalone element serialization.
+ *
+ * Each parse gets its own parser context whose SAX handler is wrapped: the
+ * internal-subset callback stops the parser the moment a <!DOCTYPE> appears
+ * (before any entity is declared), the start/end element callbacks count depth
+ * and stop past the limit, and a structured error callback on the context
+ * keeps the first error with its position. Encoding errors are raised with no
+ * context, so during a parse the same callback is also libxml2's handler for
+ * this thread (thread-local in libxml2, saved and restored): nothing is ever
+ * printed to stderr. Per-parse state hangs off ctxt->_private.
+ */
+#include "xml_safe.h"
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libxml/SAX2.h>
+#include <libxml/globals.h>
+#include <libxml/parser.h>
+#include <libxml/xmlsave.h>
+
+/* Options: no network, no DTD loading/validation/defaults, no entity
+ * substitution, no XInclude, no HUGE; errors reach only our handler. */
+#define XML_SAFE_OPTIONS                                                                           \
+    (XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_BIG_LINES)
+
+struct xml_parse_state {
+    unsigned depth, max_depth;
+    bool failed;
+    char error[512];
+};
+
+__attribute__((format(printf, 4, 5))) static void
+xml_state_fail(struct xml_parse_state *st, long line, long col, const char *fmt, ...)
+{
+    if (st->failed)
+        return; /* the first error is the cause; later ones are its echoes */
+    int n = snprintf(st->error, sizeof(st->error), "line %ld, column %ld: ", line, col);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(st->error + n, sizeof(st->error) - (size_t)n, fmt, ap);
+    va_end(ap);
+    st->failed = true;
+}
+
+static void xml_on_error(void *ctx, xmlErrorPtr e)
+{
+    xmlParserCtxtPtr ctxt = ctx;
+    if (!e || e->level < XML_ERR_ERROR)
+        return;
+    size_t n = e->message ? strlen(e->message) : 0;
+    while (n > 0 && (e->message[n - 1] == '\n' || e->message[n - 1] == ' '))
+        n--;
+    long line = e->line, col = e->int2;
+    if (line <= 0) { /* raised without a context (encoding): use the parser's position */
+        line = xmlSAX2GetLineNumber(ctxt);
+        col = xmlSAX2GetColumnNumber(ctxt);
+    }
+    xml_state_fail(ctxt->_private, line, col, "%.*s", (int)n,
+                   e->message ? e->message : "unknown XML error");
+}
+
+static void xml_discard(void *ctx, const char *msg, ...) {}
+
+/* libxml2's thread-local error handlers, replaced for the length of one parse. */
+struct xml_error_guard {
+    xmlStructuredErrorFunc structured;
+    void *structured_ctx;
+    xmlGenericErrorFunc generic;
+    void *generic_ctx;
+};
+
+static void xml_guard_begin(struct xml_error_guard *g, xmlParserCtxtPtr ctxt)
+{
+    g->structured = xmlStructuredError;
+    g->structured_ctx = xmlStructuredErrorContext;
+    g->generic = xmlGenericError;
+    g->generic_ctx = xmlGenericErrorContext;
+    xmlSetStructuredErrorFunc(ctxt, xml_on_error);
+    xmlSetGenericErrorFunc(NULL, xml_discard);
+}
+
+static void xml_guard_end(const struct xml_error_guard *g)
+{
+    xmlSetStructuredErrorFunc(g->structured_ctx, g->structured);
+    xmlSetGenericErrorFunc(g->generic_ctx, g->generic);
+}
+
+static void xml_on_doctype(void *ctx, const xmlChar *name, const xmlChar *external_id,
+                           const xmlChar *system_id)
+{
+    xmlParserCtxtPtr ctxt = ctx;
+    xml_state_fail(ctxt->_private, xmlSAX2GetLineNumber(ctx), xmlSAX2GetColumnNumber(ctx),
+                   "document type declaration (<!DOCTYPE %s>) not allowed: SOAP forbids DTDs "
+                   "and entity declarations",
+                   (const char *)name);
+    xmlStopParser(ctxt);
+}
+
+static void xml_on_start(void *ctx, const xmlChar *localname, const xmlChar *prefix,
+                         const xmlChar *uri, int nb_namespaces, const xmlChar **namespaces,
+                         int nb_attributes, int nb_defaulted, const xmlChar **attributes)
+{
+    xmlParserCtxtPtr ctxt = ctx;
+    struct xml_parse_state *st = ctxt->_private;
+    if (++st->depth > st->max_depth) {
+        xml_state_fail(st, xmlSAX2GetLineNumber(ctx), xmlSAX2GetColumnNumber(ctx),
+                       "elements nested deeper than the limit of %u", st->max_depth);
+        xmlStopParser(ctxt);
+        return;
+    }
+    xmlSAX2StartElementNs(ctx, localname, prefix, uri, nb_namespaces, namespaces, nb_attributes,
+                          nb_defaulted, attributes);
+}
+
+static void xml_on_end(void *ctx, const xmlChar *localname, const xmlChar *prefix,
+                       const xmlChar *uri)
+{
+    xmlParserCtxtPtr ctxt = ctx;
+    struct xml_parse_state *st = ctxt->_private;
+    st->depth--;
+    xmlSAX2EndElementNs(ctx, localname, prefix, uri);
+}
+
+static void xml_limits_resolve(const struct xml_limits *lim, size_t *max_bytes, unsigned *max_depth)
+{
+    *max_bytes = lim && lim->max_bytes ? lim->max_bytes : XML_SAFE_DEFAULT_MAX_BYTES;
+    if (*max_bytes > INT_MAX)
+        *max_bytes = INT_MAX; /* libxml2 takes an int length */
+    *max_depth = lim && lim->max_depth ? lim->max_depth : XML_SAFE_DEFAULT_MAX_DEPTH;
+    if (*max_depth > XML_SAFE_MAX_DEPTH_CAP)
+        *max_depth = XML_SAFE_MAX_DEPTH_CAP;
+}
+
+/* Turns a finished parse into the document or NULL + message. Takes doc. */
+static xmlDocPtr xml_parse_verdict(xmlParserCtxtPtr ctxt, xmlDocPtr doc, char *err, size_t errlen)
+{
+    struct xml_parse_state *st = ctxt->_private;
+    if (!st->failed && doc && (doc->intSubset || doc->extSubset))
+        xml_state_fail(st, 1, 1, "document type declaration not allowed");
+    if (!st->failed && (!doc || !ctxt->wellFormed || !ctxt->nsWellFormed)) {
+        xmlErrorPtr e = xmlCtxtGetLastError(ctxt);
+        if (e && e->message)
+            xml_on_error(ctxt, e);
+        xml_state_fail(st, 1, 1, "document is not well-formed XML");
+    }
+    if (!st->failed && !xmlDocGetRootElement(doc))
+        xml_state_fail(st, 1, 1, "document has no root element");
+    if (st->failed) {
+        xmlFreeDoc(doc);
+        snprintf(err, errlen, "%s", st->error);
+        return NULL;
+    }
+    return doc;
+}
+
+xmlDocPtr xml_parse_safe(const char *buf, size_t len, const struct xml_limits *lim, char *err,
+                         size_t errlen)
+{
+    size_t max_bytes;
+    struct xml_parse_state st = {0};
+    xml_limits_resolve(lim, &max_bytes, &st.max_depth);
+    if (len > max_bytes) {
+        snprintf(err, errlen, "document is %zu bytes, over the limit of %zu bytes", len, max_bytes);
+        return NULL;
+    }
+    if (len == 0 || !buf) {
+        snprintf(err, errlen, "line 1, column 1: document is empty");
+        return NULL;
+    }
+    xmlParserCtxtPtr ctxt = xmlNewParserCtxt();
+    if (!ctxt) {
+        snprintf(err, errlen, "XML parser: out of memory");
+        return NULL;
+    }
+    ctxt->_private = &st;
+    ctxt->sax->serror = xml_on_error;
+    ctxt->sax->internalSubset = xml_on_doctype;
+    ctxt->sax->externalSubset = NULL;
+    ctxt->sax->startElementNs = xml_on_start;
+    ctxt->sax->endElementNs = xml_on_end;
+    struct xml_error_guard guard;
+    xml_guard_begin(&guard, ctxt);
+    xmlDocPtr doc = xmlCtxtReadMemory(ctxt, buf, (int)len, NULL, NULL, XML_SAFE_OPTIONS);
+    xml_guard_end(&guard);
+    doc = xml_parse_verdict(ctxt, doc, err, errlen);
+    xmlFreeParserCtxt(ctxt);
+    return doc;
+}
+
+/* Does the trimmed text read "prefix:NCName"? (a QName value such as xsi:type) */
+static bool xml_value_uses_prefix(const xmlChar *value, const xmlChar *prefix)
+{
+    if (!value || !prefix)
+        return false;
+    while (*value == ' ' || *value == '\t' || *value == '\n' || *value == '\r')
+        value++;
+    size_t plen = (size_t)xmlStrlen(prefix);
+    if (xmlStrncmp(value, prefix, (int)plen) != 0 || value[plen] != ':')
+        return false;
+    const xmlChar *local = value + plen + 1;
+    size_t n = (size_t)xmlStrlen(local);
+    while (n > 0 && (local[n - 1] == ' ' || local[n - 1] == '\t' || local[n - 1] == '\n' ||
+                     local[n - 1] == '\r'))
+        n--;
+    return xml_ncname_valid((const char *)local, n);
+}
+
+static bool xml_prefix_equal(const xmlChar *a, const xmlChar *b)
+{
+    return (a == NULL && b == NULL) || (a && b && xmlStrEqual(a, b));
+}
+
+static bool xml_node_uses_prefix(xmlNodePtr n, const xmlChar *prefix)
+{
+    if (n->type == XML_TEXT_NODE || n->type == XML_CDATA_SECTION_NODE)
+        return xml_value_uses_prefix(n->content, prefix);
+    if (n->type != XML_ELEMENT_NODE)
+        return false;
+    if (n->ns && xml_prefix_equal(n->ns->prefix, prefix))
+        return true;
+    for (xmlAttrPtr a = n->properties; a; a = a->next) {
+        if (a->ns && prefix && xml_prefix_equal(a->ns->prefix, prefix))
+            return true;
+        if (a->children && xml_value_uses_prefix(a->children->content, prefix))
+            return true;
+    }
+    return false;
+}
+
+/* Walks top's subtree (iteratively: depth is bounded but the stack need not be). */
+static bool xml_subtree_uses_prefix(xmlNodePtr top, const xmlChar *prefix)
+{
+    xmlNodePtr n = top;
+    while (n) {
+        if (xml_node_uses_prefix(n, prefix))
+            return true;
+        if (n->type == XML_ELEMENT_NODE && n->children) {
+            n = n->children;
+            continue;
+        }
+        while (n != top && !n->next)
+            n = n->parent;
+        if (n == top)
+            break;
+        n = n->next;
+    }
+    return false;
+}
+
+static bool xml_ns_declared_on(xmlNodePtr node, xmlNsPtr ns)
+{
+    for (xmlNsPtr d = node->nsDef; d; d = d->next)
+        if (d == ns)
+            return true;
+    return false;
+}
+
+int xml_ns_inherited(xmlNodePtr node, xmlNsPtr **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (!node || node->type != XML_ELEMENT_NODE || !node->parent)
+        return 0;
+    xmlNsPtr *scope = xmlGetNsList(node->doc, node);
+    if (!scope)
+        return 0;
+    size_t count = 0;
+    while (scope[count])
+        count++;
+    xmlNsPtr *used = malloc(count * sizeof(*used));
+    if (!used) {
+        xmlFree(scope);
+        return -1;
+    }
+    for (size_t i = 0; i < count; i++) {
+        xmlNsPtr ns = scope[i];
+        if (xml_ns_declared_on(node, ns))
+            continue;
+        if (ns->prefix && xmlStrEqual(ns->prefix, BAD_CAST "xml"))
+            continue;
+        if (xml_subtree_uses_prefix(node, ns->prefix))
+            used[(*n)++] = ns;
+    }
+    xmlFree(scope);
+    if (*n == 0)
+        free(used);
+    else
+        *out = used;
+    return 0;
+}
+
+/* Serializes node (of doc) without XML declaration into malloc'd text. */
+static char *xml_dump(xmlNodePtr node, size_t *len)
+{
+    xmlBufferPtr buf = xmlBufferCreate();
+    if (!buf)
+        return NULL;
+    xmlSaveCtxtPtr save = xmlSaveToBuffer(buf, "UTF-8", XML_SAVE_NO_DECL | XML_SAVE_AS_XML);
+    if (!save) {
+        xmlBufferFree(buf);
+        return NULL;
+    }
+    long rc = xmlSaveTree(save, node);
+    xmlSaveClose(save);
+    char *text = NULL;
+    size_t n = (size_t)xmlBufferLength(buf);
+    if (rc >= 0 && (text = malloc(n + 1))) {
+        memcpy(text, xmlBufferContent(buf), n);
+        text[n] = '\0';
+        if (len)
+            *len = n;
+    }
+    xmlBufferFree(buf);
+    return text;
+}
+
+char *xml_node_serialize(xmlNodePtr node, size_t *len)
+{
+    if (!node || node->type != XML_ELEMENT_NODE)
+        return NULL;
+    xmlNsPtr *inherited;
+    size_t n;
+    if (xml_ns_inherited(node, &inherited, &n) < 0)
+        return NULL;
+    char *text = NULL;
+    xmlDocPtr doc = xmlNewDoc(BAD_CAST "1.0");
+    xmlNodePtr copy = doc ? xmlDocCopyNode(node, doc, 1) : NULL;
+    if (copy) {
+        xmlDocSetRootElement(doc, copy);
+        /* the copy already declares what its names use; add QName-value ones */
+        for (size_t i = 0; i < n; i++)
+            if (!xmlSearchNs(doc, copy, inherited[i]->prefix))
+                xmlNewNs(copy, inherited[i]->href, inherited[i]->prefix);
+        text = xml_dump(copy, len);
+    }
+    xmlFreeDoc(doc);
+    free(inherited);
+    return text;
+}
+
+size_t xml_char_next(const char *s, size_t len, unsigned long *cp)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    unsigned long c = u[0], min;
+    size_t n;
+    *cp = XML_CHAR_BAD_UTF8;
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+        n = 2, c &= 0x1F, min = 0x80;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3, c &= 0x0F, min = 0x800;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4, c &= 0x07, min = 0x10000;
+    } else {
+        return 1;
+    }
+    if (len < n)
+        return 1;
+    for (size_t i = 1; i < n; i++) {
+        if ((u[i] & 0xC0) != 0x80)
+            return 1;
+        c = (c << 6) | (u[i] & 0x3F);
+    }
+    if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF))
+        return 1;
+    *cp = c;
+    return n;
+}
+
+bool xml_char_allowed(unsigned long cp)
+{
+    return cp == 0x9 || cp == 0xA || cp == 0xD || (cp >= 0x20 && cp <= 0xD7FF) ||
+           (cp >= 0xE000 && cp <= 0xFFFD) || (cp >= 0x10000 && cp <= 0x10FFFF);
+}
+
+static bool xml_name_start_char(unsigned long c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_' ||
+           (c >= 0xC0 && c <= 0xD6) || (c >= 0xD8 && c <= 0xF6) || (c >= 0xF8 && c <= 0x2FF) ||
+           (c >= 0x370 && c <= 0x37D) || (c >= 0x37F && c <= 0x1FFF) ||
+           (c >= 0x200C && c <= 0x200D) || (c >= 0x2070 && c <= 0x218F) ||
+           (c >= 0x2C00 && c <= 0x2FEF) || (c >= 0x3001 && c <= 0xD7FF) ||
+           (c >= 0xF900 && c <= 0xFDCF) || (c >= 0xFDF0 && c <= 0xFFFD) ||
+           (c >= 0x10000 && c <= 0xEFFFF);
+}
+
+static bool xml_name_char(unsigned long c)
+{
+    return xml_name_start_char(c) || c == '-' || c == '.' || (c >= '0' && c <= '9') || c == 0xB7 ||
+           (c >= 0x300 && c <= 0x36F) || (c >= 0x203F && c <= 0x2040);
+}
+
+bool xml_ncname_valid(const char *s, size_t len)
+{
+    if (len == 0)
+        return false;
+    for (size_t at = 0; at < len;) {
+        unsigned long c;
+        bool first = at == 0;
+        at += xml_char_next(s + at, len - at, &c);
+        if (c == XML_CHAR_BAD_UTF8 || !(first ? xml_name_start_char(c) : xml_name_char(c)))
+            return false;
+    }
+    return true;
+}
