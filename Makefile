@@ -35,8 +35,9 @@ ASAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 .PHONY: all asan units deps test unit e2e demo bench deb format clean install fuzz check-deps
 all: $(B)/amqp-sidecar
 
+ASAN_DIR ?= build/asan
 asan:
-	@$(MAKE) --no-print-directory B=build/asan FLAGS="$(ASAN)" CFLAGS="-O1 -g" all units
+	@$(MAKE) --no-print-directory B=$(ASAN_DIR) FLAGS="$(ASAN)" CFLAGS="-O1 -g" all units
 
 units: $(UNITS)
 

@@ -1042,7 +1042,7 @@ int config_load(const char *path, struct sidecar_config *cfg, struct config_repo
 
     struct key_table process = {config_process_keys, cfg};
     config_apply_tables(&process, 1, config_root_setting(&lc), "config", cfg, rep);
-    if (cfg->broker.url != NULL || cfg->broker.urls.n > 0)
+    if (config_lookup(&lc, "broker") != NULL)
         check_broker(cfg, &lc, rep);
     if (cfg->state_dir == NULL) {
         const char *env = getenv("STATE_DIRECTORY"); /* systemd's StateDirectory= */

@@ -6,30 +6,49 @@
  */
 #include "route.h"
 
+#include <pthread.h>
 #include <stddef.h>
 #include <string.h>
 
-extern const struct route_kind kind_http_in;
-extern const struct route_kind kind_http_out;
-extern const struct route_kind kind_file_in;
-extern const struct route_kind kind_file_out;
-extern const struct route_kind kind_soap_in;
-extern const struct route_kind kind_soap_out;
-extern const struct route_kind kind_poll_in;
+/* Weak while kinds land one by one: a kind not linked in is simply absent. */
+#define KIND(sym) extern const struct route_kind sym __attribute__((weak))
+KIND(kind_http_in);
+KIND(kind_http_out);
+KIND(kind_file_in);
+KIND(kind_file_out);
+KIND(kind_soap_in);
+KIND(kind_soap_out);
+KIND(kind_poll_in);
 
-static const struct route_kind *const registry[] = {
-    &kind_http_in,
-    NULL,
+static const struct route_kind *const candidates[] = {
+    &kind_http_in, &kind_http_out, &kind_file_in, &kind_file_out,
+    &kind_soap_in, &kind_soap_out, &kind_poll_in,
 };
+
+#define N_CANDIDATES (sizeof(candidates) / sizeof(candidates[0]))
+
+/* The kinds linked in, NULL-terminated. */
+static const struct route_kind *registry[N_CANDIDATES + 1];
+static pthread_once_t registry_once = PTHREAD_ONCE_INIT;
+
+static void registry_fill(void)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < N_CANDIDATES; i++)
+        if (candidates[i] != NULL)
+            registry[n++] = candidates[i];
+    registry[n] = NULL;
+}
 
 const struct route_kind *const *route_kinds(void)
 {
+    pthread_once(&registry_once, registry_fill);
     return registry;
 }
 
 const struct route_kind *route_kind_find(enum route_direction direction, const char *name)
 {
-    for (const struct route_kind *const *k = registry; *k; k++)
+    for (const struct route_kind *const *k = route_kinds(); *k; k++)
         if ((*k)->direction == direction && strcmp((*k)->name, name) == 0)
             return *k;
     return NULL;

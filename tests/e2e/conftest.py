@@ -186,7 +186,9 @@ class Broker:
         import json
         for q in json.loads(out):
             if q["name"] == queue:
-                return q["arguments"]
+                args = q["arguments"]
+                # rabbitmqctl lists [name, type, value] triples
+                return {a[0]: a[2] for a in args} if isinstance(args, list) else args
         return None
 
 
@@ -234,6 +236,11 @@ def run_cli(*args, input=None, timeout=60, env=None):
                        timeout=timeout, env=e)
     assert_no_sanitizer_report(r.stderr)
     return r
+
+
+def plain(log_text):
+    """Log lines as a reader sees them: logfmt's escaped quotes unescaped."""
+    return log_text.replace('\\"', '"')
 
 
 def assert_no_sanitizer_report(text):
@@ -352,3 +359,9 @@ def sidecar(broker, tmp_path):
         else:
             s.log_file.close()
             assert_no_sanitizer_report(s.log())
+
+
+def route_kind_available(direction, kind):
+    """True when the binary under test has this kind (kinds land one by one)."""
+    r = run_cli("keys")
+    return f"{direction.capitalize()} `{kind}`" in r.stdout

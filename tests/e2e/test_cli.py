@@ -1,0 +1,105 @@
+"""The command line: check (with and without --connect), topology, exit codes,
+--help/--version/keys, and refusing to run when an exchange is missing."""
+import json
+import os
+import subprocess
+
+from conftest import make_config, plain, run_cli, wait_for
+
+
+def write(tmp_path, text, name="c.conf"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def http_route(name, exchange, port=18099, path="/in", extra=""):
+    return (f'{{ name = "{name}"; kind = "http"; listen = "127.0.0.1:{port}"; path = "{path}"; '
+            f'exchange = "{exchange}"; routing_key = "k"; {extra} }}')
+
+
+def test_version_help_and_keys():
+    r = run_cli("--version")
+    assert r.returncode == 0 and r.stdout.startswith("amqp-sidecar ")
+    r = run_cli("--help")
+    assert r.returncode == 0
+    for word in ("run", "check", "topology", "replay", "transform", "Exit codes"):
+        assert word in r.stdout
+    r = run_cli("keys")
+    assert r.returncode == 0
+    assert "| `broker.heartbeat` | integer | 30 |" in r.stdout
+    assert "Inbound `http`" in r.stdout
+
+
+def test_usage_errors_exit_2(tmp_path):
+    assert run_cli("check").returncode == 2                     # no -c
+    r = run_cli("frobnicate", "-c", "x.conf")
+    assert r.returncode == 2 and "unknown command" in r.stderr
+    assert run_cli("transform", "-c", "x.conf").returncode == 2  # no route
+    assert run_cli("--bogus").returncode == 2
+
+
+def test_check_valid(broker, tmp_path, uid):
+    path = write(tmp_path, make_config(broker, uid, inbound=http_route("orders", "ex")))
+    r = run_cli("check", "-c", path)
+    assert r.returncode == 0, r.stderr
+    assert "orders" in r.stdout and "http" in r.stdout
+    assert "ok, 1 route" in r.stdout
+
+
+def test_check_errors_name_file_and_line(broker, tmp_path, uid):
+    text = make_config(broker, uid, inbound=http_route("orders", "ex", extra='mode = "sync"; lisen = "x";'))
+    path = write(tmp_path, text)
+    r = run_cli("check", "-c", path)
+    assert r.returncode == 2
+    line = [i + 1 for i, l in enumerate(text.splitlines()) if "lisen" in l][0]
+    assert f"{path}:{line}: inbound route \"orders\": unknown key \"lisen\" (did you mean \"listen\"?)" in r.stderr
+    assert f"{path}:{line}: inbound route \"orders\": mode = \"sync\" is not one of: event|rpc" in r.stderr
+    assert "nothing was started" in r.stderr
+    # run refuses the same way, before starting anything
+    assert run_cli("run", "-c", path).returncode == 2
+
+
+def test_check_connect(broker, tmp_path, uid):
+    broker.declare_exchange(f"{uid}.events")
+    ok = write(tmp_path, make_config(broker, uid, inbound=http_route("orders", f"{uid}.events")), "ok.conf")
+    r = run_cli("check", "-c", ok, "--connect")
+    assert r.returncode == 0, r.stderr
+    assert "1 exchange checked, all exist" in r.stdout
+    # check must not create anything on the broker
+    assert not broker.exists(f"{uid}.orders.dlq")
+
+    missing = write(tmp_path, make_config(broker, uid, inbound=http_route("orders", f"{uid}.nope")
+                                          + ", " + http_route("b", f"{uid}.nope2", path="/b")),
+                    "missing.conf")
+    r = run_cli("check", "-c", missing, "--connect")
+    assert r.returncode == 1
+    assert f'exchange "{uid}.nope", "{uid}.nope2" does not exist on vhost "/"' in r.stderr
+    assert "declare it" in r.stderr
+
+
+def test_check_connect_broker_unreachable(broker, tmp_path, uid):
+    from conftest import free_port
+    text = make_config(broker, uid, inbound=http_route("orders", "amq.topic"))
+    text = text.replace(str(broker.port), str(free_port()))
+    r = run_cli("check", "-c", write(tmp_path, text), "--connect")
+    assert r.returncode == 1
+    assert "no broker reachable" in r.stderr and "is RabbitMQ running" in r.stderr
+
+
+def test_run_refuses_missing_exchange(broker, tmp_path, uid):
+    path = write(tmp_path, make_config(broker, uid, inbound=http_route("orders", f"{uid}.absent")))
+    r = run_cli("run", "-c", path, timeout=30)
+    assert r.returncode == 1
+    assert f'exchange "{uid}.absent" does not exist' in plain(r.stderr)
+
+
+def test_check_bad_secret_mode(broker, tmp_path, uid):
+    secret = tmp_path / "hmac.key"
+    secret.write_text("k\n")
+    os.chmod(secret, 0o644)
+    path = write(tmp_path, make_config(broker, uid, inbound=http_route(
+        "orders", "ex", extra=f'auth = {{ hmac_secret_file = "{secret}"; }};')))
+    r = run_cli("check", "-c", path)
+    assert r.returncode == 2
+    assert f"chmod 600 {secret}" in r.stderr

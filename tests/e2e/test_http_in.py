@@ -1,0 +1,285 @@
+"""REST inbound (legacy HTTP → AMQP): every status DESIGN.md names, auth,
+properties, unroutable parking, broker outages, rpc, and the promise that no
+request answered 2xx is missing from the broker."""
+import concurrent.futures
+import json
+import os
+import threading
+import time
+import uuid
+
+import pika
+import pytest
+import requests
+
+from conftest import free_port, plain, wait_for
+
+GITHUB_SECRET = "It's a Secret to Everybody"
+GITHUB_BODY = "Hello, World!"
+GITHUB_SIGNATURE = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+
+
+class Inbound:
+    """One sidecar with one http route, an exchange and a bound queue."""
+
+    def __init__(self, broker, sidecar, uid, route_extra="", routing_key="order.created",
+                 bind="order.#", exchange_kind="topic", extra=""):
+        self.broker = broker
+        self.uid = uid
+        self.exchange = f"{uid}.events"
+        self.queue = f"{uid}.sink"
+        broker.declare_exchange(self.exchange, exchange_kind)
+        broker.declare_queue(self.queue, self.exchange, bind)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/orders"
+        route = (f'{{ name = "orders"; kind = "http"; listen = "127.0.0.1:{self.port}"; '
+                 f'path = "/orders"; exchange = "{self.exchange}"; routing_key = "{routing_key}"; '
+                 f'{route_extra} }}')
+        self.sidecar = sidecar(name=uid, inbound=route, extra=extra)
+
+    def post(self, body=b'{"id": 1}', content_type="application/json", headers=None, **kw):
+        h = {"Content-Type": content_type} if content_type else {}
+        h.update(headers or {})
+        return requests.post(self.url, data=body, headers=h, timeout=kw.pop("timeout", 10), **kw)
+
+    def messages(self):
+        return self.broker.get_all(self.queue)
+
+
+def test_accepted_after_confirm_with_properties(broker, sidecar, uid):
+    t = Inbound(broker, sidecar, uid, 'pass_headers = ["X-Tenant"];')
+    r = t.post(b'{"id": 42}', headers={"X-Tenant": "acme", "X-Secret": "nope",
+                                        "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"})
+    assert r.status_code == 202
+    answer = r.json()
+    assert answer["routed"] is True
+    uuid.UUID(answer["message_id"])
+    assert r.headers["X-Correlation-ID"] == answer["correlation_id"]
+    [(props, body)] = t.messages()
+    assert body == b'{"id": 42}'
+    assert props.delivery_mode == 2
+    assert props.content_type == "application/json"
+    assert props.message_id == answer["message_id"]
+    assert props.correlation_id == answer["correlation_id"]
+    assert abs(props.timestamp - time.time()) < 60
+    assert props.app_id == f"amqp-sidecar/{uid}"
+    assert props.headers["x-sidecar-route"] == "orders"
+    assert props.headers["x-tenant"] == "acme"           # listed: crosses, lower-cased
+    assert "x-secret" not in props.headers               # not listed: never crosses
+    assert props.headers["traceparent"].startswith("00-0af7651916cd43dd")
+
+
+def test_idempotency_key_and_correlation_id_pass_through(broker, sidecar, uid):
+    t = Inbound(broker, sidecar, uid)
+    r = t.post(headers={"Idempotency-Key": "order-77", "X-Correlation-ID": "corr-1"})
+    assert r.status_code == 202 and r.json()["message_id"] == "order-77"
+    [(props, _)] = t.messages()
+    assert props.message_id == "order-77" and props.correlation_id == "corr-1"
+    assert t.post(headers={"Idempotency-Key": "x" * 300}).status_code == 400
+
+
+def test_routing_key_placeholders(broker, sidecar, uid):
+    t = Inbound(broker, sidecar, uid, routing_key="order.{json.kind}.{header.X-Region}", bind="#")
+    assert t.post(b'{"kind": "created"}', headers={"X-Region": "eu"}).status_code == 202
+    r = t.post(b'{"other": 1}', headers={"X-Region": "eu"})
+    assert r.status_code == 422 and "{json.kind}" in r.json()["error"]
+    with broker.channel() as ch:
+        m, _, _ = ch.basic_get(t.queue, auto_ack=True)
+        assert m.routing_key == "order.created.eu"
+
+
+def test_client_errors(broker, sidecar, uid, tmp_path):
+    jq = tmp_path / "orders.jq"
+    jq.write_text('if .total < 0 then error("negative total") else {order: .id, total} end')
+    t = Inbound(broker, sidecar, uid, f'transform = "{jq}"; max_body = 1000;')
+    assert t.post(b'{"id": 1, "total": 5}').status_code == 202
+    [(props, body)] = t.messages()
+    assert json.loads(body) == {"order": 1, "total": 5}
+
+    r = t.post(b'{"id": ')
+    assert r.status_code == 400 and "not valid JSON" in r.json()["error"]
+    r = t.post(b'{"id": 1, "total": -1}')
+    assert r.status_code == 422 and "negative total" in r.json()["error"]
+    r = t.post(b'x' * 5000)
+    assert r.status_code == 413
+    r = t.post(iter([b'{"id": "', b'y' * 3000, b'"}']))  # chunked, no Content-Length
+    assert r.status_code == 413
+    r = t.post(b"id=1", content_type="application/x-www-form-urlencoded")
+    assert r.status_code == 415
+    assert t.post(content_type=None).status_code == 415
+    r = requests.get(t.url, timeout=5)
+    assert r.status_code == 405 and r.headers["Allow"] == "POST"
+    r = requests.post(t.url.replace("/orders", "/nope"), data=b"{}", timeout=5)
+    assert r.status_code == 404
+    assert t.messages() == []                      # nothing refused was published
+    log = plain(t.sidecar.log())
+    assert "route=orders" in log and "→ 422: transform failed" in log
+
+
+def test_hmac_github_vector(broker, sidecar, uid, tmp_path):
+    key = tmp_path / "hmac.key"
+    key.write_text(GITHUB_SECRET + "\n")
+    os.chmod(key, 0o600)
+    t = Inbound(broker, sidecar, uid, f'content_types = ["*/*"]; auth = {{ hmac_secret_file = "{key}"; '
+                                      'hmac_header = "X-Hub-Signature-256"; };')
+    ok = t.post(GITHUB_BODY, "text/plain", {"X-Hub-Signature-256": GITHUB_SIGNATURE})
+    assert ok.status_code == 202
+    upper = t.post(GITHUB_BODY, "text/plain", {"X-Hub-Signature-256": GITHUB_SIGNATURE.upper().replace("SHA256", "sha256")})
+    assert upper.status_code == 202
+    wrong = t.post(GITHUB_BODY + "!", "text/plain", {"X-Hub-Signature-256": GITHUB_SIGNATURE})
+    missing = t.post(GITHUB_BODY, "text/plain")
+    garbage = t.post(GITHUB_BODY, "text/plain", {"X-Hub-Signature-256": "md5=abc"})
+    for r in (wrong, missing, garbage):
+        assert r.status_code == 401
+        assert r.json() == {"error": "unauthorized"}    # no detail for the caller
+    assert len(t.messages()) == 2
+    log = plain(t.sidecar.log())
+    assert "signature does not match the body" in log and "missing signature header" in log
+
+
+def test_bearer_token(broker, sidecar, uid, tmp_path):
+    token = tmp_path / "token"
+    token.write_text("tok-123")
+    os.chmod(token, 0o600)
+    t = Inbound(broker, sidecar, uid, f'auth = {{ bearer_token_file = "{token}"; }};')
+    assert t.post(headers={"Authorization": "Bearer tok-123"}).status_code == 202
+    assert t.post(headers={"Authorization": "Bearer tok-124"}).status_code == 401
+    assert t.post(headers={"Authorization": "Basic dG9rLTEyMw=="}).status_code == 401
+    assert t.post().status_code == 401
+
+
+def test_unroutable_is_parked_and_answered_routed_false(broker, sidecar, uid):
+    t = Inbound(broker, sidecar, uid, routing_key="nobody.listens")
+    r = t.post(b'{"id": 9}', headers={"Idempotency-Key": "lonely-1"})
+    assert r.status_code == 202 and r.json()["routed"] is False
+    assert t.messages() == []
+    [(props, body)] = broker.get_all(f"{uid}.orders.dlq")
+    assert body == b'{"id": 9}' and props.message_id == "lonely-1"
+    assert props.headers["x-sidecar-error"].startswith("unroutable:")
+    assert "nobody.listens" in props.headers["x-sidecar-error"]
+    assert "parking it in" in t.sidecar.log()
+
+
+def test_broker_down_503_then_recovers(broker, sidecar, uid):
+    t = Inbound(broker, sidecar, uid, extra="")
+    assert t.post().status_code == 202
+    broker.stop()
+    try:
+        started = time.monotonic()
+        # (a Response is falsy for 4xx/5xx, so wait on a one-element list)
+        [r] = wait_for(lambda: (lambda x: [x] if x.status_code == 503 else None)(t.post(timeout=20)),
+                       timeout=20, what="503 while the broker is down")
+        assert time.monotonic() - started < 15
+        assert int(r.headers["Retry-After"]) > 0
+        assert "broker" in r.json()["error"]
+        assert t.sidecar.readyz().status_code == 503
+    finally:
+        broker.start()
+    wait_for(lambda: t.post().status_code == 202, timeout=40, what="202 after the broker returned")
+    assert t.sidecar.readyz().status_code == 200
+    assert len(t.messages()) >= 2
+    assert t.sidecar.proc.poll() is None            # no restart of the sidecar needed
+
+
+def test_no_202_is_ever_lost_while_the_broker_dies(broker, sidecar, uid):
+    """Concurrent clients while the broker is killed -9 and restarted: every id
+    answered 202 is in the queue afterwards; the rest were told to retry."""
+    t = Inbound(broker, sidecar, uid)
+    accepted, refused = [], []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def client(n):
+        session = requests.Session()
+        i = 0
+        while not stop.is_set():
+            key = f"c{n}-{i}"
+            i += 1
+            try:
+                r = session.post(t.url, data=json.dumps({"k": key}), timeout=30,
+                                 headers={"Content-Type": "application/json", "Idempotency-Key": key})
+                with lock:
+                    (accepted if r.status_code == 202 else refused).append((key, r.status_code))
+            except requests.RequestException:
+                with lock:
+                    refused.append((key, 0))
+                time.sleep(0.05)
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        for n in range(16):
+            pool.submit(client, n)
+        wait_for(lambda: len(accepted) > 300, 30, what="traffic")
+        broker.kill()
+        time.sleep(1)
+        broker.start()
+        wait_for(lambda: len(accepted) > 0 and accepted[-1][1] == 202 and
+                 t.sidecar.readyz().status_code == 200, 60, what="recovery")
+        n_before = len(accepted)
+        wait_for(lambda: len(accepted) > n_before + 200, 30, what="traffic after restart")
+        stop.set()
+    in_queue = {json.loads(body)["k"] for _, body in t.messages()}
+    missing = [k for k, _ in accepted if k not in in_queue]
+    assert not missing, f"{len(missing)} requests answered 202 are not in the queue: {missing[:5]}"
+    assert any(code in (503, 0) for _, code in refused), "the outage was never noticed"
+
+
+def replier(broker, queue, handle, stop):
+    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker.port))
+    ch = conn.channel()
+    while not stop.is_set():
+        method, props, body = ch.basic_get(queue, auto_ack=True)
+        if method is None:
+            conn.sleep(0.02)
+            continue
+        reply = handle(props, body)
+        if reply is not None:
+            status, ctype, out = reply
+            ch.basic_publish("", props.reply_to, out, pika.BasicProperties(
+                correlation_id=props.correlation_id, content_type=ctype,
+                headers={"x-http-status": str(status)}))
+    conn.close()
+
+
+def test_rpc_returns_the_reply(broker, sidecar, uid):
+    t = Inbound(broker, sidecar, uid, 'mode = "rpc"; timeout = 5.0;')
+    stop = threading.Event()
+    th = threading.Thread(target=replier, args=(broker, t.queue, lambda p, b: (
+        201, "application/json", json.dumps({"echo": json.loads(b), "corr": p.correlation_id})), stop))
+    th.start()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda i: t.post(json.dumps({"n": i}).encode(),
+                                                     headers={"X-Correlation-ID": f"rpc-{i}"}), range(20)))
+        for i, r in enumerate(results):
+            assert r.status_code == 201
+            assert r.headers["Content-Type"] == "application/json"
+            assert r.json() == {"echo": {"n": i}, "corr": f"rpc-{i}"}
+    finally:
+        stop.set()
+        th.join()
+
+
+def test_rpc_timeout_is_504(broker, sidecar, uid):
+    t = Inbound(broker, sidecar, uid, 'mode = "rpc"; timeout = 0.5;')
+    started = time.monotonic()
+    r = t.post()
+    assert r.status_code == 504
+    assert 0.4 < time.monotonic() - started < 5
+    assert len(t.messages()) == 1   # the request itself was delivered, nobody answered
+
+
+def test_sigterm_answers_requests_in_flight(broker, sidecar, uid):
+    t = Inbound(broker, sidecar, uid)
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        futures = [pool.submit(t.post, json.dumps({"i": i}).encode()) for i in range(200)]
+        time.sleep(0.05)
+        t.sidecar.proc.send_signal(15)
+        codes = []
+        for f in futures:
+            try:
+                codes.append(f.result().status_code)
+            except requests.RequestException:
+                codes.append(0)   # refused after the listener closed: never accepted
+    assert t.sidecar.stop() == 0
+    assert codes.count(202) == len(t.messages())
+    assert "draining" in t.sidecar.log()

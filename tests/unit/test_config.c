@@ -1,0 +1,334 @@
+/*
+ * Unit tests for adapter/config.c: every class of config error is refused
+ * with the right line and a message that names the problem, and a valid
+ * file yields the documented defaults.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "config.h"
+#include "route.h"
+#include "test_helpers.h"
+
+static char *dir;
+
+#define BROKER "broker = { url = \"amqp://guest:guest@127.0.0.1:5672/%2f\"; };\n"
+#define ROUTE_HTTP                                                                                 \
+    "  { name = \"orders\"; kind = \"http\"; listen = \"127.0.0.1:18081\"; path = \"/orders\";\n" \
+    "    exchange = \"crm.events\"; routing_key = \"order.created\"; }\n"
+
+struct loaded {
+    struct sidecar_config cfg;
+    struct config_report rep;
+    int rc;
+};
+
+static void load_text(struct loaded *l, const char *text)
+{
+    char *path = test_write(dir, "test.conf", text, 0644);
+    memset(l, 0, sizeof(*l));
+    l->rc = config_load(path, &l->cfg, &l->rep);
+    free(path);
+}
+
+static void loaded_free(struct loaded *l)
+{
+    config_report_free(&l->rep);
+    config_free(&l->cfg);
+}
+
+/* Asserts some error is on `line` and contains `needle`. */
+static void assert_error(const struct loaded *l, int line, const char *needle)
+{
+    for (size_t i = 0; i < l->rep.n; i++)
+        if (l->rep.errors[i].line == line && strstr(l->rep.errors[i].msg, needle))
+            return;
+    for (size_t i = 0; i < l->rep.n; i++)
+        fprintf(stderr, "  got %d: %s\n", l->rep.errors[i].line, l->rep.errors[i].msg);
+    fail_msg("no error on line %d containing \"%s\"", line, needle);
+}
+
+static void test_valid_config_fills_defaults(void **state)
+{
+    struct loaded l;
+    load_text(&l, "name = \"crm\";\n" BROKER "inbound = (\n" ROUTE_HTTP ");\n"
+                  "outbound = ( { name = \"customers\"; kind = \"http\"; url = \"http://x/\"; } );\n");
+    if (route_kind_find(ROUTE_OUTBOUND, "http") == NULL) { /* before http_out lands */
+        loaded_free(&l);
+        load_text(&l, "name = \"crm\";\n" BROKER "inbound = (\n" ROUTE_HTTP ");\n");
+    }
+    assert_int_equal(l.rc, 0);
+    assert_int_equal(l.rep.n, 0);
+    assert_string_equal(l.cfg.name, "crm");
+    assert_int_equal(l.cfg.broker.heartbeat, 30);
+    assert_int_equal(l.cfg.broker.urls.n, 1);
+    assert_true(l.cfg.broker.tls.verify);
+    assert_string_equal(l.cfg.log_format, "logfmt");
+    struct route *in = l.cfg.routes[0];
+    assert_string_equal(in->dlx, "crm.dlx");
+    assert_string_equal(in->dlq, "crm.orders.dlq");
+    assert_string_equal(in->dlq_key, "crm.orders");
+    if (l.cfg.n_routes > 1) {
+        struct route *out = l.cfg.routes[1];
+        assert_string_equal(out->queue, "crm.customers");
+        assert_string_equal(out->dlq, "crm.customers.dlq");
+        assert_int_equal(out->concurrency, 8);
+        assert_int_equal(out->retry_delays.n, 4);
+        assert_true(out->retry_delays.v[3] == 120);
+        assert_string_equal(out->queue_type, "classic");
+    }
+    loaded_free(&l);
+}
+
+static void test_syntax_error_has_line(void **state)
+{
+    struct loaded l;
+    load_text(&l, "name = \"crm\";\n" BROKER "inbound = (\n  { name = ; kind = \"http\"; }\n);\n");
+    assert_int_equal(l.rc, -1);
+    assert_error(&l, 4, "syntax error");
+    loaded_free(&l);
+}
+
+static void test_missing_file(void **state)
+{
+    struct loaded l;
+    memset(&l, 0, sizeof(l));
+    l.rc = config_load("/nonexistent/dir/x.conf", &l.cfg, &l.rep);
+    assert_int_equal(l.rc, -1);
+    assert_int_equal(l.rep.errors[0].line, 0);
+    assert_non_null(strstr(l.rep.errors[0].msg, "No such file"));
+    loaded_free(&l);
+}
+
+static void test_unknown_key_suggests(void **state)
+{
+    struct loaded l;
+    load_text(&l, "name = \"crm\";\n" BROKER
+                  "inbound = (\n"
+                  "  { name = \"orders\"; kind = \"http\"; lisen = \"127.0.0.1:1\"; path = \"/o\";\n"
+                  "    exchange = \"e\"; }\n);\nlog_formt = \"json\";\n");
+    assert_int_equal(l.rc, -1);
+    assert_error(&l, 4, "unknown key \"lisen\" (did you mean \"listen\"?)");
+    assert_error(&l, 7, "unknown key \"log_formt\" (did you mean \"log_format\"?)");
+    loaded_free(&l);
+}
+
+static void test_wrong_type(void **state)
+{
+    struct loaded l;
+    load_text(&l, "name = \"crm\";\nbroker = { url = \"amqp://h/\";\n  heartbeat = \"30\"; };\n"
+                  "inbound = (\n" ROUTE_HTTP ");\n");
+    assert_int_equal(l.rc, -1);
+    assert_error(&l, 3, "heartbeat must be an integer, not a string");
+    loaded_free(&l);
+}
+
+static void test_missing_required(void **state)
+{
+    struct loaded l;
+    load_text(&l, BROKER "inbound = (\n  { name = \"orders\"; kind = \"http\";\n"
+                         "    path = \"/o\"; }\n);\n");
+    assert_int_equal(l.rc, -1);
+    assert_error(&l, 0, "missing required key \"name\"");
+    assert_error(&l, 3, "missing required key \"exchange\"");
+    loaded_free(&l);
+}
+
+static void test_bad_values(void **state)
+{
+    struct loaded l;
+    load_text(&l, "name = \"CRM!\";\n"
+                  "broker = { url = \"amqp://h/\"; heartbeat = 99999; };\n"
+                  "log_format = \"xml\";\n"
+                  "inbound = (\n"
+                  "  { name = \"orders\"; kind = \"http\"; listen = \"nohost\"; path = \"/o\";\n"
+                  "    exchange = \"e\"; mode = \"sync\"; }\n);\n");
+    assert_int_equal(l.rc, -1);
+    assert_error(&l, 1, "not a valid name");
+    assert_error(&l, 2, "heartbeat = 99999 is out of range");
+    assert_error(&l, 3, "\"xml\" is not one of: logfmt|json");
+    assert_error(&l, 5, "is not host:port");
+    assert_error(&l, 6, "mode = \"sync\" is not one of: event|rpc");
+    loaded_free(&l);
+}
+
+static void test_duplicate_route_names(void **state)
+{
+    struct loaded l;
+    load_text(&l, "name = \"crm\";\n" BROKER "inbound = (\n" ROUTE_HTTP ",\n"
+                  "  { name = \"orders\"; kind = \"http\"; listen = \"127.0.0.1:18082\"; path = \"/o\";\n"
+                  "    exchange = \"e\"; }\n);\n");
+    assert_int_equal(l.rc, -1);
+    assert_error(&l, 7, "route name \"orders\" is used twice (first at line 4)");
+    loaded_free(&l);
+}
+
+static void test_endpoint_clash(void **state)
+{
+    struct loaded l;
+    load_text(&l, "name = \"crm\";\n" BROKER "inbound = (\n" ROUTE_HTTP ",\n"
+                  "  { name = \"other\"; kind = \"http\"; listen = \"127.0.0.1:18081\"; path = \"/orders\";\n"
+                  "    exchange = \"e\"; }\n);\n");
+    assert_int_equal(l.rc, -1);
+    assert_error(&l, 7, "is already served by route \"orders\"");
+    loaded_free(&l);
+}
+
+static void test_unreadable_transform(void **state)
+{
+    struct loaded l;
+    load_text(&l, "name = \"crm\";\n" BROKER "inbound = (\n"
+                  "  { name = \"orders\"; kind = \"http\"; path = \"/o\"; exchange = \"e\";\n"
+                  "    transform = \"missing.jq\"; }\n);\n");
+    assert_int_equal(l.rc, -1);
+    assert_error(&l, 5, "cannot read");
+    assert_error(&l, 5, "missing.jq");
+    loaded_free(&l);
+}
+
+static void test_transform_that_does_not_compile(void **state)
+{
+    free(test_write(dir, "bad.jq", ".a | | .b", 0644));
+    struct loaded l;
+    load_text(&l, "name = \"crm\";\n" BROKER "inbound = (\n"
+                  "  { name = \"orders\"; kind = \"http\"; path = \"/o\"; exchange = \"e\";\n"
+                  "    transform = \"bad.jq\"; }\n);\n");
+    assert_int_equal(l.rc, -1);
+    assert_error(&l, 4, "transform does not compile");
+    loaded_free(&l);
+}
+
+static void test_secret_permissions(void **state)
+{
+    free(test_write(dir, "open.secret", "s3cret\n", 0644));
+    free(test_write(dir, "good.secret", "s3cret\n", 0600));
+    struct loaded l;
+    load_text(&l, "name = \"crm\";\n"
+                  "broker = { url = \"amqp://h/\";\n"
+                  "  password_file = \"open.secret\"; };\n"
+                  "inbound = (\n"
+                  "  { name = \"orders\"; kind = \"http\"; path = \"/o\"; exchange = \"e\";\n"
+                  "    auth = { hmac_secret_file = \"nope.secret\"; }; }\n);\n");
+    assert_int_equal(l.rc, -1);
+    assert_error(&l, 3, "readable by group or others (mode 0644); run: chmod 600");
+    assert_error(&l, 6, "cannot read secret file");
+    loaded_free(&l);
+
+    load_text(&l, "name = \"crm\";\nbroker = { url = \"amqp://h/\"; password_file = \"good.secret\"; };\n"
+                  "inbound = (\n" ROUTE_HTTP ");\n");
+    assert_int_equal(l.rc, 0);
+    assert_string_equal(l.cfg.broker.password.value, "s3cret"); /* newline trimmed */
+    loaded_free(&l);
+}
+
+static void test_broker_url_problems(void **state)
+{
+    struct loaded l;
+    load_text(&l, "name = \"crm\";\nbroker = {\n  url = \"http://h/\"; };\ninbound = (\n" ROUTE_HTTP ");\n");
+    assert_int_equal(l.rc, -1);
+    assert_error(&l, 3, "must start with amqp:// or amqps://");
+    loaded_free(&l);
+
+    load_text(&l, "name = \"crm\";\nbroker = { url = \"amqp://a/\";\n  urls = [\"amqp://b/\"]; };\n"
+                  "inbound = (\n" ROUTE_HTTP ");\n");
+    assert_error(&l, 3, "set url or urls, not both");
+    loaded_free(&l);
+
+    load_text(&l, "name = \"crm\";\nbroker = { heartbeat = 5; };\ninbound = (\n" ROUTE_HTTP ");\n");
+    assert_error(&l, 2, "missing url");
+    loaded_free(&l);
+}
+
+static void test_unknown_kind_lists_kinds(void **state)
+{
+    struct loaded l;
+    load_text(&l, "name = \"crm\";\n" BROKER "inbound = (\n"
+                  "  { name = \"x\";\n    kind = \"ftp\"; exchange = \"e\"; }\n);\n");
+    assert_int_equal(l.rc, -1);
+    assert_error(&l, 5, "unknown kind \"ftp\"; inbound routes can be: http");
+    loaded_free(&l);
+}
+
+static void test_no_routes(void **state)
+{
+    struct loaded l;
+    load_text(&l, "name = \"crm\";\n" BROKER);
+    assert_int_equal(l.rc, -1);
+    assert_non_null(strstr(l.rep.errors[0].msg, "no routes"));
+    loaded_free(&l);
+}
+
+static void test_bad_routing_key_template(void **state)
+{
+    struct loaded l;
+    load_text(&l, "name = \"crm\";\n" BROKER "inbound = (\n"
+                  "  { name = \"orders\"; kind = \"http\"; path = \"/o\"; exchange = \"e\";\n"
+                  "    routing_key = \"order.{body.type}\"; }\n);\n");
+    assert_int_equal(l.rc, -1);
+    assert_error(&l, 4, "unknown placeholder {body.type}");
+    loaded_free(&l);
+}
+
+static void test_errors_are_all_collected(void **state)
+{
+    struct loaded l;
+    load_text(&l, "name = \"crm\";\nbroker = { url = \"amqp://h/\"; heartbeat = -1; };\n"
+                  "log_format = 1;\ndrain_timeout = \"x\";\ninbound = (\n" ROUTE_HTTP ");\n");
+    assert_int_equal(l.rc, -1);
+    assert_true(l.rep.n >= 3);
+    loaded_free(&l);
+}
+
+static void test_parse_listen(void **state)
+{
+    char host[64];
+    int port;
+    assert_int_equal(config_parse_listen("127.0.0.1:8080", host, sizeof(host), &port), 0);
+    assert_string_equal(host, "127.0.0.1");
+    assert_int_equal(port, 8080);
+    assert_int_equal(config_parse_listen("[::1]:9", host, sizeof(host), &port), 0);
+    assert_string_equal(host, "::1");
+    assert_int_equal(config_parse_listen("8080", host, sizeof(host), &port), -1);
+    assert_int_equal(config_parse_listen("h:99999", host, sizeof(host), &port), -1);
+    assert_int_equal(config_parse_listen(":80", host, sizeof(host), &port), -1);
+}
+
+static int setup(void **state)
+{
+    dir = test_tmpdir();
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    test_rmtree(dir);
+    free(dir);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_valid_config_fills_defaults),
+        cmocka_unit_test(test_syntax_error_has_line),
+        cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_unknown_key_suggests),
+        cmocka_unit_test(test_wrong_type),
+        cmocka_unit_test(test_missing_required),
+        cmocka_unit_test(test_bad_values),
+        cmocka_unit_test(test_duplicate_route_names),
+        cmocka_unit_test(test_endpoint_clash),
+        cmocka_unit_test(test_unreadable_transform),
+        cmocka_unit_test(test_transform_that_does_not_compile),
+        cmocka_unit_test(test_secret_permissions),
+        cmocka_unit_test(test_broker_url_problems),
+        cmocka_unit_test(test_unknown_kind_lists_kinds),
+        cmocka_unit_test(test_no_routes),
+        cmocka_unit_test(test_bad_routing_key_template),
+        cmocka_unit_test(test_errors_are_all_collected),
+        cmocka_unit_test(test_parse_listen),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
