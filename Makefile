@@ -32,7 +32,7 @@ LIB_OBJ  := $(patsubst %.c,$(B)/obj/%.o,$(LIB_SRC))
 UNITS    := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 ASAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-.PHONY: all asan units deps test unit e2e demo bench deb format clean install fuzz check-deps
+.PHONY: bench-tools all asan units deps test unit e2e demo bench deb format clean install fuzz check-deps man
 all: $(B)/amqp-sidecar
 
 ASAN_DIR ?= build/asan
@@ -54,6 +54,19 @@ $(B)/tests/%: tests/unit/%.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	@$(CC) $(CPPFLAGS) $(CFLAGS) $(FLAGS) $(WARN) -o $@ $< $(LIB_OBJ) $(LDFLAGS) $(LDLIBS) -lcmocka
+
+# Benchmark tools: the raw rabbitmq-c yardstick and a driver of our own publisher.
+$(B)/bench/raw_amqp: tests/bench/raw_amqp.c
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	@$(CC) $(CPPFLAGS) -O2 -Wall -Wextra -Werror -o $@ $< $(LDLIBS)
+
+$(B)/bench/bench_publisher: tests/bench/bench_publisher.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	@$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -o $@ $< $(LIB_OBJ) $(LDLIBS)
+
+bench-tools: $(B)/bench/raw_amqp $(B)/bench/bench_publisher
 
 -include $(OBJ:.o=.d)
 
@@ -77,7 +90,7 @@ e2e: all asan
 demo: check-deps all
 	@tests/demo.sh
 
-bench: check-deps all
+bench: check-deps all bench-tools
 	@tests/bench/run.sh
 
 deb: check-deps
@@ -86,8 +99,29 @@ deb: check-deps
 fuzz:
 	@tests/fuzz/run.sh
 
-install: all
-	install -D -m 0755 build/amqp-sidecar $(DESTDIR)/usr/bin/amqp-sidecar
+# Man pages: amqp-sidecar.conf(5)'s key reference is rendered from `amqp-sidecar keys`.
+MAN_PAGES := $(B)/man/amqp-sidecar.8 $(B)/man/amqp-sidecar.conf.5
+man: $(MAN_PAGES)
+
+$(B)/man/%: packaging/man/%.in packaging/man/keys2man.sh $(B)/amqp-sidecar
+	@mkdir -p $(dir $@)
+	@echo "  MAN     $@"
+	@packaging/man/keys2man.sh $(B)/amqp-sidecar $(VERSION) $< > $@.tmp && mv $@.tmp $@
+
+# What the Debian package holds (packaging/debian/rules runs this with DESTDIR).
+DOC := $(DESTDIR)/usr/share/doc/amqp-sidecar
+install: all man
+	install -D -m 0755 $(B)/amqp-sidecar $(DESTDIR)/usr/bin/amqp-sidecar
+	install -D -m 0644 $(B)/man/amqp-sidecar.8 $(DESTDIR)/usr/share/man/man8/amqp-sidecar.8
+	install -D -m 0644 $(B)/man/amqp-sidecar.conf.5 $(DESTDIR)/usr/share/man/man5/amqp-sidecar.conf.5
+	install -D -m 0644 packaging/systemd/amqp-sidecar@.service \
+		$(DESTDIR)/lib/systemd/system/amqp-sidecar@.service
+	install -D -m 0644 packaging/example.conf.sample $(DESTDIR)/etc/amqp-sidecar/example.conf.sample
+	[ ! -f README.md ] || install -D -m 0644 README.md $(DOC)/README.md
+	if [ -d configs ] && [ -n "$$(ls -A configs)" ]; then \
+		mkdir -p $(DOC)/examples && cp -R configs/. $(DOC)/examples/ && \
+		find $(DOC)/examples -type d -exec chmod 0755 {} + && \
+		find $(DOC)/examples -type f -exec chmod 0644 {} + ; fi
 
 format:
 	clang-format -i $(SRC) $(wildcard adapter/*.h adapter/kinds/*.h transforms/*.h tests/unit/*.c tests/unit/*.h)
