@@ -40,6 +40,7 @@ struct http_route {
     size_t max_body;
     http_handler_fn fn;
     void *arg;
+    http_refusal_fn refusal;
 };
 
 struct http_server {
@@ -127,6 +128,17 @@ int http_server_route(struct http_server *s, const char *path, size_t max_body, 
     return 0;
 }
 
+int http_server_route_refusal(struct http_server *s, const char *path, http_refusal_fn fn)
+{
+    for (size_t i = 0; i < s->n_routes; i++) {
+        if (strcmp(s->routes[i].path, path) == 0) {
+            s->routes[i].refusal = fn;
+            return 0;
+        }
+    }
+    return -1;
+}
+
 static const struct http_route *route_for(const struct http_server *s, const char *path)
 {
     for (size_t i = 0; i < s->n_routes; i++) {
@@ -169,6 +181,27 @@ static enum MHD_Result count_value(void *cls, enum MHD_ValueKind kind, const cha
 {
     (*(int *)cls)++;
     return MHD_YES;
+}
+
+struct key_search {
+    const char *key;
+    bool found;
+};
+
+static enum MHD_Result find_key(void *cls, enum MHD_ValueKind kind, const char *key,
+                                const char *value)
+{
+    struct key_search *k = cls;
+    if (key && strcmp(key, k->key) == 0)
+        k->found = true;
+    return MHD_YES;
+}
+
+bool http_request_has_query_key(const struct http_request *req, const char *key)
+{
+    struct key_search k = {.key = key};
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, find_key, &k);
+    return k.found;
 }
 
 bool http_request_has_query(const struct http_request *req)
@@ -266,6 +299,28 @@ static enum MHD_Result answer_now(struct MHD_Connection *conn, int status, const
     return rc;
 }
 
+/* 413 in the route's own words when it has a refusal hook. */
+static enum MHD_Result answer_too_large(struct MHD_Connection *conn,
+                                        const struct http_route *route)
+{
+    if (route->refusal == NULL)
+        return answer_now(conn, 413, "request body too large");
+    int status = 413;
+    const char *ctype = "text/plain";
+    size_t len = 0;
+    const char *req_ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+    char *body = route->refusal(route->arg, &status, req_ct, &ctype, &len);
+    if (body == NULL)
+        return answer_now(conn, 413, "request body too large");
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(len, body ? body : "", MHD_RESPMEM_MUST_COPY);
+    free(body);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    enum MHD_Result rc = MHD_queue_response(conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    return rc;
+}
+
 static enum MHD_Result queue_stored(struct http_request *req)
 {
     enum MHD_Result rc = MHD_queue_response(req->conn, (unsigned)req->status, req->response);
@@ -286,7 +341,7 @@ static enum MHD_Result first_call(struct http_server *s, struct MHD_Connection *
         return answer_now(conn, 431, "too many request headers");
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
     if (cl && strtoull(cl, NULL, 10) > route->max_body)
-        return answer_now(conn, 413, "request body too large");
+        return answer_too_large(conn, route);
 
     struct http_request *req = xcalloc(1, sizeof(*req));
     req->server = s;
@@ -296,6 +351,8 @@ static enum MHD_Result first_call(struct http_server *s, struct MHD_Connection *
     req->path = xstrdup(url);
     pthread_mutex_init(&req->lock, NULL);
     *con_cls = req;
+    /* In flight from its headers until on_completed: drain waits for uploads and answers. */
+    atomic_fetch_add(&s->active, 1);
     return MHD_YES;
 }
 
@@ -320,15 +377,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
     if (req->state == REQ_READING) {
         if (req->too_large)
-            return answer_now(conn, 413, "request body too large");
+            return answer_too_large(conn, req->route);
         req->state = REQ_HANDLING;
-        atomic_fetch_add(&s->active, 1);
         req->route->fn(req, req->route->arg);
         pthread_mutex_lock(&req->lock);
         if (req->response != NULL) {
             req->state = REQ_ANSWERED;
             pthread_mutex_unlock(&req->lock);
-            atomic_fetch_sub(&s->active, 1);
             return queue_stored(req);
         }
         req->state = REQ_SUSPENDED;
@@ -343,7 +398,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     pthread_mutex_unlock(&req->lock);
     if (!ready)
         return MHD_YES;
-    atomic_fetch_sub(&s->active, 1);
     return queue_stored(req);
 }
 
@@ -354,6 +408,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (req == NULL)
         return;
     *con_cls = NULL;
+    atomic_fetch_sub(&req->server->active, 1); /* answer sent, or the connection is gone */
     request_free(req);
 }
 

@@ -265,6 +265,9 @@ int publisher_submit(struct publisher *p, struct message *msg, const struct publ
                      publish_done_fn done, void *arg, const char **why)
 {
     if (!publisher_available(p, why)) {
+        /* Counted like a publish that failed later: the sender gets the same 503. */
+        if (opt->route)
+            metric_inc(((struct route *)opt->route)->metrics.publish_failed);
         message_free(msg);
         return -1;
     }
@@ -728,9 +731,22 @@ void publisher_tick(struct publisher *p)
         request_finish(p, r, PUBLISH_RPC_TIMEOUT, "no reply in time");
         request_release(r);
     }
-    if (p->low_tag < p->next_tag && !p->blocked) {
+    double limit = broker_config(p->broker)->confirm_timeout;
+    if (p->blocked) {
+        /* A blocked broker holds confirms back, possibly for long: tell the
+         * waiting senders to retry later (a later confirm may still come:
+         * that is a duplicate on retry, never a loss) but keep the connection. */
+        for (uint64_t t = p->low_tag; t < p->next_tag; t++) {
+            struct pending *s = &p->ring[t & (p->ring_size - 1)];
+            if (s->tag == t && s->type == PENDING_REQUEST && !s->req->finished &&
+                (double)(now - s->sent_ms) > limit * 1000)
+                request_finish(p, s->req, PUBLISH_UNAVAILABLE,
+                               "broker is blocking publishes (resource alarm); not confirmed in time");
+        }
+        return;
+    }
+    if (p->low_tag < p->next_tag) {
         struct pending *oldest = &p->ring[p->low_tag & (p->ring_size - 1)];
-        double limit = broker_config(p->broker)->confirm_timeout;
         if (oldest->tag == p->low_tag && (double)(now - oldest->sent_ms) > limit * 1000) {
             char why[128];
             snprintf(why, sizeof(why), "no publisher confirm within %.1fs (broker.confirm_timeout)",
