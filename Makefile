@@ -32,7 +32,7 @@ LIB_OBJ  := $(patsubst %.c,$(B)/obj/%.o,$(LIB_SRC))
 UNITS    := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 ASAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-.PHONY: bench-tools all asan units deps test unit e2e demo bench deb format clean install fuzz check-deps man
+.PHONY: docs bench-tools all asan units deps test unit e2e demo bench deb format clean install fuzz check-deps man
 all: $(B)/amqp-sidecar
 
 ASAN_DIR ?= build/asan
@@ -122,6 +122,9 @@ install: all man
 		mkdir -p $(DOC)/examples && cp -R configs/. $(DOC)/examples/ && \
 		find $(DOC)/examples -type d -exec chmod 0755 {} + && \
 		find $(DOC)/examples -type f -exec chmod 0644 {} + ; fi
+
+docs: all
+	@$(PYTHON) tests/update-docs.py
 
 format:
 	clang-format -i $(SRC) $(wildcard adapter/*.h adapter/kinds/*.h transforms/*.h tests/unit/*.c tests/unit/*.h)
