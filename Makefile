@@ -88,7 +88,7 @@ e2e: all asan
 	@tests/run-all --e2e-only
 
 demo: check-deps all
-	@tests/demo.sh
+	@$(PYTHON) tests/demo.py
 
 bench: check-deps all bench-tools
 	@tests/bench/run.sh

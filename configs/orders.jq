@@ -5,6 +5,7 @@ if (.id | type) != "string" and (.id | type) != "number" then error("order has n
     type: (.status // "created"),
     order_id: (.id | tostring),
     customer: .customer,
+    email: .email,
     total: ([.lines[]? | (.qty * .price)] | add // 0),
     lines: [.lines[]? | {sku, qty}]
   }
