@@ -432,6 +432,11 @@ static void broker_tick(struct loop *loop, void *arg)
 
 static int setup_connection(struct broker *b, bool *fatal, char *err, size_t errlen)
 {
+    /* Topology first: a failed passive check or declare may reopen the channel,
+     * which would drop confirm mode. */
+    if (b->topo && topology_declare(b->conn, BROKER_CHANNEL, b->topo,
+                                    b->urls[b->url_index].vhost, fatal, err, errlen) != 0)
+        return -1;
     amqp_confirm_select(b->conn, BROKER_CHANNEL);
     amqp_rpc_reply_t r = amqp_get_rpc_reply(b->conn);
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
@@ -440,9 +445,6 @@ static int setup_connection(struct broker *b, bool *fatal, char *err, size_t err
         snprintf(err, errlen, "enabling publisher confirms failed: %s", why);
         return -1;
     }
-    if (b->topo && topology_declare(b->conn, BROKER_CHANNEL, b->topo,
-                                    b->urls[b->url_index].vhost, fatal, err, errlen) != 0)
-        return -1;
     if (publisher_on_open(b->pub, err, errlen) != 0)
         return -1;
     if (b->cons && consumer_on_open(b->cons, err, errlen) != 0)

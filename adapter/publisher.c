@@ -33,6 +33,8 @@
 #include <time.h>
 
 #define DIRECT_REPLY_TO "amq.rabbitmq.reply-to"
+#define NACK_STREAK 20
+#define NACK_STREAK_MS 1000
 
 struct request {
     struct message *msg; /* until published */
@@ -82,6 +84,8 @@ struct publisher {
     struct request *rpc_waiters;
     bool rpc;
     bool blocked;
+    int nacks_in_a_row;
+    int64_t first_nack_ms;
 };
 
 const char *publish_status_name(enum publish_status status)
@@ -520,8 +524,28 @@ static void resolve(struct publisher *p, uint64_t tag, bool nack)
     free(done.routing_key);
 }
 
+/* A channel that nacks everything (seen with quorum queues right after a
+ * cluster node died: the channel keeps a stale view of the queue leader) is
+ * reopened; a new channel looks the leader up afresh. */
+static void nack_streak(struct publisher *p, bool nack)
+{
+    if (!nack) {
+        p->nacks_in_a_row = 0;
+        return;
+    }
+    int64_t now = loop_now_ms();
+    if (p->nacks_in_a_row++ == 0)
+        p->first_nack_ms = now;
+    if (p->nacks_in_a_row >= NACK_STREAK && now - p->first_nack_ms >= NACK_STREAK_MS)
+        broker_fail(p->broker, "the broker nacked every publish for a while; reopening the "
+                               "connection to get a fresh view of its queues");
+}
+
 void publisher_on_ack(struct publisher *p, uint64_t tag, bool multiple, bool nack)
 {
+    nack_streak(p, nack);
+    if (broker_amqp(p->broker) == NULL)
+        return; /* nack_streak reset the connection: everything was failed */
     if (multiple) {
         for (uint64_t t = p->low_tag; t <= tag && t < p->next_tag; t++)
             resolve(p, t, nack);
@@ -649,6 +673,7 @@ int publisher_on_open(struct publisher *p, char *err, size_t errlen)
     p->next_tag = 1;
     p->low_tag = 1;
     p->blocked = false;
+    p->nacks_in_a_row = 0;
     if (!p->rpc)
         return 0;
     amqp_connection_state_t conn = broker_amqp(p->broker);

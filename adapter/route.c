@@ -78,6 +78,8 @@ const struct config_key route_inbound_keys[] = {
      "exchange to publish to (owned by the RabbitMQ admin; checked at start)"},
     {"routing_key", KEY_STRING, R(routing_key), 0, "", NULL, 0, 0, NULL,
      "routing key; may hold placeholders such as {header.NAME}, {json.FIELD}, {path}"},
+    {"queue_type", KEY_ENUM, R(queue_type), 0, "classic", "classic|quorum", 0, 0, NULL,
+     "type of the route's dead-letter queue; quorum keeps it available on a cluster"},
     {0},
 };
 

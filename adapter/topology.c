@@ -10,6 +10,7 @@
 #include "topology.h"
 
 #include "config.h"
+#include "log.h"
 #include "route.h"
 #include "util.h"
 
@@ -62,7 +63,8 @@ char *topology_retry_queue(const char *queue, size_t step)
 static void add_inbound_route(struct topology *t, const struct route *r)
 {
     add_exchange(t, r->dlx);
-    add_queue(t, (struct topo_queue){.name = xstrdup(r->dlq), .owner = r->name});
+    bool quorum = r->queue_type && strcmp(r->queue_type, "quorum") == 0;
+    add_queue(t, (struct topo_queue){.name = xstrdup(r->dlq), .quorum = quorum, .owner = r->name});
     add_binding(t, r->dlx, r->dlq, r->dlq_key);
     add_checked(t, r->exchange);
 }
@@ -253,6 +255,7 @@ static void queue_arguments_amqp(const struct topo_queue *q, amqp_table_entry_t 
                                          {.kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1}};
 }
 
+/* 0 declared, 1 unavailable now (skipped, warned), -1 error. */
 static int declare_queue(amqp_connection_state_t conn, amqp_channel_t ch,
                          const struct topo_queue *q, const char *vhost, bool *fatal, char *err,
                          size_t errlen)
@@ -267,6 +270,15 @@ static int declare_queue(amqp_connection_state_t conn, amqp_channel_t ch,
         return 0;
     char text[512];
     reply_text(reply, text, sizeof(text));
+    if (channel_closed_by(reply, AMQP_NOT_FOUND) && channel_reopen(conn, ch) == 0) {
+        /* A classic queue whose cluster node is down: carry on without it
+         * (what needs it fails and says so) rather than lose the connection. */
+        log_warn(q->owner,
+                 "queue \"%s\" is unavailable (broker: %s); continuing without it until its "
+                 "node returns — use queue_type = \"quorum\" on clusters",
+                 q->name, text);
+        return 1;
+    }
     if (channel_closed_by(reply, AMQP_PRECONDITION_FAILED)) {
         *fatal = true;
         snprintf(err, errlen,
@@ -311,11 +323,20 @@ int topology_declare(amqp_connection_state_t conn, amqp_channel_t ch, const stru
             return -1;
         }
     }
-    for (size_t i = 0; i < t->n_queues; i++)
-        if (declare_queue(conn, ch, &t->queues[i], vhost, fatal, err, errlen) != 0)
+    bool skipped[t->n_queues + 1];
+    for (size_t i = 0; i < t->n_queues; i++) {
+        int rc = declare_queue(conn, ch, &t->queues[i], vhost, fatal, err, errlen);
+        if (rc < 0)
             return -1;
+        skipped[i] = rc > 0;
+    }
     for (size_t i = 0; i < t->n_bindings; i++) {
         const struct topo_binding *b = &t->bindings[i];
+        bool unavailable = false;
+        for (size_t q = 0; q < t->n_queues; q++)
+            unavailable = unavailable || (skipped[q] && strcmp(t->queues[q].name, b->queue) == 0);
+        if (unavailable)
+            continue;
         amqp_queue_bind(conn, ch, amqp_cstring_bytes(b->queue), amqp_cstring_bytes(b->exchange),
                         amqp_cstring_bytes(b->key), amqp_empty_table);
         amqp_rpc_reply_t reply = amqp_get_rpc_reply(conn);
