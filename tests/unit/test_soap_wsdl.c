@@ -1,0 +1,154 @@
+/*
+ * test_soap_wsdl.c — unit tests for adapter/kinds/soap_wsdl.c: which
+ * operations are one-way (configs/crm.wsdl, a spyne-style WSDL, rpc style),
+ * wsdl_address rewriting of SOAP 1.1 and 1.2 ports, and refusals (DTD, not
+ * XML, nothing to re-address, unreadable file). Run from the repository root
+ * (as tests/run-all does): it reads configs/crm.wsdl.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <libxml/parser.h>
+
+#include "kinds/soap_wsdl.h"
+#include "util.h"
+
+#define WSDL_HEAD                                                                                  \
+    "<definitions xmlns='http://schemas.xmlsoap.org/wsdl/' "                                       \
+    "xmlns:soap='http://schemas.xmlsoap.org/wsdl/soap/' "                                          \
+    "xmlns:soap12='http://schemas.xmlsoap.org/wsdl/soap12/' xmlns:tns='urn:t' "                    \
+    "targetNamespace='urn:t'>"
+
+/* Writes text to a temporary file; returns its path (caller unlinks and frees). */
+static char *temp_file(const char *text)
+{
+    char *path = xstrdup("/tmp/test_soap_wsdl.XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    return path;
+}
+
+static int load_text(const char *text, const char *address, struct soap_wsdl *w, char *err,
+                     size_t errlen)
+{
+    char *path = temp_file(text);
+    int rc = soap_wsdl_load(path, address, w, err, errlen);
+    unlink(path);
+    free(path);
+    return rc;
+}
+
+static void test_crm_example(void **state)
+{
+    struct soap_wsdl w;
+    char err[512] = "";
+    int rc = soap_wsdl_load("configs/crm.wsdl", NULL, &w, err, sizeof(err));
+    assert_int_equal(rc, 0);
+    assert_true(soap_wsdl_one_way(&w, "CustomerChanged"));
+    assert_false(soap_wsdl_one_way(&w, "GetCustomer"));
+    assert_false(soap_wsdl_one_way(&w, "GetCustomerResponse"));
+    assert_int_equal(w.one_way.n, 1); /* operation and element share the name: listed once */
+    struct buf b = {0};
+    soap_wsdl_describe_one_way(&w, &b);
+    assert_string_equal(b.data, "CustomerChanged");
+    buf_free(&b);
+    /* without wsdl_address the file is served byte for byte */
+    assert_non_null(strstr(w.text, "<!--\n  crm.wsdl"));
+    assert_non_null(strstr(w.text, "location=\"http://127.0.0.1:8082/ws\""));
+    soap_wsdl_free(&w);
+}
+
+static void test_address_rewritten_in_both_versions(void **state)
+{
+    struct soap_wsdl w;
+    char err[512] = "";
+    const char *wsdl =
+        WSDL_HEAD "<service name='S'><port name='p11' binding='tns:b'><soap:address "
+                  "location='x'/></port><port name='p12' binding='tns:b2'><soap12:address "
+                  "location='y'/></port><port name='http' binding='tns:b3'><other:address "
+                  "xmlns:other='urn:other' location='z'/></port></service></definitions>";
+    assert_int_equal(load_text(wsdl, "http://h:1/ws?a=1&b=2", &w, err, sizeof(err)), 0);
+    assert_non_null(strstr(w.text, "<soap:address location=\"http://h:1/ws?a=1&amp;b=2\"/>"));
+    assert_non_null(strstr(w.text, "<soap12:address location=\"http://h:1/ws?a=1&amp;b=2\"/>"));
+    assert_non_null(strstr(w.text, "location=\"z\"")); /* not a SOAP port: untouched */
+    assert_int_equal(w.one_way.n, 0);
+    soap_wsdl_free(&w);
+}
+
+static void test_one_way_styles(void **state)
+{
+    /* A one-way operation whose element is named differently (document style),
+     * one whose input part is a type (rpc style: the Body child is the
+     * operation), a request-response, and a notification (output only) that is
+     * not a request at all. */
+    const char *wsdl =
+        WSDL_HEAD "<message name='M1'><part name='p' element='tns:Notice'/></message><message "
+                  "name='M2'><part name='a' type='xs:string'/></message><message name='M3'><part "
+                  "name='p' element='tns:Ask'/></message><portType name='P'><operation "
+                  "name='Notify'><input message='tns:M1'/></operation><operation "
+                  "name='Ping'><input message='M2'/></operation><operation name='Ask'><input "
+                  "message='tns:M3'/><output message='tns:M3'/></operation><operation "
+                  "name='Tell'><output message='tns:M1'/></operation></portType></definitions>";
+    struct soap_wsdl w;
+    char err[512] = "";
+    assert_int_equal(load_text(wsdl, NULL, &w, err, sizeof(err)), 0);
+    assert_true(soap_wsdl_one_way(&w, "Notice"));
+    assert_true(soap_wsdl_one_way(&w, "Notify"));
+    assert_true(soap_wsdl_one_way(&w, "Ping"));
+    assert_false(soap_wsdl_one_way(&w, "Ask"));
+    assert_false(soap_wsdl_one_way(&w, "Tell"));
+    assert_false(soap_wsdl_one_way(&w, "a"));
+    struct buf b = {0};
+    buf_puts(&b, "one-way: ");
+    soap_wsdl_describe_one_way(&w, &b);
+    assert_string_equal(b.data, "one-way: Notify, Notice, Ping");
+    buf_free(&b);
+    soap_wsdl_free(&w);
+}
+
+static void test_refusals(void **state)
+{
+    struct soap_wsdl w;
+    char err[512] = "";
+    assert_int_equal(
+        load_text(
+            "<!DOCTYPE d [<!ENTITY x SYSTEM 'file:///etc/passwd'>]><definitions>&x;</definitions>",
+            NULL, &w, err, sizeof(err)),
+        -1);
+    assert_non_null(strstr(err, "not usable XML"));
+    assert_non_null(strstr(err, "DOCTYPE"));
+    assert_null(w.text);
+
+    assert_int_equal(load_text("this is not XML", NULL, &w, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "not usable XML"));
+
+    assert_int_equal(load_text(WSDL_HEAD "</definitions>", "http://h/ws", &w, err, sizeof(err)),
+                     -1);
+    assert_non_null(strstr(err, "no soap:address or soap12:address"));
+
+    assert_int_equal(soap_wsdl_load("/nonexistent/x.wsdl", NULL, &w, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "cannot read \"/nonexistent/x.wsdl\": No such file"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_crm_example),
+        cmocka_unit_test(test_address_rewritten_in_both_versions),
+        cmocka_unit_test(test_one_way_styles),
+        cmocka_unit_test(test_refusals),
+    };
+    xmlInitParser();
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    xmlCleanupParser();
+    return rc;
+}
