@@ -14,6 +14,7 @@
 #include "util.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 static const double bucket_bounds[HISTOGRAM_BUCKETS - 1] = {
@@ -51,10 +52,13 @@ static void family(struct buf *out, struct sidecar *sc, const char *name, const 
                type);
     for (size_t i = 0; i < sc->cfg->n_routes; i++) {
         struct route *r = sc->cfg->routes[i];
-        _Atomic uint64_t *v = (_Atomic uint64_t *)((char *)&r->metrics + offset);
+        void *field = (char *)&r->metrics + offset;
         buf_printf(out, "amqp_sidecar_%s{", name);
         labels(out, r);
-        buf_printf(out, "} %llu\n", (unsigned long long)metric_get(*v));
+        if (strcmp(type, "gauge") == 0) /* gauges are signed: never print -1 as 2^64-1 */
+            buf_printf(out, "} %lld\n", (long long)metric_get(*(_Atomic int64_t *)field));
+        else
+            buf_printf(out, "} %llu\n", (unsigned long long)metric_get(*(_Atomic uint64_t *)field));
     }
 }
 
@@ -110,7 +114,7 @@ void metrics_render(struct sidecar *sc, struct buf *out)
     buf_printf(out,
                "# HELP amqp_sidecar_uptime_seconds Seconds since the process started.\n"
                "# TYPE amqp_sidecar_uptime_seconds gauge\n"
-               "amqp_sidecar_uptime_seconds %.1f\n",
+               "amqp_sidecar_uptime_seconds %.3f\n",
                (double)(loop_now_ms() - sc->started_ms) / 1000.0);
     buf_printf(out,
                "# HELP amqp_sidecar_resident_memory_bytes Resident set size.\n"

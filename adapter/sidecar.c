@@ -169,6 +169,10 @@ static void summary_tick(struct loop *loop, void *arg)
     if (sc->summary == NULL)
         sc->summary = xcalloc(sc->cfg->n_routes, sizeof(*sc->summary));
     struct summary_snapshot *last = sc->summary;
+    /* The interval really covered: 60 s, or less for the closing summary at exit. */
+    int64_t now_ms = loop_now_ms();
+    int seconds = (int)((now_ms - sc->summary_ms + 500) / 1000);
+    sc->summary_ms = now_ms;
     for (size_t i = 0; i < sc->cfg->n_routes; i++) {
         struct route *r = sc->cfg->routes[i];
         struct route_metrics *m = &r->metrics;
@@ -186,16 +190,14 @@ static void summary_tick(struct loop *loop, void *arg)
             if (r->direction == ROUTE_INBOUND)
                 log_info(r->name,
                          "last %ds: received=%llu confirmed=%llu unroutable=%llu failed=%llu",
-                         SUMMARY_INTERVAL_MS / 1000,
-                         (unsigned long long)(now.received - was->received),
+                         seconds, (unsigned long long)(now.received - was->received),
                          (unsigned long long)(now.confirmed - was->confirmed),
                          (unsigned long long)(now.returned - was->returned),
                          (unsigned long long)(now.failed - was->failed));
             else
                 log_info(r->name,
                          "last %ds: received=%llu delivered=%llu retried=%llu dead_lettered=%llu",
-                         SUMMARY_INTERVAL_MS / 1000,
-                         (unsigned long long)(now.received - was->received),
+                         seconds, (unsigned long long)(now.received - was->received),
                          (unsigned long long)(now.delivered - was->delivered),
                          (unsigned long long)(now.retries - was->retries),
                          (unsigned long long)(now.dead - was->dead));
@@ -232,7 +234,8 @@ static void reload(struct sidecar *sc)
     if (config_reload_secrets(sc->cfg, &rep) != 0) {
         for (size_t i = 0; i < rep.n; i++)
             log_error(NULL, "SIGHUP: %s", rep.errors[i].msg);
-        log_error(NULL, "SIGHUP: kept the previous secrets");
+        log_error(NULL, "SIGHUP: the secrets above kept their previous values (the others were "
+                        "re-read); fix the files and send SIGHUP again");
     } else {
         log_info(NULL, "SIGHUP: secret files re-read");
     }
@@ -412,6 +415,7 @@ static void shutdown_all(struct sidecar *sc)
 int sidecar_run(struct sidecar_config *cfg)
 {
     struct sidecar sc = {.cfg = cfg, .started_ms = loop_now_ms(), .signal_fd = -1};
+    sc.summary_ms = sc.started_ms;
     sc.loop = loop_new();
     sc.outbound = xcalloc(cfg->n_routes, sizeof(*sc.outbound));
 

@@ -45,6 +45,7 @@ struct sidecar {
     char fatal[1024];
     int signal_fd;
     struct summary_snapshot *summary; /* counts at the last periodic summary */
+    int64_t summary_ms;               /* when it was taken (start, at first) */
 };
 
 /* The server for `listen`, created on first use (started by sidecar_run). */

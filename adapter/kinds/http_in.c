@@ -90,6 +90,15 @@ static bool is_rpc(const struct route *r)
 
 /* ---- answering ------------------------------------------------------------------- */
 
+/* Appends obj (consumed) as one line of JSON: ids and reasons may hold quotes. */
+static void json_body_into(struct buf *body, json_t *obj)
+{
+    char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+    buf_printf(body, "%s\n", text ? text : "{}");
+    free(text);
+    json_decref(obj);
+}
+
 static void refuse(struct route *r, struct http_request *req, int status, const char *log_why,
                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
@@ -114,7 +123,9 @@ static void answer_unavailable(struct route *r, struct http_request *req, const 
     snprintf(seconds, sizeof(seconds), "%d", opts(r)->retry_after);
     struct header h = {"Retry-After", seconds};
     struct buf body = {0};
-    buf_printf(&body, "{\"error\":\"not accepted, try again later: %s\"}\n", why);
+    char *error = xasprintf("not accepted, try again later: %s", why);
+    json_body_into(&body, json_pack("{s:s}", "error", error));
+    free(error);
     log_event(LOG_WARN, &(struct log_ctx){.route = r->name, .message_id = message_id},
               "answered 503: %s", why);
     http_respond_headers(req, 503, "application/json", body.data, body.len, &h, 1);
@@ -156,9 +167,9 @@ static void published(void *arg, struct publish_result *res)
             http_respond_error(p->req, 502, "no service is bound to receive this request");
             break;
         }
-        buf_printf(&body, "{\"message_id\":\"%s\",\"correlation_id\":\"%s\",\"routed\":%s}\n",
-                   p->message_id, p->correlation_id,
-                   res->status == PUBLISH_OK ? "true" : "false");
+        json_body_into(&body,
+                       json_pack("{s:s, s:s, s:b}", "message_id", p->message_id, "correlation_id",
+                                 p->correlation_id, "routed", res->status == PUBLISH_OK));
         log_event(LOG_DEBUG, &ctx, "published (%s)", publish_status_name(res->status));
         http_respond_headers(p->req, 202, "application/json", body.data, body.len, &h, 1);
         break;
