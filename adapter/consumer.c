@@ -457,7 +457,17 @@ static void replied(void *arg, enum publish_status status, const char *detail)
     ack(di);
 }
 
-static void send_reply(struct delivery_impl *di, struct message *reply)
+/* A reply sent along with a dead letter: nothing waits for its confirm. */
+static void reply_sent(void *arg, enum publish_status status, const char *detail)
+{
+    if (status != PUBLISH_OK)
+        log_warn((const char *)arg, "reply for a dead-lettered request not delivered (%s)",
+                 detail ? detail : publish_status_name(status));
+}
+
+/* Publishes reply (taken) to di's reply_to with di's correlation_id; done(arg) follows. */
+static void send_reply(struct delivery_impl *di, struct message *reply, publish_raw_done_fn done,
+                       void *arg)
 {
     amqp_table_entry_t *e = xcalloc(reply->n_headers + 1, sizeof(*e));
     for (size_t i = 0; i < reply->n_headers; i++)
@@ -485,11 +495,11 @@ static void send_reply(struct delivery_impl *di, struct message *reply)
     props.app_id = amqp_cstring_bytes(di->c->route->app_id);
     amqp_bytes_t body = {.len = reply->body_len, .bytes = reply->body};
     int rc = publisher_publish_raw(broker_publisher(di->c->broker), "", di->pub.msg->reply_to,
-                                   &props, body, replied, di);
+                                   &props, body, done, arg);
     free(e);
     message_free(reply);
     if (rc != 0)
-        replied(di, PUBLISH_UNAVAILABLE, "broker connection down");
+        done(arg, PUBLISH_UNAVAILABLE, "broker connection down");
 }
 
 void consumer_settle(struct delivery *d, const struct settle *s)
@@ -514,16 +524,23 @@ void consumer_settle(struct delivery *d, const struct settle *s)
     case OUTCOME_ACK:
         metric_inc(c->route->metrics.delivered);
         if (s->reply && d->msg->reply_to) {
-            send_reply(di, s->reply);
+            send_reply(di, s->reply, replied, di);
             return;
         }
         message_free(s->reply);
         ack(di);
         return;
     case OUTCOME_RETRY:
+        message_free(s->reply); /* the requester keeps waiting for the final answer */
         retry(di, attempts, s->retry_after);
         return;
     case OUTCOME_DEAD:
+        /* The requester learns of the failure now (e.g. the legacy 4xx, a SOAP
+         * Client fault) instead of waiting for its timeout. */
+        if (s->reply && d->msg->reply_to)
+            send_reply(di, s->reply, reply_sent, (void *)c->route->name);
+        else
+            message_free(s->reply);
         dead_letter(di, attempts, s->dead_reason);
         return;
     }

@@ -48,7 +48,9 @@ struct settle {
     const char *reason;           /* RETRY/DEAD: why (x-sidecar-error); copied */
     enum dead_reason dead_reason; /* DEAD: the metrics class */
     double retry_after;           /* RETRY: wait at least this long (seconds; 0 = ladder) */
-    struct message *reply;        /* ACK: publish to the delivery's reply_to first; taken */
+    struct message *reply;        /* taken; when the delivery has reply_to it is published
+                                   * there: on ACK before the ack, on DEAD alongside the
+                                   * dead letter; ignored on RETRY */
 };
 
 struct consumer *consumer_new(struct route *r, struct broker *b);

@@ -32,7 +32,8 @@
 #define THREADS 2
 #define CONNECTION_LIMIT 4096
 #define IDLE_TIMEOUT_S 60
-#define MEMORY_LIMIT (64 * 1024) /* per connection: bounds request line + headers */
+#define MEMORY_LIMIT (16 * 1024) /* per connection: bounds request line + headers; MHD zeroes
+                                    * it for every request, so bigger costs CPU */
 
 struct http_route {
     char *path;

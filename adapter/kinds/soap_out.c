@@ -346,7 +346,20 @@ static void settle_fault(struct route *r, struct delivery *d, const struct httpc
              sr->fault_code ? sr->fault_code : "(no code)", resp->status,
              sr->fault_reason ? sr->fault_reason : "(no reason given)");
     if (sr->client_fault) {
-        settle_dead(d, DEAD_REJECTED, 1, reason);
+        /* An rpc caller learns of the fault now (soap in answers it as a Client fault). */
+        struct message *reply = NULL;
+        if (d->msg->reply_to) {
+            reply = message_new();
+            const char *text = sr->fault_reason ? sr->fault_reason : "(no reason given)";
+            message_set_body(reply, text, strlen(text));
+            message_set(&reply->content_type, "text/plain");
+            message_set_header(reply, "x-soap-fault", "client");
+        }
+        consumer_settle(d, &(struct settle){.outcome = OUTCOME_DEAD,
+                                            .calls = 1,
+                                            .reason = reason,
+                                            .dead_reason = DEAD_REJECTED,
+                                            .reply = reply});
         return;
     }
     consumer_settle(d, &(struct settle){.outcome = OUTCOME_RETRY,

@@ -653,10 +653,14 @@ def test_soap_bridge_zeep_to_spyne_through_rabbitmq(broker, sidecar, uid, peers,
     assert headers["x-tenant"] == "eu-1"
     assert b">42<" in body
 
-    # A Client fault cannot travel back as a reply: it is dead-lettered, the caller times out.
+    # A Client fault travels back to the caller as a Client fault (at once, not after the
+    # rpc timeout), and the request is dead-lettered with the faultstring.
+    started = time.monotonic()
     with pytest.raises(zeep.exceptions.Fault) as e:
         client.service.UpdateCustomer(id="bad", name="x")
-    assert "no reply" in e.value.message
+    assert "unknown customer bad" in e.value.message
+    assert e.value.code.endswith("Client")
+    assert time.monotonic() - started < 5
     dead = collect(broker, f"{uid}.legacy.dlq", 1)
     assert "unknown customer bad" in header(dead[0][0], "x-sidecar-error")
 
