@@ -962,6 +962,10 @@ static void check_routes(struct sidecar_config *cfg, struct config_report *rep)
 {
     for (size_t i = 0; i < cfg->n_routes; i++) {
         struct route *r = cfg->routes[i];
+        if (strcmp(r->name, "publisher") == 0)
+            config_report_add(rep, r->line,
+                              "route name \"publisher\" is reserved (it names the inbound "
+                              "publisher's connection in logs and metrics); choose another");
         const struct route *twin = route_named(cfg, i, r->name);
         if (twin != NULL)
             config_report_add(rep, r->line,

@@ -51,6 +51,7 @@ struct http_server {
     struct http_route *routes;
     size_t n_routes;
     atomic_size_t active;
+    atomic_bool draining; /* set by quiesce: new requests on kept-alive connections get 503 */
 };
 
 enum req_state { REQ_READING, REQ_HANDLING, REQ_SUSPENDED, REQ_ANSWERED };
@@ -322,6 +323,20 @@ static enum MHD_Result answer_too_large(struct MHD_Connection *conn,
     return rc;
 }
 
+/* Draining: refuse further requests on connections kept alive, and close them. */
+static enum MHD_Result answer_draining(struct MHD_Connection *conn)
+{
+    static const char body[] = "{\"error\":\"shutting down; retry on another instance\"}\n";
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(sizeof(body) - 1, (void *)body, MHD_RESPMEM_PERSISTENT);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "5");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    enum MHD_Result rc = MHD_queue_response(conn, 503, resp);
+    MHD_destroy_response(resp);
+    return rc;
+}
+
 static enum MHD_Result queue_stored(struct http_request *req)
 {
     enum MHD_Result rc = MHD_queue_response(req->conn, (unsigned)req->status, req->response);
@@ -333,6 +348,8 @@ static enum MHD_Result queue_stored(struct http_request *req)
 static enum MHD_Result first_call(struct http_server *s, struct MHD_Connection *conn,
                                   const char *url, const char *method, void **con_cls)
 {
+    if (atomic_load(&s->draining))
+        return answer_draining(conn);
     const struct http_route *route = route_for(s, url);
     if (route == NULL)
         return answer_now(conn, 404, "no route here");
@@ -448,6 +465,7 @@ int http_server_start(struct http_server *s, char *err, size_t errlen)
 
 void http_server_quiesce(struct http_server *s)
 {
+    atomic_store(&s->draining, true);
     if (s->daemon) {
         MHD_socket fd = MHD_quiesce_daemon(s->daemon);
         if (fd != MHD_INVALID_SOCKET)

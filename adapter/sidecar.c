@@ -349,11 +349,29 @@ static bool busy(struct sidecar *sc, struct buf *why)
     return why->len > 0;
 }
 
+/* Does a route listen where the admin endpoint does? */
+static bool admin_listener_shared(const struct sidecar *sc)
+{
+    for (size_t i = 0; i < sc->cfg->n_routes; i++) {
+        const struct route *r = sc->cfg->routes[i];
+        struct http_endpoint e;
+        if (r->kind->endpoint && r->kind->endpoint(r, &e) && e.listen &&
+            strcmp(e.listen, sc->cfg->admin.listen) == 0)
+            return true;
+    }
+    return false;
+}
+
 static bool drain(struct sidecar *sc)
 {
     sc->draining = true;
+    /* The admin endpoint keeps answering (/readyz says "draining") unless it
+     * shares its listener with a route. */
     for (size_t i = 0; i < sc->n_servers; i++)
-        http_server_quiesce(sc->servers[i]);
+        if (sc->cfg->admin.listen == NULL ||
+            strcmp(http_server_listen(sc->servers[i]), sc->cfg->admin.listen) != 0 ||
+            admin_listener_shared(sc))
+            http_server_quiesce(sc->servers[i]);
     for (size_t i = 0; i < sc->cfg->n_routes; i++) {
         struct route *r = sc->cfg->routes[i];
         if (r->direction == ROUTE_INBOUND && r->kind->drain)

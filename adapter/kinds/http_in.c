@@ -117,7 +117,7 @@ static void refuse(struct route *r, struct http_request *req, int status, const 
 }
 
 static void answer_unavailable(struct route *r, struct http_request *req, const char *why,
-                               const char *message_id)
+                               const char *message_id, const char *correlation_id)
 {
     char seconds[16];
     snprintf(seconds, sizeof(seconds), "%d", opts(r)->retry_after);
@@ -126,7 +126,9 @@ static void answer_unavailable(struct route *r, struct http_request *req, const 
     char *error = xasprintf("not accepted, try again later: %s", why);
     json_body_into(&body, json_pack("{s:s}", "error", error));
     free(error);
-    log_event(LOG_WARN, &(struct log_ctx){.route = r->name, .message_id = message_id},
+    log_event(LOG_WARN,
+              &(struct log_ctx){.route = r->name, .message_id = message_id,
+                                .correlation_id = correlation_id},
               "answered 503: %s", why);
     http_respond_headers(req, 503, "application/json", body.data, body.len, &h, 1);
     buf_free(&body);
@@ -180,7 +182,7 @@ static void published(void *arg, struct publish_result *res)
     case PUBLISH_NACKED:
     case PUBLISH_UNAVAILABLE:
         answer_unavailable(r, p->req, res->detail ? res->detail : publish_status_name(res->status),
-                           p->message_id);
+                           p->message_id, p->correlation_id);
         break;
     }
     buf_free(&body);
@@ -336,7 +338,7 @@ static void handle(struct http_request *req, void *arg)
     p->message_id = xstrdup(m->message_id);
     p->correlation_id = xstrdup(m->correlation_id);
     if (inbound_publish(r, m, is_rpc(r), o->timeout, published, p, &why) != 0) {
-        answer_unavailable(r, req, why, p->message_id);
+        answer_unavailable(r, req, why, p->message_id, p->correlation_id);
         free(p->message_id);
         free(p->correlation_id);
         free(p);

@@ -283,3 +283,26 @@ def test_sigterm_answers_requests_in_flight(broker, sidecar, uid):
     assert t.sidecar.stop() == 0
     assert codes.count(202) == len(t.messages())
     assert "draining" in t.sidecar.log()
+
+
+def test_draining_refuses_new_work_but_reports_and_finishes(broker, sidecar, uid):
+    """While SIGTERM drains an rpc request still waiting for its reply: /readyz
+    says draining (503), a kept-alive connection gets 503 + Connection: close,
+    and the waiting request still gets its answer (504) before exit 0."""
+    t = Inbound(broker, sidecar, uid, 'mode = "rpc"; timeout = 3.0;')
+    session = requests.Session()
+    waiting = session.post(t.url, data=b'{"warm": 1}', headers={"Content-Type": "application/json"},
+                           timeout=10)
+    assert waiting.status_code == 504                    # nobody replies: warms the connection
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(t.post, b'{"id": 1}')
+        wait_for(lambda: t.broker.count(t.queue) >= 2, 10, what="the rpc request published")
+        t.sidecar.proc.send_signal(15)
+        t.sidecar.wait_log("draining", 10)
+        ready = requests.get(t.sidecar.admin + "/readyz", timeout=5)
+        assert ready.status_code == 503 and ready.json()["status"] == "draining"
+        refused = session.post(t.url, data=b'{"id": 2}', headers={"Content-Type": "application/json"},
+                               timeout=10)
+        assert refused.status_code == 503 and refused.headers["Connection"] == "close"
+        assert pending.result().status_code == 504
+    assert t.sidecar.stop() == 0
