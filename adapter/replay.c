@@ -197,18 +197,21 @@ int replay_run(const struct sidecar_config *cfg, const struct route *r, long max
     }
     long moved = 0;
     uint64_t published = 0;
+    amqp_message_t *batch = xcalloc(BATCH, sizeof(*batch));
     for (;;) {
         long want = BATCH;
         if (max >= 0 && max - moved < want)
             want = max - moved;
         if (want <= 0)
             break;
+        /* Get the whole batch before publishing any of it: a confirm arriving while
+         * basic.get waits is queued by rabbitmq-c, and amqp_read_message would then
+         * take it for the next message's content header. */
         uint64_t last_tag = 0;
         long got = 0;
         for (; got < want; got++) {
-            amqp_message_t msg;
             uint64_t tag;
-            int rc = get_one(conn, r->dlq, &msg, &tag);
+            int rc = get_one(conn, r->dlq, &batch[got], &tag);
             if (rc <= 0) {
                 if (rc < 0) {
                     fprintf(stderr, "amqp-sidecar: reading %s failed\n", r->dlq);
@@ -216,15 +219,16 @@ int replay_run(const struct sidecar_config *cfg, const struct route *r, long max
                 }
                 break;
             }
-            rc = republish(conn, r, &msg);
-            amqp_destroy_message(&msg);
-            if (rc != 0) {
+            last_tag = tag;
+        }
+        for (long i = 0; i < got; i++) {
+            if (code == 0 && republish(conn, r, &batch[i]) != 0) {
                 fprintf(stderr, "amqp-sidecar: publishing to %s failed\n", r->queue);
                 code = 1;
-                break;
+            } else if (code == 0) {
+                published++;
             }
-            published++;
-            last_tag = tag;
+            amqp_destroy_message(&batch[i]);
         }
         if (got > 0 && code == 0) {
             if (wait_confirms(conn, published, err, sizeof(err)) != 0) {
@@ -239,6 +243,7 @@ int replay_run(const struct sidecar_config *cfg, const struct route *r, long max
         if (got < want || code != 0)
             break;
     }
+    free(batch);
     long left = queue_depth(conn, r->dlq);
     printf("%s: moved %ld message(s) from %s to %s; %ld left in %s\n", r->name, moved, r->dlq,
            r->queue, left < 0 ? 0 : left, r->dlq);

@@ -1,12 +1,13 @@
 /*
  * raw_amqp — the raw rabbitmq-c limit that benchmarks compare against.
  *
- *   raw_amqp publish --url URL --queue Q --count N --size BYTES --window W
+ *   raw_amqp publish --url URL --queue Q --count N --size BYTES --window W [--passive]
  *   raw_amqp consume --url URL --queue Q --count N --prefetch P
  *
  * publish: declares Q durable and publishes N persistent messages of BYTES
  * to it with publisher confirms, keeping up to W unconfirmed (W = 1 is the
- * one-at-a-time confirm loop). consume: consumes and acks N messages.
+ * one-at-a-time confirm loop); --passive only checks that Q exists (a queue
+ * the sidecar declared with its own arguments). consume: consumes and acks N.
  * Prints one JSON line: {"rate": messages per second, "seconds": elapsed}.
  * Deliberately independent of the sidecar's code: it is the yardstick.
  */
@@ -78,10 +79,11 @@ static uint64_t wait_confirms(amqp_connection_state_t c, uint64_t confirmed, uin
     return confirmed;
 }
 
-static void publish(const char *url, const char *queue, long count, long size, long window)
+static void publish(const char *url, const char *queue, long count, long size, long window,
+                    int passive)
 {
     amqp_connection_state_t c = connect_to(url);
-    amqp_queue_declare(c, 1, amqp_cstring_bytes(queue), 0, 1, 0, 0, amqp_empty_table);
+    amqp_queue_declare(c, 1, amqp_cstring_bytes(queue), passive, 1, 0, 0, amqp_empty_table);
     check(c, "queue declare");
     amqp_confirm_select(c, 1);
     check(c, "confirm select");
@@ -140,11 +142,12 @@ int main(int argc, char **argv)
     const char *mode = argv[1];
     const char *url = "amqp://guest:guest@127.0.0.1:5672/%2f", *queue = "bench";
     long count = 10000, size = 200, window = 512, prefetch = 256;
+    int passive = 0;
     static const struct option opts[] = {
         {"url", required_argument, NULL, 'u'},   {"queue", required_argument, NULL, 'q'},
         {"count", required_argument, NULL, 'n'}, {"size", required_argument, NULL, 's'},
         {"window", required_argument, NULL, 'w'}, {"prefetch", required_argument, NULL, 'p'},
-        {NULL, 0, NULL, 0},
+        {"passive", no_argument, NULL, 'P'},      {NULL, 0, NULL, 0},
     };
     int o;
     optind = 2;
@@ -156,11 +159,12 @@ int main(int argc, char **argv)
         case 's': size = atol(optarg); break;
         case 'w': window = atol(optarg); break;
         case 'p': prefetch = atol(optarg); break;
+        case 'P': passive = 1; break;
         default: die("unknown option");
         }
     }
     if (strcmp(mode, "publish") == 0)
-        publish(url, queue, count, size, window < 1 ? 1 : window);
+        publish(url, queue, count, size, window < 1 ? 1 : window, passive);
     else if (strcmp(mode, "consume") == 0)
         consume(url, queue, count, prefetch);
     else

@@ -1,0 +1,943 @@
+/*
+ * poll_in — legacy REST → AMQP by polling. Every `interval` seconds the route
+ * GETs `url` ({cursor} replaced by the stored cursor, URL-encoded; ETag sent
+ * back as If-None-Match), runs the jq expression `items` over the response,
+ * and publishes each item with message_id = `id` (a jq expression per item).
+ * The new cursor comes from `cursor` (per item, or over the whole response)
+ * and is written to `<state_dir>/<route>.cursor` (tmp, fsync, rename, fsync
+ * dir) only once every item up to it is confirmed (or parked as unroutable).
+ * Items the last poll already stored are not published again.
+ *
+ * Threads: the route owns one thread with its own loop, HTTP client and jq
+ * states (jq is not thread-safe). Publisher completions arrive on the
+ * publisher's thread and are handed back with loop_post. Failures (HTTP,
+ * JSON, jq, broker) are logged, shown by /readyz, and retried with backoff;
+ * an item that cannot be published as is (no id, transform error) is parked
+ * in the route's DLQ with the reason, so one bad record cannot stop the feed.
+ */
+#include "backoff.h"
+#include "config.h"
+#include "http_text.h"
+#include "httpc.h"
+#include "inbound.h"
+#include "jq_transform.h"
+#include "log.h"
+#include "loop.h"
+#include "message.h"
+#include "poll_cursor.h"
+#include "poll_jq.h"
+#include "publisher.h"
+#include "route.h"
+#include "sidecar.h"
+#include "template.h"
+#include "util.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <jv.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SUBMIT_WINDOW  512 /* items of one poll awaiting confirms at once */
+#define BROKER_WAIT_MS 500 /* re-check for a usable publisher this often */
+#define EXCERPT_MAX    200
+#define HASH_LEN       16
+
+struct poll_in_opts {
+    char *url;
+    double interval;
+    char *items;
+    char *id;
+    char *cursor;
+    char *cursor_from;
+    char *initial_cursor;
+    double timeout;
+    int max_response;
+    struct strmap headers;
+    struct secret bearer_token;
+};
+
+#define O(field) offsetof(struct poll_in_opts, field)
+
+static const struct config_key poll_in_keys[] = {
+    {"url", KEY_URL, O(url), KEY_REQUIRED, NULL, NULL, 0, 0, NULL,
+     "URL to GET; {cursor} is replaced by the stored cursor (URL-encoded)"},
+    {"interval", KEY_NUMBER, O(interval), 0, "30", NULL, 0.05, 86400, NULL,
+     "seconds between polls (a poll that moved the cursor is followed at "
+     "once)"},
+    {"items", KEY_STRING, O(items), 0, ".[]", NULL, 0, 0, NULL,
+     "jq expression producing the items of a response, e.g. \".items[]\""},
+    {"id", KEY_STRING, O(id), KEY_REQUIRED, NULL, NULL, 0, 0, NULL,
+     "jq expression over an item giving its id (the message_id), e.g. \".id\""},
+    {"cursor", KEY_STRING, O(cursor), 0, NULL, NULL, 0, 0, NULL,
+     "jq expression giving the new cursor, e.g. \".updated_at\" (see "
+     "cursor_from)"},
+    {"cursor_from", KEY_ENUM, O(cursor_from), 0, "item", "item|response", 0, 0, NULL,
+     "item: cursor runs over each item (items oldest first); response: over "
+     "the whole response"},
+    {"initial_cursor", KEY_STRING, O(initial_cursor), 0, "", NULL, 0, 0, NULL,
+     "the cursor before anything was stored"},
+    {"timeout", KEY_NUMBER, O(timeout), 0, "30", NULL, 0.01, 3600, NULL, "seconds for one GET"},
+    {"max_response", KEY_INT, O(max_response), 0, "16777216", NULL, 1024, 1073741824, NULL,
+     "largest response in bytes; a larger one is an error"},
+    {"headers", KEY_MAP, O(headers), 0, NULL, NULL, 0, 0, NULL,
+     "extra request headers: headers = { X-Api-Version = \"2\"; };"},
+    {"bearer_token_file", KEY_SECRET, O(bearer_token), 0, NULL, NULL, 0, 0, NULL,
+     "sends Authorization: Bearer <token read from this file>"},
+    {0},
+};
+
+static const char *const url_placeholders[] = {"cursor", NULL};
+static const char *const key_placeholders[] = {"json.", "id", NULL};
+
+enum item_state { ITEM_WAITING, ITEM_SUBMITTED, ITEM_STORED, ITEM_SKIPPED, ITEM_FAILED };
+
+/* One item of a poll. All fields but `status`/`detail` belong to the poll
+ * thread; those two are written by the publisher's thread before it posts the
+ * item back. */
+struct poll_item {
+    struct poll_batch *batch;
+    size_t index;
+    char *body; /* compact JSON (transformed unless parked) */
+    size_t body_len;
+    char *id;          /* message_id */
+    char *routing_key; /* NULL when parked */
+    char *cursor;      /* per-item cursor after this item; NULL if none */
+    char *problem;     /* why it is parked in the DLQ instead; NULL if fine */
+    unsigned char hash[HASH_LEN];
+    enum item_state state;
+    enum publish_status status;
+    char *detail;
+};
+
+/* The items of one response, published in order within a window. */
+struct poll_batch {
+    struct poll_in *p;
+    struct poll_item *items;
+    size_t n;
+    size_t next;      /* first item not yet submitted */
+    size_t in_flight; /* submitted, not yet back */
+    bool stopped;     /* a refusal or failure: submit no more */
+    char *failure;    /* the first failure */
+    char *response_cursor;
+    char *etag, *url; /* remembered once the batch is stored */
+    size_t published;
+};
+
+struct poll_in {
+    struct route *route;
+    char *cursor_path;
+    char *state_dir;
+    struct loop *loop;
+    struct httpc *client;
+    pthread_t thread;
+    bool thread_started;
+
+    /* poll thread only */
+    struct poll_jq *jq_items, *jq_id, *jq_cursor;
+    char *cursor;
+    char *etag, *etag_url;
+    unsigned char *seen; /* sorted hashes of the items the last poll stored */
+    size_t n_seen;
+    struct backoff backoff;
+    uint64_t timer;
+    bool polling;
+    char *request_url; /* of the GET in flight */
+    bool waiting_broker;
+    struct poll_batch *batch;
+
+    /* any thread */
+    atomic_bool draining;
+    atomic_long outstanding; /* publishes whose result the poll thread has not finished */
+    pthread_mutex_t lock;
+    char *last_error; /* for ready(); under lock */
+};
+
+static const struct poll_in_opts *opts(const struct route *r)
+{
+    return r->opts;
+}
+
+/* ---- small helpers
+ * ---------------------------------------------------------------- */
+
+static void item_hash(const char *id, const char *body, size_t len, unsigned char out[HASH_LEN])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    EVP_DigestUpdate(ctx, id ? id : "", id ? strlen(id) + 1 : 1);
+    EVP_DigestUpdate(ctx, body, len);
+    EVP_DigestFinal_ex(ctx, md, &md_len);
+    EVP_MD_CTX_free(ctx);
+    memcpy(out, md, HASH_LEN);
+}
+
+static int hash_cmp(const void *a, const void *b)
+{
+    return memcmp(a, b, HASH_LEN);
+}
+
+static bool seen_contains(const struct poll_in *p, const unsigned char hash[HASH_LEN])
+{
+    return p->n_seen && bsearch(hash, p->seen, p->n_seen, HASH_LEN, hash_cmp) != NULL;
+}
+
+static void set_last_error(struct poll_in *p, const char *text)
+{
+    pthread_mutex_lock(&p->lock);
+    free(p->last_error);
+    p->last_error = xstrdup(text);
+    pthread_mutex_unlock(&p->lock);
+}
+
+/* ---- building a batch (poll thread)
+ * -------------------------------------------------- */
+
+struct key_ctx {
+    const char *id;
+    json_t *json;
+    char value[512];
+};
+
+static const char *key_lookup(void *arg, const char *name, char *why, size_t whylen)
+{
+    struct key_ctx *k = arg;
+    if (strcmp(name, "id") == 0)
+        return k->id;
+    if (strncmp(name, "json.", 5) == 0) {
+        if (k->json == NULL) {
+            snprintf(why, whylen, "the item is not a JSON object");
+            return NULL;
+        }
+        return inbound_json_path(k->json, name + 5, k->value, sizeof(k->value), why, whylen);
+    }
+    return NULL;
+}
+
+static void item_park(struct poll_item *it, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void item_park(struct poll_item *it, const char *fmt, ...)
+{
+    char why[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    free(it->problem);
+    it->problem = xstrdup(why);
+}
+
+/* Fills one item from its jv (consumed): id, cursor, body, routing key. */
+static void item_build(struct poll_in *p, struct poll_item *it, jv item)
+{
+    struct route *r = p->route;
+    const struct poll_in_opts *o = opts(r);
+    char err[512];
+    jv dumped = jv_dump_string(jv_copy(item), 0);
+    it->body = xstrndup(jv_string_value(dumped), (size_t)jv_string_length_bytes(jv_copy(dumped)));
+    it->body_len = strlen(it->body);
+    jv_free(dumped);
+
+    it->id = poll_jq_scalar(p->jq_id, jv_copy(item), err, sizeof(err));
+    if (it->id == NULL && err[0])
+        item_park(it, "id expression %s failed for item %zu: %s", o->id, it->index + 1, err);
+    else if (it->id == NULL)
+        item_park(it, "id expression %s gave null or nothing for item %zu", o->id, it->index + 1);
+    else if (!inbound_id_acceptable(it->id))
+        item_park(it,
+                  "id expression %s gave an id that cannot be a message_id (1 to 255 "
+                  "printable characters) for item %zu",
+                  o->id, it->index + 1);
+    if (p->jq_cursor && strcmp(o->cursor_from, "item") == 0) {
+        it->cursor = poll_jq_scalar(p->jq_cursor, jv_copy(item), err, sizeof(err));
+        if (it->cursor == NULL && err[0])
+            item_park(it, "cursor expression %s failed for item %zu: %s", o->cursor, it->index + 1,
+                      err);
+    }
+    jv_free(item);
+    item_hash(it->id, it->body, it->body_len, it->hash);
+    if (it->problem)
+        return;
+
+    if (r->transform) {
+        size_t len;
+        char *out = transform_apply(r->transform, it->body, it->body_len, &len, err, sizeof(err));
+        if (out == NULL) {
+            item_park(it, "transform failed: %s", err);
+            return;
+        }
+        free(it->body);
+        it->body = out;
+        it->body_len = len;
+    }
+    struct key_ctx k = {.id = it->id};
+    if (strstr(r->routing_key, "{json.")) {
+        json_t *root = json_loadb(it->body, it->body_len, JSON_DECODE_ANY, NULL);
+        k.json = json_is_object(root) ? root : NULL;
+        if (k.json == NULL)
+            json_decref(root);
+    }
+    it->routing_key = template_expand(r->routing_key, key_lookup, &k, err, sizeof(err));
+    json_decref(k.json);
+    if (it->routing_key == NULL)
+        item_park(it, "cannot build the routing key: %s", err);
+}
+
+static void batch_free(struct poll_batch *b)
+{
+    if (b == NULL)
+        return;
+    for (size_t i = 0; i < b->n; i++) {
+        struct poll_item *it = &b->items[i];
+        free(it->body);
+        free(it->id);
+        free(it->routing_key);
+        free(it->cursor);
+        free(it->problem);
+        free(it->detail);
+    }
+    free(b->items);
+    free(b->failure);
+    free(b->response_cursor);
+    free(b->etag);
+    free(b->url);
+    free(b);
+}
+
+/* ---- polling (poll thread)
+ * ------------------------------------------------------------ */
+
+static void poll_tick(struct loop *loop, void *arg);
+static void batch_submit_more(struct poll_batch *b);
+
+static void poll_schedule(struct poll_in *p, double seconds)
+{
+    if (p->timer)
+        loop_timer_cancel(p->loop, p->timer);
+    p->timer = atomic_load(&p->draining)
+                   ? 0
+                   : loop_timer(p->loop, (int64_t)(seconds * 1000), poll_tick, p);
+}
+
+/* A poll went wrong: log it, show it in /readyz, try again after a backoff. */
+static void poll_failed(struct poll_in *p, double retry_after, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void poll_failed(struct poll_in *p, double retry_after, const char *fmt, ...)
+{
+    char why[1536];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    double delay = backoff_next(&p->backoff);
+    if (retry_after > delay)
+        delay = retry_after;
+    set_last_error(p, why);
+    log_warn(p->route->name, "poll failed (next try in %.1fs): %s", delay, why);
+    poll_schedule(p, delay);
+}
+
+static void poll_succeeded(struct poll_in *p)
+{
+    backoff_reset(&p->backoff);
+    pthread_mutex_lock(&p->lock);
+    bool had_error = p->last_error != NULL;
+    free(p->last_error);
+    p->last_error = NULL;
+    pthread_mutex_unlock(&p->lock);
+    if (had_error)
+        log_info(p->route->name, "poll works again");
+}
+
+static char *poll_url(struct poll_in *p, char *err, size_t errlen);
+
+/* Every item of b is back (or was never sent): advance, remember, schedule. */
+static void batch_finish(struct poll_in *p, struct poll_batch *b)
+{
+    struct route *r = p->route;
+    const struct poll_in_opts *o = opts(r);
+    size_t done = 0; /* the stored prefix */
+    while (done < b->n &&
+           (b->items[done].state == ITEM_STORED || b->items[done].state == ITEM_SKIPPED))
+        done++;
+    const char *next = NULL;
+    if (strcmp(o->cursor_from, "item") == 0) {
+        for (size_t i = 0; i < done; i++)
+            if (b->items[i].cursor)
+                next = b->items[i].cursor;
+    } else if (done == b->n) {
+        next = b->response_cursor;
+    }
+    bool moved = next && strcmp(next, p->cursor) != 0;
+    char err[1024] = "";
+    if (moved) {
+        if (poll_cursor_save(p->state_dir, p->cursor_path, next, err, sizeof(err)) != 0)
+            log_error(r->name,
+                      "cannot store the cursor (it advances in memory only; a restart "
+                      "publishes again from \"%s\"): %s",
+                      p->cursor, err);
+        free(p->cursor);
+        p->cursor = xstrdup(next);
+    }
+    if (b->published > 0 || moved)
+        log_info(r->name, "published %zu item(s) of %zu; cursor \"%s\"", b->published, b->n,
+                 p->cursor);
+
+    /* What this poll stored is not published again by the next one. */
+    size_t n_stored = 0;
+    for (size_t i = 0; i < b->n; i++)
+        n_stored += b->items[i].state == ITEM_STORED || b->items[i].state == ITEM_SKIPPED;
+    if (done == b->n || n_stored > 0) {
+        free(p->seen);
+        p->seen = xmalloc(n_stored ? n_stored * HASH_LEN : 1);
+        p->n_seen = 0;
+        for (size_t i = 0; i < b->n; i++)
+            if (b->items[i].state == ITEM_STORED || b->items[i].state == ITEM_SKIPPED)
+                memcpy(p->seen + HASH_LEN * p->n_seen++, b->items[i].hash, HASH_LEN);
+        qsort(p->seen, p->n_seen, HASH_LEN, hash_cmp);
+    }
+
+    bool ok = done == b->n && err[0] == '\0';
+    if (done == b->n) {
+        free(p->etag);
+        free(p->etag_url);
+        p->etag = b->etag;
+        p->etag_url = b->url;
+        b->etag = b->url = NULL;
+    }
+    p->batch = NULL;
+    if (done < b->n) {
+        poll_failed(p, 0, "%s", b->failure ? b->failure : "not every item was stored");
+    } else if (!ok) {
+        set_last_error(p, err);
+        poll_schedule(p, o->interval);
+    } else {
+        poll_succeeded(p);
+        /* More may be waiting behind a cursor that moved: ask again at once. */
+        poll_schedule(p, b->published > 0 && moved ? 0 : o->interval);
+    }
+    batch_free(b);
+}
+
+/* Publisher's thread → poll thread: one item's result. */
+static void item_settled_on_thread(void *arg)
+{
+    struct poll_item *it = arg;
+    struct poll_batch *b = it->batch;
+    struct poll_in *p = b->p;
+    b->in_flight--;
+    if (it->status == PUBLISH_OK || it->status == PUBLISH_UNROUTABLE) {
+        it->state = ITEM_STORED;
+        b->published++;
+    } else {
+        it->state = ITEM_FAILED;
+        b->stopped = true;
+        if (b->failure == NULL)
+            b->failure = xasprintf("publishing item %zu (id %s) failed: %s", it->index + 1,
+                                   it->id ? it->id : "-",
+                                   it->detail ? it->detail : publish_status_name(it->status));
+    }
+    batch_submit_more(b);
+    if (b->in_flight == 0 && (b->stopped || b->next == b->n))
+        batch_finish(p, b);
+    atomic_fetch_sub(&p->outstanding, 1); /* after the cursor is stored: see busy */
+}
+
+/* Publisher's thread: keep it short, hand it back. */
+static void item_published(void *arg, struct publish_result *res)
+{
+    struct poll_item *it = arg;
+    it->status = res->status;
+    it->detail = res->detail ? xstrdup(res->detail) : NULL;
+    if (loop_post(it->batch->p->loop, item_settled_on_thread, it) != 0) {
+        log_error(it->batch->p->route->name, "out of memory handing back a confirm");
+        abort();
+    }
+}
+
+static struct message *item_message(struct poll_in *p, struct poll_item *it)
+{
+    struct route *r = p->route;
+    char hex[2 * HASH_LEN + 8];
+    const char *id = it->id;
+    if (it->problem && (id == NULL || !inbound_id_acceptable(id))) {
+        memcpy(hex, "sha256:", 7);
+        for (int i = 0; i < HASH_LEN; i++)
+            snprintf(hex + 7 + 2 * i, 3, "%02x", it->hash[i]);
+        id = hex;
+    }
+    struct inbound_ids ids = {.message_id = id};
+    struct message *m = inbound_message(r, xstrndup(it->body, it->body_len), it->body_len,
+                                        "application/json", &ids);
+    if (it->problem) {
+        /* Parked where unroutable input goes: the route's DLQ, with the reason. */
+        message_set(&m->exchange, r->dlx);
+        message_set(&m->routing_key, r->dlq_key);
+        message_set_header(m, "x-sidecar-error", it->problem);
+    } else {
+        message_set(&m->routing_key, it->routing_key);
+    }
+    return m;
+}
+
+static void batch_submit_more(struct poll_batch *b)
+{
+    struct poll_in *p = b->p;
+    struct route *r = p->route;
+    while (!b->stopped && b->next < b->n && b->in_flight < SUBMIT_WINDOW) {
+        struct poll_item *it = &b->items[b->next];
+        if (atomic_load(&p->draining)) {
+            b->stopped = true;
+            if (b->failure == NULL)
+                b->failure = xstrdup("shutting down");
+            break;
+        }
+        b->next++;
+        if (it->state == ITEM_SKIPPED)
+            continue;
+        metric_inc(r->metrics.received);
+        if (it->problem)
+            log_event(LOG_WARN, &(struct log_ctx){.route = r->name, .message_id = it->id},
+                      "parking item %zu in %s: %s", it->index + 1, r->dlq, it->problem);
+        const char *why = NULL;
+        it->state = ITEM_SUBMITTED;
+        b->in_flight++;
+        atomic_fetch_add(&p->outstanding, 1);
+        if (inbound_publish(r, item_message(p, it), false, 0, item_published, it, &why) != 0) {
+            it->state = ITEM_FAILED;
+            b->in_flight--;
+            atomic_fetch_sub(&p->outstanding, 1);
+            b->stopped = true;
+            if (b->failure == NULL)
+                b->failure = xasprintf("the broker did not take item %zu: %s", it->index + 1,
+                                       why ? why : "unavailable");
+        }
+    }
+}
+
+/* The response parsed: build the batch and start publishing. */
+static void poll_process(struct poll_in *p, jv response, const char *etag, const char *url)
+{
+    struct route *r = p->route;
+    const struct poll_in_opts *o = opts(r);
+    char err[512] = "";
+    jv items = jv_array();
+    if (poll_jq_run(p->jq_items, jv_copy(response), &items, SIZE_MAX, err, sizeof(err)) != 0) {
+        jv_free(items);
+        jv_free(response);
+        poll_failed(p, 0, "items expression %s failed: %s", o->items, err);
+        return;
+    }
+    char *response_cursor = NULL;
+    if (p->jq_cursor && strcmp(o->cursor_from, "response") == 0) {
+        response_cursor = poll_jq_scalar(p->jq_cursor, jv_copy(response), err, sizeof(err));
+        if (response_cursor == NULL && err[0]) {
+            jv_free(items);
+            jv_free(response);
+            poll_failed(p, 0, "cursor expression %s failed: %s", o->cursor, err);
+            return;
+        }
+    }
+    jv_free(response);
+
+    struct poll_batch *b = xcalloc(1, sizeof(*b));
+    b->p = p;
+    b->n = (size_t)jv_array_length(jv_copy(items));
+    b->items = xcalloc(b->n ? b->n : 1, sizeof(*b->items));
+    b->response_cursor = response_cursor;
+    b->etag = xstrdup(etag);
+    b->url = xstrdup(url);
+    for (size_t i = 0; i < b->n; i++) {
+        struct poll_item *it = &b->items[i];
+        it->batch = b;
+        it->index = i;
+        item_build(p, it, jv_array_get(jv_copy(items), (int)i));
+        if (seen_contains(p, it->hash))
+            it->state = ITEM_SKIPPED;
+    }
+    jv_free(items);
+    log_debug(r->name, "poll: %zu item(s)", b->n);
+    p->batch = b;
+    batch_submit_more(b);
+    if (b->in_flight == 0)
+        batch_finish(p, b);
+}
+
+/* Poll thread: the GET finished. */
+static void poll_answered(void *arg, const struct httpc_response *resp)
+{
+    struct poll_in *p = arg;
+    const struct poll_in_opts *o = opts(p->route);
+    char *requested = p->request_url;
+    p->request_url = NULL;
+    p->polling = false;
+    if (atomic_load(&p->draining)) {
+        free(requested);
+        return; /* nothing of it was published: the next run asks again */
+    }
+    histogram_observe(&p->route->metrics.legacy_seconds, resp->seconds);
+    struct buf where = {0};
+    buf_puts(&where, "GET ");
+    http_text_url_redacted(&where, requested);
+
+    if (resp->status == 0) {
+        poll_failed(p, 0, "%s %s: %s", where.data, resp->timed_out ? "timed out" : "failed",
+                    resp->error ? resp->error : "no response");
+    } else if (resp->status == 304 || resp->status == 204) {
+        log_debug(p->route->name, "%s", resp->status == 304 ? "not modified" : "no content");
+        poll_succeeded(p);
+        poll_schedule(p, o->interval);
+    } else if (resp->status < 200 || resp->status >= 300) {
+        struct buf ex = {0};
+        http_text_excerpt(&ex, resp->body, resp->body_len, EXCERPT_MAX);
+        poll_failed(p, resp->retry_after, "HTTP %ld from %s: %s", resp->status, where.data,
+                    ex.data);
+        buf_free(&ex);
+    } else if (resp->truncated) {
+        poll_failed(p, 0, "the response of %s is over max_response (%d bytes)", where.data,
+                    o->max_response);
+    } else {
+        jv response = jv_parse_sized(resp->body, (int)resp->body_len);
+        if (!jv_is_valid(response)) {
+            jv msg = jv_invalid_get_msg(response);
+            const char *text =
+                jv_get_kind(msg) == JV_KIND_STRING ? jv_string_value(msg) : "parse error";
+            /* jq quotes the whole input after "(while parsing": keep the log line
+             * short */
+            const char *quote = strstr(text, " (while parsing");
+            int len = quote ? (int)(quote - text) : (int)strlen(text);
+            struct buf ex = {0};
+            http_text_excerpt(&ex, resp->body, resp->body_len, EXCERPT_MAX);
+            poll_failed(p, 0, "the response of %s is not JSON: %.*s; it begins: %s", where.data,
+                        len > 300 ? 300 : len, text, ex.data);
+            buf_free(&ex);
+            jv_free(msg);
+        } else {
+            poll_process(p, response, resp->etag, requested);
+        }
+    }
+    free(requested);
+    buf_free(&where);
+}
+
+static const char *cursor_lookup(void *arg, const char *name, char *why, size_t whylen)
+{
+    struct buf *b = arg;
+    return b->data ? b->data : "";
+}
+
+/* The URL of the next GET (caller frees). */
+static char *poll_url(struct poll_in *p, char *err, size_t errlen)
+{
+    struct buf encoded = {0};
+    http_text_url_encode(&encoded, p->cursor);
+    char *url = template_expand(opts(p->route)->url, cursor_lookup, &encoded, err, errlen);
+    buf_free(&encoded);
+    return url;
+}
+
+static void poll_tick(struct loop *loop, void *arg)
+{
+    struct poll_in *p = arg;
+    struct route *r = p->route;
+    const struct poll_in_opts *o = opts(r);
+    p->timer = 0;
+    if (atomic_load(&p->draining) || p->polling || p->batch)
+        return;
+    const char *why = NULL;
+    if (!publisher_available(r->publisher, &why)) {
+        /* Nothing could be stored now: do not ask the legacy side yet. */
+        if (!p->waiting_broker)
+            log_info(r->name, "waiting for the broker before polling: %s",
+                     why ? why : "unavailable");
+        p->waiting_broker = true;
+        poll_schedule(p, BROKER_WAIT_MS / 1000.0);
+        return;
+    }
+    p->waiting_broker = false;
+    char err[512];
+    char *url = poll_url(p, err, sizeof(err));
+    if (url == NULL) {
+        poll_failed(p, 0, "cannot build the url: %s", err);
+        return;
+    }
+    struct header h[8 + 64];
+    size_t n = 0;
+    char *auth = NULL;
+    h[n++] = (struct header){"Accept", "application/json"};
+    if (p->etag && p->etag_url && strcmp(p->etag_url, url) == 0)
+        h[n++] = (struct header){"If-None-Match", p->etag};
+    secrets_read_lock();
+    if (o->bearer_token.value)
+        auth = xasprintf("Bearer %s", o->bearer_token.value);
+    secrets_read_unlock();
+    if (auth)
+        h[n++] = (struct header){"Authorization", auth};
+    for (size_t i = 0; i < o->headers.n && n < sizeof(h) / sizeof(h[0]); i++)
+        h[n++] = (struct header){o->headers.names[i], o->headers.values[i]};
+    struct httpc_request req = {
+        .method = "GET",
+        .url = url,
+        .headers = h,
+        .n_headers = n,
+        .timeout = o->timeout,
+        .max_response = (size_t)o->max_response,
+    };
+    int rc = httpc_start(p->client, &req, poll_answered, p);
+    free(auth);
+    if (rc != 0) {
+        free(url);
+        poll_failed(p, 0, "the HTTP client refused the request");
+        return;
+    }
+    p->request_url = url;
+    p->polling = true;
+}
+
+/* ---- thread
+ * ------------------------------------------------------------------------- */
+
+static void *poll_thread(void *arg)
+{
+    struct poll_in *p = arg;
+    loop_run(p->loop);
+    return NULL;
+}
+
+/* Compiles one expression on the poll thread (a jq_state belongs to the thread
+ * that uses it); validate compiled it once already, so failing here is not
+ * expected. */
+static bool compile_expression(struct poll_in *p, const char *key, const char *program,
+                               struct poll_jq **out)
+{
+    if (program == NULL)
+        return true;
+    char err[512];
+    *out = poll_jq_compile(program, err, sizeof(err));
+    if (*out)
+        return true;
+    char *why = xasprintf("route \"%s\": %s does not compile as jq: %s", p->route->name, key, err);
+    sidecar_fatal(p->route->sc, why);
+    free(why);
+    return false;
+}
+
+static void init_on_thread(void *arg)
+{
+    struct poll_in *p = arg;
+    const struct poll_in_opts *o = opts(p->route);
+    if (compile_expression(p, "items", o->items, &p->jq_items) &&
+        compile_expression(p, "id", o->id, &p->jq_id) &&
+        compile_expression(p, "cursor", o->cursor, &p->jq_cursor))
+        poll_schedule(p, 0);
+}
+
+static void drain_on_thread(void *arg)
+{
+    struct poll_in *p = arg;
+    if (p->timer)
+        loop_timer_cancel(p->loop, p->timer);
+    p->timer = 0;
+}
+
+/* ---- the kind
+ * ------------------------------------------------------------------------ */
+
+static void check_jq(const struct route *r, const char *key, const char *program,
+                     struct config_report *rep)
+{
+    if (program == NULL)
+        return;
+    char err[512];
+    struct poll_jq *q = poll_jq_compile(program, err, sizeof(err));
+    if (q == NULL)
+        config_report_add(rep, r->line, "inbound route \"%s\": %s does not compile as jq: %s",
+                          r->name, key, err);
+    poll_jq_free(q); /* the route's thread compiles its own */
+}
+
+/* state_dir must be a writable directory, or creatable below the nearest one
+ * that exists. */
+static void check_state_dir(const struct route *r, const char *dir, struct config_report *rep)
+{
+    char *problem = poll_cursor_dir_problem(dir);
+    if (problem)
+        config_report_add(rep, r->line,
+                          "inbound route \"%s\": state_dir %s; the poll cursor is kept there: "
+                          "make it a directory the sidecar's user may write (systemd: "
+                          "StateDirectory=) or set state_dir = \"…\"",
+                          r->name, problem);
+    free(problem);
+}
+
+static void poll_in_validate(struct route *r, const struct sidecar_config *cfg,
+                             struct config_report *rep)
+{
+    const struct poll_in_opts *o = opts(r);
+    char err[512];
+    if (o->url && template_check(o->url, url_placeholders, err, sizeof(err)) != 0)
+        config_report_add(rep, r->line, "inbound route \"%s\": url %s", r->name, err);
+    bool url_has_cursor = o->url && strstr(o->url, "{cursor}") != NULL;
+    if (o->cursor && o->url && !url_has_cursor)
+        config_report_add(rep, r->line,
+                          "inbound route \"%s\": cursor is set but url has no {cursor}, so it "
+                          "would never be sent; add it, e.g. url = \"…?since={cursor}\"",
+                          r->name);
+    if (!o->cursor && url_has_cursor)
+        config_report_add(rep, r->line,
+                          "inbound route \"%s\": url uses {cursor} but no cursor expression is "
+                          "set; add cursor = \".updated_at\" (or similar)",
+                          r->name);
+    if (r->routing_key && template_check(r->routing_key, key_placeholders, err, sizeof(err)) != 0)
+        config_report_add(rep, r->line, "inbound route \"%s\": routing_key %s", r->name, err);
+    check_jq(r, "items", o->items, rep);
+    check_jq(r, "id", o->id, rep);
+    check_jq(r, "cursor", o->cursor, rep);
+    for (size_t i = 0; i < o->headers.n; i++)
+        if (!http_text_header_value_ok(o->headers.values[i]))
+            config_report_add(rep, r->line,
+                              "inbound route \"%s\": headers.%s holds a control character "
+                              "(a line break?); header values must be one line",
+                              r->name, o->headers.names[i]);
+    if (cfg->state_dir)
+        check_state_dir(r, cfg->state_dir, rep);
+}
+
+static void poll_in_describe(const struct route *r, struct buf *out)
+{
+    const struct poll_in_opts *o = opts(r);
+    buf_puts(out, "GET ");
+    http_text_url_redacted(out, o->url);
+    buf_printf(out, " every %gs, items %s, id %s", o->interval, o->items, o->id);
+    if (o->cursor)
+        buf_printf(out, ", cursor %s (per %s)", o->cursor, o->cursor_from);
+    buf_printf(out, " → exchange \"%s\" key \"%s\"%s", r->exchange, r->routing_key,
+               r->transform ? " (transform)" : "");
+}
+
+static void poll_in_free_state(struct poll_in *p)
+{
+    batch_free(p->batch);
+    poll_jq_free(p->jq_items); /* the poll thread has ended */
+    poll_jq_free(p->jq_id);
+    poll_jq_free(p->jq_cursor);
+    free(p->cursor);
+    free(p->request_url);
+    free(p->etag);
+    free(p->etag_url);
+    free(p->seen);
+    free(p->cursor_path);
+    free(p->state_dir);
+    free(p->last_error);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
+
+static int poll_in_start(struct route *r, char *err, size_t errlen)
+{
+    const struct poll_in_opts *o = opts(r);
+    const char *dir = r->sc->cfg->state_dir;
+    if (poll_cursor_dir_create(dir) != 0) {
+        snprintf(err, errlen, "cannot create state_dir \"%s\": %s", dir, strerror(errno));
+        return -1;
+    }
+    struct poll_in *p = xcalloc(1, sizeof(*p));
+    p->route = r;
+    p->state_dir = xstrdup(dir);
+    p->cursor_path = xasprintf("%s/%s.cursor", dir, r->name);
+    pthread_mutex_init(&p->lock, NULL);
+    bool missing;
+    p->cursor = poll_cursor_load(p->cursor_path, &missing, err, errlen);
+    if (p->cursor == NULL && !missing) {
+        poll_in_free_state(p);
+        return -1;
+    }
+    if (p->cursor == NULL)
+        p->cursor = xstrdup(o->initial_cursor);
+    backoff_init(&p->backoff, o->interval < 1 ? o->interval : 1,
+                 o->interval > 60 ? o->interval : 60);
+    p->loop = loop_new();
+    p->client = httpc_new(p->loop);
+    r->state = p;
+    struct buf where = {0};
+    http_text_url_redacted(&where, o->url);
+    log_info(r->name, "polling GET %s every %gs from cursor \"%s\"%s", where.data, o->interval,
+             p->cursor, missing ? " (initial)" : "");
+    buf_free(&where);
+    loop_post(p->loop, init_on_thread, p);
+    if (pthread_create(&p->thread, NULL, poll_thread, p) != 0) {
+        snprintf(err, errlen, "cannot start the poll thread");
+        return -1;
+    }
+    p->thread_started = true;
+    return 0;
+}
+
+static void poll_in_drain(struct route *r)
+{
+    struct poll_in *p = r->state;
+    if (p == NULL)
+        return;
+    atomic_store(&p->draining, true);
+    loop_post(p->loop, drain_on_thread, p);
+}
+
+static bool poll_in_busy(struct route *r)
+{
+    struct poll_in *p = r->state;
+    return p && atomic_load(&p->outstanding) > 0;
+}
+
+/* After the publisher stopped: nothing calls back any more. */
+static void poll_in_stop(struct route *r)
+{
+    struct poll_in *p = r->state;
+    if (p == NULL)
+        return;
+    atomic_store(&p->draining, true);
+    if (p->thread_started) {
+        loop_stop(p->loop);
+        pthread_join(p->thread, NULL);
+    }
+    httpc_free(p->client);
+    loop_free(p->loop);
+    poll_in_free_state(p);
+    r->state = NULL;
+}
+
+static bool poll_in_ready(struct route *r, struct buf *detail)
+{
+    struct poll_in *p = r->state;
+    if (p == NULL)
+        return true;
+    pthread_mutex_lock(&p->lock);
+    bool ok = p->last_error == NULL;
+    if (!ok && detail)
+        buf_printf(detail, "last poll failed: %s", p->last_error);
+    pthread_mutex_unlock(&p->lock);
+    return ok;
+}
+
+const struct route_kind kind_poll_in = {
+    .name = "poll",
+    .direction = ROUTE_INBOUND,
+    .summary = "the sidecar GETs a legacy REST endpoint every interval and "
+               "publishes new items",
+    .keys = poll_in_keys,
+    .opts_size = sizeof(struct poll_in_opts),
+    .validate = poll_in_validate,
+    .describe = poll_in_describe,
+    .start = poll_in_start,
+    .drain = poll_in_drain,
+    .busy = poll_in_busy,
+    .stop = poll_in_stop,
+    .ready = poll_in_ready,
+};
