@@ -1038,8 +1038,12 @@ int config_load(const char *path, struct sidecar_config *cfg, struct config_repo
         if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
             config_report_add(rep, 0, "cannot read config file: %s", strerror(errno));
         else
-            config_report_add(rep, config_error_line(&lc), "syntax error: %s",
-                              config_error_text(&lc));
+            config_report_add(rep, config_error_line(&lc), "syntax error: %s%s",
+                              config_error_text(&lc),
+                              strstr(config_error_text(&lc), "mismatched element type")
+                                  ? " (write every number in an array the same way, e.g. "
+                                    "[0.5, 1.0, 3.0] rather than [0.5, 1, 3])"
+                                  : "");
         config_destroy(&lc);
         return -1;
     }

@@ -42,6 +42,7 @@ struct consumer {
     uint64_t circuit_timer;
     int64_t circuit_until_ms;
     atomic_llong circuit_until_wall; /* for /readyz, any thread */
+    struct delivery_impl *waiting;   /* ordered routes: deliveries waiting for their retry */
 };
 
 struct delivery_impl {
@@ -50,7 +51,9 @@ struct delivery_impl {
     amqp_message_t raw;
     uint64_t tag;
     uint64_t generation;
-    char *reason; /* the reason carried into the republished copy */
+    char *reason;          /* the reason carried into the republished copy */
+    uint64_t retry_timer;  /* ordered routes: waiting to be retried in place */
+    struct delivery_impl *next_waiting;
 };
 
 static struct delivery_impl *impl_of(struct delivery *d)
@@ -149,12 +152,23 @@ void consumer_on_cancel(struct consumer *c, bool by_server)
     broker_fail(c->broker, "consumer cancelled by the broker");
 }
 
+static void requeue(struct delivery_impl *di);
+static void waiting_remove(struct delivery_impl *di);
+
 void consumer_drain(struct consumer *c)
 {
     c->draining = true;
     if (c->circuit_timer) {
         loop_timer_cancel(broker_loop(c->broker), c->circuit_timer);
         c->circuit_timer = 0;
+    }
+    /* Ordered retries waiting in place go back to the head of the queue now
+     * rather than hold the shutdown for their delay. */
+    while (c->waiting) {
+        struct delivery_impl *di = c->waiting;
+        loop_timer_cancel(broker_loop(c->broker), di->retry_timer);
+        waiting_remove(di);
+        requeue(di);
     }
     stop_consuming(c);
 }
@@ -427,7 +441,10 @@ static void retry(struct delivery_impl *di, int attempts, double retry_after)
                      attempts, di->reason, delay > retry_after ? delay : retry_after);
         di->pub.attempts = attempts;
         double wait = delay > retry_after ? delay : retry_after;
-        loop_timer(broker_loop(di->c->broker), (int64_t)(wait * 1000), retry_in_place, di);
+        di->retry_timer =
+            loop_timer(broker_loop(di->c->broker), (int64_t)(wait * 1000), retry_in_place, di);
+        di->next_waiting = di->c->waiting;
+        di->c->waiting = di;
         return;
     }
     char *queue = topology_retry_queue(r->queue, step);
@@ -438,9 +455,21 @@ static void retry(struct delivery_impl *di, int attempts, double retry_after)
     free(queue);
 }
 
+static void waiting_remove(struct delivery_impl *di)
+{
+    for (struct delivery_impl **pp = &di->c->waiting; *pp; pp = &(*pp)->next_waiting) {
+        if (*pp == di) {
+            *pp = di->next_waiting;
+            break;
+        }
+    }
+    di->retry_timer = 0;
+}
+
 static void retry_in_place(struct loop *loop, void *arg)
 {
     struct delivery_impl *di = arg;
+    waiting_remove(di);
     if (stale(di) || di->c->draining) {
         requeue(di);
         return;

@@ -208,12 +208,25 @@ static void summary_tick(struct loop *loop, void *arg)
         loop_timer(loop, SUMMARY_INTERVAL_MS, summary_tick, sc);
 }
 
+/* Started: every broker connection is open. systemd's READY=1 waits for this,
+ * not for the legacy side (a legacy API that is down at boot must not make the
+ * unit fail to start: the route retries and /readyz says why). */
+static bool connections_up(struct sidecar *sc)
+{
+    if (sc->publisher_broker && !broker_is_up(sc->publisher_broker))
+        return false;
+    for (size_t i = 0; i < sc->n_outbound; i++)
+        if (!broker_is_up(sc->outbound[i].broker))
+            return false;
+    return true;
+}
+
 static void ready_tick(struct loop *loop, void *arg)
 {
     struct sidecar *sc = arg;
     if (sc->draining)
         return;
-    if (!sc->ready_notified && sidecar_ready(sc, NULL)) {
+    if (!sc->ready_notified && connections_up(sc)) {
         sc->ready_notified = true;
         log_info(NULL, "ready: broker connected and %zu route(s) running", sc->cfg->n_routes);
         sd_notify(0, "READY=1\nSTATUS=ready");

@@ -439,3 +439,21 @@ outbound = (
     assert 'method = "TRACE" is not one of' in err
     assert "headers.X-Ok holds a control character" in err
     assert 'outbound route "d": missing required key "url"' in err
+
+
+def test_http_out_ordered_retry_does_not_hold_up_shutdown(broker, sidecar, uid):
+    """An ordered route waiting 60 s to retry in place: SIGTERM puts the message
+    back at the head of the queue and exits at once, without calling again."""
+    with legacy_server() as api:
+        api.default = json_response(503, {"busy": True})
+        s, q = start(sidecar, uid, "ledger", api.url("/api/ledger"),
+                     "ordered = true; retry = { delays = [60]; };")
+        broker.publish("", q, b'{"n": 1}', message_id="only")
+        api.wait_requests(1)
+        s.wait_log("holding the line", timeout=10)
+        started = time.monotonic()
+        assert s.stop() == 0
+        assert time.monotonic() - started < 10
+        assert len(api.snapshot()) == 1
+        [(props, body)] = peek_all(broker, q)
+        assert props.message_id == "only" and body == b'{"n": 1}'

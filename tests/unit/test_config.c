@@ -91,6 +91,17 @@ static void test_syntax_error_has_line(void **state)
     loaded_free(&l);
 }
 
+static void test_mixed_array_hint(void **state)
+{
+    struct loaded l;
+    load_text(&l, "name = \"crm\";\n" BROKER "outbound = (\n"
+                  "  { name = \"c\"; kind = \"http\"; url = \"http://x/\";\n"
+                  "    retry = { delays = [0.5, 1, 3]; }; }\n);\n");
+    assert_int_equal(l.rc, -1);
+    assert_error(&l, 5, "[0.5, 1.0, 3.0]");
+    loaded_free(&l);
+}
+
 static void test_missing_file(void **state)
 {
     struct loaded l;
@@ -314,6 +325,7 @@ int main(void)
         cmocka_unit_test(test_valid_config_fills_defaults),
         cmocka_unit_test(test_syntax_error_has_line),
         cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_mixed_array_hint),
         cmocka_unit_test(test_unknown_key_suggests),
         cmocka_unit_test(test_wrong_type),
         cmocka_unit_test(test_missing_required),
