@@ -31,7 +31,7 @@ printf '  %-44s %9.0f msg/s   p50 %s ms  p99 %s ms\n' "sidecar publisher (4 thre
 /usr/bin/python3 -c "print('  ratio: sidecar/raw-pipelined = %.2fx, sidecar/one-at-a-time = %.1fx' % ($ours_rate/$raw_rate, $ours_rate/$one_rate))"
 rabbitctl purge_queue bench.raw >/dev/null; rabbitctl purge_queue bench.ours >/dev/null
 
-for b in tests/bench/bench_*.py; do
+for b in tests/bench/bench_${BENCH_ONLY:-*}.py; do
     [ -f "$b" ] || continue
     echo "== $(basename "$b" .py)"
     BENCH_MGMT_PORT=$RABBIT_MGMT_PORT /usr/bin/python3 "$b" --amqp-port "$RABBIT_PORT" \
