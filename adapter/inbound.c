@@ -3,8 +3,10 @@
  */
 #include "inbound.h"
 
+#include "httpd.h"
 #include "message.h"
 #include "route.h"
+#include "sidecar.h"
 #include "util.h"
 
 #include <ctype.h>
@@ -122,4 +124,23 @@ bool inbound_is_json(const char *content_type)
     if (inbound_media_type_is(content_type, "application/json"))
         return true;
     return len >= 5 && strncasecmp(content_type + len - 5, "+json", 5) == 0;
+}
+
+int inbound_serve_http(struct route *r, const char *listen, const char *path, size_t max_body,
+                       void (*handler)(struct http_request *, void *),
+                       char *(*refusal)(void *, int *, const char *, const char **, size_t *),
+                       bool rpc, char *err, size_t errlen)
+{
+    struct http_server *s = sidecar_http_server(r->sc, listen, err, errlen);
+    if (s == NULL)
+        return -1;
+    if (http_server_route(s, path, max_body, handler, r) != 0) {
+        snprintf(err, errlen, "%s%s is already served by another route", listen, path);
+        return -1;
+    }
+    if (refusal)
+        http_server_route_refusal(s, path, refusal);
+    if (rpc)
+        publisher_enable_rpc(r->publisher);
+    return 0;
 }

@@ -34,6 +34,15 @@ int inbound_publish(struct route *r, struct message *m, bool rpc, double rpc_tim
 const char *inbound_json_path(json_t *root, const char *path, char *out, size_t n, char *why,
                               size_t whylen);
 
+/* Routes served by the shared HTTP server: registers `path` on the server for
+ * `listen` (refusal may be NULL) and, for rpc, readies the publisher for
+ * replies. Called from a kind's start. 0, or -1 with err. */
+struct http_request;
+int inbound_serve_http(struct route *r, const char *listen, const char *path, size_t max_body,
+                       void (*handler)(struct http_request *, void *),
+                       char *(*refusal)(void *, int *, const char *, const char **, size_t *),
+                       bool rpc, char *err, size_t errlen);
+
 /* A message id from a client (Idempotency-Key) is usable if short and printable. */
 bool inbound_id_acceptable(const char *id);
 

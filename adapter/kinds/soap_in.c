@@ -681,17 +681,8 @@ static bool soap_in_endpoint(const struct route *r, struct http_endpoint *out)
 static int soap_in_start(struct route *r, char *err, size_t errlen)
 {
     const struct soap_in_opts *o = opts(r);
-    struct http_server *s = sidecar_http_server(r->sc, o->listen, err, errlen);
-    if (s == NULL)
-        return -1;
-    if (http_server_route(s, o->path, (size_t)o->max_body, handle, r) != 0) {
-        snprintf(err, errlen, "%s%s is already served by another route", o->listen, o->path);
-        return -1;
-    }
-    http_server_route_refusal(s, o->path, too_large);
-    if (is_rpc(r))
-        publisher_enable_rpc(r->publisher);
-    return 0;
+    return inbound_serve_http(r, o->listen, o->path, (size_t)o->max_body, handle, too_large,
+                              is_rpc(r), err, errlen);
 }
 
 const struct route_kind kind_soap_in = {
