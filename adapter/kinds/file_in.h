@@ -1,0 +1,104 @@
+/*
+ * file_in.h — what the two halves of the file inbound kind share:
+ * file_in.c (the kind: config, the route's thread, which file next) and
+ * file_job.c (one claimed file: check, publish, wait for confirms, file it
+ * away). Both run on the route's own loop; only the publish callbacks in
+ * file_job.c run on the publisher's thread.
+ */
+#ifndef SIDECAR_FILE_IN_H
+#define SIDECAR_FILE_IN_H
+
+#include "file_records.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct file_job;
+struct file_watch;
+struct loop;
+struct route;
+
+#define FILE_PROCESSING_DIR ".processing"
+
+struct file_in_opts {
+    char *dir;
+    char *pattern;
+    char *format;
+    bool split;
+    char *delimiter;
+    char *content_type;
+    int settle_ms;
+    double scan_interval;
+    char *done_dir;
+    char *failed_dir;
+    int max_file;
+    int max_record;
+    int max_inflight;
+    /* derived by validate */
+    enum file_format fmt;
+    char delim;
+};
+
+/* A claimed file waiting in .processing for (another) attempt. */
+struct file_claimed {
+    char *name;
+    bool confirmed; /* every record is confirmed: only filing it away is left */
+    char prefix[33];
+    int failures;          /* this file's own trouble (cannot open, cannot file away) */
+    int64_t not_before_ms; /* ... backs off this file only */
+    struct file_claimed *next;
+};
+
+struct file_in {
+    struct route *r;
+    const struct file_in_opts *o;
+    struct loop *loop;
+    pthread_t thread;
+    bool thread_started;
+    struct file_watch *watch;
+    char *processing; /* "<dir>/.processing" */
+    struct file_job *job;
+    struct file_claimed *claimed; /* finish these before taking new files */
+    size_t inflight_cap;
+    bool key_has_json; /* the routing key looks into records */
+    uint64_t pump_timer;
+    int64_t pump_due_ms;   /* when pump_timer fires */
+    int64_t not_before_ms; /* back-off after an attempt the broker did not accept */
+    int failures;          /* consecutive such attempts */
+    bool waiting_logged;   /* "waiting for the broker" said once */
+    atomic_bool draining;
+    atomic_bool busy;
+};
+
+enum file_job_end {
+    FILE_JOB_DONE,    /* every record confirmed; filed in done_dir (or deleted) */
+    FILE_JOB_FAILED,  /* malformed: filed in failed_dir with .error, copy in the DLQ */
+    FILE_JOB_RETRY,   /* not (all) accepted: left in .processing for another attempt */
+    FILE_JOB_UNFILED, /* every record confirmed, but done_dir refused it: retry only that */
+};
+
+/* file_job.c: starts on the file `name` in .processing. NULL (logged) when it
+ * cannot be opened; the caller then tries again later. */
+struct file_job *file_job_begin(struct file_in *fi, const char *name);
+/* Loop thread: a publish completed somewhere; look again. */
+void file_job_wake(struct file_job *j);
+/* Loop thread, at stop only (the publisher's thread is gone: no callback can come). */
+void file_job_discard(struct file_job *j);
+const char *file_job_name(const struct file_job *j);
+
+/* file_filing.c: where a file in .processing goes at the end. Both log what
+ * happened either way and return 0 or -errno (the file then stays put). */
+/* Every record is confirmed: into done_dir as name (name.<prefix16> when taken),
+ * or deleted without done_dir. summary describes the publishing for the log. */
+int file_filing_done(struct file_in *fi, const char *name, const char *prefix, const char *summary);
+/* Malformed (its DLQ copy is confirmed): into failed_dir, with <name>.error saying why. */
+int file_filing_failed(struct file_in *fi, const char *name, const char *prefix, const char *error);
+
+/* file_in.c: the job ended (it is freed by then); name and prefix (the file's
+ * id prefix, "" before it is known) are valid during the call only. */
+void file_in_job_ended(struct file_in *fi, const char *name, const char *prefix,
+                       enum file_job_end end);
+
+#endif

@@ -1,0 +1,395 @@
+"""File inbound (a drop directory → AMQP): every format record for record, ids
+derived from the content, files never published half-written, malformed files
+to failed_dir with a DLQ copy and nothing published, and crash / broker-outage
+recovery that publishes every record (duplicates allowed, none missing)."""
+import json
+import os
+
+import pytest
+
+from conftest import plain, run_cli, wait_for
+from file_helpers import (FileIn, Route, csv_bytes, csv_expected, csv_rows,
+                          expected_id, file_prefix, header, listing, settle, sigkill,
+                          wait_count)
+
+
+def bodies(msgs):
+    return [b.decode() for _, b in msgs]
+
+
+# ---- formats ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("delimiter,line_end,bom", [(",", "\n", False), (";", "\r\n", True)],
+                         ids=["comma-lf", "semicolon-crlf-bom"])
+def test_file_in_csv_edge_cases_exact_in_order(broker, sidecar, uid, tmp_path, delimiter,
+                                               line_end, bom):
+    extra = f'delimiter = "{delimiter}";' if delimiter != "," else ""
+    r = Route(str(tmp_path), uid, "invoices", "csv", extra=extra)
+    t = FileIn(broker, sidecar, uid, [r])
+    content = csv_bytes(["id", "name", "amount", "note", "empty"], csv_rows(1200), delimiter,
+                        line_end, bom)
+    expected = csv_expected(content, delimiter)
+    assert len(expected) == 1200
+    r.drop("invoices.csv", content)
+    r.wait_done("invoices.csv")
+    msgs = t.messages(r)
+    assert bodies(msgs) == expected  # exact JSON, every value a string, in file order
+    for i, (props, _) in enumerate(msgs):
+        assert props.message_id == expected_id(content, i)
+        assert props.correlation_id == file_prefix(content)
+        assert props.content_type == "application/json"
+        assert props.delivery_mode == 2
+        assert header(props, "x-sidecar-filename") == "invoices.csv"
+        assert header(props, "x-sidecar-record") == str(i)
+        assert header(props, "x-sidecar-route") == "invoices"
+    with open(os.path.join(r.done, "invoices.csv"), "rb") as f:
+        assert f.read() == content  # filed unchanged
+    assert listing(r.processing) == [] and listing(r.dir) == [".processing"]
+    assert broker.count(r.dlq) == 0
+
+
+def test_file_in_formats_jsonl_json_raw_xml(broker, sidecar, uid, tmp_path):
+    routes = {
+        "lines": Route(str(tmp_path), uid, "lines", "jsonl"),
+        "split": Route(str(tmp_path), uid, "split", "json", extra="split = true;"),
+        "whole": Route(str(tmp_path), uid, "whole", "json"),
+        "blobs": Route(str(tmp_path), uid, "blobs", "raw",
+                       extra='content_type = "application/pdf"; pattern = "*.pdf";'),
+        "docs": Route(str(tmp_path), uid, "docs", "xml"),
+    }
+    t = FileIn(broker, sidecar, uid, list(routes.values()))
+
+    jsonl = b'{"a":1}\r\n\n   \n{"b":"x, y"}\n[1,2.50000000000000000001]\n"s"'
+    routes["lines"].drop("l.jsonl", jsonl)
+    split = ('\ufeff [ {"s":"],[\\"}","n":[1,[2]]} , 12345678901234567890.5,"x",\n'
+             ' null , {"deep":{"a":[{}]}} ]\n').encode()
+    routes["split"].drop("a.json", split)
+    whole = b'{"order": {"id": 7, "lines": [1, 2]}}\n'
+    routes["whole"].drop("w.json", whole)
+    blob = bytes(range(256)) * 40
+    routes["blobs"].drop("doc.pdf", blob)
+    routes["blobs"].drop("ignored.txt", b"not matching the pattern")
+    routes["blobs"].drop(".hidden.pdf", b"a dotfile")
+    xml = b'<?xml version="1.0"?>\n<inv:doc xmlns:inv="urn:x"><inv:n a="1">t &amp; u</inv:n></inv:doc>'
+    routes["docs"].drop("d.xml", xml)
+
+    for name, route in [("l.jsonl", "lines"), ("a.json", "split"), ("w.json", "whole"),
+                        ("doc.pdf", "blobs"), ("d.xml", "docs")]:
+        routes[route].wait_done(name)
+
+    lines = t.messages(routes["lines"])
+    assert bodies(lines) == ['{"a":1}', '{"b":"x, y"}', '[1,2.50000000000000000001]', '"s"']
+    assert [p.message_id for p, _ in lines] == [expected_id(jsonl, i) for i in range(4)]
+    assert [header(p, "x-sidecar-record") for p, _ in lines] == ["0", "1", "2", "3"]
+
+    elems = t.messages(routes["split"])
+    assert bodies(elems) == ['{"s":"],[\\"}","n":[1,[2]]}', "12345678901234567890.5", '"x"',
+                             "null", '{"deep":{"a":[{}]}}']
+    assert [p.message_id for p, _ in elems] == [expected_id(split, i) for i in range(5)]
+
+    [(wp, wb)] = t.messages(routes["whole"])
+    assert wb == whole.rstrip(b"\n") or wb == whole
+    assert json.loads(wb) == json.loads(whole)
+    assert wp.message_id == expected_id(whole, 0) and header(wp, "x-sidecar-record") is None
+
+    [(bp, bb)] = t.messages(routes["blobs"])
+    assert bb == blob and bp.content_type == "application/pdf"
+    assert header(bp, "x-sidecar-filename") == "doc.pdf"
+    settle(1.5)  # a scan_interval: the others must still be left alone
+    assert sorted(listing(routes["blobs"].dir)) == [".hidden.pdf", ".processing", "ignored.txt"]
+
+    [(xp, xb)] = t.messages(routes["docs"])
+    assert xb == xml and xp.content_type == "application/xml"
+
+
+def test_file_in_transform_and_record_routing_keys(broker, sidecar, uid, tmp_path):
+    jq = tmp_path / "amount.jq"
+    jq.write_text('{id: .id, kind: .kind, amount: (.amount | tonumber)}')
+    r = Route(str(tmp_path), uid, "rows", "csv", routing_key="file.rows.{json.kind}",
+              bind="file.rows.invoice", extra=f'transform = "{jq}";')
+    t = FileIn(broker, sidecar, uid, [r])
+    good = b"id,kind,amount\n1,invoice,10.5\n2,credit,3\n3,invoice,7\n"
+    r.drop("good.csv", good)
+    r.wait_done("good.csv")
+    msgs = t.messages(r)  # only invoices are bound; the credit note is parked as unroutable
+    assert bodies(msgs) == ['{"id":"1","kind":"invoice","amount":10.5}',
+                            '{"id":"3","kind":"invoice","amount":7}']
+    assert [p.message_id for p, _ in msgs] == [expected_id(good, 0), expected_id(good, 2)]
+    [(dp, db)] = t.dead(r)
+    assert json.loads(db)["kind"] == "credit" and "unroutable" in header(dp, "x-sidecar-error")
+
+    bad = b"id,kind,amount\n1,invoice,10.5\n2,invoice,ten\n"  # record 1 fails the transform
+    r.drop("bad.csv", bad)
+    r.wait_failed("bad.csv")
+    assert t.messages(r) == []  # nothing of it: not even record 0
+    error = (tmp_path / "rows" / "failed" / "bad.csv.error").read_text()
+    assert "record 1 (line 3): transform failed" in error
+    [(cp, cb)] = t.dead(r)
+    assert cb == bad and "transform failed" in header(cp, "x-sidecar-error")
+
+
+# ---- malformed files --------------------------------------------------------------------
+
+MALFORMED = [
+    ("csv", "", b'id,name\n1,ok\n2,"unclosed\n3,x\n', "line 3, column 3"),
+    ("csv", "", b"id,name\n1,a\n2,b,c\n", "line 3"),
+    ("jsonl", "", b'{"a":1}\n{"b":2}\n{"c":\n', "line 3, column"),
+    ("json", "split = true;", b'[{"a":1},\n {"b":}]', "line 2, column"),
+    ("json", "split = true;", b'{"not":"an array"}', "needs a JSON array"),
+    ("json", "", b'{"a":1', "line 1, column"),
+    ("xml", "", b'<?xml version="1.0"?>\n<!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+                b'\n<d>&x;</d>', "line 2"),
+    ("xml", "", b"<a><b></a>", "line 1"),
+    ("raw", "max_file = 100;", b"x" * 101, "larger than max_file"),
+]
+
+
+@pytest.mark.parametrize("fmt,extra,content,where", MALFORMED,
+                         ids=[f"{m[0]}-{i}" for i, m in enumerate(MALFORMED)])
+def test_file_in_malformed_to_failed_dir_and_dlq(broker, sidecar, uid, tmp_path, fmt, extra,
+                                                 content, where):
+    r = Route(str(tmp_path), uid, "feed", fmt, extra=extra)
+    t = FileIn(broker, sidecar, uid, [r])
+    r.drop("bad.dat", content)
+    r.wait_failed("bad.dat")
+    with open(os.path.join(r.failed, "bad.dat"), "rb") as f:
+        assert f.read() == content
+    error = open(os.path.join(r.failed, "bad.dat.error")).read()
+    assert where in error and "bad.dat" in error
+    assert broker.count(r.queue) == 0  # nothing half-published
+    [(props, body)] = t.dead(r)
+    assert header(props, "x-sidecar-error").startswith(f'malformed {fmt} file "bad.dat": ')
+    assert where in header(props, "x-sidecar-error")
+    assert header(props, "x-sidecar-filename") == "bad.dat"
+    assert props.message_id == file_prefix(content)
+    assert body == (b"" if fmt == "raw" else content)  # over max_file: no body, see failed_dir
+    assert listing(r.processing) == []
+    assert "rejected" in plain(t.sidecar.log())
+    # the route is not stuck: the next good file is published
+    good = {"raw": b"ok", "csv": b"a\n1\n", "jsonl": b"1\n", "json": b"[1]", "xml": b"<a/>"}[fmt]
+    r.drop("next.dat", good)
+    r.wait_done("next.dat")
+    assert broker.count(r.queue) == 1
+
+
+# ---- when a file counts ----------------------------------------------------------------
+
+def test_file_in_slow_writer_is_never_published_half_written(broker, sidecar, uid, tmp_path):
+    r = Route(str(tmp_path), uid, "slow", "jsonl")
+    t = FileIn(broker, sidecar, uid, [r])  # settle_ms = 300
+    lines = [json.dumps({"n": i, "pad": "y" * 50}).encode() + b"\n" for i in range(40)]
+    content = b"".join(lines)
+    path = os.path.join(r.dir, "slow.jsonl")
+    with open(path, "wb") as f:
+        for i in range(0, len(content), 97):  # cuts lines in the middle, on purpose
+            f.write(content[i:i + 97])
+            f.flush()
+            settle(0.1)  # well under settle_ms between writes
+            assert "slow.jsonl" in listing(r.dir), "claimed while still being written"
+    r.wait_done("slow.jsonl")
+    msgs = t.messages(r)
+    assert bodies(msgs) == [line.decode().rstrip("\n") for line in lines]
+    assert [p.message_id for p, _ in msgs] == [expected_id(content, i) for i in range(40)]
+    assert listing(r.failed) == [] and broker.count(r.dlq) == 0
+
+
+def test_file_in_renamed_in_counts_at_once_written_in_place_waits(broker, sidecar, uid,
+                                                                  tmp_path):
+    r = Route(str(tmp_path), uid, "lazy", "raw", extra="settle_ms = 4000;")
+    t = FileIn(broker, sidecar, uid, [r])
+    r.write_in_place("inplace.bin", b"in place")
+    r.drop("renamed.bin", b"renamed")
+    r.wait_done("renamed.bin", timeout=3)  # long before settle_ms
+    assert "inplace.bin" in listing(r.dir)  # still settling
+    r.wait_done("inplace.bin", timeout=15)
+    assert sorted(bodies(t.messages(r))) == ["in place", "renamed"]
+
+
+def test_file_in_not_ready_until_dir_exists(broker, sidecar, uid, tmp_path):
+    r = Route(str(tmp_path), uid, "late", "jsonl")
+    os.rmdir(r.dir)
+    t = FileIn(broker, sidecar, uid, [r], start=False)
+    s = t.start(ready=False)
+
+    def detail():
+        answer = s.readyz()
+        if answer is None or answer.status_code != 503:
+            return None
+        return answer.json()["routes"]["late"].get("detail", "")
+
+    # once the broker is connected, the missing directory is what keeps it unready
+    assert "not accessible" in wait_for(lambda: "not accessible" in (detail() or "") and detail(),
+                                        10, what="readyz naming the directory")
+    assert s.readyz().status_code == 503
+    os.makedirs(r.dir)
+    s.wait_ready()
+    r.drop("x.jsonl", b'{"late":true}\n')
+    r.wait_done("x.jsonl", timeout=10)  # found by the scan (the watch is added late)
+    assert bodies(t.messages(r)) == ['{"late":true}']
+
+
+# ---- crashes and outages ------------------------------------------------------------------
+
+def big_csv(n):
+    return csv_bytes(["id", "name", "amount", "note", "empty"], csv_rows(n, seed=3))
+
+
+def assert_every_record(t, r, contents):
+    """Every record of every file arrived (duplicates allowed), each body under its own id."""
+    want = {}
+    for content in contents:
+        for i, body in enumerate(csv_expected(content)):
+            want[expected_id(content, i)] = body
+    got = {}
+    for props, body in t.messages(r):
+        assert want.get(props.message_id) == body.decode(), props.message_id
+        got[props.message_id] = got.get(props.message_id, 0) + 1
+    missing = set(want) - set(got)
+    assert not missing, f"{len(missing)} record(s) never published"
+    return sum(got.values()) - len(got)  # duplicates
+
+
+def test_file_in_sigkill_mid_file_then_restart_publishes_all_same_ids(broker, sidecar, uid,
+                                                                      tmp_path):
+    r = Route(str(tmp_path), uid, "bulk", "csv", extra="max_inflight = 1;")  # slow: 1 at a time
+    t = FileIn(broker, sidecar, uid, [r])
+    content = big_csv(5000)
+    r.drop("bulk.csv", content)
+    wait_count(broker, r.queue, 200)
+    sigkill(t.sidecar)
+    published = broker.count(r.queue)
+    assert 200 <= published < 5000, "the kill should land mid-file"
+    assert listing(r.processing) == ["bulk.csv"] and listing(r.done) == []
+
+    r.extra = "max_inflight = 512;"  # ids do not depend on it; the rerun is quick
+    t.inbound = r.config()
+    s = t.start()
+    r.wait_done("bulk.csv", timeout=60)
+    dups = assert_every_record(t, r, [content])
+    assert dups >= published - 1  # the rerun started from the top, with the same ids
+    assert listing(r.processing) == []
+    assert "left in" in plain(s.log())
+
+
+def test_file_in_broker_outage_mid_file_and_files_dropped_meanwhile(broker, sidecar, uid,
+                                                                    tmp_path):
+    r = Route(str(tmp_path), uid, "outage", "csv", extra="max_inflight = 1;")
+    t = FileIn(broker, sidecar, uid, [r])
+    first = big_csv(3000)
+    r.drop("first.csv", first)
+    wait_count(broker, r.queue, 100)
+    broker.stop()
+    try:
+        later = [big_csv(50 + i) for i in range(3)]
+        for i, content in enumerate(later):
+            r.drop(f"later{i}.csv", content)
+        settle(1.5)
+        # nothing is lost or filed while the broker is away: the files wait where they are
+        assert listing(r.done) == [] and listing(r.failed) == []
+        assert listing(r.processing) == ["first.csv"]
+        assert sorted(f for f in listing(r.dir) if f.endswith(".csv")) == \
+            ["later0.csv", "later1.csv", "later2.csv"]
+    finally:
+        broker.start()
+    for name in ["first.csv", "later0.csv", "later1.csv", "later2.csv"]:
+        r.wait_done(name, timeout=90)
+    assert_every_record(t, r, [first] + later)
+    log = plain(t.sidecar.log())
+    assert log.count("waiting for the broker") <= 3  # said once per outage, not per record
+    assert "published again from the start with the same message ids" in log
+
+
+def test_file_in_nacked_records_keep_the_file_until_all_are_accepted(broker, sidecar, uid,
+                                                                      tmp_path):
+    # A full queue with overflow = reject-publish makes the broker nack: the file must stay
+    # claimed and be published again (same ids) until every record is confirmed.
+    r = Route(str(tmp_path), uid, "nack", "jsonl",
+              queue_args={"x-max-length": 15, "x-overflow": "reject-publish"})
+    t = FileIn(broker, sidecar, uid, [r])
+    first = b"".join(b'{"first":%d}\n' % i for i in range(10))
+    second = b"".join(b'{"second":%d}\n' % i for i in range(10))
+    r.drop("first.jsonl", first)
+    r.wait_done("first.jsonl")
+    r.drop("second.jsonl", second)  # only 5 fit: the other 5 are nacked
+    t.sidecar.wait_log("second.jsonl.*not accepted by the broker")
+    assert listing(r.processing) == ["second.jsonl"] and "second.jsonl" not in listing(r.done)
+    got = t.messages(r)  # makes room; the next attempt gets everything in
+    r.wait_done("second.jsonl", timeout=20)
+    got += t.messages(r)
+    ids = {p.message_id for p, _ in got}
+    assert {expected_id(first, i) for i in range(10)} <= ids
+    assert {expected_id(second, i) for i in range(10)} <= ids
+    assert "nack" in plain(t.sidecar.log())
+
+
+def test_file_in_done_dir_trouble_does_not_republish(broker, sidecar, uid, tmp_path):
+    r = Route(str(tmp_path), uid, "stuck", "jsonl")
+    os.makedirs(os.path.dirname(r.done), exist_ok=True)
+    with open(r.done, "w") as f:  # done_dir is a plain file: filing fails, even for root
+        f.write("not a directory")
+    t = FileIn(broker, sidecar, uid, [r])
+    content = b'{"a":1}\n{"a":2}\n'
+    r.drop("x.jsonl", content)
+    t.sidecar.wait_log("every record is confirmed, but moving it failed")
+    settle(4.0)  # back-off rounds (0.5, 1, 2 s): only filing is retried, nothing is republished
+    assert broker.count(r.queue) == 2
+    assert listing(r.processing) == ["x.jsonl"]
+    r.drop("y.jsonl", b'{"b":1}\n')  # a stuck file does not hold up the next one
+    wait_count(broker, r.queue, 3, timeout=2)
+    os.remove(r.done)
+    r.wait_done("x.jsonl", timeout=20)
+    r.wait_done("y.jsonl", timeout=20)
+    assert broker.count(r.queue) == 3
+
+
+def test_file_in_sigterm_finishes_the_current_file(broker, sidecar, uid, tmp_path):
+    r = Route(str(tmp_path), uid, "term", "csv", extra="max_inflight = 1;")
+    t = FileIn(broker, sidecar, uid, [r])
+    content = big_csv(1000)
+    r.drop("term.csv", content)
+    wait_count(broker, r.queue, 50)
+    r.drop("after.csv", big_csv(10))
+    assert t.sidecar.stop() == 0
+    assert listing(r.done) == ["term.csv"]  # finished, not abandoned
+    assert "after.csv" in listing(r.dir)  # not started while draining
+    assert_every_record(t, r, [content])
+
+
+# ---- config ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("route,message", [
+    ('format = "raw"; split = true;', "split applies to format json"),
+    ('format = "xml"; transform = "{jq}";', "a transform needs JSON records"),
+    ('format = "csv"; delimiter = "ab";', "must be one character"),
+    ('format = "raw"; routing_key = "x.{json.id}";', "unknown placeholder {json.id}"),
+    ('format = "csv"; routing_key = "x.{nope}";', "unknown placeholder {nope}"),
+    ('format = "csv"; done_dir = "{dir}/";', "done_dir must not be dir itself"),
+    ('format = "csv"; pattern = "a/*.csv";', "without '/'"),
+    ('format = "tsv";', "is not one of"),
+], ids=["split-raw", "transform-xml", "delimiter", "json-key-raw", "unknown-key", "done-is-dir",
+        "pattern-slash", "format"])
+def test_file_in_config_errors(broker, tmp_path, route, message):
+    jq = tmp_path / "t.jq"
+    jq.write_text(".")
+    d = tmp_path / "drop"
+    d.mkdir()
+    text = (f'name = "c"; broker = {{ url = "{broker.url}"; }};\n'
+            f'inbound = ( {{ name = "f"; kind = "file"; dir = "{d}"; exchange = "x"; '
+            + route.replace("{jq}", str(jq)).replace("{dir}", str(d)) + " } );\n")
+    path = tmp_path / "c.conf"
+    path.write_text(text)
+    r = run_cli("check", "-c", str(path))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert message in plain(r.stderr + r.stdout)
+    assert f"{path}:" in r.stderr + r.stdout
+
+
+def test_file_in_two_routes_on_one_dir_refused(broker, tmp_path):
+    d = tmp_path / "drop"
+    d.mkdir()
+    route = '{ name = "%s"; kind = "file"; dir = "%s"; exchange = "x"; }'
+    path = tmp_path / "c.conf"
+    path.write_text(f'name = "c"; broker = {{ url = "{broker.url}"; }};\n'
+                    f'inbound = ( {route % ("a", d)}, {route % ("b", str(d) + "/")} );\n')
+    r = run_cli("check", "-c", str(path))
+    assert r.returncode == 2 and "already watched by route" in plain(r.stderr + r.stdout)
