@@ -676,6 +676,8 @@ void broker_stop(struct broker *b)
     loop_post(b->loop, stop_on_thread, b);
     pthread_join(b->thread, NULL);
     b->thread_started = false;
+    /* Submits that raced the stop are answered now, while their kinds still live. */
+    publisher_on_lost(b->pub, "the sidecar is shutting down");
 }
 
 /* ---- one-shot connections (check --connect, replay) -------------------------- */

@@ -7,6 +7,7 @@
 #include "message.h"
 #include "route.h"
 #include "sidecar.h"
+#include "template.h"
 #include "util.h"
 
 #include <ctype.h>
@@ -17,6 +18,7 @@
 #include <time.h>
 
 #define ID_MAX 255
+#define SHORTSTR_MAX 255 /* AMQP short strings: routing keys, exchange names */
 
 struct message *inbound_message(const struct route *r, char *body, size_t len,
                                 const char *content_type, const struct inbound_ids *ids)
@@ -143,4 +145,18 @@ int inbound_serve_http(struct route *r, const char *listen, const char *path, si
     if (rpc)
         publisher_enable_rpc(r->publisher);
     return 0;
+}
+
+char *inbound_routing_key(const struct route *r,
+                          const char *(*lookup)(void *, const char *, char *, size_t), void *arg,
+                          char *err, size_t errlen)
+{
+    char *key = template_expand(r->routing_key, lookup, arg, err, errlen);
+    if (key != NULL && strlen(key) > SHORTSTR_MAX) {
+        snprintf(err, errlen, "the routing key would be %zu bytes; AMQP allows %d", strlen(key),
+                 SHORTSTR_MAX);
+        free(key);
+        return NULL;
+    }
+    return key;
 }

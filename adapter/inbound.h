@@ -43,6 +43,13 @@ int inbound_serve_http(struct route *r, const char *listen, const char *path, si
                        char *(*refusal)(void *, int *, const char *, const char **, size_t *),
                        bool rpc, char *err, size_t errlen);
 
+/* The route's routing key for one message: its template expanded through
+ * lookup (template.h) and checked against AMQP's 255-byte limit. Caller frees;
+ * NULL with err ("placeholder {json.x} has no value", "… 300 bytes …"). */
+char *inbound_routing_key(const struct route *r,
+                          const char *(*lookup)(void *, const char *, char *, size_t), void *arg,
+                          char *err, size_t errlen);
+
 /* A message id from a client (Idempotency-Key) is usable if short and printable. */
 bool inbound_id_acceptable(const char *id);
 

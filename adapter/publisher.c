@@ -131,17 +131,18 @@ static void request_free(struct request *r)
     free(r);
 }
 
+static void queue_fail_all(struct publisher *p, struct request *list, const char *why);
+
+/* After the broker thread ended: anything submitted in the race with
+ * broker_stop still gets its one callback (here, on the stopping thread). */
 void publisher_free(struct publisher *p)
 {
     if (p == NULL)
         return;
-    /* broker_stop failed everything; what is left here was never handed out. */
-    struct request *lists[] = {p->queue_head, p->backlog_head};
-    for (size_t i = 0; i < 2; i++)
-        for (struct request *r = lists[i], *next; r; r = next) {
-            next = r->next;
-            request_free(r);
-        }
+    struct request *queued = p->queue_head, *backlog = p->backlog_head;
+    p->queue_head = p->queue_tail = p->backlog_head = p->backlog_tail = NULL;
+    queue_fail_all(p, backlog, "the sidecar is shutting down");
+    queue_fail_all(p, queued, "the sidecar is shutting down");
     pthread_mutex_destroy(&p->lock);
     free(p->ring);
     free(p);
@@ -272,6 +273,15 @@ int publisher_submit(struct publisher *p, struct message *msg, const struct publ
         /* Counted like a publish that failed later: the sender gets the same 503. */
         if (opt->route)
             metric_inc(((struct route *)opt->route)->metrics.publish_failed);
+        message_free(msg);
+        return -1;
+    }
+    if ((msg->routing_key && strlen(msg->routing_key) > 255) ||
+        (msg->exchange && strlen(msg->exchange) > 255)) {
+        /* rabbitmq-c cannot encode it, and a failed write would reset the connection
+         * for everyone; kinds check first (inbound_routing_key) and say so properly. */
+        if (why)
+            *why = "routing key or exchange name longer than 255 bytes";
         message_free(msg);
         return -1;
     }

@@ -155,7 +155,9 @@ def main():
         say("waiting for the CRM route: retries with backoff, dead letters with a reason")
         wait_for(lambda: sum(1 for c in CRM.calls if c[0] == 201) >= 2 and broker.count("demo.customers.dlq") >= 1,
                  30, what="the CRM outcomes")
-        wait_for(lambda: len(os.listdir(os.path.join(work, "archive"))) >= 5, 30, what="archive files")
+        archived = lambda: sorted(f for f in os.listdir(os.path.join(work, "archive"))
+                                  if not f.startswith("."))  # .tmp-…: being written
+        wait_for(lambda: len(archived()) >= 5, 30, what="archive files")
 
         say("what happened")
         show("order 1001 (alice)   → CRM 201, acked")
@@ -170,7 +172,7 @@ def main():
             show(f"order 1004 (refunded) → no binding: parked in demo.orders.dlq: "
                  f"{props.headers.get('x-sidecar-error')!r}")
         show("order 1005 (broken JSON) → 400, nothing published")
-        files = sorted(os.listdir(os.path.join(work, "archive")))
+        files = archived()
         show(f"archive/: {len(files)} files, e.g. {files[0]}:")
         show("   " + open(os.path.join(work, "archive", files[0])).read().strip()[:110])
         metrics = requests.get(admin + "/metrics").text

@@ -307,7 +307,7 @@ static void handle(struct http_request *req, void *arg)
 
     struct key_ctx k = {.req = req, .json = json};
     char err[512];
-    char *key = template_expand(r->routing_key, key_lookup, &k, err, sizeof(err));
+    char *key = inbound_routing_key(r, key_lookup, &k, err, sizeof(err));
     json_decref(json);
     if (key == NULL) {
         free(payload);

@@ -284,7 +284,7 @@ static void item_build(struct poll_in *p, struct poll_item *it, jv item)
         if (k.json == NULL)
             json_decref(root);
     }
-    it->routing_key = template_expand(r->routing_key, key_lookup, &k, err, sizeof(err));
+    it->routing_key = inbound_routing_key(r, key_lookup, &k, err, sizeof(err));
     json_decref(k.json);
     if (it->routing_key == NULL)
         item_park(it, "cannot build the routing key: %s", err);

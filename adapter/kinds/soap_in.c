@@ -543,7 +543,7 @@ static void publish(struct route *r, struct http_request *req, struct soap_reque
         return;
     }
     struct key_ctx k = {.req = req, .soap = sr};
-    char *key = template_expand(r->routing_key, key_lookup, &k, err, sizeof(err));
+    char *key = inbound_routing_key(r, key_lookup, &k, err, sizeof(err));
     if (key == NULL) {
         free(payload);
         char reason[1100];

@@ -83,9 +83,14 @@ def test_routing_key_placeholders(broker, sidecar, uid):
     assert t.post(b'{"kind": "created"}', headers={"X-Region": "eu"}).status_code == 202
     r = t.post(b'{"other": 1}', headers={"X-Region": "eu"})
     assert r.status_code == 422 and "{json.kind}" in r.json()["error"]
+    r = t.post(b'{"kind": "created"}', headers={"X-Region": "e" * 300})
+    assert r.status_code == 422 and "AMQP allows 255" in r.json()["error"]
+    assert t.post(b'{"kind": "ok"}', headers={"X-Region": "eu"}).status_code == 202  # unharmed
     with broker.channel() as ch:
         m, _, _ = ch.basic_get(t.queue, auto_ack=True)
         assert m.routing_key == "order.created.eu"
+        m, _, _ = ch.basic_get(t.queue, auto_ack=True)
+        assert m.routing_key == "order.ok.eu"
 
 
 def test_client_errors(broker, sidecar, uid, tmp_path):

@@ -4,6 +4,7 @@
 # repository is never modified):
 #   fuzz_soap_envelope  ${FUZZ_SECONDS:-30} s   SOAP envelopes, xml_safe, XML <-> JSON
 #   fuzz_csv            ${FUZZ_CSV_SECONDS:-10} s   the streaming CSV reader (0 skips it)
+#   fuzz_file_records   ${FUZZ_FILE_SECONDS:-10} s  file route readers, the json split scanner
 # Exits non-zero on a crash, leak, sanitizer report or broken property; the
 # reproducer is left in build/fuzz/ (crash-*, leak-*, timeout-*). Replay one:
 #   build/fuzz/fuzz_soap_envelope build/fuzz/crash-<sha1>
@@ -41,6 +42,10 @@ run() { # run NAME CORPUS SECONDS [libFuzzer flags...]
 build fuzz_soap_envelope tests/fuzz/fuzz_soap_envelope.c transforms/xml_safe.c \
     transforms/xmljson.c transforms/soap_envelope.c
 build fuzz_csv tests/fuzz/fuzz_csv.c transforms/csv.c
+# shellcheck disable=SC2046
+build fuzz_file_records tests/fuzz/fuzz_file_records.c adapter/kinds/file_records.c adapter/util.c \
+    adapter/log.c transforms/csv.c transforms/xml_safe.c -Iadapter $(pkg-config --cflags --libs openssl)
 
 run fuzz_soap_envelope soap "${FUZZ_SECONDS:-30}" -dict=tests/fuzz/soap.dict
 run fuzz_csv csv "${FUZZ_CSV_SECONDS:-10}"
+run fuzz_file_records json_split "${FUZZ_FILE_SECONDS:-10}"
