@@ -2,12 +2,16 @@
  * raw_amqp — the raw rabbitmq-c limit that benchmarks compare against.
  *
  *   raw_amqp publish --url URL --queue Q --count N --size BYTES --window W [--passive]
+ *                    [--sidecar-props]
  *   raw_amqp consume --url URL --queue Q --count N --prefetch P
  *
  * publish: declares Q durable and publishes N persistent messages of BYTES
  * to it with publisher confirms, keeping up to W unconfirmed (W = 1 is the
  * one-at-a-time confirm loop); --passive only checks that Q exists (a queue
- * the sidecar declared with its own arguments). consume: consumes and acks N.
+ * the sidecar declared with its own arguments); --sidecar-props publishes the
+ * message shape DESIGN.md requires of the sidecar (mandatory, message_id,
+ * correlation_id, timestamp, app_id, an x-sidecar-route header), which costs the
+ * broker more per message. consume: consumes and acks N.
  * Prints one JSON line: {"rate": messages per second, "seconds": elapsed}.
  * Deliberately independent of the sidecar's code: it is the yardstick.
  */
@@ -80,7 +84,7 @@ static uint64_t wait_confirms(amqp_connection_state_t c, uint64_t confirmed, uin
 }
 
 static void publish(const char *url, const char *queue, long count, long size, long window,
-                    int passive)
+                    int passive, int sidecar_props)
 {
     amqp_connection_state_t c = connect_to(url);
     amqp_queue_declare(c, 1, amqp_cstring_bytes(queue), passive, 1, 0, 0, amqp_empty_table);
@@ -93,13 +97,26 @@ static void publish(const char *url, const char *queue, long count, long size, l
                                                AMQP_BASIC_CONTENT_TYPE_FLAG,
                                      .delivery_mode = 2,
                                      .content_type = amqp_cstring_bytes("application/json")};
+    amqp_table_entry_t route = {amqp_cstring_bytes("x-sidecar-route"),
+                                {.kind = AMQP_FIELD_KIND_UTF8,
+                                 .value.bytes = amqp_cstring_bytes("bench")}};
+    if (sidecar_props) {
+        props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_CORRELATION_ID_FLAG |
+                        AMQP_BASIC_TIMESTAMP_FLAG | AMQP_BASIC_APP_ID_FLAG | AMQP_BASIC_HEADERS_FLAG;
+        props.message_id = amqp_cstring_bytes("9a0f935a-06b9-4ea3-b169-cc103ee41f0d");
+        props.correlation_id = amqp_cstring_bytes("2d89eafc-200f-48a3-a237-232835fbcf09");
+        props.timestamp = (uint64_t)time(NULL);
+        props.app_id = amqp_cstring_bytes("amqp-sidecar/bench");
+        props.headers = (amqp_table_t){.num_entries = 1, .entries = &route};
+    }
     double start = now();
     uint64_t sent = 0, confirmed = 0;
     while ((long)sent < count) {
         if ((long)(sent - confirmed) >= window)
             confirmed = wait_confirms(c, confirmed, sent - (uint64_t)window + 1);
         amqp_bytes_t b = {.len = (size_t)size, .bytes = body};
-        if (amqp_basic_publish(c, 1, amqp_empty_bytes, amqp_cstring_bytes(queue), 0, 0, &props,
+        if (amqp_basic_publish(c, 1, amqp_empty_bytes, amqp_cstring_bytes(queue), sidecar_props, 0,
+                               &props,
                                b) != AMQP_STATUS_OK)
             die("publish failed");
         sent++;
@@ -142,12 +159,13 @@ int main(int argc, char **argv)
     const char *mode = argv[1];
     const char *url = "amqp://guest:guest@127.0.0.1:5672/%2f", *queue = "bench";
     long count = 10000, size = 200, window = 512, prefetch = 256;
-    int passive = 0;
+    int passive = 0, sidecar_props = 0;
     static const struct option opts[] = {
         {"url", required_argument, NULL, 'u'},   {"queue", required_argument, NULL, 'q'},
         {"count", required_argument, NULL, 'n'}, {"size", required_argument, NULL, 's'},
         {"window", required_argument, NULL, 'w'}, {"prefetch", required_argument, NULL, 'p'},
-        {"passive", no_argument, NULL, 'P'},      {NULL, 0, NULL, 0},
+        {"passive", no_argument, NULL, 'P'},      {"sidecar-props", no_argument, NULL, 'S'},
+        {NULL, 0, NULL, 0},
     };
     int o;
     optind = 2;
@@ -160,11 +178,12 @@ int main(int argc, char **argv)
         case 'w': window = atol(optarg); break;
         case 'p': prefetch = atol(optarg); break;
         case 'P': passive = 1; break;
+        case 'S': sidecar_props = 1; break;
         default: die("unknown option");
         }
     }
     if (strcmp(mode, "publish") == 0)
-        publish(url, queue, count, size, window < 1 ? 1 : window, passive);
+        publish(url, queue, count, size, window < 1 ? 1 : window, passive, sidecar_props);
     else if (strcmp(mode, "consume") == 0)
         consume(url, queue, count, prefetch);
     else
