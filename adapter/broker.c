@@ -366,6 +366,8 @@ static void drop_connection(struct broker *b, bool graceful, const char *why)
         return;
     if (b->fd >= 0)
         loop_unwatch(b->loop, b->fd);
+    if (graceful && b->cons)
+        consumer_flush_acks(b->cons); /* what was settled is acked before we close */
     amqp_connection_state_t conn = b->conn;
     b->conn = NULL;
     b->fd = -1;
@@ -414,6 +416,8 @@ void broker_kick(struct broker *b)
 static int broker_prepare(struct loop *loop, void *arg)
 {
     struct broker *b = arg;
+    if (b->cons)
+        consumer_flush_acks(b->cons);
     if (b->conn && (amqp_frames_enqueued(b->conn) || amqp_data_in_buffer(b->conn)))
         broker_kick(b);
     return -1;

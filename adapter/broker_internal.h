@@ -60,5 +60,7 @@ int consumer_on_open(struct consumer *c, char *err, size_t errlen);
 void consumer_on_deliver(struct consumer *c, const amqp_basic_deliver_t *d, amqp_message_t *msg);
 void consumer_on_cancel(struct consumer *c, bool by_server);
 void consumer_on_lost(struct consumer *c);
+/* Sends the acks settled since the last flush (broker thread, before it sleeps). */
+void consumer_flush_acks(struct consumer *c);
 
 #endif
