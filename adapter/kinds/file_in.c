@@ -491,14 +491,7 @@ static void file_in_stop(struct route *r)
 static bool file_in_ready(struct route *r, struct buf *detail)
 {
     const struct file_in_opts *o = opts(r);
-    struct stat st;
-    int err = 0;
-    if (stat(o->dir, &st) != 0)
-        err = errno;
-    else if (!S_ISDIR(st.st_mode))
-        err = ENOTDIR;
-    else if (access(o->dir, R_OK | W_OK | X_OK) != 0)
-        err = errno;
+    int err = file_dir_usable(o->dir, R_OK | W_OK | X_OK);
     if (err != 0 && detail)
         buf_printf(detail, "the drop directory \"%s\" is not accessible: %s", o->dir,
                    strerror(err));

@@ -245,3 +245,13 @@ int file_same_content(const char *path, const void *data, size_t len)
     close(fd);
     return same;
 }
+
+int file_dir_usable(const char *path, int access_mode)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return errno;
+    if (!S_ISDIR(st.st_mode))
+        return ENOTDIR;
+    return access(path, access_mode) != 0 ? errno : 0;
+}

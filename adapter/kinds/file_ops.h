@@ -47,4 +47,8 @@ int file_write_replace(const char *dir, const char *name, const void *data, size
 /* 1 when the regular file at path holds exactly data[0..len), 0 when not, or -errno. */
 int file_same_content(const char *path, const void *data, size_t len);
 
+/* 0 when path is a directory this process may use with `access_mode` (R_OK, W_OK,
+ * X_OK), else the errno that says why not (ENOTDIR for a non-directory). */
+int file_dir_usable(const char *path, int access_mode);
+
 #endif

@@ -301,14 +301,7 @@ static int file_out_start(struct route *r, char *err, size_t errlen)
 static bool file_out_ready(struct route *r, struct buf *detail)
 {
     const struct file_out_opts *o = opts(r);
-    struct stat st;
-    int err = 0;
-    if (stat(o->dir, &st) != 0)
-        err = errno;
-    else if (!S_ISDIR(st.st_mode))
-        err = ENOTDIR;
-    else if (access(o->dir, W_OK | X_OK) != 0)
-        err = errno;
+    int err = file_dir_usable(o->dir, W_OK | X_OK);
     if (err != 0 && detail)
         buf_printf(detail, "the target directory \"%s\" is not writable: %s", o->dir,
                    strerror(err));
