@@ -202,8 +202,12 @@ static void http_out_answered(void *arg, const struct httpc_response *resp)
         buf_puts(&reason, " (redirects are not followed: point url at the final location)");
     if (status_retryable(resp->status))
         settle(d, OUTCOME_RETRY, 1, DEAD_EXHAUSTED, resp->retry_after, "%s", reason.data);
-    else
-        settle(d, OUTCOME_DEAD, 1, DEAD_REJECTED, 0, "%s", reason.data);
+    else /* the rejection also goes back to an rpc caller at once (x-http-status 4xx) */
+        consumer_settle(d, &(struct settle){.outcome = OUTCOME_DEAD,
+                                            .calls = 1,
+                                            .reason = reason.data,
+                                            .dead_reason = DEAD_REJECTED,
+                                            .reply = m->reply_to ? reply_of(resp) : NULL});
     buf_free(&reason);
     buf_free(&where);
 }

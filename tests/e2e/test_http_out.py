@@ -283,6 +283,31 @@ def test_http_out_reply_to_gets_response(broker, sidecar, uid):
         assert broker.count(q) == 0
 
 
+def test_http_out_rejection_reaches_the_rpc_caller_and_the_dlq(broker, sidecar, uid):
+    """A 4xx is final: the caller waiting on reply_to gets it at once (x-http-status 422,
+    the legacy body), and the request is dead-lettered with the reason."""
+    with legacy_server() as api:
+        api.default = json_response(422, {"error": "vat number invalid"})
+        s, q = start(sidecar, uid, "rpc", api.url())
+        with broker.channel() as ch:
+            reply_q = ch.queue_declare("", exclusive=True).method.queue
+            ch.confirm_delivery()
+            ch.basic_publish("", q, b'{"vat":"x"}', pika.BasicProperties(
+                delivery_mode=2, reply_to=reply_q, correlation_id="corr-422", message_id="rpc-2",
+                content_type="application/json"), mandatory=True)
+            got = wait_for(lambda: (lambda m: m if m[0] else None)(ch.basic_get(reply_q, auto_ack=True)),
+                           10, what="the rejection as a reply")
+        _, props, body = got
+        assert json.loads(body) == {"error": "vat number invalid"}
+        assert props.correlation_id == "corr-422"
+        assert str(props.headers["x-http-status"]) == "422"
+        wait_for(lambda: broker.count(f"{q}.dlq") == 1, 10, what="the dead letter")
+        [(dprops, dbody)] = peek_all(broker, f"{q}.dlq")
+        assert dbody == b'{"vat":"x"}' and "HTTP 422" in dprops.headers["x-sidecar-error"]
+        assert len(api.snapshot()) == 1
+        s.stop()
+
+
 def test_http_out_ordered_keeps_order_under_retry(broker, sidecar, uid):
     failed_once = set()
 
