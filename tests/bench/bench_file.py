@@ -105,10 +105,14 @@ def main():
     conn.close()
 
     raw_count = min(a.records, 100000)
-    raw = json.loads(subprocess.run(
-        [a.raw, "publish", "--url", url, "--queue", "bench.file.raw", "--count", str(raw_count),
-         "--size", str(size), "--window", "512"],
-        capture_output=True, text=True, check=True).stdout)
+    def raw_publish(*extra):
+        return json.loads(subprocess.run(
+            [a.raw, "publish", "--url", url, "--queue", "bench.file.raw", "--count",
+             str(raw_count), "--size", str(size), "--window", "512", *extra],
+            capture_output=True, text=True, check=True).stdout)
+    raw = raw_publish()
+    # the same with the properties DESIGN.md requires of every sidecar publish
+    raw_shaped = raw_publish("--sidecar-props")
 
     admin = free_port()
     conf = os.path.join(base, "bench.conf")
@@ -167,8 +171,10 @@ def main():
     print(f"  {a.records}-record CSV ({mb:.1f} MB, {size}-byte JSON records) dropped in; "
           f"{confirmed} confirmed (queues capped at 50000 by policy)")
     print(f"  {'raw rabbitmq-c publish (w=512, same size)':<44} {raw['rate']:9.0f} msg/s")
+    print(f"  {'raw, same size, the sidecar message shape':<44} {raw_shaped['rate']:9.0f} msg/s")
     print(f"  {'sidecar file route (check pass + publish)':<44} {rate:9.0f} rec/s   "
-          f"{rate / raw['rate']:.2f}x raw   {seconds:.1f}s"
+          f"{rate / raw['rate']:.2f}x raw, {rate / raw_shaped['rate']:.2f}x same shape   "
+          f"{seconds:.1f}s"
           + (f" (check pass {checked}s)" if checked else "")
           + f", sidecar CPU {cpu:.1f}s")
     print(f"  {'sidecar peak RSS (VmHWM)':<44} {rss:9.1f} MB    (idle {rss_idle:.1f} MB; "
