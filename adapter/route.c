@@ -6,43 +6,20 @@
  */
 #include "route.h"
 
-#include <pthread.h>
 #include <stddef.h>
 #include <string.h>
 
-/* Weak while kinds land one by one: a kind not linked in is simply absent. */
-#define KIND(sym) extern const struct route_kind sym __attribute__((weak))
-KIND(kind_http_in);
-KIND(kind_http_out);
-KIND(kind_file_in);
-KIND(kind_file_out);
-KIND(kind_soap_in);
-KIND(kind_soap_out);
-KIND(kind_poll_in);
+extern const struct route_kind kind_http_in, kind_http_out, kind_file_in, kind_file_out,
+    kind_soap_in, kind_soap_out, kind_poll_in;
 
-static const struct route_kind *const candidates[] = {
+/* Every kind, in the order `keys` and the README list them. */
+static const struct route_kind *const registry[] = {
     &kind_http_in, &kind_http_out, &kind_file_in, &kind_file_out,
-    &kind_soap_in, &kind_soap_out, &kind_poll_in,
+    &kind_soap_in, &kind_soap_out, &kind_poll_in, NULL,
 };
-
-#define N_CANDIDATES (sizeof(candidates) / sizeof(candidates[0]))
-
-/* The kinds linked in, NULL-terminated. */
-static const struct route_kind *registry[N_CANDIDATES + 1];
-static pthread_once_t registry_once = PTHREAD_ONCE_INIT;
-
-static void registry_fill(void)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < N_CANDIDATES; i++)
-        if (candidates[i] != NULL)
-            registry[n++] = candidates[i];
-    registry[n] = NULL;
-}
 
 const struct route_kind *const *route_kinds(void)
 {
-    pthread_once(&registry_once, registry_fill);
     return registry;
 }
 
