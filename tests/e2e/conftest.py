@@ -365,3 +365,25 @@ def route_kind_available(direction, kind):
     """True when the binary under test has this kind (kinds land one by one)."""
     r = run_cli("keys")
     return f"{direction.capitalize()} `{kind}`" in r.stdout
+
+
+def sandboxed_example(examples, name, work):
+    """A copy of the installed examples in which `name`'s absolute paths (the operator's
+    spool directories and secret files) point into `work` and exist there."""
+    shutil.copytree(examples, work)
+    path = os.path.join(work, name)
+    text = open(path).read()
+    for p in sorted(set(re.findall(r'"(/(?:var|etc|srv|data)/[^"]*)"', text)), key=len,
+                    reverse=True):
+        local = str(work) + p
+        text = text.replace(f'"{p}"', f'"{local}"')
+        if re.search(r"(\.pass|\.key|\.hmac|\.token|secret|password)$", p):
+            os.makedirs(os.path.dirname(local), exist_ok=True)
+            with open(local, "w") as f:
+                f.write("example-secret\n")
+            os.chmod(local, 0o600)
+        elif not os.path.splitext(p)[1]:
+            os.makedirs(local, exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+    return path

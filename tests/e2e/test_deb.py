@@ -14,12 +14,13 @@ test will not replace an operator's package). Takes about 15 s.
 import grp
 import os
 import pwd
-import re
 import shutil
 import stat
 import subprocess
 
 import pytest
+
+from conftest import sandboxed_example
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PKG = "amqp-sidecar"
@@ -125,28 +126,6 @@ def test_deb_installs_binary_user_and_config_dir(installed):
     assert st.st_uid == 0 and grp.getgrgid(st.st_gid).gr_name == USER
     assert "/etc/amqp-sidecar/example.conf.sample" in run(
         "dpkg-query", "--control-show", PKG, "conffiles").stdout
-
-
-def sandboxed_example(examples, name, work):
-    """A copy of the installed examples in which `name`'s absolute paths (the operator's
-    spool directories and secret files) point into `work` and exist there."""
-    shutil.copytree(examples, work)
-    path = os.path.join(work, name)
-    text = open(path).read()
-    for p in sorted(set(re.findall(r'"(/(?:var|etc|srv|data)/[^"]*)"', text)), key=len,
-                    reverse=True):
-        local = str(work) + p
-        text = text.replace(f'"{p}"', f'"{local}"')
-        if re.search(r"(\.pass|\.key|\.hmac|\.token|secret|password)$", p):
-            os.makedirs(os.path.dirname(local), exist_ok=True)
-            with open(local, "w") as f:
-                f.write("example-secret\n")
-            os.chmod(local, 0o600)
-        elif not os.path.splitext(p)[1]:
-            os.makedirs(local, exist_ok=True)
-    with open(path, "w") as f:
-        f.write(text)
-    return path
 
 
 def test_deb_shipped_configs_check(installed, tmp_path):

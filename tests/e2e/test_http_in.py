@@ -109,6 +109,10 @@ def test_client_errors(broker, sidecar, uid, tmp_path):
     assert r.status_code == 413
     r = t.post(iter([b'{"id": "', b'y' * 3000, b'"}']))  # chunked, no Content-Length
     assert r.status_code == 413
+    r = t.post(headers={f"X-Filler-{i}": "x" for i in range(120)})  # bounded header count
+    assert r.status_code == 431
+    r = t.post(headers={"X-Huge": "y" * 40000})                         # bounded header size
+    assert r.status_code in (413, 431)
     r = t.post(b"id=1", content_type="application/x-www-form-urlencoded")
     assert r.status_code == 415
     assert t.post(content_type=None).status_code == 415
