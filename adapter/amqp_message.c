@@ -6,6 +6,9 @@
 #include "message.h"
 #include "util.h"
 
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 static char *bytes_dup(amqp_bytes_t b)
@@ -71,4 +74,136 @@ struct message *amqp_message_convert(const amqp_message_t *raw)
         }
     }
     return m;
+}
+
+/* ---- bounds before encoding --------------------------------------------------- */
+
+#define SHORTSTR_MAX   255
+#define TOO_BIG        SIZE_MAX
+#define FRAME_OVERHEAD 8  /* type, channel, size, frame-end */
+#define HEADER_FIXED   14 /* class, weight, body size, property flags */
+
+static size_t table_size(const amqp_table_t *t, int depth);
+
+/* Encoded size of one field value (rabbitmq-c's amqp_table.c), or TOO_BIG. */
+static size_t value_size(const amqp_field_value_t *v, int depth)
+{
+    if (depth > 32)
+        return TOO_BIG; /* deeper than anything sane; rabbitmq-c would recurse */
+    switch (v->kind) {
+    case AMQP_FIELD_KIND_BOOLEAN:
+    case AMQP_FIELD_KIND_I8:
+    case AMQP_FIELD_KIND_U8:
+        return 1;
+    case AMQP_FIELD_KIND_I16:
+    case AMQP_FIELD_KIND_U16:
+        return 2;
+    case AMQP_FIELD_KIND_I32:
+    case AMQP_FIELD_KIND_U32:
+    case AMQP_FIELD_KIND_F32:
+        return 4;
+    case AMQP_FIELD_KIND_I64:
+    case AMQP_FIELD_KIND_U64:
+    case AMQP_FIELD_KIND_F64:
+    case AMQP_FIELD_KIND_TIMESTAMP:
+        return 8;
+    case AMQP_FIELD_KIND_DECIMAL:
+        return 5;
+    case AMQP_FIELD_KIND_UTF8:
+    case AMQP_FIELD_KIND_BYTES:
+        return 4 + v->value.bytes.len;
+    case AMQP_FIELD_KIND_VOID:
+        return 0;
+    case AMQP_FIELD_KIND_TABLE:
+        return table_size(&v->value.table, depth + 1);
+    case AMQP_FIELD_KIND_ARRAY: {
+        size_t n = 4;
+        for (int i = 0; i < v->value.array.num_entries; i++) {
+            size_t e = value_size(&v->value.array.entries[i], depth + 1);
+            if (e == TOO_BIG)
+                return TOO_BIG;
+            n += 1 + e;
+        }
+        return n;
+    }
+    default:
+        return TOO_BIG; /* a kind rabbitmq-c refuses to encode */
+    }
+}
+
+static size_t table_size(const amqp_table_t *t, int depth)
+{
+    size_t n = 4;
+    for (int i = 0; i < t->num_entries; i++) {
+        const amqp_table_entry_t *e = &t->entries[i];
+        if (e->key.len == 0 || e->key.len > SHORTSTR_MAX)
+            return TOO_BIG;
+        size_t v = value_size(&e->value, depth);
+        if (v == TOO_BIG)
+            return TOO_BIG;
+        n += 1 + e->key.len + 1 + v;
+    }
+    return n;
+}
+
+int amqp_publish_check(amqp_bytes_t exchange, amqp_bytes_t routing_key,
+                       const amqp_basic_properties_t *props, size_t frame_max, char *why,
+                       size_t whylen)
+{
+    if (exchange.len > SHORTSTR_MAX || routing_key.len > SHORTSTR_MAX) {
+        snprintf(why, whylen, "the %s is %zu bytes; AMQP allows %d",
+                 exchange.len > SHORTSTR_MAX ? "exchange name" : "routing key",
+                 exchange.len > SHORTSTR_MAX ? exchange.len : routing_key.len, SHORTSTR_MAX);
+        return -1;
+    }
+    static const struct {
+        amqp_flags_t flag;
+        size_t offset;
+        const char *name;
+    } shortstrs[] = {
+        {AMQP_BASIC_CONTENT_TYPE_FLAG, offsetof(amqp_basic_properties_t, content_type),
+         "content type"},
+        {AMQP_BASIC_CONTENT_ENCODING_FLAG, offsetof(amqp_basic_properties_t, content_encoding),
+         "content encoding"},
+        {AMQP_BASIC_CORRELATION_ID_FLAG, offsetof(amqp_basic_properties_t, correlation_id),
+         "correlation id"},
+        {AMQP_BASIC_REPLY_TO_FLAG, offsetof(amqp_basic_properties_t, reply_to), "reply_to"},
+        {AMQP_BASIC_EXPIRATION_FLAG, offsetof(amqp_basic_properties_t, expiration), "expiration"},
+        {AMQP_BASIC_MESSAGE_ID_FLAG, offsetof(amqp_basic_properties_t, message_id), "message id"},
+        {AMQP_BASIC_TYPE_FLAG, offsetof(amqp_basic_properties_t, type), "type"},
+        {AMQP_BASIC_USER_ID_FLAG, offsetof(amqp_basic_properties_t, user_id), "user id"},
+        {AMQP_BASIC_APP_ID_FLAG, offsetof(amqp_basic_properties_t, app_id), "app id"},
+        {AMQP_BASIC_CLUSTER_ID_FLAG, offsetof(amqp_basic_properties_t, cluster_id), "cluster id"},
+    };
+    size_t size = FRAME_OVERHEAD + HEADER_FIXED;
+    for (size_t i = 0; i < sizeof(shortstrs) / sizeof(shortstrs[0]); i++) {
+        if (!(props->_flags & shortstrs[i].flag))
+            continue;
+        const amqp_bytes_t *b = (const amqp_bytes_t *)((const char *)props + shortstrs[i].offset);
+        if (b->len > SHORTSTR_MAX) {
+            snprintf(why, whylen, "the %s is %zu bytes; AMQP allows %d", shortstrs[i].name, b->len,
+                     SHORTSTR_MAX);
+            return -1;
+        }
+        size += 1 + b->len;
+    }
+    size += 1 + 1 + 8; /* delivery mode, priority, timestamp (at most) */
+    if (props->_flags & AMQP_BASIC_HEADERS_FLAG) {
+        size_t t = table_size(&props->headers, 0);
+        if (t == TOO_BIG) {
+            snprintf(why, whylen,
+                     "the headers cannot be encoded (a name over %d bytes, an unknown field "
+                     "kind, or nesting too deep)",
+                     SHORTSTR_MAX);
+            return -1;
+        }
+        size += t;
+    }
+    if (size > frame_max) {
+        snprintf(why, whylen,
+                 "properties and headers take %zu bytes; the connection's frames hold %zu", size,
+                 frame_max);
+        return -1;
+    }
+    return 0;
 }

@@ -17,4 +17,12 @@ char *amqp_field_text(const amqp_field_value_t *v);
 /* A new message with raw's body, properties and text-valued headers. */
 struct message *amqp_message_convert(const amqp_message_t *raw);
 
+/* The last gate before amqp_basic_publish (see message_check in message.h for
+ * why): 0 when exchange, routing key and props can be encoded on a connection
+ * whose frames are at most frame_max bytes; else -1 with why. Linear in the
+ * size of the header table, nested tables included. */
+int amqp_publish_check(amqp_bytes_t exchange, amqp_bytes_t routing_key,
+                       const amqp_basic_properties_t *props, size_t frame_max, char *why,
+                       size_t whylen);
+
 #endif

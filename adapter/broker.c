@@ -322,6 +322,11 @@ const struct broker_config *broker_config(const struct broker *b)
     return b->cfg;
 }
 
+struct process_metrics *broker_metrics(const struct broker *b)
+{
+    return b->events.metrics;
+}
+
 bool broker_is_up(const struct broker *b)
 {
     return atomic_load(&((struct broker *)b)->up);

@@ -23,6 +23,8 @@ uint64_t broker_generation(const struct broker *b);
 void broker_fail(struct broker *b, const char *why);
 const char *broker_label(const struct broker *b);
 const struct broker_config *broker_config(const struct broker *b);
+/* The process counters given to broker_new (may be NULL). */
+struct process_metrics *broker_metrics(const struct broker *b);
 /* Ask the loop to read frames soon (after a synchronous call buffered some). */
 void broker_kick(struct broker *b);
 
@@ -47,13 +49,16 @@ void publisher_on_blocked(struct publisher *p, bool blocked);
 void publisher_tick(struct publisher *p);
 
 /* Owner-thread publish of a message already in AMQP form (the consumer's
- * retries, dead letters and replies). done runs when the broker answered or
- * the connection died; props and body are copied as needed before return. */
+ * retries, dead letters and replies). Returns 0 when sent: done runs when
+ * the broker answered or the connection died; props and body are copied as
+ * needed before return. Else done will not run and why says why:
+ * PUBLISH_UNAVAILABLE (down, blocked, window full) or PUBLISH_INVALID (the
+ * properties cannot be encoded; nothing was written). */
 enum publish_status;
 typedef void (*publish_raw_done_fn)(void *arg, enum publish_status status, const char *detail);
 int publisher_publish_raw(struct publisher *p, const char *exchange, const char *routing_key,
                           const amqp_basic_properties_t *props, amqp_bytes_t body,
-                          publish_raw_done_fn done, void *arg);
+                          publish_raw_done_fn done, void *arg, char *why, size_t whylen);
 
 /* Consumer side, driven by broker.c. */
 int consumer_on_open(struct consumer *c, char *err, size_t errlen);

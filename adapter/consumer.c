@@ -426,9 +426,10 @@ size_t consumer_retry_step(const double *delays, size_t n, int attempts, double 
     return step;
 }
 
-/* Publishes di's original message with our headers set; done decides the ack. */
-static int republish(struct delivery_impl *di, const char *exchange, const char *key,
-                     int attempts, publish_raw_done_fn done)
+/* Publishes di's original message with our headers set; done decides the ack.
+ * 0 when sent, else publisher_publish_raw's refusal with why. */
+static int republish(struct delivery_impl *di, const char *exchange, const char *key, int attempts,
+                     publish_raw_done_fn done, char *why, size_t whylen)
 {
     amqp_basic_properties_t props = di->raw.properties;
     const amqp_table_t *old = &di->raw.properties.headers;
@@ -453,7 +454,7 @@ static int republish(struct delivery_impl *di, const char *exchange, const char 
     props.delivery_mode = AMQP_DELIVERY_PERSISTENT;
     props.headers = (amqp_table_t){.num_entries = n, .entries = e};
     int rc = publisher_publish_raw(broker_publisher(di->c->broker), exchange, key, &props,
-                                   di->raw.body, done, di);
+                                   di->raw.body, done, di, why, whylen);
     free(e);
     return rc;
 }
@@ -489,14 +490,48 @@ static void copied(void *arg, enum publish_status status, const char *detail)
     requeue(di);
 }
 
+/* The message's own properties leave no room for our headers (they filled a
+ * frame already): let the broker dead-letter it through the queue's DLX
+ * instead (to the same DLQ, with x-death but without x-sidecar-error), so it
+ * cannot loop. */
+static void reject_to_dlq(struct delivery_impl *di, const char *why)
+{
+    struct route *r = di->c->route;
+    log_delivery(LOG_ERROR, di,
+                 "cannot republish it with our headers (%s); rejected it to %s through the "
+                 "queue's dead-letter exchange (see its x-death header)",
+                 why, r->dlq);
+    if (!stale(di)) {
+        held_remove(di->c, di->tag);
+        amqp_basic_reject(broker_amqp(di->c->broker), BROKER_CHANNEL, di->tag, 0);
+    }
+    delivery_free(di);
+}
+
+/* Stores di's copy in exchange/key (a retry queue or the DLQ); acked once confirmed. */
+static void store_copy(struct delivery_impl *di, const char *exchange, const char *key,
+                       int attempts)
+{
+    char why[300];
+    switch (republish(di, exchange, key, attempts, copied, why, sizeof(why))) {
+    case 0:
+        return;
+    case PUBLISH_INVALID:
+        reject_to_dlq(di, why);
+        return;
+    default:
+        copied(di, PUBLISH_UNAVAILABLE, why);
+        return;
+    }
+}
+
 static void dead_letter(struct delivery_impl *di, int attempts, enum dead_reason why)
 {
     struct route *r = di->c->route;
     metric_inc(r->metrics.dead[why]);
     log_delivery(LOG_WARN, di, "dead-lettered to %s after %d attempt(s): %s", r->dlq, attempts,
                  di->reason);
-    if (republish(di, r->dlx, r->dlq_key, attempts, copied) != 0)
-        copied(di, PUBLISH_UNAVAILABLE, "broker connection down");
+    store_copy(di, r->dlx, r->dlq_key, attempts);
 }
 
 static void retry_in_place(struct loop *loop, void *arg);
@@ -529,8 +564,7 @@ static void retry(struct delivery_impl *di, int attempts, double retry_after)
     char *queue = topology_retry_queue(r->queue, step);
     log_delivery(LOG_INFO, di, "attempt %d failed (%s); retrying in %.1fs via %s", attempts,
                  di->reason, delay, queue);
-    if (republish(di, "", queue, attempts, copied) != 0)
-        copied(di, PUBLISH_UNAVAILABLE, "broker connection down");
+    store_copy(di, "", queue, attempts);
     free(queue);
 }
 
@@ -573,10 +607,20 @@ static void reply_sent(void *arg, enum publish_status status, const char *detail
                  detail ? detail : publish_status_name(status));
 }
 
-/* Publishes reply (taken) to di's reply_to with di's correlation_id; done(arg) follows. */
+/* Publishes reply (taken) to di's reply_to with di's correlation_id; done(arg)
+ * follows, once, whatever happens. The legacy side chose the content type: one
+ * AMQP cannot carry (over 255 bytes, control characters) is replaced, so a
+ * hostile answer can neither break the connection nor loop the delivery. */
 static void send_reply(struct delivery_impl *di, struct message *reply, publish_raw_done_fn done,
                        void *arg)
 {
+    if (reply->content_type && !message_content_type_ok(reply->content_type)) {
+        log_delivery(LOG_WARN, di,
+                     "the legacy answer's Content-Type (%zu bytes) cannot be an AMQP content "
+                     "type; the reply carries application/octet-stream",
+                     strlen(reply->content_type));
+        message_set(&reply->content_type, "application/octet-stream");
+    }
     amqp_table_entry_t *e = xcalloc(reply->n_headers + 1, sizeof(*e));
     for (size_t i = 0; i < reply->n_headers; i++)
         e[i] = (amqp_table_entry_t){
@@ -602,12 +646,13 @@ static void send_reply(struct delivery_impl *di, struct message *reply, publish_
     props._flags |= AMQP_BASIC_APP_ID_FLAG;
     props.app_id = amqp_cstring_bytes(di->c->route->app_id);
     amqp_bytes_t body = {.len = reply->body_len, .bytes = reply->body};
+    char why[300];
     int rc = publisher_publish_raw(broker_publisher(di->c->broker), "", di->pub.msg->reply_to,
-                                   &props, body, done, arg);
+                                   &props, body, done, arg, why, sizeof(why));
     free(e);
     message_free(reply);
     if (rc != 0)
-        done(arg, PUBLISH_UNAVAILABLE, "broker connection down");
+        done(arg, (enum publish_status)rc, why);
 }
 
 void consumer_settle(struct delivery *d, const struct settle *s)

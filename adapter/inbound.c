@@ -40,7 +40,7 @@ struct message *inbound_message(const struct route *r, char *body, size_t len,
         uuid_v4(uuid);
         m->correlation_id = xstrdup(uuid);
     }
-    if (ids && ids->traceparent)
+    if (ids && ids->traceparent && inbound_traceparent_ok(ids->traceparent))
         message_set_header(m, "traceparent", ids->traceparent);
     m->timestamp = (int64_t)time(NULL);
     return m;
@@ -95,6 +95,28 @@ const char *inbound_json_path(json_t *root, const char *path, char *out, size_t 
         return NULL;
     }
     return out;
+}
+
+/* W3C Trace Context §3.2: version "-" trace-id "-" parent-id "-" flags, lower-case
+ * hex; later versions may append fields. Anything else is dropped, as the spec
+ * tells a receiver to do, rather than carried on. */
+bool inbound_traceparent_ok(const char *v)
+{
+    static const char shape[] = "xx-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx-xxxxxxxxxxxxxxxx-xx";
+    size_t n = strlen(v);
+    if (n < sizeof(shape) - 1 || n > 512 || strncmp(v, "ff", 2) == 0)
+        return false;
+    for (size_t i = 0; i < sizeof(shape) - 1; i++) {
+        bool hex = (v[i] >= '0' && v[i] <= '9') || (v[i] >= 'a' && v[i] <= 'f');
+        if (shape[i] == 'x' ? !hex : v[i] != '-')
+            return false;
+    }
+    if (n > sizeof(shape) - 1 && (strncmp(v, "00", 2) == 0 || v[sizeof(shape) - 1] != '-'))
+        return false; /* version 00 has exactly these fields */
+    for (size_t i = sizeof(shape) - 1; i < n; i++)
+        if (!isprint((unsigned char)v[i]))
+            return false;
+    return true;
 }
 
 bool inbound_id_acceptable(const char *id)

@@ -50,6 +50,9 @@ char *inbound_routing_key(const struct route *r,
                           const char *(*lookup)(void *, const char *, char *, size_t), void *arg,
                           char *err, size_t errlen);
 
+/* Is v a W3C traceparent we can pass on? (Others are dropped, never published.) */
+bool inbound_traceparent_ok(const char *v);
+
 /* A message id from a client (Idempotency-Key) is usable if short and printable. */
 bool inbound_id_acceptable(const char *id);
 

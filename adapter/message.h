@@ -10,6 +10,7 @@
 #ifndef SIDECAR_MESSAGE_H
 #define SIDECAR_MESSAGE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,5 +42,30 @@ void message_set_body(struct message *m, const void *body, size_t len);
 void message_take_body(struct message *m, char *body, size_t len); /* takes ownership */
 void message_set_header(struct message *m, const char *name, const char *value);
 const char *message_header(const struct message *m, const char *name); /* case-insensitive */
+
+/* The correlation id to pass on to a legacy system: for an rpc request, its
+ * caller's own (header x-correlation-id: the AMQP correlation_id is then the
+ * requester's call id, see publisher.h), else the message's. */
+const char *message_caller_correlation_id(const struct message *m);
+
+/*
+ * Bounds before encoding. AMQP short strings (exchange, routing key, content
+ * type, ids, reply_to, header names) hold at most 255 bytes, and all the
+ * properties travel in one content-header frame. rabbitmq-c writes the
+ * publish method before it encodes the properties, so a value it cannot
+ * encode leaves a half-sent publish on the socket and the connection is
+ * lost for every message in flight on it: every message is checked here,
+ * where it is still one caller's problem.
+ */
+#define MESSAGE_SHORTSTR_MAX   255
+#define MESSAGE_PROPERTIES_MAX 65536 /* our budget for properties + headers (frames are 128 KiB)   \
+                                      */
+
+/* Is s usable as a short string (NULL is: the property is unset)? */
+bool message_shortstr_ok(const char *s);
+/* Is s a plausible media type for content_type: 1..255 printable ASCII bytes? */
+bool message_content_type_ok(const char *s);
+/* 0 when m can be published (every bound above holds); else -1 with why. */
+int message_check(const struct message *m, char *why, size_t whylen);
 
 #endif

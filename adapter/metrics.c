@@ -139,6 +139,12 @@ void metrics_render(struct sidecar *sc, struct buf *out)
                "# TYPE amqp_sidecar_broker_connections_lost_total counter\n"
                "amqp_sidecar_broker_connections_lost_total %llu\n",
                (unsigned long long)metric_get(sc->metrics.connections_lost));
+    buf_printf(out,
+               "# HELP amqp_sidecar_rpc_replies_unmatched_total rpc replies that no waiting caller "
+               "matched (late after a timeout, duplicated, or not ours), dropped.\n"
+               "# TYPE amqp_sidecar_rpc_replies_unmatched_total counter\n"
+               "amqp_sidecar_rpc_replies_unmatched_total %llu\n",
+               (unsigned long long)metric_get(sc->metrics.rpc_replies_unmatched));
 
     family(out, sc, "messages_received_total", "counter",
            "Requests, records or deliveries taken in.", M(received));

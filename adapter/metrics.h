@@ -50,6 +50,7 @@ struct route_metrics {
 struct process_metrics {
     _Atomic uint64_t reconnects;
     _Atomic uint64_t connections_lost;
+    _Atomic uint64_t rpc_replies_unmatched; /* late, duplicated or foreign replies dropped */
 };
 
 #define metric_add(counter, n) atomic_fetch_add_explicit(&(counter), (n), memory_order_relaxed)

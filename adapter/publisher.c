@@ -3,22 +3,34 @@
  *
  * A submit becomes a `struct request`, queued under a mutex. The broker's
  * thread takes the whole queue at once and publishes it back to back; each
- * publish gets the next delivery tag and a slot in a ring indexed by tag
- * (`struct pending`). Acks and nacks (possibly `multiple`) resolve slots in
- * tag order; the ring bounds what is in flight (broker.max_inflight), and
- * requests beyond it wait in a backlog that drains as confirms free slots.
+ * publish gets the next delivery tag and an entry in the confirm ring
+ * (confirm_ring.h). Acks and nacks (possibly `multiple`) resolve entries by
+ * tag; the window (broker.max_inflight, and half the ring) bounds what is in
+ * flight, and requests beyond it wait in a backlog that drains as confirms
+ * arrive. The other half of the ring is room for parked copies, so a park
+ * finds a slot; when it does not, the park fails and so does its request.
  *
  * A request finishes once its own confirm arrived, plus, when it was
- * returned, the confirm of its parked copy in the DLQ, plus, for rpc, the
- * reply. A request is freed when it has finished and no slot points at it.
- * If no confirm arrives within broker.confirm_timeout the connection is
- * reset: every open request then fails as PUBLISH_UNAVAILABLE, never OK.
+ * returned, the confirm of its parked copy in the DLQ (published mandatory
+ * too: a parked copy the broker returns means the DLQ is gone, and the
+ * request fails), plus, for rpc, the reply. rpc requests carry a call id of
+ * ours as their AMQP correlation_id, so a reply reaches the one caller that
+ * is waiting for it; the caller's own correlation id travels in the
+ * `x-correlation-id` header. A request is freed when it has finished and no
+ * ring entry points at it. If no confirm arrives within
+ * broker.confirm_timeout the connection is reset: every open request then
+ * fails as PUBLISH_UNAVAILABLE, never OK.
+ *
+ * Nothing reaches amqp_basic_publish unchecked (message_check at submit,
+ * amqp_publish_check before the write): a message rabbitmq-c could not
+ * encode would break the connection for everyone in flight.
  */
 #include "publisher.h"
 
 #include "amqp_message.h"
 #include "broker_internal.h"
 #include "config.h"
+#include "confirm_ring.h"
 #include "log.h"
 #include "loop.h"
 #include "message.h"
@@ -32,14 +44,16 @@
 #include <string.h>
 #include <time.h>
 
-#define DIRECT_REPLY_TO "amq.rabbitmq.reply-to"
-#define NACK_STREAK 20
-#define NACK_STREAK_MS 1000
+#define DIRECT_REPLY_TO           "amq.rabbitmq.reply-to"
+#define CALLER_CORRELATION_HEADER "x-correlation-id"
+#define NACK_STREAK               20
+#define NACK_STREAK_MS            1000
 
 struct request {
     struct message *msg; /* until published */
     char *message_id;
-    char *correlation_id;
+    char *correlation_id; /* the caller's */
+    char *call_id;        /* rpc: ours, the AMQP correlation_id replies must carry */
     char *exchange;
     char *routing_key;
     struct publish_options opt;
@@ -47,24 +61,21 @@ struct request {
     void *arg;
     int64_t sent_ms;
     int64_t rpc_deadline_ms;
-    int refs; /* slots pointing here */
-    bool confirmed, returned, parked, park_failed, replied, finished;
+    int refs; /* ring entries pointing here */
+    bool confirmed, returned, parked, park_failed, replied, finished, waiting_reply;
     struct message *reply;
     struct request *next;     /* queue / backlog */
-    struct request *rpc_next; /* rpc waiters */
+    struct request *rpc_next; /* the rpc waiters' bucket */
 };
 
-enum pending_type { PENDING_REQUEST, PENDING_PARK, PENDING_RAW };
+/* Ring entry kinds. */
+enum { PENDING_REQUEST, PENDING_PARK, PENDING_RAW };
 
-struct pending {
-    uint64_t tag;
-    enum pending_type type;
-    struct request *req; /* REQUEST and PARK */
-    publish_raw_done_fn raw_done;
-    void *raw_arg;
-    char *message_id, *exchange, *routing_key; /* RAW only (requests hold their own) */
-    bool returned;
-    int64_t sent_ms;
+/* An owner-thread publish (publisher_publish_raw) waiting for its confirm. */
+struct raw_publish {
+    publish_raw_done_fn done;
+    void *arg;
+    char *message_id, *exchange, *routing_key; /* to match a return */
 };
 
 struct publisher {
@@ -72,16 +83,13 @@ struct publisher {
     /* shared with submitting threads */
     pthread_mutex_t lock;
     struct request *queue_head, *queue_tail;
-    size_t queued;
     bool flush_posted;
     atomic_size_t outstanding; /* submitted and not yet finished */
     /* broker thread only */
     struct request *backlog_head, *backlog_tail;
-    struct pending *ring;
-    size_t ring_size; /* power of two >= max_inflight */
-    uint64_t next_tag, low_tag;
-    size_t in_flight;
-    struct request *rpc_waiters;
+    struct confirm_ring ring;
+    struct request **rpc_buckets; /* rpc waiters by call id */
+    size_t n_rpc_buckets;         /* power of two */
     bool rpc;
     bool blocked;
     int nacks_in_a_row;
@@ -101,6 +109,8 @@ const char *publish_status_name(enum publish_status status)
         return "unavailable";
     case PUBLISH_RPC_TIMEOUT:
         return "rpc timeout";
+    case PUBLISH_INVALID:
+        return "invalid";
     }
     return "?";
 }
@@ -110,13 +120,10 @@ struct publisher *publisher_new(struct broker *b)
     struct publisher *p = xcalloc(1, sizeof(*p));
     p->broker = b;
     pthread_mutex_init(&p->lock, NULL);
-    size_t want = (size_t)broker_config(b)->max_inflight * 2 + 16; /* parks take tags too */
-    p->ring_size = 64;
-    while (p->ring_size < want)
-        p->ring_size *= 2;
-    p->ring = xcalloc(p->ring_size, sizeof(*p->ring));
-    p->next_tag = 1;
-    p->low_tag = 1;
+    size_t window = (size_t)broker_config(b)->max_inflight;
+    confirm_ring_init(&p->ring, window * 4 + 64); /* requests use half: parks the rest */
+    p->n_rpc_buckets = p->ring.size;
+    p->rpc_buckets = xcalloc(p->n_rpc_buckets, sizeof(*p->rpc_buckets));
     return p;
 }
 
@@ -126,9 +133,18 @@ static void request_free(struct request *r)
     message_free(r->reply);
     free(r->message_id);
     free(r->correlation_id);
+    free(r->call_id);
     free(r->exchange);
     free(r->routing_key);
     free(r);
+}
+
+static void raw_free(struct raw_publish *w)
+{
+    free(w->message_id);
+    free(w->exchange);
+    free(w->routing_key);
+    free(w);
 }
 
 static void queue_fail_all(struct publisher *p, struct request *list, const char *why);
@@ -144,7 +160,8 @@ void publisher_free(struct publisher *p)
     queue_fail_all(p, backlog, "the sidecar is shutting down");
     queue_fail_all(p, queued, "the sidecar is shutting down");
     pthread_mutex_destroy(&p->lock);
-    free(p->ring);
+    confirm_ring_free(&p->ring);
+    free(p->rpc_buckets);
     free(p);
 }
 
@@ -156,6 +173,38 @@ void publisher_enable_rpc(struct publisher *p)
 bool publisher_idle(const struct publisher *p)
 {
     return atomic_load(&((struct publisher *)p)->outstanding) == 0;
+}
+
+/* ---- rpc waiters, by call id ------------------------------------------------ */
+
+static size_t bucket_of(const struct publisher *p, const void *id, size_t len)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ ((const unsigned char *)id)[i]) * 1099511628211ull;
+    return (size_t)h & (p->n_rpc_buckets - 1);
+}
+
+static void rpc_wait(struct publisher *p, struct request *r)
+{
+    struct request **b = &p->rpc_buckets[bucket_of(p, r->call_id, strlen(r->call_id))];
+    r->rpc_next = *b;
+    *b = r;
+    r->waiting_reply = true;
+}
+
+static void rpc_forget(struct publisher *p, struct request *r)
+{
+    if (!r->waiting_reply)
+        return;
+    r->waiting_reply = false;
+    struct request **pp = &p->rpc_buckets[bucket_of(p, r->call_id, strlen(r->call_id))];
+    for (; *pp; pp = &(*pp)->rpc_next) {
+        if (*pp == r) {
+            *pp = r->rpc_next;
+            return;
+        }
+    }
 }
 
 /* ---- finishing ------------------------------------------------------------- */
@@ -171,16 +220,6 @@ static void request_release(struct request *r)
         request_free(r);
 }
 
-static void rpc_forget(struct publisher *p, struct request *r)
-{
-    for (struct request **pp = &p->rpc_waiters; *pp; pp = &(*pp)->rpc_next) {
-        if (*pp == r) {
-            *pp = r->rpc_next;
-            return;
-        }
-    }
-}
-
 /* Calls the submitter back exactly once. The caller releases r afterwards. */
 static void request_finish(struct publisher *p, struct request *r, enum publish_status status,
                            const char *detail)
@@ -188,8 +227,7 @@ static void request_finish(struct publisher *p, struct request *r, enum publish_
     if (r->finished)
         return;
     r->finished = true;
-    if (r->opt.rpc)
-        rpc_forget(p, r);
+    rpc_forget(p, r);
     struct route_metrics *m = r->opt.route ? &((struct route *)r->opt.route)->metrics : NULL;
     double seconds = r->sent_ms ? (double)(loop_now_ms() - r->sent_ms) / 1000.0 : 0;
     if (m) {
@@ -207,14 +245,13 @@ static void request_finish(struct publisher *p, struct request *r, enum publish_
             metric_inc(m->nacked);
             break;
         case PUBLISH_UNAVAILABLE:
+        case PUBLISH_INVALID:
             metric_inc(m->publish_failed);
             break;
         }
     }
-    struct publish_result res = {.status = status,
-                                 .detail = detail,
-                                 .reply = r->reply,
-                                 .confirm_seconds = seconds};
+    struct publish_result res = {
+        .status = status, .detail = detail, .reply = r->reply, .confirm_seconds = seconds};
     r->reply = NULL;
     r->done(r->arg, &res);
     message_free(res.reply); /* unless the callback took it (and set it NULL) */
@@ -230,7 +267,7 @@ static void request_maybe_finish(struct publisher *p, struct request *r)
         return;
     if (r->returned && r->park_failed) {
         request_finish(p, r, PUBLISH_UNAVAILABLE,
-                       "unroutable, and parking it in the dead-letter queue failed");
+                       "unroutable, and the route's dead-letter queue did not take it either");
         return;
     }
     if (r->opt.rpc && !r->replied)
@@ -269,21 +306,20 @@ bool publisher_available(struct publisher *p, const char **why)
 int publisher_submit(struct publisher *p, struct message *msg, const struct publish_options *opt,
                      publish_done_fn done, void *arg, const char **why)
 {
+    /* Why a message is invalid, for the submitting thread's caller. */
+    static __thread char invalid[256];
+    if (message_check(msg, invalid, sizeof(invalid)) != 0) {
+        if (why)
+            *why = invalid;
+        message_free(msg);
+        return PUBLISH_INVALID;
+    }
     if (!publisher_available(p, why)) {
         /* Counted like a publish that failed later: the sender gets the same 503. */
         if (opt->route)
             metric_inc(((struct route *)opt->route)->metrics.publish_failed);
         message_free(msg);
-        return -1;
-    }
-    if ((msg->routing_key && strlen(msg->routing_key) > 255) ||
-        (msg->exchange && strlen(msg->exchange) > 255)) {
-        /* rabbitmq-c cannot encode it, and a failed write would reset the connection
-         * for everyone; kinds check first (inbound_routing_key) and say so properly. */
-        if (why)
-            *why = "routing key or exchange name longer than 255 bytes";
-        message_free(msg);
-        return -1;
+        return PUBLISH_UNAVAILABLE;
     }
     struct request *r = xcalloc(1, sizeof(*r));
     r->msg = msg;
@@ -313,26 +349,44 @@ static amqp_bytes_t bytes_or_empty(const char *s)
     return s ? amqp_cstring_bytes(s) : amqp_empty_bytes;
 }
 
+/* May another request go out? Half the ring is kept for parked copies. */
 static bool window_full(const struct publisher *p)
 {
-    return p->next_tag - p->low_tag >= p->ring_size - 8 ||
-           p->in_flight >= (size_t)broker_config(p->broker)->max_inflight;
+    return confirm_ring_span(&p->ring) >= p->ring.size / 2 ||
+           p->ring.waiting >= (size_t)broker_config(p->broker)->max_inflight ||
+           !confirm_ring_has_room(&p->ring);
 }
 
-static uint64_t slot_take(struct publisher *p, enum pending_type type)
+static size_t frame_max(struct publisher *p)
 {
-    uint64_t tag = p->next_tag++;
-    struct pending *s = &p->ring[tag & (p->ring_size - 1)];
-    *s = (struct pending){.tag = tag, .type = type, .sent_ms = loop_now_ms()};
-    p->in_flight++;
-    return tag;
+    amqp_connection_state_t conn = broker_amqp(p->broker);
+    int n = conn ? amqp_get_frame_max(conn) : 0;
+    return n > 0 ? (size_t)n : AMQP_FRAME_MIN_SIZE;
 }
 
-/* Publishes one request; false if the socket failed (the caller resets). */
-static bool send_request(struct publisher *p, amqp_connection_state_t conn, struct request *r)
+enum send_result { SENT, SEND_INVALID, SEND_FAILED };
+
+/* rpc: our call id becomes the AMQP correlation_id; the caller's moves to a header. */
+static void rpc_prepare(struct request *r, struct message *m)
+{
+    char id[37];
+    uuid_v4(id);
+    r->call_id = xstrdup(id);
+    if (m->correlation_id && message_header(m, CALLER_CORRELATION_HEADER) == NULL)
+        message_set_header(m, CALLER_CORRELATION_HEADER, m->correlation_id);
+    message_set(&m->reply_to, DIRECT_REPLY_TO);
+}
+
+/* Publishes one request: SENT; SEND_INVALID when it cannot be encoded (detail
+ * in why; nothing was written); SEND_FAILED when the socket failed (the
+ * caller resets the connection). */
+static enum send_result send_request(struct publisher *p, amqp_connection_state_t conn,
+                                     struct request *r, char *why, size_t whylen)
 {
     struct message *m = r->msg;
     const struct route *route = r->opt.route;
+    if (r->opt.rpc)
+        rpc_prepare(r, m);
     amqp_basic_properties_t props = {0};
     props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_HEADERS_FLAG;
     props.delivery_mode = AMQP_DELIVERY_PERSISTENT;
@@ -344,17 +398,11 @@ static bool send_request(struct publisher *p, amqp_connection_state_t conn, stru
         props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
         props.message_id = amqp_cstring_bytes(m->message_id);
     }
-    if (r->opt.rpc && m->correlation_id == NULL) {
-        char id[37];
-        uuid_v4(id);
-        message_set(&m->correlation_id, id);
-    }
-    if (m->correlation_id) {
+    const char *correlation = r->opt.rpc ? r->call_id : m->correlation_id;
+    if (correlation) {
         props._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
-        props.correlation_id = amqp_cstring_bytes(m->correlation_id);
+        props.correlation_id = amqp_cstring_bytes(correlation);
     }
-    if (r->opt.rpc)
-        message_set(&m->reply_to, DIRECT_REPLY_TO);
     if (m->reply_to) {
         props._flags |= AMQP_BASIC_REPLY_TO_FLAG;
         props.reply_to = amqp_cstring_bytes(m->reply_to);
@@ -377,18 +425,21 @@ static bool send_request(struct publisher *p, amqp_connection_state_t conn, stru
             {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(route->name)}};
     props.headers = (amqp_table_t){.num_entries = n, .entries = entries};
 
+    amqp_bytes_t exchange = bytes_or_empty(m->exchange), key = bytes_or_empty(m->routing_key);
+    if (amqp_publish_check(exchange, key, &props, frame_max(p), why, whylen) != 0) {
+        free(entries);
+        return SEND_INVALID;
+    }
     amqp_bytes_t body = {.len = m->body_len, .bytes = m->body};
-    int rc = amqp_basic_publish(conn, BROKER_CHANNEL, bytes_or_empty(m->exchange),
-                                bytes_or_empty(m->routing_key), 1, 0, &props, body);
+    int rc = amqp_basic_publish(conn, BROKER_CHANNEL, exchange, key, 1, 0, &props, body);
     free(entries);
     if (rc != AMQP_STATUS_OK)
-        return false;
+        return SEND_FAILED;
 
-    uint64_t tag = slot_take(p, PENDING_REQUEST);
-    p->ring[tag & (p->ring_size - 1)].req = r;
+    confirm_ring_take(&p->ring, PENDING_REQUEST, r, loop_now_ms()); /* room: window_full */
     r->refs++;
     r->sent_ms = loop_now_ms();
-    /* Keep what matching a return or reply needs; drop the body now. */
+    /* Keep what matching a return needs; drop the body now. */
     r->message_id = m->message_id;
     m->message_id = NULL;
     r->correlation_id = m->correlation_id;
@@ -403,10 +454,9 @@ static bool send_request(struct publisher *p, amqp_connection_state_t conn, stru
         metric_inc(((struct route *)route)->metrics.published);
     if (r->opt.rpc) {
         r->rpc_deadline_ms = loop_now_ms() + (int64_t)(r->opt.rpc_timeout * 1000);
-        r->rpc_next = p->rpc_waiters;
-        p->rpc_waiters = r;
+        rpc_wait(p, r);
     }
-    return true;
+    return SENT;
 }
 
 /* Sends what the window allows from the backlog; the rest stays queued. */
@@ -429,7 +479,17 @@ static void send_backlog(struct publisher *p)
         if (p->backlog_head == NULL)
             p->backlog_tail = NULL;
         r->next = NULL;
-        if (!send_request(p, conn, r)) {
+        char why[300];
+        switch (send_request(p, conn, r, why, sizeof(why))) {
+        case SENT:
+            break;
+        case SEND_INVALID:
+            log_event(LOG_WARN, &(struct log_ctx){.route = route_name(r)},
+                      "message not published: %s", why);
+            request_finish(p, r, PUBLISH_INVALID, why);
+            request_release(r);
+            break;
+        case SEND_FAILED:
             request_finish(p, r, PUBLISH_UNAVAILABLE, "writing to the broker failed");
             request_release(r);
             broker_fail(p->broker, "writing a publish to the socket failed");
@@ -459,50 +519,47 @@ static void publisher_flush(void *arg)
 
 int publisher_publish_raw(struct publisher *p, const char *exchange, const char *routing_key,
                           const amqp_basic_properties_t *props, amqp_bytes_t body,
-                          publish_raw_done_fn done, void *arg)
+                          publish_raw_done_fn done, void *arg, char *why, size_t whylen)
 {
     amqp_connection_state_t conn = broker_amqp(p->broker);
-    if (conn == NULL || p->blocked || window_full(p))
-        return -1;
+    if (conn == NULL || p->blocked || window_full(p)) {
+        snprintf(why, whylen, "%s",
+                 conn == NULL ? "broker connection down"
+                 : p->blocked ? "broker is blocking publishes (resource alarm)"
+                              : "too many publishes waiting for confirms");
+        return PUBLISH_UNAVAILABLE;
+    }
+    if (amqp_publish_check(amqp_cstring_bytes(exchange), amqp_cstring_bytes(routing_key), props,
+                           frame_max(p), why, whylen) != 0)
+        return PUBLISH_INVALID;
     if (amqp_basic_publish(conn, BROKER_CHANNEL, amqp_cstring_bytes(exchange),
                            amqp_cstring_bytes(routing_key), 1, 0, props, body) != AMQP_STATUS_OK) {
         broker_fail(p->broker, "writing a publish to the socket failed");
-        return -1;
+        snprintf(why, whylen, "writing to the broker failed");
+        return PUBLISH_UNAVAILABLE;
     }
-    uint64_t tag = slot_take(p, PENDING_RAW);
-    struct pending *s = &p->ring[tag & (p->ring_size - 1)];
-    s->raw_done = done;
-    s->raw_arg = arg;
-    s->exchange = xstrdup(exchange);
-    s->routing_key = xstrdup(routing_key);
+    struct raw_publish *w = xcalloc(1, sizeof(*w));
+    w->done = done;
+    w->arg = arg;
+    w->exchange = xstrdup(exchange);
+    w->routing_key = xstrdup(routing_key);
     if (props->_flags & AMQP_BASIC_MESSAGE_ID_FLAG)
-        s->message_id = xstrndup(props->message_id.bytes, props->message_id.len);
+        w->message_id = xstrndup(props->message_id.bytes, props->message_id.len);
+    confirm_ring_take(&p->ring, PENDING_RAW, w, loop_now_ms()); /* room: window_full */
     return 0;
 }
 
 /* ---- answers from the broker ------------------------------------------------ */
 
-static void pending_clear(struct publisher *p, struct pending *s)
-{
-    free(s->message_id);
-    free(s->exchange);
-    free(s->routing_key);
-    *s = (struct pending){0};
-    p->in_flight--;
-}
-
 static void resolve(struct publisher *p, uint64_t tag, bool nack)
 {
-    struct pending *s = &p->ring[tag & (p->ring_size - 1)];
-    if (s->tag != tag)
+    struct ring_entry done;
+    if (!confirm_ring_remove(&p->ring, tag, &done))
         return; /* already resolved (or a tag we never sent) */
-    struct pending done = *s;
-    s->message_id = s->exchange = s->routing_key = NULL;
-    pending_clear(p, s);
 
-    switch (done.type) {
+    switch (done.kind) {
     case PENDING_REQUEST: {
-        struct request *r = done.req;
+        struct request *r = done.item;
         r->refs--;
         r->confirmed = true;
         if (nack)
@@ -513,7 +570,7 @@ static void resolve(struct publisher *p, uint64_t tag, bool nack)
         break;
     }
     case PENDING_PARK: {
-        struct request *r = done.req;
+        struct request *r = done.item;
         r->refs--;
         if (nack || done.returned)
             r->park_failed = true;
@@ -523,15 +580,19 @@ static void resolve(struct publisher *p, uint64_t tag, bool nack)
         request_release(r);
         break;
     }
-    case PENDING_RAW:
-        done.raw_done(done.raw_arg,
-                      nack ? PUBLISH_NACKED : done.returned ? PUBLISH_UNROUTABLE : PUBLISH_OK,
-                      nack ? "nacked by the broker" : done.returned ? "unroutable" : NULL);
+    case PENDING_RAW: {
+        struct raw_publish *w = done.item;
+        w->done(w->arg,
+                nack            ? PUBLISH_NACKED
+                : done.returned ? PUBLISH_UNROUTABLE
+                                : PUBLISH_OK,
+                nack            ? "nacked by the broker"
+                : done.returned ? "unroutable"
+                                : NULL);
+        raw_free(w);
         break;
     }
-    free(done.message_id);
-    free(done.exchange);
-    free(done.routing_key);
+    }
 }
 
 /* A channel that nacks everything (seen with quorum queues right after a
@@ -557,13 +618,11 @@ void publisher_on_ack(struct publisher *p, uint64_t tag, bool multiple, bool nac
     if (broker_amqp(p->broker) == NULL)
         return; /* nack_streak reset the connection: everything was failed */
     if (multiple) {
-        for (uint64_t t = p->low_tag; t <= tag && t < p->next_tag; t++)
+        for (uint64_t t = p->ring.low_tag; t <= tag && t < p->ring.next_tag; t++)
             resolve(p, t, nack);
     } else {
         resolve(p, tag, nack);
     }
-    while (p->low_tag < p->next_tag && p->ring[p->low_tag & (p->ring_size - 1)].tag != p->low_tag)
-        p->low_tag++;
     send_backlog(p);
 }
 
@@ -574,27 +633,50 @@ static bool bytes_is(amqp_bytes_t b, const char *s)
     return b.len == strlen(s) && memcmp(b.bytes, s, b.len) == 0;
 }
 
-/* The oldest unresolved, unreturned slot this returned message belongs to. */
-static struct pending *find_returned(struct publisher *p, const amqp_basic_return_t *ret,
-                                     const amqp_message_t *msg)
+/* What a ring entry was published as: to match a return against. */
+static void entry_address(const struct ring_entry *e, const char **message_id,
+                          const char **exchange, const char **routing_key)
+{
+    if (e->kind == PENDING_RAW) {
+        const struct raw_publish *w = e->item;
+        *message_id = w->message_id;
+        *exchange = w->exchange;
+        *routing_key = w->routing_key;
+        return;
+    }
+    const struct request *r = e->item;
+    *message_id = r->message_id;
+    if (e->kind == PENDING_PARK) {
+        *exchange = r->opt.route->dlx;
+        *routing_key = r->opt.route->dlq_key;
+    } else {
+        *exchange = r->exchange;
+        *routing_key = r->routing_key;
+    }
+}
+
+/* The oldest unresolved, unreturned entry this returned message belongs to
+ * (the broker sends basic.return before the publish's ack). */
+static struct ring_entry *find_returned(struct publisher *p, const amqp_basic_return_t *ret,
+                                        const amqp_message_t *msg)
 {
     amqp_bytes_t id = (msg->properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG)
                           ? msg->properties.message_id
                           : amqp_empty_bytes;
-    for (uint64_t t = p->low_tag; t < p->next_tag; t++) {
-        struct pending *s = &p->ring[t & (p->ring_size - 1)];
-        if (s->tag != t || s->returned || s->type == PENDING_PARK)
+    for (uint64_t t = p->ring.low_tag; t < p->ring.next_tag; t++) {
+        struct ring_entry *e = confirm_ring_get(&p->ring, t);
+        if (e == NULL || e->returned)
             continue;
-        const char *mid = s->type == PENDING_REQUEST ? s->req->message_id : s->message_id;
-        const char *ex = s->type == PENDING_REQUEST ? s->req->exchange : s->exchange;
-        const char *key = s->type == PENDING_REQUEST ? s->req->routing_key : s->routing_key;
+        const char *mid, *ex, *key;
+        entry_address(e, &mid, &ex, &key);
         if (bytes_is(id, mid) && bytes_is(ret->exchange, ex) && bytes_is(ret->routing_key, key))
-            return s;
+            return e;
     }
     return NULL;
 }
 
-/* Publishes the returned message into the route's DLQ with the reason. */
+/* Publishes the returned message into the route's DLQ with the reason; on
+ * any failure the park fails (and with it the request: never "parked"). */
 static void park(struct publisher *p, struct request *r, const amqp_basic_return_t *ret,
                  amqp_message_t *msg)
 {
@@ -605,10 +687,9 @@ static void park(struct publisher *p, struct request *r, const amqp_basic_return
              (int)ret->exchange.len, (char *)ret->exchange.bytes, (int)ret->routing_key.len,
              (char *)ret->routing_key.bytes, (int)ret->reply_text.len,
              (char *)ret->reply_text.bytes);
-    log_event(LOG_WARN,
-              &(struct log_ctx){.route = route->name, .message_id = r->message_id,
-                                .correlation_id = r->correlation_id},
-              "%s; parking it in %s", reason, route->dlq);
+    struct log_ctx ctx = {
+        .route = route->name, .message_id = r->message_id, .correlation_id = r->correlation_id};
+    log_event(LOG_WARN, &ctx, "%s; parking it in %s", reason, route->dlq);
 
     amqp_basic_properties_t props = msg->properties;
     amqp_table_t *old = &msg->properties.headers;
@@ -624,32 +705,53 @@ static void park(struct publisher *p, struct request *r, const amqp_basic_return
     props._flags |= AMQP_BASIC_HEADERS_FLAG;
     props.headers = (amqp_table_t){.num_entries = n, .entries = entries};
 
-    amqp_connection_state_t conn = broker_amqp(p->broker);
-    int rc = amqp_basic_publish(conn, BROKER_CHANNEL, amqp_cstring_bytes(route->dlx),
-                                amqp_cstring_bytes(route->dlq_key), 1, 0, &props, msg->body);
-    free(entries);
-    if (rc != AMQP_STATUS_OK) {
-        r->park_failed = true;
-        broker_fail(p->broker, "writing a publish to the socket failed");
+    char why[300];
+    amqp_bytes_t dlx = amqp_cstring_bytes(route->dlx), key = amqp_cstring_bytes(route->dlq_key);
+    if (!confirm_ring_has_room(&p->ring)) {
+        snprintf(why, sizeof(why), "too many publishes waiting for confirms");
+    } else if (amqp_publish_check(dlx, key, &props, frame_max(p), why, sizeof(why)) == 0) {
+        amqp_connection_state_t conn = broker_amqp(p->broker);
+        int rc = amqp_basic_publish(conn, BROKER_CHANNEL, dlx, key, 1, 0, &props, msg->body);
+        free(entries);
+        if (rc != AMQP_STATUS_OK) {
+            r->park_failed = true;
+            broker_fail(p->broker, "writing a publish to the socket failed");
+            return;
+        }
+        confirm_ring_take(&p->ring, PENDING_PARK, r, loop_now_ms());
+        r->refs++;
         return;
     }
-    uint64_t tag = slot_take(p, PENDING_PARK);
-    p->ring[tag & (p->ring_size - 1)].req = r;
-    r->refs++;
+    free(entries);
+    log_event(LOG_ERROR, &ctx, "cannot park the unroutable message in %s: %s", route->dlq, why);
+    r->park_failed = true;
 }
 
-void publisher_on_return(struct publisher *p, const amqp_basic_return_t *ret,
-                         amqp_message_t *msg)
+void publisher_on_return(struct publisher *p, const amqp_basic_return_t *ret, amqp_message_t *msg)
 {
-    struct pending *s = find_returned(p, ret, msg);
-    if (s == NULL) {
+    struct ring_entry *e = find_returned(p, ret, msg);
+    if (e == NULL) {
         log_warn(broker_label(p->broker), "broker returned a message we cannot match (%.*s)",
                  (int)ret->reply_text.len, (char *)ret->reply_text.bytes);
         return;
     }
-    s->returned = true;
-    if (s->type == PENDING_REQUEST) {
-        struct request *r = s->req;
+    e->returned = true;
+    if (e->kind == PENDING_PARK) {
+        /* The DLQ itself is gone or unbound: the request fails when the ack comes. */
+        struct request *r = e->item;
+        log_event(LOG_ERROR,
+                  &(struct log_ctx){.route = r->opt.route->name,
+                                    .message_id = r->message_id,
+                                    .correlation_id = r->correlation_id},
+                  "the dead-letter queue %s did not take the unroutable message either: it was "
+                  "deleted or unbound from %s while the sidecar ran; the sender is told to retry. "
+                  "Restart the sidecar (it redeclares its queues) or recreate it with "
+                  "`amqp-sidecar topology` and `rabbitmqctl import_definitions`",
+                  r->opt.route->dlq, r->opt.route->dlx);
+        return;
+    }
+    if (e->kind == PENDING_REQUEST) {
+        struct request *r = e->item;
         r->returned = true;
         if (r->opt.route)
             park(p, r, ret, msg);
@@ -661,27 +763,32 @@ void publisher_on_return(struct publisher *p, const amqp_basic_return_t *ret,
 void publisher_on_reply(struct publisher *p, amqp_message_t *msg)
 {
     amqp_basic_properties_t *pr = &msg->properties;
-    if (!(pr->_flags & AMQP_BASIC_CORRELATION_ID_FLAG))
-        return;
-    for (struct request *r = p->rpc_waiters; r; r = r->rpc_next) {
-        if (r->replied || !bytes_is(pr->correlation_id, r->correlation_id))
-            continue;
-        struct message *m = amqp_message_convert(msg);
-        r->reply = m;
-        r->replied = true;
-        request_maybe_finish(p, r);
-        request_release(r);
-        return;
+    if (pr->_flags & AMQP_BASIC_CORRELATION_ID_FLAG) {
+        amqp_bytes_t id = pr->correlation_id;
+        for (struct request *r = p->rpc_buckets[bucket_of(p, id.bytes, id.len)]; r;
+             r = r->rpc_next) {
+            if (!bytes_is(id, r->call_id))
+                continue;
+            rpc_forget(p, r);
+            r->reply = amqp_message_convert(msg);
+            r->replied = true;
+            request_maybe_finish(p, r);
+            request_release(r);
+            return;
+        }
     }
-    /* A late reply to a request that timed out: nothing waits for it. */
+    /* Late (its caller timed out), duplicated, or not ours: nobody gets it. */
+    struct process_metrics *m = broker_metrics(p->broker);
+    if (m)
+        metric_inc(m->rpc_replies_unmatched);
+    log_debug(broker_label(p->broker), "dropped an rpc reply that no caller waits for");
 }
 
 /* ---- connection events ------------------------------------------------------- */
 
 int publisher_on_open(struct publisher *p, char *err, size_t errlen)
 {
-    p->next_tag = 1;
-    p->low_tag = 1;
+    confirm_ring_reset(&p->ring);
     p->blocked = false;
     p->nacks_in_a_row = 0;
     if (!p->rpc)
@@ -700,33 +807,31 @@ void publisher_on_lost(struct publisher *p, const char *why)
 {
     char detail[512];
     snprintf(detail, sizeof(detail), "broker connection lost before the confirm: %s", why);
-    for (uint64_t t = p->low_tag; t < p->next_tag; t++) {
-        struct pending *s = &p->ring[t & (p->ring_size - 1)];
-        if (s->tag != t)
+    for (uint64_t t = p->ring.low_tag; t < p->ring.next_tag; t++) {
+        struct ring_entry done;
+        if (!confirm_ring_remove(&p->ring, t, &done))
             continue;
-        struct pending done = *s;
-        s->message_id = s->exchange = s->routing_key = NULL;
-        pending_clear(p, s);
-        if (done.type == PENDING_RAW) {
-            done.raw_done(done.raw_arg, PUBLISH_UNAVAILABLE, detail);
+        if (done.kind == PENDING_RAW) {
+            struct raw_publish *w = done.item;
+            w->done(w->arg, PUBLISH_UNAVAILABLE, detail);
+            raw_free(w);
         } else {
-            done.req->refs--;
-            request_finish(p, done.req, PUBLISH_UNAVAILABLE, detail);
-            request_release(done.req);
+            struct request *r = done.item;
+            r->refs--;
+            request_finish(p, r, PUBLISH_UNAVAILABLE, detail);
+            request_release(r);
         }
-        free(done.message_id);
-        free(done.exchange);
-        free(done.routing_key);
     }
     /* rpc requests already confirmed but still waiting: their reply cannot come now. */
-    while (p->rpc_waiters) {
-        struct request *r = p->rpc_waiters;
-        p->rpc_waiters = r->rpc_next;
-        request_finish(p, r, PUBLISH_UNAVAILABLE, "broker connection lost before the rpc reply");
-        request_release(r);
+    for (size_t i = 0; i < p->n_rpc_buckets; i++) {
+        while (p->rpc_buckets[i]) {
+            struct request *r = p->rpc_buckets[i];
+            request_finish(p, r, PUBLISH_UNAVAILABLE,
+                           "broker connection lost before the rpc reply");
+            request_release(r);
+        }
     }
-    p->in_flight = 0;
-    p->next_tag = p->low_tag = 1;
+    confirm_ring_reset(&p->ring);
 
     pthread_mutex_lock(&p->lock);
     struct request *queued = p->queue_head;
@@ -748,45 +853,55 @@ void publisher_on_blocked(struct publisher *p, bool blocked)
     }
 }
 
+/* rpc requests whose reply did not come in time (confirmed ones only: an
+ * unconfirmed one is the confirm timeout's business). */
+static void expire_rpc(struct publisher *p, int64_t now)
+{
+    for (size_t i = 0; i < p->n_rpc_buckets; i++) {
+        for (struct request **pp = &p->rpc_buckets[i]; *pp;) {
+            struct request *r = *pp;
+            if (r->rpc_deadline_ms > now || !r->confirmed) {
+                pp = &r->rpc_next;
+                continue;
+            }
+            log_event(LOG_WARN,
+                      &(struct log_ctx){.route = route_name(r),
+                                        .message_id = r->message_id,
+                                        .correlation_id = r->correlation_id},
+                      "no rpc reply within %.1fs", r->opt.rpc_timeout);
+            request_finish(p, r, PUBLISH_RPC_TIMEOUT, "no reply in time"); /* unlinks r */
+            request_release(r);
+        }
+    }
+}
+
 /* Every tick: expire rpc waits, and reset a connection whose confirms stalled. */
 void publisher_tick(struct publisher *p)
 {
     int64_t now = loop_now_ms();
-    for (struct request **pp = &p->rpc_waiters; *pp;) {
-        struct request *r = *pp;
-        if (r->rpc_deadline_ms > now || !r->confirmed) {
-            pp = &r->rpc_next;
-            continue;
-        }
-        *pp = r->rpc_next;
-        log_event(LOG_WARN,
-                  &(struct log_ctx){.route = route_name(r), .message_id = r->message_id,
-                                    .correlation_id = r->correlation_id},
-                  "no rpc reply within %.1fs", r->opt.rpc_timeout);
-        request_finish(p, r, PUBLISH_RPC_TIMEOUT, "no reply in time");
-        request_release(r);
-    }
+    expire_rpc(p, now);
     double limit = broker_config(p->broker)->confirm_timeout;
     if (p->blocked) {
         /* A blocked broker holds confirms back, possibly for long: tell the
          * waiting senders to retry later (a later confirm may still come:
          * that is a duplicate on retry, never a loss) but keep the connection. */
-        for (uint64_t t = p->low_tag; t < p->next_tag; t++) {
-            struct pending *s = &p->ring[t & (p->ring_size - 1)];
-            if (s->tag == t && s->type == PENDING_REQUEST && !s->req->finished &&
-                (double)(now - s->sent_ms) > limit * 1000)
-                request_finish(p, s->req, PUBLISH_UNAVAILABLE,
-                               "broker is blocking publishes (resource alarm); not confirmed in time");
+        for (uint64_t t = p->ring.low_tag; t < p->ring.next_tag; t++) {
+            struct ring_entry *e = confirm_ring_get(&p->ring, t);
+            if (e && e->kind == PENDING_REQUEST && (double)(now - e->sent_ms) > limit * 1000) {
+                struct request *r = e->item;
+                if (!r->finished)
+                    request_finish(p, r, PUBLISH_UNAVAILABLE,
+                                   "broker is blocking publishes (resource alarm); not "
+                                   "confirmed in time");
+            }
         }
         return;
     }
-    if (p->low_tag < p->next_tag) {
-        struct pending *oldest = &p->ring[p->low_tag & (p->ring_size - 1)];
-        if (oldest->tag == p->low_tag && (double)(now - oldest->sent_ms) > limit * 1000) {
-            char why[128];
-            snprintf(why, sizeof(why), "no publisher confirm within %.1fs (broker.confirm_timeout)",
-                     limit);
-            broker_fail(p->broker, why);
-        }
+    struct ring_entry *oldest = confirm_ring_oldest(&p->ring);
+    if (oldest && (double)(now - oldest->sent_ms) > limit * 1000) {
+        char why[128];
+        snprintf(why, sizeof(why), "no publisher confirm within %.1fs (broker.confirm_timeout)",
+                 limit);
+        broker_fail(p->broker, why);
     }
 }

@@ -27,6 +27,8 @@ enum publish_status {
     PUBLISH_NACKED,      /* the broker refused it */
     PUBLISH_UNAVAILABLE, /* broker down, blocked, or too much in flight: try later */
     PUBLISH_RPC_TIMEOUT, /* rpc: confirmed, but no reply in time */
+    PUBLISH_INVALID,     /* it cannot be carried (a property over AMQP's limits): a client
+                          * error, retrying will not help; nothing was sent */
 };
 
 struct publish_result {
@@ -46,8 +48,13 @@ struct publish_options {
 };
 
 /* Any thread. Takes ownership of msg in every case. Returns 0 when queued
- * (done will run), or -1 when refused at once (done will not run; *why says
- * why: broker down, blocked, window full). */
+ * (done will run), or the refusal, at once (done will not run; *why says
+ * why, valid until the thread's next submit): PUBLISH_UNAVAILABLE (broker
+ * down, blocked, window full: try later) or PUBLISH_INVALID (message_check
+ * failed: the caller's input cannot become an AMQP message).
+ * rpc: the AMQP correlation_id is a call id of the publisher's own (replies
+ * must echo it); the message's correlation_id travels as header
+ * `x-correlation-id`. */
 int publisher_submit(struct publisher *p, struct message *msg, const struct publish_options *opt,
                      publish_done_fn done, void *arg, const char **why);
 

@@ -184,6 +184,10 @@ static void published(void *arg, struct publish_result *res)
         answer_unavailable(r, p->req, res->detail ? res->detail : publish_status_name(res->status),
                            p->message_id, p->correlation_id);
         break;
+    case PUBLISH_INVALID:
+        refuse(r, p->req, 400, NULL, "the request cannot be carried as an AMQP message: %s",
+               res->detail ? res->detail : "invalid");
+        break;
     }
     buf_free(&body);
     free(p->message_id);
@@ -247,6 +251,12 @@ static void handle(struct http_request *req, void *arg)
         return;
     }
     const char *ct = http_request_header(req, "Content-Type");
+    if (ct && !message_content_type_ok(ct)) {
+        /* It becomes the AMQP content_type: a short string of printable text. */
+        refuse(r, req, 415, NULL, "Content-Type must be 1 to %d printable ASCII characters",
+               MESSAGE_SHORTSTR_MAX);
+        return;
+    }
     if (!content_type_ok(o, ct)) {
         refuse(r, req, 415, NULL, "content type \"%s\" is not accepted here; send %s",
                ct ? ct : "(none)", o->content_types.v[0]);
@@ -337,8 +347,12 @@ static void handle(struct http_request *req, void *arg)
     p->req = req;
     p->message_id = xstrdup(m->message_id);
     p->correlation_id = xstrdup(m->correlation_id);
-    if (inbound_publish(r, m, is_rpc(r), o->timeout, published, p, &why) != 0) {
+    int refused = inbound_publish(r, m, is_rpc(r), o->timeout, published, p, &why);
+    if (refused == PUBLISH_INVALID)
+        refuse(r, req, 400, NULL, "the request cannot be carried as an AMQP message: %s", why);
+    else if (refused != 0)
         answer_unavailable(r, req, why, p->message_id, p->correlation_id);
+    if (refused != 0) {
         free(p->message_id);
         free(p->correlation_id);
         free(p);

@@ -263,7 +263,7 @@ static size_t request_headers(const struct route *r, const struct message *m,
     if (content_type)
         header_set(h, &n, "Content-Type", content_type);
     header_set(h, &n, "Idempotency-Key", idempotency_key);
-    header_set(h, &n, "X-Correlation-ID", m->correlation_id);
+    header_set(h, &n, "X-Correlation-ID", message_caller_correlation_id(m));
     header_set(h, &n, "traceparent", message_header(m, "traceparent"));
     for (size_t i = 0; i < r->pass_headers.n; i++)
         header_set(h, &n, r->pass_headers.v[i], message_header(m, r->pass_headers.v[i]));

@@ -335,6 +335,10 @@ static void published(void *arg, struct publish_result *res)
                            res->detail ? res->detail : publish_status_name(res->status),
                            p->message_id);
         break;
+    case PUBLISH_INVALID:
+        refuse(r, p->req, p->version, client_fault_status(p->version), "not publishable",
+               res->detail ? res->detail : "invalid");
+        break;
     }
     pending_free(p);
 }
@@ -566,10 +570,13 @@ static void publish(struct route *r, struct http_request *req, struct soap_reque
     p->message_id = xstrdup(m->message_id);
     p->correlation_id = xstrdup(m->correlation_id);
     const char *why = NULL;
-    if (inbound_publish(r, m, p->rpc, o->timeout, published, p, &why) != 0) {
+    int refused = inbound_publish(r, m, p->rpc, o->timeout, published, p, &why);
+    if (refused == PUBLISH_INVALID)
+        refuse(r, req, p->version, client_fault_status(p->version), "not publishable", why);
+    else if (refused != 0)
         answer_unavailable(r, req, p->version, why, p->message_id);
+    if (refused != 0)
         pending_free(p);
-    }
 }
 
 static void handle(struct http_request *req, void *arg)

@@ -267,8 +267,9 @@ static void request_headers(const struct route *r, const struct message *m, cons
     }
     if (m->message_id && header_value_ok(m->message_id))
         headers_add(h, "Idempotency-Key", m->message_id);
-    if (m->correlation_id && header_value_ok(m->correlation_id))
-        headers_add(h, "X-Correlation-ID", m->correlation_id);
+    const char *corr = message_caller_correlation_id(m);
+    if (corr && header_value_ok(corr))
+        headers_add(h, "X-Correlation-ID", corr);
     const char *tp = message_header(m, "traceparent");
     if (tp && header_value_ok(tp))
         headers_add(h, "traceparent", tp);

@@ -4,6 +4,7 @@ request answered 2xx is missing from the broker."""
 import concurrent.futures
 import json
 import os
+import re
 import threading
 import time
 import uuid
@@ -253,7 +254,8 @@ def test_rpc_returns_the_reply(broker, sidecar, uid):
     t = Inbound(broker, sidecar, uid, 'mode = "rpc"; timeout = 5.0;')
     stop = threading.Event()
     th = threading.Thread(target=replier, args=(broker, t.queue, lambda p, b: (
-        201, "application/json", json.dumps({"echo": json.loads(b), "corr": p.correlation_id})), stop))
+        201, "application/json",
+        json.dumps({"echo": json.loads(b), "corr": p.headers["x-correlation-id"]})), stop))
     th.start()
     try:
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
@@ -263,6 +265,7 @@ def test_rpc_returns_the_reply(broker, sidecar, uid):
             assert r.status_code == 201
             assert r.headers["Content-Type"] == "application/json"
             assert r.json() == {"echo": {"n": i}, "corr": f"rpc-{i}"}
+            assert r.headers["X-Correlation-ID"] == f"rpc-{i}"
     finally:
         stop.set()
         th.join()
@@ -315,3 +318,103 @@ def test_draining_refuses_new_work_but_reports_and_finishes(broker, sidecar, uid
         assert refused.status_code == 503 and refused.headers["Connection"] == "close"
         assert pending.result().status_code == 504
     assert t.sidecar.stop() == 0
+
+
+def test_unroutable_with_its_dlq_gone_is_503_never_202(broker, sidecar, uid):
+    """The route's DLQ deleted while the sidecar runs: an unroutable message's parked
+    copy is returned too. It is stored nowhere, so the sender must hear 503 (and
+    retry), never 202 "routed": false; the connection stays up for the others."""
+    t = Inbound(broker, sidecar, uid, routing_key="{header.X-Key}")
+    unroutable = {"X-Key": "nobody.listens"}
+    r = t.post(b'{"n": 1}', headers=unroutable)
+    assert r.status_code == 202 and r.json()["routed"] is False
+    broker.ctl("delete_queue", f"{uid}.orders.dlq")
+    r = t.post(b'{"n": 2}', headers={**unroutable, "Idempotency-Key": "stored-nowhere"})
+    assert r.status_code == 503, r.text
+    assert "dead-letter queue" in r.json()["error"]
+    assert int(r.headers["Retry-After"]) > 0
+    log = plain(t.sidecar.log())
+    assert f"the dead-letter queue {uid}.orders.dlq did not take the unroutable message" in log
+    # routable messages still flow on the same connection
+    assert t.post(b'{"n": 3}', headers={"X-Key": "order.created"}).status_code == 202
+    assert [json.loads(b)["n"] for _, b in t.messages()] == [3]
+    assert "connection lost" not in log
+
+
+def test_rpc_replies_reach_only_their_own_caller(broker, sidecar, uid):
+    """Two callers in flight with the same X-Correlation-ID each get their own reply
+    (replies are matched on a call id the sidecar made, not the caller's id), and a
+    duplicate reply that nobody waits for is dropped and counted."""
+    t = Inbound(broker, sidecar, uid, 'mode = "rpc"; timeout = 10.0;')
+    seen = []
+    stop = threading.Event()
+
+    def answer_both_in_arrival_order():
+        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker.port))
+        ch = conn.channel()
+        while len(seen) < 2 and not stop.is_set():
+            method, props, body = ch.basic_get(t.queue, auto_ack=True)
+            if method is None:
+                conn.sleep(0.02)
+            else:
+                seen.append((props, body))
+        for props, body in seen + seen[:1]:  # the first one twice: a duplicate reply
+            ch.basic_publish("", props.reply_to, body, pika.BasicProperties(
+                correlation_id=props.correlation_id, content_type="application/json"))
+        conn.close()
+
+    th = threading.Thread(target=answer_both_in_arrival_order)
+    th.start()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            calls = {who: pool.submit(t.post, json.dumps({"who": who}).encode(),
+                                      headers={"X-Correlation-ID": "same-id"})
+                     for who in ("alice", "bob")}
+            answers = {who: f.result() for who, f in calls.items()}
+    finally:
+        stop.set()
+        th.join()
+    for who, r in answers.items():
+        assert r.status_code == 200, r.text
+        assert r.json() == {"who": who}, f"{who} got someone else's reply"
+        assert r.headers["X-Correlation-ID"] == "same-id"
+    # what the replier saw: our call ids (distinct), the caller's id kept for tracing
+    ids = [p.correlation_id for p, _ in seen]
+    assert len(set(ids)) == 2 and "same-id" not in ids
+    assert all(p.headers["x-correlation-id"] == "same-id" for p, _ in seen)
+
+    def unmatched():
+        text = requests.get(t.sidecar.admin + "/metrics", timeout=5).text
+        return re.search(r"^amqp_sidecar_rpc_replies_unmatched_total (\d+)$", text, re.M)
+    wait_for(lambda: (m := unmatched()) and int(m[1]) == 1, 10, what="the duplicate counted")
+
+
+def test_overlong_content_type_fails_that_request_only(broker, sidecar, uid):
+    """A Content-Type AMQP cannot carry (over 255 bytes) is refused for that request
+    alone: concurrent senders keep getting 202, the shared connection stays up."""
+    t = Inbound(broker, sidecar, uid, 'content_types = ["*/*"];')
+    hostile = "application/json; x=" + "a" * 300
+    stop = threading.Event()
+    codes = []
+
+    def innocent():
+        session = requests.Session()
+        while not stop.is_set():
+            r = session.post(t.url, data=b'{"ok": 1}', timeout=10,
+                             headers={"Content-Type": "application/json"})
+            codes.append(r.status_code)
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        for _ in range(4):
+            pool.submit(innocent)
+        wait_for(lambda: len(codes) > 50, 20, what="innocent traffic")
+        bad = [t.post(content_type=hostile) for _ in range(5)]
+        n = len(codes)
+        wait_for(lambda: len(codes) > n + 50, 20, what="traffic after the hostile requests")
+        stop.set()
+    assert [r.status_code for r in bad] == [415] * 5
+    assert "255" in bad[0].json()["error"]
+    assert set(codes) == {202}, f"innocent requests failed: {sorted(set(codes))}"
+    assert "connection lost" not in t.sidecar.log()
+    metrics = requests.get(t.sidecar.admin + "/metrics", timeout=5).text
+    assert "amqp_sidecar_broker_connections_lost_total 0" in metrics

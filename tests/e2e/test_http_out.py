@@ -482,3 +482,34 @@ def test_http_out_ordered_retry_does_not_hold_up_shutdown(broker, sidecar, uid):
         assert len(api.snapshot()) == 1
         [(props, body)] = peek_all(broker, q)
         assert props.message_id == "only" and body == b'{"n": 1}'
+
+
+def test_http_out_reply_with_overlong_content_type_is_acked_once(broker, sidecar, uid):
+    """A legacy 2xx whose Content-Type AMQP cannot carry (over 255 bytes) must not
+    break the connection and loop the delivery: the reply goes out once, as
+    application/octet-stream, and the delivery is acked."""
+    with legacy_server() as api:
+        api.default = Response(200, b'{"ok": true}',
+                               {"Content-Type": "application/json; x=" + "a" * 300})
+        s, q = start(sidecar, uid, "rpc", api.url())
+        with broker.channel() as ch:
+            reply_q = ch.queue_declare("", exclusive=True).method.queue
+            ch.confirm_delivery()
+            ch.basic_publish("", q, b'{"n": 1}', pika.BasicProperties(
+                delivery_mode=2, reply_to=reply_q, correlation_id="corr-long",
+                content_type="application/json"), mandatory=True)
+            got = None
+            deadline = time.monotonic() + 10
+            while got is None and time.monotonic() < deadline:
+                method, props, body = ch.basic_get(reply_q, auto_ack=True)
+                got = (props, body) if method else None
+                time.sleep(0 if got else 0.05)
+            assert got is not None, "no reply arrived"
+            props, body = got
+            assert body == b'{"ok": true}' and props.correlation_id == "corr-long"
+            assert props.content_type == "application/octet-stream"
+        time.sleep(2)  # a poison loop would keep calling the legacy side meanwhile
+        assert len(api.snapshot()) == 1
+        wait_empty(broker, q)
+        assert broker.count(q + ".dlq") == 0
+        assert "connection lost" not in s.log()
