@@ -972,6 +972,21 @@ static void check_routes(struct sidecar_config *cfg, struct config_report *rep)
                               "route name \"%s\" is used twice (first at line %d); route names "
                               "must be unique",
                               r->name, twin->line);
+        /* Names that become AMQP short strings (at most 255 bytes) on every message. */
+        if (r->dlq && r->app_id && (strlen(r->dlq) > 255 || strlen(r->app_id) > 255))
+            config_report_add(rep, r->line,
+                              "route \"%s\": name and route name make AMQP names over 255 bytes "
+                              "(\"%s\"); shorten them",
+                              r->name, strlen(r->dlq) > 255 ? r->dlq : r->app_id);
+        if (r->direction == ROUTE_INBOUND && r->exchange && strlen(r->exchange) > 255)
+            config_report_add(rep, r->line,
+                              "inbound route \"%s\": exchange name is %zu bytes; AMQP allows 255",
+                              r->name, strlen(r->exchange));
+        if (r->direction == ROUTE_INBOUND && r->routing_key && strlen(r->routing_key) > 255 &&
+            strchr(r->routing_key, '{') == NULL)
+            config_report_add(rep, r->line,
+                              "inbound route \"%s\": routing_key is %zu bytes; AMQP allows 255",
+                              r->name, strlen(r->routing_key));
         if (r->direction != ROUTE_OUTBOUND)
             continue;
         if (strncmp(r->queue, "amq.", 4) == 0 || strlen(r->queue) > 200)

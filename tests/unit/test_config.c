@@ -282,6 +282,29 @@ static void test_bad_routing_key_template(void **state)
     loaded_free(&l);
 }
 
+/* Names that become AMQP short strings must fit in 255 bytes: found at load,
+ * not when the first message fails to encode. */
+static void test_amqp_names_over_255_bytes(void **state)
+{
+    char text[4096], exchange[300], key[300];
+    memset(exchange, 'e', 256);
+    exchange[256] = '\0';
+    memset(key, 'k', 256);
+    key[256] = '\0';
+    snprintf(text, sizeof(text),
+             "name = \"crm\";\n%sinbound = (\n"
+             "  { name = \"a\"; kind = \"http\"; path = \"/a\"; exchange = \"%s\"; },\n"
+             "  { name = \"b\"; kind = \"http\"; path = \"/b\"; exchange = \"x\";\n"
+             "    routing_key = \"%s\"; }\n);\n",
+             BROKER, exchange, key);
+    struct loaded l;
+    load_text(&l, text);
+    assert_int_equal(l.rc, -1);
+    assert_error(&l, 4, "exchange name is 256 bytes; AMQP allows 255");
+    assert_error(&l, 5, "routing_key is 256 bytes; AMQP allows 255");
+    loaded_free(&l);
+}
+
 static void test_errors_are_all_collected(void **state)
 {
     struct loaded l;
@@ -339,6 +362,7 @@ int main(void)
         cmocka_unit_test(test_unknown_kind_lists_kinds),
         cmocka_unit_test(test_no_routes),
         cmocka_unit_test(test_bad_routing_key_template),
+        cmocka_unit_test(test_amqp_names_over_255_bytes),
         cmocka_unit_test(test_errors_are_all_collected),
         cmocka_unit_test(test_parse_listen),
     };
