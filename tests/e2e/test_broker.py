@@ -150,12 +150,18 @@ def test_blocked_connection_is_backpressure(broker, sidecar, uid):
             r = post()
             assert r.status_code == 503 and "Retry-After" in r.headers
             assert "blocking publishes" in r.json()["error"]
+            # Every request gets 503 now: the route is not ready (a load balancer
+            # should send traffic elsewhere), and /readyz says why.
+            ready = s.readyz()
+            assert ready.status_code == 503
+            assert "blocking publishes" in ready.json()["routes"]["in"]["detail"]
             held = first.result()
             assert held.status_code == 503 and "not confirmed in time" in held.json()["error"]
     finally:
         broker.ctl("set_vm_memory_high_watermark", "0.4")
     s.wait_log("unblocked", timeout=30)
     wait_for(lambda: post().status_code == 202, 20, what="202 after unblock")
+    assert s.readyz().status_code == 200
     # the held message may still have been stored: at least the two 202s are there
     assert broker.count(f"{uid}.q") >= 2
 
