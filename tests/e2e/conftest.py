@@ -33,6 +33,7 @@ import requests
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RABBIT_BIN = "/usr/lib/rabbitmq/bin"
+LSAN_OPTIONS = "suppressions=" + os.path.join(ROOT, "tests", "lsan.supp")
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                      "AddressSanitizer:DEADLYSIGNAL")
 
@@ -230,6 +231,7 @@ def run_cli(*args, input=None, timeout=60, env=None):
     """Runs the sidecar binary to completion (check, topology, transform, replay)."""
     e = dict(os.environ)
     e.setdefault("ASAN_OPTIONS", "detect_leaks=1")
+    e.setdefault("LSAN_OPTIONS", LSAN_OPTIONS)
     if env:
         e.update(env)
     r = subprocess.run([sidecar_bin(), *args], input=input, capture_output=True, text=True,
@@ -258,6 +260,7 @@ class Sidecar:
         self.log_path = path + ".log"
         e = dict(os.environ)
         e.setdefault("ASAN_OPTIONS", "detect_leaks=1")
+        e.setdefault("LSAN_OPTIONS", LSAN_OPTIONS)
         if env:
             e.update(env)
         self.log_file = open(self.log_path, "ab")

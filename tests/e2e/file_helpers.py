@@ -162,6 +162,7 @@ class LimitedSidecar(conftest.Sidecar):
         self.log_path = path + ".log"
         e = dict(os.environ)
         e.setdefault("ASAN_OPTIONS", "detect_leaks=1")
+        e.setdefault("LSAN_OPTIONS", conftest.LSAN_OPTIONS)
         self.log_file = open(self.log_path, "ab")
 
         def limit():
