@@ -6,6 +6,7 @@
  */
 #include "replay.h"
 
+#include "amqp_message.h"
 #include "broker_internal.h"
 #include "config.h"
 #include "route.h"
@@ -92,7 +93,13 @@ static int republish(amqp_connection_state_t conn, const struct route *r, amqp_m
         {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(r->dlq)}};
     props._flags |= AMQP_BASIC_HEADERS_FLAG;
     props.headers = (amqp_table_t){.num_entries = n, .entries = e};
-    int rc = amqp_basic_publish(conn, BROKER_CHANNEL, amqp_cstring_bytes(""),
+    char why[300];
+    int rc = -1;
+    if (amqp_publish_check(amqp_empty_bytes, amqp_cstring_bytes(r->queue), &props,
+                           (size_t)amqp_get_frame_max(conn), why, sizeof(why)) != 0)
+        fprintf(stderr, "amqp-sidecar: a dead letter cannot be replayed as it is: %s\n", why);
+    else
+        rc = amqp_basic_publish(conn, BROKER_CHANNEL, amqp_cstring_bytes(""),
                                 amqp_cstring_bytes(r->queue), 1, 0, &props, msg->body);
     free(e);
     return rc == AMQP_STATUS_OK ? 0 : -1;

@@ -142,9 +142,11 @@ static void answer_rpc(struct pending_request *p, struct publish_result *res)
     if (status < 100 || status > 599)
         status = 502;
     struct header h = {"X-Correlation-ID", p->correlation_id};
-    http_respond_headers(p->req, status,
-                         reply->content_type ? reply->content_type : "application/octet-stream",
-                         reply->body, reply->body_len, &h, 1);
+    /* The replier chose it: only printable text may become a response header. */
+    const char *ct = reply->content_type && message_content_type_ok(reply->content_type)
+                         ? reply->content_type
+                         : "application/octet-stream";
+    http_respond_headers(p->req, status, ct, reply->body, reply->body_len, &h, 1);
 }
 
 /* Publisher thread: the broker answered (or the connection died). */
