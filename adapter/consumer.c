@@ -626,6 +626,7 @@ void consumer_settle(struct delivery *d, const struct settle *s)
     if (s->outcome != OUTCOME_ACK) {
         const char *reason = s->reason ? s->reason : "unknown error";
         size_t len = strlen(reason);
+        free(di->reason); /* an ordered route's earlier round in place */
         di->reason = xstrndup(reason, len < REASON_MAX ? len : REASON_MAX);
     }
     switch (s->outcome) {
