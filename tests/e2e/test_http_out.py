@@ -173,6 +173,27 @@ def test_http_out_honours_retry_after(broker, sidecar, uid):
         assert broker.count(q) == 0 and broker.count(q + ".dlq") == 0
 
 
+@pytest.mark.parametrize("ordered", [False, True], ids=["ladder", "ordered"])
+@pytest.mark.parametrize("value", ["1e999", "inf", "nan"])
+def test_http_out_retry_after_not_a_number_walks_the_ladder(broker, sidecar, uid, value, ordered):
+    """Retry-After: 1e999 (or inf, nan) is neither delay-seconds nor a date, so it is
+    absent: each retry waits its own step. It used to jump to the longest step (60 s
+    here), and on ordered routes to retry at once in a hot loop (inf cast to a timer)."""
+    with legacy_server() as api:
+        api.push(*[Response(503, "busy", {"Retry-After": value})] * 3, json_response(200, {}))
+        extra = "retry = { delays = [0.5, 0.5, 0.5, 60.0]; };" + (" ordered = true;" * ordered)
+        s, q = start(sidecar, uid, "orders", api.url(), extra)
+        broker.publish("", q, b"{}", message_id="ra-" + value)
+        reqs = api.wait_requests(4, timeout=20)
+        gaps = [round(b.at - a.at, 3) for a, b in zip(reqs, reqs[1:])]
+        assert all(g >= 0.4 for g in gaps), gaps  # every step of the ladder waited
+        wait_empty(broker, q)
+        time.sleep(1.0)
+        assert len(api.snapshot()) == 4  # delivered at the 4th call, no call since
+        s.stop()
+        assert broker.count(q) == 0 and broker.count(q + ".dlq") == 0
+
+
 def test_http_out_connection_refused_retries_until_up(broker, sidecar, uid):
     port = free_port()  # nothing listens here yet
     s, q = start(sidecar, uid, "orders", f"http://127.0.0.1:{port}/api",
