@@ -550,13 +550,14 @@ static void retry(struct delivery_impl *di, int attempts, double retry_after)
     metric_inc(r->metrics.retries);
     double delay = r->retry_delays.v[step - 1];
     if (r->ordered) {
-        /* Strict order: the line waits for this message. */
+        /* Strict order: the line waits for this message, as long as the step the
+         * ladder chose. Retry-After may pick a longer step, never a longer wait:
+         * every message behind waits too, so only the operator's ladder decides. */
         log_delivery(LOG_INFO, di, "attempt %d failed (%s); retrying in %.1fs, holding the line",
-                     attempts, di->reason, delay > retry_after ? delay : retry_after);
+                     attempts, di->reason, delay);
         di->pub.attempts = attempts;
-        double wait = delay > retry_after ? delay : retry_after;
         di->retry_timer =
-            loop_timer(broker_loop(di->c->broker), (int64_t)(wait * 1000), retry_in_place, di);
+            loop_timer(broker_loop(di->c->broker), loop_ms(delay), retry_in_place, di);
         di->next_waiting = di->c->waiting;
         di->c->waiting = di;
         return;
@@ -671,6 +672,7 @@ void consumer_settle(struct delivery *d, const struct settle *s)
     if (s->outcome != OUTCOME_ACK) {
         const char *reason = s->reason ? s->reason : "unknown error";
         size_t len = strlen(reason);
+        free(di->reason); /* an ordered route's earlier round in place */
         di->reason = xstrndup(reason, len < REASON_MAX ? len : REASON_MAX);
     }
     switch (s->outcome) {

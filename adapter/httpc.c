@@ -11,6 +11,7 @@
 #include "log.h"
 #include "loop.h"
 #include "message.h"
+#include "retry_after.h"
 #include "util.h"
 
 #include <curl/curl.h>
@@ -42,24 +43,9 @@ struct transfer {
     bool truncated;
     char *content_type;
     char *etag;
-    double retry_after;
+    unsigned retry_after; /* seconds, see retry_after.h */
     char error[CURL_ERROR_SIZE];
 };
-
-double httpc_parse_retry_after(const char *value)
-{
-    while (*value == ' ')
-        value++;
-    char *end;
-    double seconds = strtod(value, &end);
-    if (end != value && (*end == '\0' || *end == ' ' || *end == '\r'))
-        return seconds < 0 ? 0 : seconds;
-    time_t when = curl_getdate(value, NULL);
-    if (when < 0)
-        return 0;
-    double delta = difftime(when, time(NULL));
-    return delta > 0 ? delta : 0;
-}
 
 static size_t on_body(char *data, size_t size, size_t n, void *arg)
 {
@@ -87,10 +73,12 @@ static size_t on_header(char *line, size_t size, size_t n, void *arg)
     size_t v_len = (size_t)(line + len - v);
     while (v_len > 0 && (v[v_len - 1] == '\r' || v[v_len - 1] == '\n' || v[v_len - 1] == ' '))
         v_len--;
-    char *value = xstrndup(v, v_len);
     if (name_len == 11 && strncasecmp(line, "Retry-After", 11) == 0) {
-        t->retry_after = httpc_parse_retry_after(value);
-    } else if (name_len == 4 && strncasecmp(line, "ETag", 4) == 0) {
+        t->retry_after = retry_after_parse(v, v_len, time(NULL));
+        return len;
+    }
+    char *value = xstrndup(v, v_len);
+    if (name_len == 4 && strncasecmp(line, "ETag", 4) == 0) {
         free(t->etag);
         t->etag = value;
         value = NULL;
@@ -261,8 +249,8 @@ int httpc_start(struct httpc *c, const struct httpc_request *req, httpc_done_fn 
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->error);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(req->timeout * 1000));
-    double ct = req->connect_timeout > 0 ? req->connect_timeout
-                                         : (req->timeout < 10 ? req->timeout : 10);
+    double ct =
+        req->connect_timeout > 0 ? req->connect_timeout : (req->timeout < 10 ? req->timeout : 10);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(ct * 1000));
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, t);

@@ -38,7 +38,8 @@ struct httpc_response {
     bool truncated;
     const char *content_type; /* NULL if none */
     const char *etag;         /* NULL if none */
-    double retry_after;       /* seconds asked by Retry-After (delta or date); 0 if none */
+    double retry_after;       /* seconds asked by Retry-After: whole, 0 … RETRY_AFTER_MAX,
+                               * 0 if none or malformed (retry_after.h) */
     double seconds;           /* total time */
 };
 
@@ -51,8 +52,5 @@ void httpc_free(struct httpc *c);
 /* Loop thread. 0 when started (done will run), -1 if curl refused it. */
 int httpc_start(struct httpc *c, const struct httpc_request *req, httpc_done_fn done, void *arg);
 size_t httpc_active(const struct httpc *c);
-
-/* Parses a Retry-After value (seconds or an HTTP date) relative to now. */
-double httpc_parse_retry_after(const char *value);
 
 #endif

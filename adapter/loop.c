@@ -147,9 +147,19 @@ uint64_t loop_timer(struct loop *loop, int64_t ms, loop_timer_fn fn, void *arg)
         loop->cap_timers = cap;
     }
     uint64_t id = loop->next_timer_id++;
+    ms = ms < 0 ? 0 : ms > LOOP_MS_MAX ? LOOP_MS_MAX : ms;
     loop->timers[loop->n_timers++] =
-        (struct timer){.id = id, .due = loop_now_ms() + (ms > 0 ? ms : 0), .fn = fn, .arg = arg};
+        (struct timer){.id = id, .due = loop_now_ms() + ms, .fn = fn, .arg = arg};
     return id;
+}
+
+int64_t loop_ms(double seconds)
+{
+    if (!(seconds > 0)) /* NaN too */
+        return 0;
+    if (seconds >= (double)LOOP_MS_MAX / 1000)
+        return LOOP_MS_MAX;
+    return (int64_t)(seconds * 1000 + 0.5);
 }
 
 void loop_timer_cancel(struct loop *loop, uint64_t id)

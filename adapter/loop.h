@@ -29,8 +29,17 @@ void loop_free(struct loop *loop);
 int loop_watch(struct loop *loop, int fd, short events, loop_fd_fn fn, void *arg);
 void loop_unwatch(struct loop *loop, int fd);
 
-/* One-shot timer after ms milliseconds; returns an id > 0 for loop_timer_cancel. */
+/* The longest timer: a year, beyond every configurable delay (retry delays stop
+ * at a week); a longer one is shortened to it, so a due time cannot overflow. */
+#define LOOP_MS_MAX (366 * 86400 * INT64_C(1000))
+
+/* One-shot timer after ms milliseconds (at most LOOP_MS_MAX); returns an id > 0
+ * for loop_timer_cancel. */
 uint64_t loop_timer(struct loop *loop, int64_t ms, loop_timer_fn fn, void *arg);
+/* Seconds as timer milliseconds, defined for every double (a cast of inf or
+ * 1e30 to an integer is undefined behaviour): NaN and negatives are 0, the
+ * rest is rounded and capped at LOOP_MS_MAX. */
+int64_t loop_ms(double seconds);
 void loop_timer_cancel(struct loop *loop, uint64_t id);
 
 void loop_set_prepare(struct loop *loop, loop_prepare_fn fn, void *arg);

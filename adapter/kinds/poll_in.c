@@ -321,12 +321,11 @@ static void poll_schedule(struct poll_in *p, double seconds)
 {
     if (p->timer)
         loop_timer_cancel(p->loop, p->timer);
-    p->timer = atomic_load(&p->draining)
-                   ? 0
-                   : loop_timer(p->loop, (int64_t)(seconds * 1000), poll_tick, p);
+    p->timer = atomic_load(&p->draining) ? 0 : loop_timer(p->loop, loop_ms(seconds), poll_tick, p);
 }
 
-/* A poll went wrong: log it, show it in /readyz, try again after a backoff. */
+/* A poll went wrong: log it, show it in /readyz, try again after a backoff, or
+ * later when the legacy side's Retry-After asks (at most RETRY_AFTER_MAX). */
 static void poll_failed(struct poll_in *p, double retry_after, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -173,6 +173,50 @@ def test_http_out_honours_retry_after(broker, sidecar, uid):
         assert broker.count(q) == 0 and broker.count(q + ".dlq") == 0
 
 
+@pytest.mark.parametrize("ordered", [False, True], ids=["ladder", "ordered"])
+@pytest.mark.parametrize("value", ["1e999", "inf", "nan"])
+def test_http_out_retry_after_not_a_number_walks_the_ladder(broker, sidecar, uid, value, ordered):
+    """Retry-After: 1e999 (or inf, nan) is neither delay-seconds nor a date, so it is
+    absent: each retry waits its own step. It used to jump to the longest step (60 s
+    here), and on ordered routes to retry at once in a hot loop (inf cast to a timer)."""
+    with legacy_server() as api:
+        api.push(*[Response(503, "busy", {"Retry-After": value})] * 3, json_response(200, {}))
+        extra = "retry = { delays = [0.5, 0.5, 0.5, 60.0]; };" + (" ordered = true;" * ordered)
+        s, q = start(sidecar, uid, "orders", api.url(), extra)
+        broker.publish("", q, b"{}", message_id="ra-" + value)
+        reqs = api.wait_requests(4, timeout=20)
+        gaps = [round(b.at - a.at, 3) for a, b in zip(reqs, reqs[1:])]
+        assert all(g >= 0.4 for g in gaps), gaps  # every step of the ladder waited
+        wait_empty(broker, q)
+        time.sleep(1.0)
+        assert len(api.snapshot()) == 4  # delivered at the 4th call, no call since
+        s.stop()
+        assert broker.count(q) == 0 and broker.count(q + ".dlq") == 0
+
+
+@pytest.mark.parametrize("value", ["86400", "9" * 40, "Fri, 31 Dec 9999 23:59:59 GMT"])
+def test_http_out_ordered_huge_retry_after_holds_the_line_no_longer_than_the_ladder(
+        broker, sidecar, uid, value):
+    """An ordered route holds every later message while it retries one in place: a
+    Retry-After of a day (a digit string past any integer, a date in 9999) waits only
+    the route's longest retry delay, as the retry queues would; not a day, and not at
+    once either (the digit string was once an undefined cast to a negative timer)."""
+    with legacy_server() as api:
+        api.push(Response(503, "maintenance", {"Retry-After": value}))  # then 200s
+        s, q = start(sidecar, uid, "ledger", api.url(),
+                     "ordered = true; retry = { delays = [0.2, 1.5]; };")
+        publish_many(broker, q, [(json.dumps({"n": i}).encode(), {"message_id": f"h{i}"})
+                                 for i in (1, 2)])
+        reqs = api.wait_requests(3, timeout=20)
+        assert [r.json()["n"] for r in reqs] == [1, 1, 2]
+        gap = reqs[1].at - reqs[0].at
+        assert 1.3 <= gap < 15, gap  # the longest step, 1.5 s
+        assert "retrying in 1.5s, holding the line" in s.log()
+        wait_empty(broker, q)
+        s.stop()
+        assert broker.count(q) == 0 and broker.count(q + ".dlq") == 0
+
+
 def test_http_out_connection_refused_retries_until_up(broker, sidecar, uid):
     port = free_port()  # nothing listens here yet
     s, q = start(sidecar, uid, "orders", f"http://127.0.0.1:{port}/api",

@@ -193,6 +193,44 @@ def test_poll_legacy_errors_are_retried_and_logged(broker, sidecar, uid, setup, 
         s.stop()
 
 
+@pytest.mark.parametrize("value", ["inf", "1e999", "nan"])
+def test_poll_retry_after_not_a_number_backs_off(broker, sidecar, uid, setup, value):
+    """Retry-After: inf (or 1e999, nan) is not delay-seconds: the normal backoff applies.
+    It once became an undefined cast to a negative timer and a hot loop of GETs."""
+    exchange, queue, state = setup
+    with legacy_server() as server:
+        api = TicketApi(server)
+        api.add("N-1", "1")
+        api.fail = Response(503, "maintenance", {"Retry-After": value})
+        s = start(sidecar, uid, state, ticket_route(server.url("/tickets"), exchange), ready=False)
+        s.wait_log(r"poll failed \(next try in \S+\): HTTP 503")
+        first = len(server.snapshot())
+        time.sleep(5)
+        polls = len(server.snapshot()) - first
+        # the backoff from 0.2 s, doubling with jitter, fits about 6 GETs in 5 s
+        assert 1 <= polls <= 15, polls
+        api.fail = None
+        wait_for(lambda: broker.count(queue) == 1, 20, what="published after recovery")
+        assert ids(broker.get_all(queue)) == ["N-1"]
+        s.stop()
+
+
+def test_poll_honours_retry_after(broker, sidecar, uid, setup):
+    exchange, queue, state = setup
+    with legacy_server() as server:
+        api = TicketApi(server)
+        api.add("W-1", "1")
+        api.fail = Response(503, "maintenance", {"Retry-After": " 2 "})
+        s = start(sidecar, uid, state, ticket_route(server.url("/tickets"), exchange), ready=False)
+        server.wait_requests(1)
+        api.fail = None  # the next GET succeeds, but must come after the 2 s asked for
+        wait_for(lambda: broker.count(queue) == 1, 15, what="published after the pause")
+        reqs = server.snapshot()
+        assert reqs[1].at - reqs[0].at >= 1.9, [r.at - reqs[0].at for r in reqs]
+        assert "next try in 2.0s" in s.log()
+        s.stop()
+
+
 def test_poll_broker_down_keeps_cursor(broker, sidecar, uid, setup):
     exchange, queue, state = setup
     with legacy_server() as server:
