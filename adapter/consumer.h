@@ -47,7 +47,8 @@ struct settle {
     int calls;                    /* legacy calls made this round (usually 1; 0 if none) */
     const char *reason;           /* RETRY/DEAD: why (x-sidecar-error); copied */
     enum dead_reason dead_reason; /* DEAD: the metrics class */
-    double retry_after;           /* RETRY: wait at least this long (seconds; 0 = ladder) */
+    double retry_after;           /* RETRY: the legacy side's Retry-After (seconds; 0 = none):
+                                   * picks a later ladder step, never a longer wait */
     struct message *reply;        /* taken; when the delivery has reply_to it is published
                                    * there: on ACK before the ack, on DEAD alongside the
                                    * dead letter; ignored on RETRY */
