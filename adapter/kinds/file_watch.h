@@ -36,7 +36,8 @@ struct file_watch *file_watch_new(struct loop *loop, const struct file_watch_opt
 void file_watch_start(struct file_watch *w);
 void file_watch_free(struct file_watch *w);
 
-/* The oldest ready name (caller frees) and the stat it settled with, or NULL. */
+/* The oldest ready name (caller frees) and the stat it settled with (size,
+ * mtime, dev, ino), or NULL. */
 char *file_watch_next(struct file_watch *w, struct stat *settled);
 
 /* Is a file ready (file_watch_next would return one)? */

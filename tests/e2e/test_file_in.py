@@ -228,6 +228,59 @@ def test_file_in_not_ready_until_dir_exists(broker, sidecar, uid, tmp_path):
     assert bodies(t.messages(r)) == ['{"late":true}']
 
 
+# ---- a writer that pauses, a file that changes after the claim ---------------------------
+
+def wait_filed(r, name, timeout=30):
+    """Waits until name is in done_dir or failed_dir; returns which."""
+    return wait_for(lambda: ("done" if name in listing(r.done) else
+                             "failed" if name in listing(r.failed) else None),
+                    timeout, what=f"{name} filed")
+
+
+PAUSED = {
+    "jsonl-at-line-end": ("jsonl", 12),
+    "jsonl-mid-line": ("jsonl", None),
+    "csv-at-line-end": ("csv", 12),
+}
+
+
+@pytest.mark.parametrize("case", list(PAUSED))
+def test_file_in_writer_pausing_longer_than_settle_ms_loses_nothing(broker, sidecar, uid,
+                                                                    tmp_path, case):
+    # The writer keeps its file open and pauses for 5 x settle_ms half way: the sidecar must
+    # not take the half it sees (it did: published it, filed it, and the rest went unseen).
+    fmt, cut_line = PAUSED[case]
+    r = Route(str(tmp_path), uid, "pause", fmt, extra="settle_ms = 200;")
+    t = FileIn(broker, sidecar, uid, [r])
+    if fmt == "csv":
+        content = csv_bytes(["id", "name", "amount"], [[str(i), f"n{i}", f"{i}.50"]
+                                                        for i in range(30)])
+        expected = csv_expected(content)
+    else:
+        lines = [json.dumps({"n": i, "pad": "z" * 20}).encode() + b"\n" for i in range(30)]
+        content = b"".join(lines)
+        expected = [line.decode().rstrip("\n") for line in lines]
+    if cut_line is None:
+        cut = len(content) // 2 + 3  # inside a line: what is there is not even valid
+    else:
+        cut = sum(len(line) + 1 for line in content.split(b"\n")[:cut_line])
+    name = f"paused.{fmt}"
+    with open(os.path.join(r.dir, name), "wb") as f:
+        f.write(content[:cut])
+        f.flush()
+        settle(1.0)  # the pause: 5 x settle_ms
+        f.write(content[cut:])
+    assert wait_filed(r, name) == "done", listing(r.failed)
+    msgs = t.messages(r)
+    assert bodies(msgs) == expected  # every record, once, in order
+    assert [p.message_id for p, _ in msgs] == [expected_id(content, i)
+                                               for i in range(len(expected))]
+    with open(os.path.join(r.done, name), "rb") as f:
+        assert f.read() == content
+    assert listing(r.failed) == [] and broker.count(r.dlq) == 0
+    assert listing(r.processing) == []
+
+
 # ---- crashes and outages ------------------------------------------------------------------
 
 def big_csv(n):
