@@ -10,6 +10,13 @@
  * outage) go first, and are published again from the start with the same
  * message ids. While the broker cannot take publishes nothing is claimed;
  * that is logged once, not per file.
+ *
+ * A claimed file that turns out to be still growing (file_job.c sees it
+ * change) is un-claimed: renamed back into dir (same file system, atomic)
+ * where file_watch lets it settle again, so a writer that reopens it by name
+ * finds it where it left it. If dir holds a new file of that name by then,
+ * it settles in .processing instead. Either way it is never filed as it was
+ * and never split: it is published again, whole, once stable.
  */
 #include "file_in.h"
 
@@ -53,8 +60,9 @@ static const struct config_key file_in_keys[] = {
     {"content_type", KEY_STRING, O(content_type), 0, NULL, NULL, 0, 0, NULL,
      "content type of the messages; default by format (raw: application/octet-stream)"},
     {"settle_ms", KEY_INT, O(settle_ms), 0, "1000", NULL, 0, 3600000, NULL,
-     "a file written in place counts once its size and mtime were stable this long (a file "
-     "renamed into dir counts at once)"},
+     "a file written in place counts once its size and mtime were stable this long and no "
+     "writer is seen holding it open (a file renamed into dir counts at once); make it longer "
+     "than the longest pause of a writer the sidecar cannot see (network file systems)"},
     {"scan_interval", KEY_NUMBER, O(scan_interval), 0, "30", NULL, 0.05, 86400, NULL,
      "seconds between directory scans (besides inotify; catches network file systems)"},
     {"done_dir", KEY_PATH, O(done_dir), 0, NULL, NULL, 0, 0, NULL,
@@ -113,16 +121,20 @@ static void on_ready(void *arg)
     pump_later(arg, 0);
 }
 
-/* Claims dir/name into .processing; 0, or -1 when it is not ours to take now. */
-static int claim(struct file_in *fi, const char *name, const struct stat *settled)
+static bool same_file_state(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* Claims dir/name into .processing, *st = its lstat just before; 0, or -1
+ * when it is not ours to take now. */
+static int claim(struct file_in *fi, const char *name, const struct stat *settled, struct stat *st)
 {
     char *from = xasprintf("%s/%s", fi->o->dir, name);
     char *to = xasprintf("%s/%s", fi->processing, name);
-    struct stat st;
-    int rc = lstat(from, &st) == 0 ? 0 : -errno;
-    if (rc == 0 && (!S_ISREG(st.st_mode) || st.st_size != settled->st_size ||
-                    st.st_mtim.tv_sec != settled->st_mtim.tv_sec ||
-                    st.st_mtim.tv_nsec != settled->st_mtim.tv_nsec)) {
+    int rc = lstat(from, st) == 0 ? 0 : -errno;
+    if (rc == 0 && (!S_ISREG(st->st_mode) || !same_file_state(st, settled))) {
         rc = -EAGAIN; /* changed since it settled: watch it again */
         file_watch_again(fi->watch, name);
     }
@@ -202,6 +214,70 @@ static void claimed_back_off(struct file_in *fi, struct file_claimed *c)
     claimed_push_back(fi, c);
 }
 
+/* Watches a file in .processing settle (others go first meanwhile). */
+static void claimed_settle(struct file_in *fi, struct file_claimed *c, const struct stat *st)
+{
+    c->settling = true;
+    c->st = *st;
+    c->not_before_ms = loop_now_ms() + (fi->o->settle_ms > 0 ? fi->o->settle_ms : 1);
+    claimed_push_back(fi, c);
+}
+
+/* The claimed file changed after its claim (its writer was not done): back
+ * into dir to settle again, or, when dir has a new file of that name, it
+ * settles in .processing. Never filed as it was. */
+static void put_back(struct file_in *fi, const char *name)
+{
+    char *from = xasprintf("%s/%s", fi->processing, name);
+    char *to = xasprintf("%s/%s", fi->o->dir, name);
+    struct stat st;
+    int rc = file_rename_noreplace(from, to);
+    if (rc == 0) {
+        file_watch_put_back(fi->watch, name);
+        log_info(fi->r->name, "file \"%s\": put back into %s to settle", name, fi->o->dir);
+    } else if (lstat(from, &st) != 0) {
+        log_warn(fi->r->name, "file \"%s\" is gone from %s: someone took it out", name,
+                 fi->processing);
+    } else {
+        log_warn(fi->r->name, "file \"%s\" cannot go back into %s (%s); it settles in %s instead",
+                 name, fi->o->dir, strerror(-rc), fi->processing);
+        claimed_settle(fi, claimed_new(name, false, NULL), &st);
+    }
+    free(from);
+    free(to);
+}
+
+/* A claimed file that settles in .processing: 0 when it is stable now, or
+ * -1 when it changed again (or is gone) and c was handed on. */
+static int claimed_settled(struct file_in *fi, struct file_claimed *c)
+{
+    char *path = xasprintf("%s/%s", fi->processing, c->name);
+    struct stat st;
+    int rc = lstat(path, &st);
+    free(path);
+    if (rc != 0) {
+        claimed_free(c); /* gone: someone took it out of .processing */
+        return -1;
+    }
+    if (same_file_state(&st, &c->st) && st.st_ctim.tv_sec == c->st.st_ctim.tv_sec &&
+        st.st_ctim.tv_nsec == c->st.st_ctim.tv_nsec) {
+        c->settling = false;
+        return 0;
+    }
+    claimed_settle(fi, c, &st);
+    return -1;
+}
+
+/* Every record was confirmed, only filing failed: still the file that was published? */
+static bool claimed_unchanged(struct file_in *fi, const struct file_claimed *c)
+{
+    char *path = xasprintf("%s/%s", fi->processing, c->name);
+    struct stat st;
+    bool same = lstat(path, &st) != 0 || same_file_state(&st, &c->st); /* gone: filing says */
+    free(path);
+    return same;
+}
+
 /* True when the broker takes publishes; logs the change either way once. */
 static bool broker_available(struct file_in *fi)
 {
@@ -235,6 +311,20 @@ static void pump_next(struct file_in *fi)
             pump_later(fi, due - now);
         return;
     }
+    if (c != NULL && (c->settling && claimed_settled(fi, c) != 0)) {
+        pump_later(fi, 0);
+        return;
+    }
+    if (c != NULL && c->confirmed && !claimed_unchanged(fi, c)) {
+        log_warn(fi->r->name,
+                 "file \"%s\" changed after all its records were confirmed; it is published "
+                 "again, in full, once stable",
+                 c->name);
+        put_back(fi, c->name);
+        claimed_free(c);
+        pump_later(fi, 0);
+        return;
+    }
     if (c != NULL && c->confirmed) {
         /* published already; only filing it away failed before */
         if (file_filing_done(fi, c->name, c->prefix, "filed after an earlier failure") == 0)
@@ -250,18 +340,20 @@ static void pump_next(struct file_in *fi)
         pump_later(fi, BROKER_POLL_MS);
         return;
     }
+    struct stat claimed_st, *claimed = NULL;
     if (c == NULL) {
         struct stat settled;
         char *name = file_watch_next(fi->watch, &settled);
-        if (claim(fi, name, &settled) != 0) {
+        if (claim(fi, name, &settled, &claimed_st) != 0) {
             free(name);
             pump_later(fi, 0);
             return;
         }
+        claimed = &claimed_st;
         c = claimed_new(name, false, NULL);
         free(name);
     }
-    if (file_job_begin(fi, c->name) != NULL) {
+    if (file_job_begin(fi, c->name, claimed) != NULL) {
         claimed_free(c);
         return;
     }
@@ -287,14 +379,18 @@ static void pump(struct file_in *fi)
 }
 
 void file_in_job_ended(struct file_in *fi, const char *name, const char *prefix,
-                       enum file_job_end end)
+                       const struct stat *st, enum file_job_end end)
 {
     if (end == FILE_JOB_RETRY) {
         /* the broker did not take it: everything waits, this file goes first again */
         claimed_push_front(fi, claimed_new(name, false, prefix));
         fi->not_before_ms = loop_now_ms() + backoff_ms(fi->failures++);
     } else if (end == FILE_JOB_UNFILED) {
-        claimed_back_off(fi, claimed_new(name, true, prefix));
+        struct file_claimed *c = claimed_new(name, true, prefix);
+        c->st = *st;
+        claimed_back_off(fi, c);
+    } else if (end == FILE_JOB_CHANGED) {
+        put_back(fi, name);
     } else {
         fi->failures = 0;
     }

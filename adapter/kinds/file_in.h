@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 struct file_job;
 struct file_watch;
@@ -45,6 +46,8 @@ struct file_in_opts {
 struct file_claimed {
     char *name;
     bool confirmed; /* every record is confirmed: only filing it away is left */
+    bool settling;  /* changed after its claim and could not go back to dir: settles here */
+    struct stat st; /* confirmed: the file as published; settling: as last seen */
     char prefix[33];
     int failures;          /* this file's own trouble (cannot open, cannot file away) */
     int64_t not_before_ms; /* ... backs off this file only */
@@ -77,11 +80,14 @@ enum file_job_end {
     FILE_JOB_FAILED,  /* malformed: filed in failed_dir with .error, copy in the DLQ */
     FILE_JOB_RETRY,   /* not (all) accepted: left in .processing for another attempt */
     FILE_JOB_UNFILED, /* every record confirmed, but done_dir refused it: retry only that */
+    FILE_JOB_CHANGED, /* it changed after the claim (a writer was not done): not filed; put back */
 };
 
-/* file_job.c: starts on the file `name` in .processing. NULL (logged) when it
- * cannot be opened; the caller then tries again later. */
-struct file_job *file_job_begin(struct file_in *fi, const char *name);
+/* file_job.c: starts on the file `name` in .processing; claimed is its lstat
+ * when it was claimed just now (dev, ino, size, mtime), NULL for one that was
+ * already there. NULL (logged) when it cannot be opened; the caller then tries
+ * again later. */
+struct file_job *file_job_begin(struct file_in *fi, const char *name, const struct stat *claimed);
 /* Loop thread: a publish completed somewhere; look again. */
 void file_job_wake(struct file_job *j);
 /* Loop thread, at stop only (the publisher's thread is gone: no callback can come). */
@@ -96,9 +102,10 @@ int file_filing_done(struct file_in *fi, const char *name, const char *prefix, c
 /* Malformed (its DLQ copy is confirmed): into failed_dir, with <name>.error saying why. */
 int file_filing_failed(struct file_in *fi, const char *name, const char *prefix, const char *error);
 
-/* file_in.c: the job ended (it is freed by then); name and prefix (the file's
- * id prefix, "" before it is known) are valid during the call only. */
+/* file_in.c: the job ended (it is freed by then); name, prefix (the file's id
+ * prefix, "" before it is known) and st (the file as checked) are valid during
+ * the call only. */
 void file_in_job_ended(struct file_in *fi, const char *name, const char *prefix,
-                       enum file_job_end end);
+                       const struct stat *st, enum file_job_end end);
 
 #endif

@@ -13,6 +13,14 @@
  * the broker refuses or loses anything, the attempt ends (GIVE_UP) after the
  * outstanding confirms came back, and the file stays in .processing.
  *
+ * A writer may not be done when its file is claimed. So the file must stay
+ * the one that was checked: the publish pass reads no further than the check
+ * did, and the file (the fd, and the name in .processing) is compared with
+ * its stat at the claim and the open — before a DLQ copy, every ~20 ms while
+ * publishing, and before it is filed. If it changed, the attempt stops (what
+ * is in flight comes back first) and file_in.c puts the file back to settle;
+ * nothing is filed, and once it is stable it is published in full.
+ *
  * Work is done in slices of ~10 ms so the loop keeps serving inotify,
  * drain and stop while a 1 GB file streams through.
  */
@@ -47,6 +55,7 @@
 #define PROGRESS_RECORDS 100000
 #define ID_PREFIX_HEX    32
 #define ROUTING_KEY_MAX  255
+#define CHANGE_CHECK_MS  20
 
 enum phase { PHASE_CHECK, PHASE_PUBLISH, PHASE_CONFIRM, PHASE_COPY, PHASE_GIVE_UP };
 
@@ -56,7 +65,10 @@ struct file_job {
     char *name; /* as dropped */
     char *path; /* in .processing */
     int fd;
-    struct stat st;
+    struct stat st;      /* at the open: the file the check reads */
+    struct stat claimed; /* at the claim (dev, ino, size, mtime); st_ino 0: not known */
+    char *changed;       /* why the file is not the one that was checked; NULL: it is */
+    int64_t check_due_ms;
     struct file_records *rec;
     enum phase phase;
     bool bodies_in_check; /* a transform or a {json.…} key must see every record */
@@ -186,13 +198,15 @@ static void job_end(struct file_job *j, enum file_job_end end)
     char *name = j->name;
     char prefix[sizeof(j->prefix)];
     memcpy(prefix, j->prefix, sizeof(prefix));
+    struct stat st = j->st;
     job_close(j);
     free(j->path);
     free(j->error);
     free(j->give_up);
+    free(j->changed);
     fi->job = NULL;
     job_unref(j);
-    file_in_job_ended(fi, name, prefix, end);
+    file_in_job_ended(fi, name, prefix, &st, end);
     free(name);
 }
 
@@ -203,6 +217,7 @@ void file_job_discard(struct file_job *j)
     free(j->path);
     free(j->error);
     free(j->give_up);
+    free(j->changed);
     free(j->name);
     free(j); /* whatever refs remain belong to callbacks that can no longer run */
 }
@@ -242,11 +257,64 @@ static void job_failed(struct file_job *j)
     job_end(j, FILE_JOB_FAILED);
 }
 
+static bool same_content(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* Is the file still the one that was checked? False (once, with j->changed
+ * saying why) when its size, mtime or ctime moved since the open, when it is
+ * not what was claimed, or when its name in .processing is another file now. */
+static bool job_file_same(struct file_job *j)
+{
+    if (j->changed != NULL)
+        return false;
+    struct stat now, at;
+    if (fstat(j->fd, &now) != 0)
+        j->changed = xasprintf("cannot stat it: %s", strerror(errno));
+    else if (!same_content(&now, &j->st) || now.st_ctim.tv_sec != j->st.st_ctim.tv_sec ||
+             now.st_ctim.tv_nsec != j->st.st_ctim.tv_nsec)
+        j->changed = xasprintf("%jd bytes when taken, %jd now", (intmax_t)j->st.st_size,
+                               (intmax_t)now.st_size);
+    else if (j->claimed.st_ino != 0 && !same_content(&j->claimed, &j->st))
+        j->changed = xasprintf("it changed between the claim and the open (%jd bytes, then %jd)",
+                               (intmax_t)j->claimed.st_size, (intmax_t)j->st.st_size);
+    else if (lstat(j->path, &at) != 0 || at.st_dev != j->st.st_dev || at.st_ino != j->st.st_ino)
+        j->changed = xasprintf("its name in %s is no longer this file", FILE_PROCESSING_DIR);
+    return j->changed == NULL;
+}
+
+/* The file changed after the claim: nothing of it is filed; file_in.c puts it back. */
+static void job_put_back(struct file_job *j)
+{
+    uint64_t confirmed = atomic_load(&j->completed) - atomic_load(&j->failed);
+    char already[200];
+    if (j->error != NULL && confirmed > 0)
+        snprintf(already, sizeof(already),
+                 "; the dead-letter copy of what was there, malformed then, is in %s", j->r->dlq);
+    else if (confirmed > 0)
+        snprintf(already, sizeof(already),
+                 "; %" PRIu64 " record(s) of what was there are confirmed already and come "
+                 "again, under the new content's ids",
+                 confirmed);
+    else
+        already[0] = '\0';
+    log_warn(j->r->name,
+             "file \"%s\" changed after it was claimed (%s): is something still writing it? It "
+             "is not filed; it goes back to settle and is published in full once stable%s",
+             j->name, j->changed, already);
+    job_close(j);
+    job_end(j, FILE_JOB_CHANGED);
+}
+
 /* All outstanding publishes came back: how did this attempt end? */
 static void job_settled(struct file_job *j)
 {
     uint64_t failed = atomic_load(&j->failed);
-    if (j->phase == PHASE_GIVE_UP || failed > 0) {
+    if (!job_file_same(j)) {
+        job_put_back(j);
+    } else if (j->phase == PHASE_GIVE_UP || failed > 0) {
         const char *why = j->give_up ? j->give_up : j->fail_detail;
         log_warn(j->r->name,
                  "file \"%s\": not accepted by the broker (%s); %" PRIu64 " of %" PRIu64
@@ -403,6 +471,7 @@ static struct file_records *records_open(struct file_job *j, bool check)
         .check = check,
         .bodies = !check || j->bodies_in_check,
         .hash = check,
+        .limit = check ? 0 : (uint64_t)j->st.st_size, /* only what the check saw */
     };
     char err[300];
     struct file_records *fr = file_records_open(&ro, j->fd, err, sizeof(err));
@@ -459,15 +528,12 @@ static void check_end(struct file_job *j)
     snprintf(j->prefix, sizeof(j->prefix), "%.*s", ID_PREFIX_HEX, hex);
     file_records_free(j->rec);
     j->rec = NULL;
-    if (j->error != NULL) {
-        job_copy_to_dlq(j);
+    if (!job_file_same(j)) {
+        job_give_up(j, NULL); /* nothing in flight: settles at once */
         return;
     }
-    struct stat now;
-    if (fstat(j->fd, &now) != 0 || now.st_size != j->st.st_size ||
-        now.st_mtim.tv_sec != j->st.st_mtim.tv_sec ||
-        now.st_mtim.tv_nsec != j->st.st_mtim.tv_nsec) {
-        job_give_up(j, "the file changed while it was checked (is something still writing it?)");
+    if (j->error != NULL) {
+        job_copy_to_dlq(j);
         return;
     }
     if (lseek(j->fd, 0, SEEK_SET) != 0 || (j->rec = records_open(j, false)) == NULL) {
@@ -534,12 +600,22 @@ static void progress_log(struct file_job *j)
     j->progress_sent = j->sent;
 }
 
+/* While publishing, every CHANGE_CHECK_MS: has a writer touched the file since? */
+static bool publish_file_same(struct file_job *j)
+{
+    int64_t now = loop_now_ms();
+    if (now < j->check_due_ms)
+        return true;
+    j->check_due_ms = now + CHANGE_CHECK_MS;
+    return job_file_same(j);
+}
+
 static void publish_some(struct file_job *j)
 {
     int64_t deadline = loop_now_ms() + SLICE_MS;
     for (unsigned n = 1;; n++) {
-        if (atomic_load(&j->failed) > 0) {
-            job_give_up(j, NULL);
+        if (atomic_load(&j->failed) > 0 || (n % 64 == 1 && !publish_file_same(j))) {
+            job_give_up(j, NULL); /* stop early: each record sent now would come again */
             return;
         }
         if (in_flight(j) >= j->fi->inflight_cap &&
@@ -567,8 +643,8 @@ static void publish_some(struct file_job *j)
             job_step(j);
             return;
         }
-        if (rc != RECORDS_NEXT) {
-            free(rec.body);
+        if (rc != RECORDS_NEXT || j->sent >= j->records) {
+            free(rec.body); /* never a record the check did not see */
             job_give_up(j, rc == RECORDS_IO ? file_records_error(j->rec)
                                             : "the file changed between checking and publishing");
             return;
@@ -596,9 +672,11 @@ static void job_step(struct file_job *j)
     }
 }
 
-struct file_job *file_job_begin(struct file_in *fi, const char *name)
+struct file_job *file_job_begin(struct file_in *fi, const char *name, const struct stat *claimed)
 {
     struct file_job *j = xcalloc(1, sizeof(*j));
+    if (claimed != NULL)
+        j->claimed = *claimed;
     j->fi = fi;
     j->r = fi->r;
     j->name = xstrdup(name);

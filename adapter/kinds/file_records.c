@@ -108,10 +108,12 @@ static int records_read(struct file_records *fr)
 {
     if (fr->eof)
         return 0;
-    ssize_t n;
-    do
-        n = read(fr->fd, fr->chunk, sizeof(fr->chunk));
-    while (n < 0 && errno == EINTR);
+    size_t want = sizeof(fr->chunk);
+    if (fr->opt.limit > 0 && fr->opt.limit - fr->offset < want)
+        want = (size_t)(fr->opt.limit - fr->offset); /* bytes written since are not ours */
+    ssize_t n = 0;
+    while (want > 0 && (n = read(fr->fd, fr->chunk, want)) < 0 && errno == EINTR)
+        ;
     if (n < 0)
         return records_io_fail(fr, errno);
     fr->chunk_len = (size_t)n;

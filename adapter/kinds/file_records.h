@@ -3,7 +3,9 @@
  *
  * The file inbound kind reads each file twice through this: once to check
  * every record and hash the content (so nothing of a bad file is published,
- * and message ids can be derived from the hash), once to publish. Memory is
+ * and message ids can be derived from the hash), once to publish — no further
+ * than the check read, so bytes appended in between are never published
+ * unchecked (file_job.c then notices the change). Memory is
  * bounded by one chunk plus one record (csv, jsonl, json with split), or by
  * max_file for the whole-file formats (raw, xml, json without split).
  * Errors say where: "line L, column C: what".
@@ -32,6 +34,7 @@ struct file_records_options {
     bool check;        /* validate every record completely (json syntax, xml safety) */
     bool bodies;       /* produce record bodies (csv records become JSON objects) */
     bool hash;         /* SHA-256 over every byte of the file */
+    uint64_t limit;    /* read no more than this many bytes (what was checked); 0: to the end */
 };
 
 struct file_record {

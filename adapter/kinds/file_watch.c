@@ -52,6 +52,7 @@ enum seen {
     CLOSED,     /* IN_CLOSE_WRITE: a writer is done with it */
     CLOSED_RO,  /* IN_CLOSE_NOWRITE: counted only */
     RENAMED_IN, /* IN_MOVED_TO: complete at once */
+    PUT_BACK,   /* the route un-claimed it: settle, although it arrives by rename */
 };
 
 struct entry {
@@ -65,6 +66,7 @@ struct entry {
     unsigned opens;     /* opens seen and not closed yet */
     bool written;       /* written since the last close-after-write */
     bool created;       /* created in place: opens of it may be its writer's */
+    bool put_back;      /* settles even when it arrives by rename */
     bool open_warned;
     struct entry *next;                    /* hash chain */
     struct entry *prev_ready, *next_ready; /* ready queue */
@@ -304,7 +306,7 @@ static void entry_seen(struct file_watch *w, const char *name, enum seen how)
     if (entry_count(e, how))
         return;
     if (e != NULL && e->state == READY) {
-        if (how != WRITTEN)
+        if (how != WRITTEN && how != PUT_BACK)
             return;         /* claim() compares the stat it settled with anyway */
         ready_unlink(w, e); /* written to again: not complete after all */
         e->state = SETTLING;
@@ -328,9 +330,11 @@ static void entry_seen(struct file_watch *w, const char *name, enum seen how)
         w->n_entries++;
         w->n_settling++;
     }
-    if (how == RENAMED_IN) {
+    if (how == RENAMED_IN || how == PUT_BACK) {
         e->opens = 0; /* another file under this name now */
         e->written = e->created = false;
+        if (how == PUT_BACK)
+            e->put_back = true;
     }
     if (how == WRITTEN)
         e->written = true;
@@ -339,7 +343,7 @@ static void entry_seen(struct file_watch *w, const char *name, enum seen how)
     if (how == CLOSED)
         e->written = e->created = false; /* a writer is done: settle from now */
     entry_record(e, &st);
-    if (how == RENAMED_IN || (w->opt.settle_ms == 0 && !held_open(e)))
+    if ((how == RENAMED_IN && !e->put_back) || (w->opt.settle_ms == 0 && !held_open(e)))
         ready_queue(w, &e, 1);
     else
         settle_arm(w);
@@ -532,4 +536,9 @@ bool file_watch_has_ready(const struct file_watch *w)
 void file_watch_again(struct file_watch *w, const char *name)
 {
     entry_seen(w, name, SEEN);
+}
+
+void file_watch_put_back(struct file_watch *w, const char *name)
+{
+    entry_seen(w, name, PUT_BACK);
 }

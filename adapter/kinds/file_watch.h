@@ -46,6 +46,10 @@ bool file_watch_has_ready(const struct file_watch *w);
 /* A handed-out name could not be claimed yet: watch it (settle) again. */
 void file_watch_again(struct file_watch *w, const char *name);
 
+/* The route put a claimed file back into dir (it changed after the claim): it
+ * settles again like a file written in place, although it arrives by rename. */
+void file_watch_put_back(struct file_watch *w, const char *name);
+
 /* Files seen but not handed out yet (ready or settling). */
 size_t file_watch_pending(const struct file_watch *w);
 

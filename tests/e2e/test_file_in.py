@@ -281,6 +281,73 @@ def test_file_in_writer_pausing_longer_than_settle_ms_loses_nothing(broker, side
     assert listing(r.processing) == []
 
 
+def test_file_in_file_growing_while_it_streams_is_put_back_and_published_whole(
+        broker, sidecar, uid, tmp_path):
+    # A writer the sidecar could not see (it opened the file before the sidecar started, as
+    # on a network file system) appends while the file is being published: nothing beyond
+    # what was checked is published, the file goes back to settle, and once it is stable it
+    # is published in full; it is filed complete.
+    r = Route(str(tmp_path), uid, "grow", "jsonl", extra="settle_ms = 200; max_inflight = 1;")
+    t = FileIn(broker, sidecar, uid, [r], start=False)
+    lines = [json.dumps({"n": i, "pad": "g" * 30}).encode() + b"\n" for i in range(3000)]
+    more = [json.dumps({"n": i, "more": True}).encode() + b"\n" for i in range(3000, 3020)]
+    first, full = b"".join(lines), b"".join(lines + more)
+    name = "grow.jsonl"
+    with open(os.path.join(r.dir, name), "wb") as f:
+        f.write(first)
+        f.flush()
+        t.start()
+        wait_count(broker, r.queue, 100, timeout=30)
+        assert name in listing(r.processing), "should be mid-file"
+        f.write(b"".join(more))
+    r.wait_done(name, timeout=90)
+    with open(os.path.join(r.done, name), "rb") as f:
+        assert f.read() == full
+    checked = {expected_id(first, i): line for i, line in enumerate(lines)}
+    final = {expected_id(full, i): line for i, line in enumerate(lines + more)}
+    seen = set()
+    for props, body in t.messages(r):
+        # every message is a record of a version that was checked, under that version's id
+        want = final.get(props.message_id, checked.get(props.message_id))
+        assert want is not None, f"published unchecked: {props.message_id} {body[:60]!r}"
+        assert body == want.rstrip(b"\n")
+        seen.add(props.message_id)
+    assert set(final) <= seen, f"{len(set(final) - seen)} record(s) of the whole file missing"
+    assert listing(r.failed) == [] and broker.count(r.dlq) == 0
+    assert "changed" in plain(t.sidecar.log())
+
+
+def test_file_in_file_growing_while_its_name_is_taken_again_settles_in_processing(
+        broker, sidecar, uid, tmp_path):
+    # As above, but by the time the grown file should go back, dir holds a new file of the
+    # same name (a writer that reopened it by name): neither is lost, overwritten or split.
+    r = Route(str(tmp_path), uid, "again", "jsonl", extra="settle_ms = 200; max_inflight = 1;")
+    t = FileIn(broker, sidecar, uid, [r], start=False)
+    lines = [json.dumps({"n": i, "pad": "a" * 30}).encode() + b"\n" for i in range(1500)]
+    full = b"".join(lines) + b'{"tail":1}\n'
+    second = b'{"second":1}\n{"second":2}\n'
+    name = "again.jsonl"
+    with open(os.path.join(r.dir, name), "wb") as f:
+        f.write(b"".join(lines))
+        f.flush()
+        t.start()
+        wait_count(broker, r.queue, 100, timeout=30)
+        assert name in listing(r.processing), "should be mid-file"
+        r.write_in_place(name, second)
+        f.write(b'{"tail":1}\n')
+    t.sidecar.wait_log("settles in .*processing instead")
+    r.wait_done(name, timeout=90)
+    taken = f"{name}.{file_prefix(second)[:16]}"
+    r.wait_done(taken, timeout=30)
+    for filed, content in [(name, full), (taken, second)]:
+        with open(os.path.join(r.done, filed), "rb") as f:
+            assert f.read() == content
+    ids = {p.message_id for p, _ in t.messages(r)}
+    assert {expected_id(full, i) for i in range(1501)} <= ids
+    assert {expected_id(second, i) for i in range(2)} <= ids
+    assert listing(r.processing) == [] and listing(r.failed) == []
+
+
 # ---- crashes and outages ------------------------------------------------------------------
 
 def big_csv(n):

@@ -285,6 +285,29 @@ static void test_digest_covers_the_whole_file(void **state)
     free(big);
 }
 
+/* The publish pass reads no further than the check did: bytes a writer appended
+ * since (here: a record and half of another) are not records of this pass. */
+static void test_limit_stops_at_the_checked_size(void **state)
+{
+    const char *grown = "{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n{\"d\":";
+    size_t checked = strlen("{\"a\":1}\n{\"b\":2}\n");
+    struct file_records_options opt = options(FILE_FORMAT_JSONL, false);
+    opt.check = false; /* as when publishing: the half record would not be caught */
+    opt.limit = checked;
+    char *got = read_all_opt(&opt, grown, strlen(grown));
+    assert_string_equal(got, "0@1:{\"a\":1}\n1@2:{\"b\":2}\n");
+    free(got);
+    opt.limit = 0; /* no limit: everything now there, the half record too */
+    got = read_all_opt(&opt, grown, strlen(grown));
+    assert_non_null(strstr(got, "3@4:{\"d\":"));
+    free(got);
+    opt = options(FILE_FORMAT_CSV, false);
+    opt.limit = strlen("id,n\n1,x\n");
+    got = read_all_opt(&opt, "id,n\n1,x\n2,y\n", strlen("id,n\n1,x\n2,y\n"));
+    assert_string_equal(got, "0@2:{\"id\":\"1\",\"n\":\"x\"}\n");
+    free(got);
+}
+
 static void test_format_names(void **state)
 {
     enum file_format f;
@@ -311,6 +334,7 @@ int main(void)
         cmocka_unit_test(test_whole_json_raw_xml),
         cmocka_unit_test(test_max_file),
         cmocka_unit_test(test_digest_covers_the_whole_file),
+        cmocka_unit_test(test_limit_stops_at_the_checked_size),
         cmocka_unit_test(test_format_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
