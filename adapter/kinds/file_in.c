@@ -2,21 +2,16 @@
  * file_in — a directory of dropped files → AMQP, crash-safe.
  *
  * The route runs its own thread and loop. file_watch says which files are
- * complete; this file decides which one is next and claims it by renaming
- * it into <dir>/.processing/ (same file system, so atomic: a crash leaves it
- * either in dir or claimed, never half-moved). One file at a time is handed
- * to file_job.c, which checks it, publishes it and files it away. Files
- * already in .processing at start (a crash, a stop mid-file, a broker
- * outage) go first, and are published again from the start with the same
- * message ids. While the broker cannot take publishes nothing is claimed;
- * that is logged once, not per file.
- *
- * A claimed file that turns out to be still growing (file_job.c sees it
- * change) is un-claimed: renamed back into dir (same file system, atomic)
- * where file_watch lets it settle again, so a writer that reopens it by name
- * finds it where it left it. If dir holds a new file of that name by then,
- * it settles in .processing instead. Either way it is never filed as it was
- * and never split: it is published again, whole, once stable.
+ * complete; this file decides which one is next and has file_claim.c claim
+ * it by renaming it into <dir>/.processing/ (same file system, so atomic: a
+ * crash leaves it either in dir or claimed, never half-moved). One file at a
+ * time is handed to file_job.c, which checks it, publishes it and files it
+ * away. Files already in .processing at start (a crash, a stop mid-file, a
+ * broker outage) go first, and are published again from the start with the
+ * same message ids. A file that changed after its claim (its writer was not
+ * done) is put back to settle and published again, whole, once stable.
+ * While the broker cannot take publishes nothing is claimed; that is logged
+ * once, not per file.
  */
 #include "file_in.h"
 
@@ -31,8 +26,6 @@
 #include "template.h"
 #include "util.h"
 
-#include <dirent.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,8 +33,6 @@
 #include <unistd.h>
 
 #define BROKER_POLL_MS 250
-#define BACKOFF_MIN_MS 500
-#define BACKOFF_MAX_MS 30000
 
 #define O(field) offsetof(struct file_in_opts, field)
 
@@ -121,163 +112,6 @@ static void on_ready(void *arg)
     pump_later(arg, 0);
 }
 
-static bool same_file_state(const struct stat *a, const struct stat *b)
-{
-    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
-           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
-}
-
-/* Claims dir/name into .processing, *st = its lstat just before; 0, or -1
- * when it is not ours to take now. */
-static int claim(struct file_in *fi, const char *name, const struct stat *settled, struct stat *st)
-{
-    char *from = xasprintf("%s/%s", fi->o->dir, name);
-    char *to = xasprintf("%s/%s", fi->processing, name);
-    int rc = lstat(from, st) == 0 ? 0 : -errno;
-    if (rc == 0 && (!S_ISREG(st->st_mode) || !same_file_state(st, settled))) {
-        rc = -EAGAIN; /* changed since it settled: watch it again */
-        file_watch_again(fi->watch, name);
-    }
-    if (rc == 0)
-        rc = file_mkdirs(fi->processing, 0750);
-    if (rc == 0)
-        rc = file_rename_noreplace(from, to);
-    if (rc == -EEXIST) {
-        /* the next scan finds it again (not sooner: no warning every settle_ms) */
-        log_warn(fi->r->name, "file \"%s\": one of that name is still in %s; this one waits for it",
-                 name, fi->processing);
-    } else if (rc != 0 && rc != -ENOENT && rc != -EAGAIN) {
-        log_error(fi->r->name, "cannot claim \"%s\" (rename into %s): %s — check permissions", from,
-                  fi->processing, strerror(-rc));
-    }
-    free(from);
-    free(to);
-    return rc == 0 ? 0 : -1;
-}
-
-static void claimed_free(struct file_claimed *c)
-{
-    free(c->name);
-    free(c);
-}
-
-static struct file_claimed *claimed_new(const char *name, bool confirmed, const char *prefix)
-{
-    struct file_claimed *c = xcalloc(1, sizeof(*c));
-    c->name = xstrdup(name);
-    c->confirmed = confirmed;
-    snprintf(c->prefix, sizeof(c->prefix), "%s", prefix ? prefix : "");
-    return c;
-}
-
-static void claimed_push_front(struct file_in *fi, struct file_claimed *c)
-{
-    c->next = fi->claimed;
-    fi->claimed = c;
-}
-
-static void claimed_push_back(struct file_in *fi, struct file_claimed *c)
-{
-    struct file_claimed **pp = &fi->claimed;
-    while (*pp)
-        pp = &(*pp)->next;
-    c->next = NULL;
-    *pp = c;
-}
-
-/* The first claimed file not backing off (unlinked), or NULL; *due = when the next one is. */
-static struct file_claimed *claimed_take(struct file_in *fi, int64_t now, int64_t *due)
-{
-    *due = 0;
-    for (struct file_claimed **pp = &fi->claimed; *pp; pp = &(*pp)->next) {
-        struct file_claimed *c = *pp;
-        if (c->not_before_ms <= now) {
-            *pp = c->next;
-            return c;
-        }
-        if (*due == 0 || c->not_before_ms < *due)
-            *due = c->not_before_ms;
-    }
-    return NULL;
-}
-
-static int64_t backoff_ms(int failures)
-{
-    int64_t ms = (int64_t)BACKOFF_MIN_MS << (failures < 6 ? failures : 6);
-    return ms < BACKOFF_MAX_MS ? ms : BACKOFF_MAX_MS;
-}
-
-/* This file has a problem of its own: others go first for a while. */
-static void claimed_back_off(struct file_in *fi, struct file_claimed *c)
-{
-    c->not_before_ms = loop_now_ms() + backoff_ms(c->failures++);
-    claimed_push_back(fi, c);
-}
-
-/* Watches a file in .processing settle (others go first meanwhile). */
-static void claimed_settle(struct file_in *fi, struct file_claimed *c, const struct stat *st)
-{
-    c->settling = true;
-    c->st = *st;
-    c->not_before_ms = loop_now_ms() + (fi->o->settle_ms > 0 ? fi->o->settle_ms : 1);
-    claimed_push_back(fi, c);
-}
-
-/* The claimed file changed after its claim (its writer was not done): back
- * into dir to settle again, or, when dir has a new file of that name, it
- * settles in .processing. Never filed as it was. */
-static void put_back(struct file_in *fi, const char *name)
-{
-    char *from = xasprintf("%s/%s", fi->processing, name);
-    char *to = xasprintf("%s/%s", fi->o->dir, name);
-    struct stat st;
-    int rc = file_rename_noreplace(from, to);
-    if (rc == 0) {
-        file_watch_put_back(fi->watch, name);
-        log_info(fi->r->name, "file \"%s\": put back into %s to settle", name, fi->o->dir);
-    } else if (lstat(from, &st) != 0) {
-        log_warn(fi->r->name, "file \"%s\" is gone from %s: someone took it out", name,
-                 fi->processing);
-    } else {
-        log_warn(fi->r->name, "file \"%s\" cannot go back into %s (%s); it settles in %s instead",
-                 name, fi->o->dir, strerror(-rc), fi->processing);
-        claimed_settle(fi, claimed_new(name, false, NULL), &st);
-    }
-    free(from);
-    free(to);
-}
-
-/* A claimed file that settles in .processing: 0 when it is stable now, or
- * -1 when it changed again (or is gone) and c was handed on. */
-static int claimed_settled(struct file_in *fi, struct file_claimed *c)
-{
-    char *path = xasprintf("%s/%s", fi->processing, c->name);
-    struct stat st;
-    int rc = lstat(path, &st);
-    free(path);
-    if (rc != 0) {
-        claimed_free(c); /* gone: someone took it out of .processing */
-        return -1;
-    }
-    if (same_file_state(&st, &c->st) && st.st_ctim.tv_sec == c->st.st_ctim.tv_sec &&
-        st.st_ctim.tv_nsec == c->st.st_ctim.tv_nsec) {
-        c->settling = false;
-        return 0;
-    }
-    claimed_settle(fi, c, &st);
-    return -1;
-}
-
-/* Every record was confirmed, only filing failed: still the file that was published? */
-static bool claimed_unchanged(struct file_in *fi, const struct file_claimed *c)
-{
-    char *path = xasprintf("%s/%s", fi->processing, c->name);
-    struct stat st;
-    bool same = lstat(path, &st) != 0 || same_file_state(&st, &c->st); /* gone: filing says */
-    free(path);
-    return same;
-}
-
 /* True when the broker takes publishes; logs the change either way once. */
 static bool broker_available(struct file_in *fi)
 {
@@ -305,38 +139,28 @@ static void pump_next(struct file_in *fi)
         pump_later(fi, fi->not_before_ms - now);
         return;
     }
-    struct file_claimed *c = claimed_take(fi, now, &due);
+    struct file_claimed *c = file_claimed_take(fi, now, &due);
     if (c == NULL && !file_watch_has_ready(fi->watch)) {
         if (due)
             pump_later(fi, due - now);
         return;
     }
-    if (c != NULL && (c->settling && claimed_settled(fi, c) != 0)) {
-        pump_later(fi, 0);
-        return;
-    }
-    if (c != NULL && c->confirmed && !claimed_unchanged(fi, c)) {
-        log_warn(fi->r->name,
-                 "file \"%s\" changed after all its records were confirmed; it is published "
-                 "again, in full, once stable",
-                 c->name);
-        put_back(fi, c->name);
-        claimed_free(c);
-        pump_later(fi, 0);
+    if (c != NULL && file_claimed_check(fi, c) != 0) {
+        pump_later(fi, 0); /* it changed (again): handed on */
         return;
     }
     if (c != NULL && c->confirmed) {
         /* published already; only filing it away failed before */
         if (file_filing_done(fi, c->name, c->prefix, "filed after an earlier failure") == 0)
-            claimed_free(c);
+            file_claimed_free(c);
         else
-            claimed_back_off(fi, c);
+            file_claimed_back_off(fi, c);
         pump_later(fi, 0);
         return;
     }
     if (!broker_available(fi)) {
         if (c != NULL)
-            claimed_push_front(fi, c);
+            file_claimed_push_front(fi, c);
         pump_later(fi, BROKER_POLL_MS);
         return;
     }
@@ -344,25 +168,25 @@ static void pump_next(struct file_in *fi)
     if (c == NULL) {
         struct stat settled;
         char *name = file_watch_next(fi->watch, &settled);
-        if (claim(fi, name, &settled, &claimed_st) != 0) {
+        if (file_claim(fi, name, &settled, &claimed_st) != 0) {
             free(name);
             pump_later(fi, 0);
             return;
         }
         claimed = &claimed_st;
-        c = claimed_new(name, false, NULL);
+        c = file_claimed_new(name, false, NULL);
         free(name);
     }
     if (file_job_begin(fi, c->name, claimed) != NULL) {
-        claimed_free(c);
+        file_claimed_free(c);
         return;
     }
     char *path = xasprintf("%s/%s", fi->processing, c->name);
     struct stat st;
     if (lstat(path, &st) == 0)
-        claimed_back_off(fi, c); /* keep it: an operator may fix it */
+        file_claimed_back_off(fi, c); /* keep it: an operator may fix it */
     else
-        claimed_free(c); /* gone: someone took it out of .processing */
+        file_claimed_free(c); /* gone: someone took it out of .processing */
     free(path);
     pump_later(fi, 0);
 }
@@ -383,14 +207,14 @@ void file_in_job_ended(struct file_in *fi, const char *name, const char *prefix,
 {
     if (end == FILE_JOB_RETRY) {
         /* the broker did not take it: everything waits, this file goes first again */
-        claimed_push_front(fi, claimed_new(name, false, prefix));
-        fi->not_before_ms = loop_now_ms() + backoff_ms(fi->failures++);
+        file_claimed_push_front(fi, file_claimed_new(name, false, prefix));
+        fi->not_before_ms = loop_now_ms() + file_claim_backoff_ms(fi->failures++);
     } else if (end == FILE_JOB_UNFILED) {
-        struct file_claimed *c = claimed_new(name, true, prefix);
+        struct file_claimed *c = file_claimed_new(name, true, prefix);
         c->st = *st;
-        claimed_back_off(fi, c);
+        file_claimed_back_off(fi, c);
     } else if (end == FILE_JOB_CHANGED) {
-        put_back(fi, name);
+        file_claim_put_back(fi, name);
     } else {
         fi->failures = 0;
     }
@@ -398,31 +222,10 @@ void file_in_job_ended(struct file_in *fi, const char *name, const char *prefix,
     pump_later(fi, 0);
 }
 
-/* Files left in .processing by an earlier run: first in line, by name. */
-static void recover_claimed(struct file_in *fi)
-{
-    struct dirent **list = NULL;
-    int n = scandir(fi->processing, &list, NULL, alphasort);
-    if (n < 0)
-        return;
-    for (int i = n - 1; i >= 0; i--) {
-        struct stat st;
-        char *path = xasprintf("%s/%s", fi->processing, list[i]->d_name);
-        if (list[i]->d_name[0] != '.' && lstat(path, &st) == 0 && S_ISREG(st.st_mode))
-            claimed_push_front(fi, claimed_new(list[i]->d_name, false, NULL));
-        free(path);
-        free(list[i]);
-    }
-    free(list);
-    if (fi->claimed != NULL)
-        log_info(fi->r->name, "finishing file(s) left in %s by an earlier run first",
-                 fi->processing);
-}
-
 static void boot(void *arg)
 {
     struct file_in *fi = arg;
-    recover_claimed(fi);
+    file_claim_recover(fi);
     file_watch_start(fi->watch);
     pump(fi);
 }
@@ -575,7 +378,7 @@ static void file_in_stop(struct route *r)
     while (fi->claimed != NULL) {
         struct file_claimed *c = fi->claimed;
         fi->claimed = c->next;
-        claimed_free(c);
+        file_claimed_free(c);
     }
     file_watch_free(fi->watch);
     loop_free(fi->loop);

@@ -94,6 +94,46 @@ void file_job_wake(struct file_job *j);
 void file_job_discard(struct file_job *j);
 const char *file_job_name(const struct file_job *j);
 
+/* file_claim.c: taking a file from dir into .processing and giving it back;
+ * the claimed files waiting there (fi->claimed). */
+/* Claims dir/name (settled: its stat when it settled), *st = its lstat just
+ * before; 0, or -1 when it is not ours to take now (logged where useful). */
+int file_claim(struct file_in *fi, const char *name, const struct stat *settled, struct stat *st);
+/* The claimed file changed after its claim: back into dir to settle again (or
+ * settling in .processing when dir has a new one of that name). */
+void file_claim_put_back(struct file_in *fi, const char *name);
+/* At start: files left in .processing by an earlier run go first, by name. */
+void file_claim_recover(struct file_in *fi);
+int64_t file_claim_backoff_ms(int failures);
+struct file_claimed *file_claimed_new(const char *name, bool confirmed, const char *prefix);
+void file_claimed_free(struct file_claimed *c);
+void file_claimed_push_front(struct file_in *fi, struct file_claimed *c);
+/* This file has a problem of its own: back of the line, backing off. */
+void file_claimed_back_off(struct file_in *fi, struct file_claimed *c);
+/* The first claimed file not backing off (unlinked), or NULL; *due = when the next one is. */
+struct file_claimed *file_claimed_take(struct file_in *fi, int64_t now, int64_t *due);
+/* A taken file still what it was? 0: go on with it; -1: it is settling or
+ * changed and was handed on (or freed). */
+int file_claimed_check(struct file_in *fi, struct file_claimed *c);
+
+/* file_message.c: from what was read to what is published. */
+struct message;
+/* Transforms rec's body (taken) and builds its routing key into *body, *len
+ * and *key (both the caller's, even on failure). 0, or -1 with err naming
+ * the record. The check pass calls it too, so a failure there fails the file. */
+int file_message_prepare(const struct file_in *fi, const char *filename, struct file_record *rec,
+                         char **body, size_t *len, char **key, char *err, size_t errlen);
+/* The message for record `index` of the file whose id prefix is `prefix`;
+ * takes body and key. */
+struct message *file_message_record(const struct file_in *fi, const char *filename,
+                                    const char *prefix, uint64_t index, char *body, size_t len,
+                                    char *key);
+/* The DLQ copy of a malformed file, error saying why; takes body (NULL when
+ * there is none, and no_body then says why in the error header). */
+struct message *file_message_dead_copy(const struct file_in *fi, const char *filename,
+                                       const char *prefix, const char *error, char *body,
+                                       size_t len, const char *no_body);
+
 /* file_filing.c: where a file in .processing goes at the end. Both log what
  * happened either way and return 0 or -errno (the file then stays put). */
 /* Every record is confirmed: into done_dir as name (name.<prefix16> when taken),

@@ -28,20 +28,16 @@
 
 #include "broker.h"
 #include "inbound.h"
-#include "jq_transform.h"
 #include "log.h"
 #include "loop.h"
-#include "message.h"
 #include "publisher.h"
 #include "route.h"
 #include "sidecar.h"
-#include "template.h"
 #include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +50,6 @@
 #define PROGRESS_MS      10000
 #define PROGRESS_RECORDS 100000
 #define ID_PREFIX_HEX    32
-#define ROUTING_KEY_MAX  255
 #define CHANGE_CHECK_MS  20
 
 enum phase { PHASE_CHECK, PHASE_PUBLISH, PHASE_CONFIRM, PHASE_COPY, PHASE_GIVE_UP };
@@ -342,82 +337,6 @@ static void job_give_up(struct file_job *j, const char *why)
 
 /* ---- records ------------------------------------------------------------------------- */
 
-struct key_ctx {
-    const struct file_job *j;
-    const char *body;
-    size_t len;
-    json_t *json;
-    char buf[512];
-};
-
-static const char *key_lookup(void *arg, const char *name, char *why, size_t whylen)
-{
-    struct key_ctx *k = arg;
-    if (strcmp(name, "filename") == 0)
-        return k->j->name;
-    if (strncmp(name, "json.", 5) != 0)
-        return NULL;
-    if (k->json == NULL)
-        k->json = json_loadb(k->body, k->len, JSON_DECODE_ANY, NULL);
-    if (k->json == NULL) {
-        snprintf(why, whylen, "the record is not JSON");
-        return NULL;
-    }
-    return inbound_json_path(k->json, name + 5, k->buf, sizeof(k->buf), why, whylen);
-}
-
-/* Transforms rec's body (taken) and builds its routing key. 0, or -1 with err. */
-static int record_prepare(struct file_job *j, struct file_record *rec, char **body, size_t *len,
-                          char **key, char *err, size_t errlen)
-{
-    *body = rec->body;
-    *len = rec->len;
-    rec->body = NULL;
-    *key = NULL;
-    if (j->r->transform != NULL) {
-        char why[512];
-        char *out = transform_apply(j->r->transform, *body, *len, len, why, sizeof(why));
-        free(*body);
-        *body = out;
-        if (out == NULL) {
-            snprintf(err, errlen, "record %" PRIu64 " (line %lu): transform failed: %s", rec->index,
-                     rec->line, why);
-            return -1;
-        }
-    }
-    if (!j->fi->key_has_json && !template_has_placeholders(j->r->routing_key)) {
-        *key = xstrdup(j->r->routing_key);
-        return 0;
-    }
-    struct key_ctx k = {.j = j, .body = *body, .len = *len};
-    char why[512];
-    *key = template_expand(j->r->routing_key, key_lookup, &k, why, sizeof(why));
-    json_decref(k.json);
-    if (*key == NULL || strlen(*key) > ROUTING_KEY_MAX) {
-        snprintf(err, errlen, "record %" PRIu64 " (line %lu): cannot build the routing key: %s",
-                 rec->index, rec->line, *key ? "longer than 255 bytes" : why);
-        free(*key);
-        *key = NULL;
-        return -1;
-    }
-    return 0;
-}
-
-static const char *content_type(const struct file_job *j)
-{
-    const struct file_in_opts *o = j->fi->o;
-    if (o->content_type != NULL)
-        return o->content_type;
-    switch (o->fmt) {
-    case FILE_FORMAT_RAW:
-        return "application/octet-stream";
-    case FILE_FORMAT_XML:
-        return "application/xml";
-    default:
-        return "application/json";
-    }
-}
-
 /* Submits one message; false after giving up (the attempt is over). */
 static bool job_submit(struct file_job *j, struct message *m)
 {
@@ -438,23 +357,14 @@ static bool publish_record(struct file_job *j, struct file_record *rec)
 {
     char *body, *key, err[700];
     size_t len;
-    if (record_prepare(j, rec, &body, &len, &key, err, sizeof(err)) != 0) {
+    if (file_message_prepare(j->fi, j->name, rec, &body, &len, &key, err, sizeof(err)) != 0) {
         free(body);
         job_give_up(j, err); /* it passed the check: a non-deterministic transform? */
         return false;
     }
-    char id[ID_PREFIX_HEX + 24], index[24];
-    snprintf(id, sizeof(id), "%s:%" PRIu64, j->prefix, rec->index);
-    struct inbound_ids ids = {.message_id = id, .correlation_id = j->prefix};
-    struct message *m = inbound_message(j->r, body, len, content_type(j), &ids);
-    m->routing_key = key;
-    message_set_header(m, "x-sidecar-filename", j->name);
-    if (file_format_splits(j->fi->o->fmt, j->fi->o->split)) {
-        snprintf(index, sizeof(index), "%" PRIu64, rec->index);
-        message_set_header(m, "x-sidecar-record", index);
-    }
     metric_inc(j->r->metrics.received);
-    return job_submit(j, m);
+    return job_submit(j,
+                      file_message_record(j->fi, j->name, j->prefix, rec->index, body, len, key));
 }
 
 /* ---- the passes ------------------------------------------------------------------------ */
@@ -498,22 +408,12 @@ static void job_copy_to_dlq(struct file_job *j)
             return;
         }
     }
-    static const char *const types[] = {"application/octet-stream", "application/json",
-                                        "application/x-ndjson", "text/csv", "application/xml"};
-    const char *ctype =
-        o->fmt == FILE_FORMAT_RAW && o->content_type ? o->content_type : types[o->fmt];
     size_t len = body.len;
-    struct inbound_ids ids = {.message_id = j->prefix, .correlation_id = j->prefix};
-    struct message *m = inbound_message(j->r, buf_steal(&body, NULL), len, ctype, &ids);
-    message_set(&m->exchange, j->r->dlx);
-    message_set(&m->routing_key, j->r->dlq_key);
-    char *why = xasprintf("malformed %s file \"%s\": %s%s", o->format, j->name, j->error,
-                          whole ? ""
-                                : " (the file is larger than max_file: this copy has no body; "
-                                  "the file is in failed_dir)");
-    message_set_header(m, "x-sidecar-error", why);
-    message_set_header(m, "x-sidecar-filename", j->name);
-    free(why);
+    struct message *m = file_message_dead_copy(
+        j->fi, j->name, j->prefix, j->error, buf_steal(&body, NULL), len,
+        whole ? NULL
+              : "the file is larger than max_file: this copy has no body; the file is in "
+                "failed_dir");
     if (job_submit(j, m))
         job_step(j);
 }
@@ -558,7 +458,8 @@ static void check_some(struct file_job *j)
             if (j->bodies_in_check) {
                 char *body, *key, err[700];
                 size_t len;
-                int bad = record_prepare(j, &rec, &body, &len, &key, err, sizeof(err));
+                int bad =
+                    file_message_prepare(j->fi, j->name, &rec, &body, &len, &key, err, sizeof(err));
                 free(body);
                 free(key);
                 if (bad) {
