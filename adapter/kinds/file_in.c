@@ -65,6 +65,10 @@ static const struct config_key file_in_keys[] = {
      "largest dead-letter copy of a malformed file"},
     {"max_record", KEY_INT, O(max_record), 0, "1048576", NULL, 1, 268435456, NULL,
      "largest record in bytes for csv, jsonl and json with split"},
+    {"max_message", KEY_INT, O(max_message), 0, "16777216", NULL, 1, 536870912, NULL,
+     "largest message body in bytes the route publishes: RabbitMQ closes the channel on one "
+     "over its max_message_size (16 MiB from 4.0, 128 MiB before); a larger raw/xml/json file, or "
+     "a record larger as published (csv as JSON, after a transform), makes its file malformed"},
     {"max_inflight", KEY_INT, O(max_inflight), 0, "2048", NULL, 1, 65536, NULL,
      "records of a file handed to the publisher and not yet confirmed (at most twice "
      "broker.max_inflight, so the publisher always has the next ones ready)"},

@@ -36,6 +36,7 @@ struct file_in_opts {
     char *failed_dir;
     int max_file;
     int max_record;
+    int max_message;
     int max_inflight;
     /* derived by validate */
     enum file_format fmt;

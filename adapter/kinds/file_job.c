@@ -378,6 +378,8 @@ static struct file_records *records_open(struct file_job *j, bool check)
         .delimiter = o->delim,
         .max_file = (size_t)o->max_file,
         .max_record = (size_t)o->max_record,
+        /* with a transform its output is what is published: file_message_prepare bounds that */
+        .max_message = j->r->transform ? 0 : (size_t)o->max_message,
         .check = check,
         .bodies = !check || j->bodies_in_check,
         .hash = check,
@@ -390,30 +392,37 @@ static struct file_records *records_open(struct file_job *j, bool check)
     return fr;
 }
 
-/* The file is malformed: publish a copy of it to the route's DLQ. */
+/* The file is malformed: publish a copy of it to the route's DLQ — without a
+ * body when the file is larger than max_file or than the broker takes. */
 static void job_copy_to_dlq(struct file_job *j)
 {
     const struct file_in_opts *o = j->fi->o;
     j->phase = PHASE_COPY;
     struct buf body = {0};
-    bool whole = j->st.st_size <= (off_t)o->max_file;
+    bool by_message = o->max_message < o->max_file;
+    size_t max = (size_t)(by_message ? o->max_message : o->max_file);
+    bool whole = j->st.st_size <= (off_t)max;
     if (whole && lseek(j->fd, 0, SEEK_SET) == 0) {
         char chunk[65536];
-        ssize_t n;
-        while ((n = read(j->fd, chunk, sizeof(chunk))) > 0 && body.len <= (size_t)o->max_file)
+        ssize_t n = 0;
+        while (body.len < (size_t)j->st.st_size && (n = read(j->fd, chunk, sizeof(chunk))) > 0 &&
+               body.len + (size_t)n <= max)
             buf_append(&body, chunk, (size_t)n);
-        if (n < 0) {
+        if (n < 0 || body.len != (size_t)j->st.st_size) {
             buf_free(&body);
             job_give_up(j, "reading the malformed file for its dead-letter copy failed");
             return;
         }
     }
     size_t len = body.len;
-    struct message *m = file_message_dead_copy(
-        j->fi, j->name, j->prefix, j->error, buf_steal(&body, NULL), len,
-        whole ? NULL
-              : "the file is larger than max_file: this copy has no body; the file is in "
-                "failed_dir");
+    const char *no_body = NULL;
+    if (!whole)
+        no_body = by_message ? "the file is larger than max_message: this copy has no body; the "
+                               "file is in failed_dir"
+                             : "the file is larger than max_file: this copy has no body; the file "
+                               "is in failed_dir";
+    struct message *m = file_message_dead_copy(j->fi, j->name, j->prefix, j->error,
+                                               buf_steal(&body, NULL), len, no_body);
     if (job_submit(j, m))
         job_step(j);
 }

@@ -64,6 +64,13 @@ int file_message_prepare(const struct file_in *fi, const char *filename, struct 
                      rec->line, why);
             return -1;
         }
+        if (*len > (size_t)fi->o->max_message) { /* without a transform file_records checks */
+            snprintf(err, errlen,
+                     "record %" PRIu64 " (line %lu): the transform made it %zu bytes, larger "
+                     "than max_message (%d bytes), the largest message this route publishes",
+                     rec->index, rec->line, *len, fi->o->max_message);
+            return -1;
+        }
     }
     if (!fi->key_has_json && !template_has_placeholders(r->routing_key)) {
         *key = xstrdup(r->routing_key);

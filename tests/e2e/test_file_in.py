@@ -172,6 +172,83 @@ def test_file_in_malformed_to_failed_dir_and_dlq(broker, sidecar, uid, tmp_path,
     assert broker.count(r.queue) == 1
 
 
+# ---- messages the broker would refuse ----------------------------------------------------
+
+def xml_doc(n):
+    return b'<?xml version="1.0"?>\n<doc>' + b"<i>x</i>" * n + b"</doc>"
+
+
+BIG = {  # fmt, extra, content, the DLQ copy has the file as its body (it fits)
+    "raw": ("raw", "", b"r" * 4097, False),
+    "xml": ("xml", "", xml_doc(520), False),
+    "json": ("json", "", b'{"a":"' + b"j" * 4100 + b'"}', False),
+    "jsonl": ("jsonl", "", b'{"ok":1}\n"' + b"l" * 4100 + b'"\n', False),
+    # 700 control characters: 700 bytes written, 4200 as JSON ("\u0001" each)
+    "csv": ("csv", "", b"id,note\n1,ok\n2," + b"\x01" * 700 + b"\n", True),
+    "transform": ("jsonl", 'transform = "{jq}";', b'{"a":"xy"}\n', True),
+}
+
+
+@pytest.mark.parametrize("case", list(BIG))
+def test_file_in_message_over_max_message_is_refused_before_the_broker(broker, sidecar, uid,
+                                                                      tmp_path, case):
+    fmt, extra, content, copy_has_body = BIG[case]
+    jq = tmp_path / "big.jq"
+    jq.write_text("{big: (.a * 3000)}")  # 6000 bytes out of 10 in
+    r = Route(str(tmp_path), uid, "big", fmt,
+              extra="max_message = 4096; " + extra.replace("{jq}", str(jq)))
+    t = FileIn(broker, sidecar, uid, [r])
+    r.drop("big.dat", content)
+    r.wait_failed("big.dat")
+    error = open(os.path.join(r.failed, "big.dat.error")).read()
+    assert "max_message (4096 bytes)" in error, error
+    assert broker.count(r.queue) == 0  # nothing of it, not even the records that fit
+    [(props, body)] = t.dead(r)
+    assert "max_message" in header(props, "x-sidecar-error")
+    assert body == (content if copy_has_body else b"")
+    assert len(body) <= 4096
+    with open(os.path.join(r.failed, "big.dat"), "rb") as f:
+        assert f.read() == content
+    good = {"raw": b"r" * 4096, "xml": b"<a/>", "json": b"[1]", "jsonl": b'{"a":"x"}\n',
+            "csv": b"id\n1\n", "transform": b'{"a":"x"}\n'}[case]
+    r.drop("next.dat", good)  # not stuck, and a message of exactly max_message goes out
+    r.wait_done("next.dat")
+    assert broker.count(r.queue) == 1
+
+
+@pytest.fixture
+def broker_max_message_size(broker):
+    """Lowers the broker's max_message_size for channels opened during the test."""
+    def set_size(n):
+        broker.ctl("eval", f"application:set_env(rabbit, max_message_size, {n}).")
+    set_size(65536)
+    try:
+        yield 65536
+    finally:
+        set_size(134217728)
+
+
+def test_file_in_max_message_keeps_files_within_the_brokers_limit(broker, sidecar, uid,
+                                                                  tmp_path,
+                                                                  broker_max_message_size):
+    # A file over the broker's limit would close the shared publisher's channel and be retried
+    # forever; bounded by max_message it is refused here, and the connection serves the rest.
+    limit = broker_max_message_size
+    r = Route(str(tmp_path), uid, "limit", "raw",
+              extra=f"max_file = 1048576; max_message = {limit};")
+    t = FileIn(broker, sidecar, uid, [r])
+    r.drop("over.bin", b"o" * (limit + 1))
+    r.wait_failed("over.bin")
+    r.drop("at.bin", b"a" * limit)
+    r.wait_done("at.bin")
+    [(_, body)] = t.messages(r)
+    assert body == b"a" * limit
+    [(props, body)] = t.dead(r)
+    assert body == b"" and "larger than max_message" in header(props, "x-sidecar-error")
+    log = plain(t.sidecar.log())
+    assert "max size" not in log and "not accepted by the broker" not in log
+
+
 # ---- when a file counts ----------------------------------------------------------------
 
 def test_file_in_slow_writer_is_never_published_half_written(broker, sidecar, uid, tmp_path):
