@@ -18,6 +18,7 @@
 #include "config.h"
 #include "file_ops.h"
 #include "file_watch.h"
+#include "inbound.h"
 #include "log.h"
 #include "loop.h"
 #include "publisher.h"
@@ -49,7 +50,8 @@ static const struct config_key file_in_keys[] = {
     {"delimiter", KEY_STRING, O(delimiter), 0, ",", NULL, 0, 0, NULL,
      "csv: the field delimiter, one character (\",\", \";\", \"\\t\")"},
     {"content_type", KEY_STRING, O(content_type), 0, NULL, NULL, 0, 0, NULL,
-     "content type of the messages; default by format (raw: application/octet-stream)"},
+     "content type of the messages, a media type (type/subtype; name=value…, printable ASCII, "
+     "at most 255 bytes: an AMQP shortstr); default by format (raw: application/octet-stream)"},
     {"settle_ms", KEY_INT, O(settle_ms), 0, "1000", NULL, 0, 3600000, NULL,
      "a file written in place counts once its size and mtime were stable this long and no "
      "writer is seen holding it open (a file renamed into dir counts at once); make it longer "
@@ -269,6 +271,13 @@ static void file_in_validate(struct route *r, const struct sidecar_config *cfg,
                           "quote or a line end (e.g. \",\", \";\", \"\\t\")",
                           r->name, d);
     o->delim = d[0];
+    char why[200];
+    if (o->content_type && !inbound_media_type_valid(o->content_type, why, sizeof(why)))
+        config_report_add(rep, r->line,
+                          "route \"%s\": content_type \"%.60s%s\" %s; it becomes the messages' "
+                          "AMQP content_type — use type/subtype with optional \"; name=value\" "
+                          "parameters, e.g. \"text/csv; charset=utf-8\"",
+                          r->name, o->content_type, strlen(o->content_type) > 60 ? "…" : "", why);
     if (o->split && (o->fmt == FILE_FORMAT_RAW || o->fmt == FILE_FORMAT_XML))
         config_report_add(rep, r->line,
                           "route \"%s\": split applies to format json (csv and jsonl always give "

@@ -563,8 +563,11 @@ def test_file_in_sigterm_finishes_the_current_file(broker, sidecar, uid, tmp_pat
     ('format = "csv"; done_dir = "{dir}/";', "done_dir must not be dir itself"),
     ('format = "csv"; pattern = "a/*.csv";', "without '/'"),
     ('format = "tsv";', "is not one of"),
+    ('format = "raw"; content_type = "pdf";', 'content_type "pdf" is not type/subtype'),
+    ('format = "raw"; content_type = "application/' + "x" * 300 + '";',
+     "is 312 bytes; AMQP allows 1 to 255"),
 ], ids=["split-raw", "transform-xml", "delimiter", "json-key-raw", "unknown-key", "done-is-dir",
-        "pattern-slash", "format"])
+        "pattern-slash", "format", "content-type-shape", "content-type-long"])
 def test_file_in_config_errors(broker, tmp_path, route, message):
     jq = tmp_path / "t.jq"
     jq.write_text(".")
