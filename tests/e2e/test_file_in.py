@@ -249,6 +249,46 @@ def test_file_in_max_message_keeps_files_within_the_brokers_limit(broker, sideca
     assert "max size" not in log and "not accepted by the broker" not in log
 
 
+# ---- names at the file system's limit ------------------------------------------------------
+
+def test_file_in_longest_names_are_filed_without_a_retry_loop(broker, sidecar, uid, tmp_path):
+    # A 255-byte name (NAME_MAX) leaves no room for ".error" beside it, nor for ".<hash>" when
+    # the name is taken in done_dir: filing must shorten the name, not fail and retry forever
+    # (a malformed file's DLQ copy was published again on every attempt).
+    r = Route(str(tmp_path), uid, "long", "jsonl")
+    t = FileIn(broker, sidecar, uid, [r])
+
+    def drop(name, content):
+        tmp = os.path.join(r.dir, ".part")
+        with open(tmp, "wb") as f:
+            f.write(content)
+        os.rename(tmp, os.path.join(r.dir, name))
+
+    bad_name = "b" * 249 + ".jsonl"
+    bad = b'{"a":1}\n{"b":\n'
+    drop(bad_name, bad)
+    keep = f"{bad_name[:232]}.{file_prefix(bad)[:16]}"
+    assert len(keep) + len(".error") == 255
+    wait_for(lambda: keep in listing(r.failed) and f"{keep}.error" in listing(r.failed), 20,
+             what="the malformed file in failed_dir under a shortened name")
+    error = open(os.path.join(r.failed, keep + ".error")).read()
+    assert f"file: {bad_name}\n" in error  # the real name is kept in the .error
+
+    good_name = "g" * 249 + ".jsonl"
+    first, second = b'{"n":1}\n', b'{"n":2}\n'
+    drop(good_name, first)
+    r.wait_done(good_name)
+    drop(good_name, second)  # the name is taken in done_dir now
+    again = f"{good_name[:238]}.{file_prefix(second)[:16]}"
+    r.wait_done(again)
+    with open(os.path.join(r.done, again), "rb") as f:
+        assert f.read() == second
+    settle(2.0)  # a retry loop would publish the DLQ copy again and again
+    assert broker.count(r.dlq) == 1
+    assert broker.count(r.queue) == 2
+    assert listing(r.processing) == []
+
+
 # ---- when a file counts ----------------------------------------------------------------
 
 def test_file_in_slow_writer_is_never_published_half_written(broker, sidecar, uid, tmp_path):
