@@ -66,6 +66,7 @@ int file_claim(struct file_in *fi, const char *name, const struct stat *settled,
 
 void file_claimed_free(struct file_claimed *c)
 {
+    free(c->error);
     free(c->name);
     free(c);
 }

@@ -83,7 +83,8 @@ int file_filing_failed(struct file_in *fi, const char *name, const char *prefix,
     else
         log_error(r->name,
                   "file \"%s\" is malformed (%s) and its copy is in %s, but filing it in "
-                  "failed_dir \"%s\" failed: %s — fix failed_dir; it stays in %s",
+                  "failed_dir \"%s\" failed: %s — fix failed_dir; it stays in %s and filing it "
+                  "is retried (the copy is not sent again)",
                   name, error, r->dlq, o->failed_dir, strerror(-rc), fi->processing);
     free(target);
     free(path);

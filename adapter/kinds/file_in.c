@@ -157,7 +157,10 @@ static void pump_next(struct file_in *fi)
     }
     if (c != NULL && c->confirmed) {
         /* published already; only filing it away failed before */
-        if (file_filing_done(fi, c->name, c->prefix, "filed after an earlier failure") == 0)
+        int rc = c->error
+                     ? file_filing_failed(fi, c->name, c->prefix, c->error)
+                     : file_filing_done(fi, c->name, c->prefix, "filed after an earlier failure");
+        if (rc == 0)
             file_claimed_free(c);
         else
             file_claimed_back_off(fi, c);
@@ -209,7 +212,7 @@ static void pump(struct file_in *fi)
 }
 
 void file_in_job_ended(struct file_in *fi, const char *name, const char *prefix,
-                       const struct stat *st, enum file_job_end end)
+                       const struct stat *st, const char *error, enum file_job_end end)
 {
     if (end == FILE_JOB_RETRY) {
         /* the broker did not take it: everything waits, this file goes first again */
@@ -218,6 +221,7 @@ void file_in_job_ended(struct file_in *fi, const char *name, const char *prefix,
     } else if (end == FILE_JOB_UNFILED) {
         struct file_claimed *c = file_claimed_new(name, true, prefix);
         c->st = *st;
+        c->error = error ? xstrdup(error) : NULL;
         file_claimed_back_off(fi, c);
     } else if (end == FILE_JOB_CHANGED) {
         file_claim_put_back(fi, name);

@@ -46,7 +46,8 @@ struct file_in_opts {
 /* A claimed file waiting in .processing for (another) attempt. */
 struct file_claimed {
     char *name;
-    bool confirmed; /* every record is confirmed: only filing it away is left */
+    bool confirmed; /* every record (or the DLQ copy) is confirmed: only filing is left */
+    char *error;    /* confirmed malformed: why (for failed_dir's .error); NULL: done_dir */
     bool settling;  /* changed after its claim and could not go back to dir: settles here */
     struct stat st; /* confirmed: the file as published; settling: as last seen */
     char prefix[33];
@@ -80,7 +81,8 @@ enum file_job_end {
     FILE_JOB_DONE,    /* every record confirmed; filed in done_dir (or deleted) */
     FILE_JOB_FAILED,  /* malformed: filed in failed_dir with .error, copy in the DLQ */
     FILE_JOB_RETRY,   /* not (all) accepted: left in .processing for another attempt */
-    FILE_JOB_UNFILED, /* every record confirmed, but done_dir refused it: retry only that */
+    FILE_JOB_UNFILED, /* confirmed (records, or the DLQ copy), but done_dir or failed_dir
+                         refused it: retry only the filing */
     FILE_JOB_CHANGED, /* it changed after the claim (a writer was not done): not filed; put back */
 };
 
@@ -144,9 +146,9 @@ int file_filing_done(struct file_in *fi, const char *name, const char *prefix, c
 int file_filing_failed(struct file_in *fi, const char *name, const char *prefix, const char *error);
 
 /* file_in.c: the job ended (it is freed by then); name, prefix (the file's id
- * prefix, "" before it is known) and st (the file as checked) are valid during
- * the call only. */
+ * prefix, "" before it is known), st (the file as checked) and error (why it
+ * is malformed, or NULL) are valid during the call only. */
 void file_in_job_ended(struct file_in *fi, const char *name, const char *prefix,
-                       const struct stat *st, enum file_job_end end);
+                       const struct stat *st, const char *error, enum file_job_end end);
 
 #endif

@@ -194,14 +194,15 @@ static void job_end(struct file_job *j, enum file_job_end end)
     char prefix[sizeof(j->prefix)];
     memcpy(prefix, j->prefix, sizeof(prefix));
     struct stat st = j->st;
+    char *error = j->error;
     job_close(j);
     free(j->path);
-    free(j->error);
     free(j->give_up);
     free(j->changed);
     fi->job = NULL;
     job_unref(j);
-    file_in_job_ended(fi, name, prefix, &st, end);
+    file_in_job_ended(fi, name, prefix, &st, error, end);
+    free(error);
     free(name);
 }
 
@@ -239,17 +240,15 @@ static void job_done(struct file_job *j)
     job_end(j, filed ? FILE_JOB_DONE : FILE_JOB_UNFILED);
 }
 
-/* The DLQ holds the copy: file it in failed_dir, with the .error. */
+/* The DLQ holds the copy: file it in failed_dir, with the .error. If that
+ * fails only the filing is retried; the copy is not sent again. */
 static void job_failed(struct file_job *j)
 {
     job_close(j);
-    if (file_filing_failed(j->fi, j->name, j->prefix, j->error) != 0) {
-        job_end(j, FILE_JOB_RETRY);
-        return;
-    }
     metric_inc(j->r->metrics.refused);
     metric_inc(j->r->metrics.dead[DEAD_INVALID]);
-    job_end(j, FILE_JOB_FAILED);
+    bool filed = file_filing_failed(j->fi, j->name, j->prefix, j->error) == 0;
+    job_end(j, filed ? FILE_JOB_FAILED : FILE_JOB_UNFILED);
 }
 
 static bool same_content(const struct stat *a, const struct stat *b)

@@ -579,6 +579,26 @@ def test_file_in_done_dir_trouble_does_not_republish(broker, sidecar, uid, tmp_p
     assert broker.count(r.queue) == 3
 
 
+def test_file_in_failed_dir_trouble_does_not_republish_the_dead_letter(broker, sidecar, uid,
+                                                                       tmp_path):
+    r = Route(str(tmp_path), uid, "stuckbad", "jsonl")
+    os.makedirs(os.path.dirname(r.failed), exist_ok=True)
+    with open(r.failed, "w") as f:  # failed_dir is a plain file: filing fails, even for root
+        f.write("not a directory")
+    t = FileIn(broker, sidecar, uid, [r])
+    r.drop("bad.jsonl", b'{"a":1}\n{"a":\n')
+    t.sidecar.wait_log("is malformed .* but filing it in failed_dir")
+    settle(4.0)  # back-off rounds: only filing is retried, the DLQ copy is not sent again
+    assert broker.count(r.dlq) == 1
+    assert listing(r.processing) == ["bad.jsonl"]
+    r.drop("good.jsonl", b'{"b":1}\n')  # a stuck file does not hold up the next one
+    r.wait_done("good.jsonl", timeout=5)
+    os.remove(r.failed)
+    r.wait_failed("bad.jsonl", timeout=20)
+    assert "line 2" in open(os.path.join(r.failed, "bad.jsonl.error")).read()
+    assert broker.count(r.dlq) == 1 and broker.count(r.queue) == 1
+
+
 def test_file_in_sigterm_finishes_the_current_file(broker, sidecar, uid, tmp_path):
     r = Route(str(tmp_path), uid, "term", "csv", extra="max_inflight = 1;")
     t = FileIn(broker, sidecar, uid, [r])
