@@ -4,6 +4,7 @@ to failed_dir with a DLQ copy and nothing published, and crash / broker-outage
 recovery that publishes every record (duplicates allowed, none missing)."""
 import json
 import os
+import re
 
 import pytest
 
@@ -219,13 +220,14 @@ def test_file_in_message_over_max_message_is_refused_before_the_broker(broker, s
 @pytest.fixture
 def broker_max_message_size(broker):
     """Lowers the broker's max_message_size for channels opened during the test."""
-    def set_size(n):
-        broker.ctl("eval", f"application:set_env(rabbit, max_message_size, {n}).")
-    set_size(65536)
+    before = broker.ctl("eval", "application:get_env(rabbit, max_message_size).").strip()
+    m = re.fullmatch(r"\{ok,(\d+)\}", before)
+    assert m, before
+    broker.ctl("eval", "application:set_env(rabbit, max_message_size, 65536).")
     try:
         yield 65536
     finally:
-        set_size(134217728)
+        broker.ctl("eval", f"application:set_env(rabbit, max_message_size, {m[1]}).")
 
 
 def test_file_in_max_message_keeps_files_within_the_brokers_limit(broker, sidecar, uid,
