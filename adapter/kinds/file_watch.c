@@ -343,7 +343,9 @@ static void entry_seen(struct file_watch *w, const char *name, enum seen how)
     if (how == CLOSED)
         e->written = e->created = false; /* a writer is done: settle from now */
     entry_record(e, &st);
-    if ((how == RENAMED_IN && !e->put_back) || (w->opt.settle_ms == 0 && !held_open(e)))
+    if (e->put_back)
+        settle_arm(w); /* a tick at least, even with settle_ms = 0: no claim/put-back spin */
+    else if (how == RENAMED_IN || (w->opt.settle_ms == 0 && !held_open(e)))
         ready_queue(w, &e, 1);
     else
         settle_arm(w);
