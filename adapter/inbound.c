@@ -140,6 +140,73 @@ bool inbound_media_type_is(const char *content_type, const char *want)
     return strlen(want) == len && strncasecmp(content_type, want, len) == 0;
 }
 
+static bool is_tchar(unsigned char c)
+{
+    return isalnum(c) || (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+static const char *token_end(const char *p)
+{
+    while (is_tchar((unsigned char)*p))
+        p++;
+    return p;
+}
+
+/* One "name=value" at p; its end, or NULL. */
+static const char *parameter_end(const char *p)
+{
+    const char *q = token_end(p);
+    if (q == p || *q != '=')
+        return NULL;
+    p = q + 1;
+    if (*p != '"')
+        return token_end(p) == p ? NULL : token_end(p);
+    for (p++; *p != '"'; p++)
+        if (*p == '\0' || (*p == '\\' && *++p == '\0'))
+            return NULL;
+    return p + 1;
+}
+
+bool inbound_media_type_valid(const char *text, char *why, size_t whylen)
+{
+    size_t len = strlen(text);
+    if (len == 0 || len > SHORTSTR_MAX) {
+        snprintf(why, whylen, "is %zu bytes; AMQP allows 1 to %d", len, SHORTSTR_MAX);
+        return false;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] < 0x20 || text[i] > 0x7e) {
+            snprintf(why, whylen, "has a byte that is not printable ASCII (0x%02x at %zu)",
+                     (unsigned char)text[i], i);
+            return false;
+        }
+    }
+    const char *p = token_end(text);
+    if (p == text || *p != '/' || token_end(p + 1) == p + 1) {
+        snprintf(why, whylen, "is not type/subtype");
+        return false;
+    }
+    for (p = token_end(p + 1); *p != '\0';) {
+        while (*p == ' ')
+            p++;
+        if (*p != ';') {
+            snprintf(why, whylen, "has \"%.20s\" after the media type, not \"; name=value\"", p);
+            return false;
+        }
+        for (p++; *p == ' '; p++)
+            ;
+        if (*p == '\0' || *p == ';')
+            continue; /* an empty parameter is allowed */
+        const char *end = parameter_end(p);
+        if (end == NULL) {
+            snprintf(why, whylen, "has a parameter \"%.20s\" that is not name=value", p);
+            return false;
+        }
+        p = end;
+    }
+    return true;
+}
+
 bool inbound_is_json(const char *content_type)
 {
     if (content_type == NULL)

@@ -56,6 +56,12 @@ bool inbound_traceparent_ok(const char *v);
 /* A message id from a client (Idempotency-Key) is usable if short and printable. */
 bool inbound_id_acceptable(const char *id);
 
+/* Can text go into an AMQP content_type as is: 1 to 255 bytes (a shortstr),
+ * printable ASCII, shaped like a media type — type "/" subtype, then
+ * "; name=value" parameters (RFC 9110 tokens, values tokens or quoted)? true,
+ * or false with why (a phrase: "is 300 bytes; AMQP allows 255"). */
+bool inbound_media_type_valid(const char *text, char *why, size_t whylen);
+
 /* Is this media type JSON ("application/json", "…+json"; parameters ignored)? */
 bool inbound_is_json(const char *content_type);
 /* Does content_type's media type equal `want` (case-insensitive, parameters ignored)? */

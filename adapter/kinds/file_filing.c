@@ -3,8 +3,9 @@
  * have: into done_dir (or deleted) after every record is confirmed, or into
  * failed_dir with a <name>.error beside it after its DLQ copy is confirmed.
  * A name already taken there (yesterday's export.csv) is kept: the new file
- * becomes name.<first 16 hex of its hash>. The .error is written (fsynced)
- * before the file moves, so a crash never leaves a failed file unexplained.
+ * becomes name.<first 16 hex of its hash> (the name cut short when that, or
+ * the .error beside it, would pass NAME_MAX; the .error keeps the real name). The .error is written
+ * (fsynced) before the file moves, so a crash never leaves a failed file unexplained.
  */
 #include "file_in.h"
 
@@ -19,7 +20,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#define DIR_MODE 0750
+#define DIR_MODE     0750
+#define ERROR_SUFFIX ".error"
 
 int file_filing_done(struct file_in *fi, const char *name, const char *prefix, const char *summary)
 {
@@ -34,7 +36,7 @@ int file_filing_done(struct file_in *fi, const char *name, const char *prefix, c
         snprintf(alt, sizeof(alt), "%.16s", prefix);
         rc = file_mkdirs(o->done_dir, DIR_MODE);
         if (rc == 0) {
-            target = file_pick_name(o->done_dir, name, alt);
+            target = file_pick_name(o->done_dir, name, alt, 0);
             rc = file_move_into(path, o->done_dir, target);
         }
     }
@@ -64,8 +66,8 @@ int file_filing_failed(struct file_in *fi, const char *name, const char *prefix,
     char *target = NULL;
     int rc = file_mkdirs(o->failed_dir, DIR_MODE);
     if (rc == 0) {
-        target = file_pick_name(o->failed_dir, name, alt);
-        char *error_name = xasprintf("%s.error", target);
+        target = file_pick_name(o->failed_dir, name, alt, strlen(ERROR_SUFFIX));
+        char *error_name = xasprintf("%s" ERROR_SUFFIX, target);
         char *text = xasprintf("file: %s\nroute: %s\nformat: %s\nerror: %s\nsha256-prefix: %s\n",
                                name, r->name, o->format, error, prefix);
         rc = file_write_replace(o->failed_dir, error_name, text, strlen(text), 0640);
@@ -81,7 +83,8 @@ int file_filing_failed(struct file_in *fi, const char *name, const char *prefix,
     else
         log_error(r->name,
                   "file \"%s\" is malformed (%s) and its copy is in %s, but filing it in "
-                  "failed_dir \"%s\" failed: %s — fix failed_dir; it stays in %s",
+                  "failed_dir \"%s\" failed: %s — fix failed_dir; it stays in %s and filing it "
+                  "is retried (the copy is not sent again)",
                   name, error, r->dlq, o->failed_dir, strerror(-rc), fi->processing);
     free(target);
     free(path);

@@ -2,20 +2,23 @@
  * file_in — a directory of dropped files → AMQP, crash-safe.
  *
  * The route runs its own thread and loop. file_watch says which files are
- * complete; this file decides which one is next and claims it by renaming
- * it into <dir>/.processing/ (same file system, so atomic: a crash leaves it
- * either in dir or claimed, never half-moved). One file at a time is handed
- * to file_job.c, which checks it, publishes it and files it away. Files
- * already in .processing at start (a crash, a stop mid-file, a broker
- * outage) go first, and are published again from the start with the same
- * message ids. While the broker cannot take publishes nothing is claimed;
- * that is logged once, not per file.
+ * complete; this file decides which one is next and has file_claim.c claim
+ * it by renaming it into <dir>/.processing/ (same file system, so atomic: a
+ * crash leaves it either in dir or claimed, never half-moved). One file at a
+ * time is handed to file_job.c, which checks it, publishes it and files it
+ * away. Files already in .processing at start (a crash, a stop mid-file, a
+ * broker outage) go first, and are published again from the start with the
+ * same message ids. A file that changed after its claim (its writer was not
+ * done) is put back to settle and published again, whole, once stable.
+ * While the broker cannot take publishes nothing is claimed; that is logged
+ * once, not per file.
  */
 #include "file_in.h"
 
 #include "config.h"
 #include "file_ops.h"
 #include "file_watch.h"
+#include "inbound.h"
 #include "log.h"
 #include "loop.h"
 #include "publisher.h"
@@ -24,8 +27,6 @@
 #include "template.h"
 #include "util.h"
 
-#include <dirent.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,8 +34,6 @@
 #include <unistd.h>
 
 #define BROKER_POLL_MS 250
-#define BACKOFF_MIN_MS 500
-#define BACKOFF_MAX_MS 30000
 
 #define O(field) offsetof(struct file_in_opts, field)
 
@@ -51,10 +50,12 @@ static const struct config_key file_in_keys[] = {
     {"delimiter", KEY_STRING, O(delimiter), 0, ",", NULL, 0, 0, NULL,
      "csv: the field delimiter, one character (\",\", \";\", \"\\t\")"},
     {"content_type", KEY_STRING, O(content_type), 0, NULL, NULL, 0, 0, NULL,
-     "content type of the messages; default by format (raw: application/octet-stream)"},
+     "content type of the messages, a media type (type/subtype; name=value…, printable ASCII, "
+     "at most 255 bytes: an AMQP shortstr); default by format (raw: application/octet-stream)"},
     {"settle_ms", KEY_INT, O(settle_ms), 0, "1000", NULL, 0, 3600000, NULL,
-     "a file written in place counts once its size and mtime were stable this long (a file "
-     "renamed into dir counts at once)"},
+     "a file written in place counts once its size and mtime were stable this long and no "
+     "writer is seen holding it open (a file renamed into dir counts at once); make it longer "
+     "than the longest pause of a writer the sidecar cannot see (network file systems)"},
     {"scan_interval", KEY_NUMBER, O(scan_interval), 0, "30", NULL, 0.05, 86400, NULL,
      "seconds between directory scans (besides inotify; catches network file systems)"},
     {"done_dir", KEY_PATH, O(done_dir), 0, NULL, NULL, 0, 0, NULL,
@@ -66,6 +67,10 @@ static const struct config_key file_in_keys[] = {
      "largest dead-letter copy of a malformed file"},
     {"max_record", KEY_INT, O(max_record), 0, "1048576", NULL, 1, 268435456, NULL,
      "largest record in bytes for csv, jsonl and json with split"},
+    {"max_message", KEY_INT, O(max_message), 0, "16777216", NULL, 1, 536870912, NULL,
+     "largest message body in bytes the route publishes: RabbitMQ closes the channel on one "
+     "over its max_message_size (16 MiB from 4.0, 128 MiB before); a larger raw/xml/json file, or "
+     "a record larger as published (csv as JSON, after a transform), makes its file malformed"},
     {"max_inflight", KEY_INT, O(max_inflight), 0, "2048", NULL, 1, 65536, NULL,
      "records of a file handed to the publisher and not yet confirmed (at most twice "
      "broker.max_inflight, so the publisher always has the next ones ready)"},
@@ -113,95 +118,6 @@ static void on_ready(void *arg)
     pump_later(arg, 0);
 }
 
-/* Claims dir/name into .processing; 0, or -1 when it is not ours to take now. */
-static int claim(struct file_in *fi, const char *name, const struct stat *settled)
-{
-    char *from = xasprintf("%s/%s", fi->o->dir, name);
-    char *to = xasprintf("%s/%s", fi->processing, name);
-    struct stat st;
-    int rc = lstat(from, &st) == 0 ? 0 : -errno;
-    if (rc == 0 && (!S_ISREG(st.st_mode) || st.st_size != settled->st_size ||
-                    st.st_mtim.tv_sec != settled->st_mtim.tv_sec ||
-                    st.st_mtim.tv_nsec != settled->st_mtim.tv_nsec)) {
-        rc = -EAGAIN; /* changed since it settled: watch it again */
-        file_watch_again(fi->watch, name);
-    }
-    if (rc == 0)
-        rc = file_mkdirs(fi->processing, 0750);
-    if (rc == 0)
-        rc = file_rename_noreplace(from, to);
-    if (rc == -EEXIST) {
-        /* the next scan finds it again (not sooner: no warning every settle_ms) */
-        log_warn(fi->r->name, "file \"%s\": one of that name is still in %s; this one waits for it",
-                 name, fi->processing);
-    } else if (rc != 0 && rc != -ENOENT && rc != -EAGAIN) {
-        log_error(fi->r->name, "cannot claim \"%s\" (rename into %s): %s — check permissions", from,
-                  fi->processing, strerror(-rc));
-    }
-    free(from);
-    free(to);
-    return rc == 0 ? 0 : -1;
-}
-
-static void claimed_free(struct file_claimed *c)
-{
-    free(c->name);
-    free(c);
-}
-
-static struct file_claimed *claimed_new(const char *name, bool confirmed, const char *prefix)
-{
-    struct file_claimed *c = xcalloc(1, sizeof(*c));
-    c->name = xstrdup(name);
-    c->confirmed = confirmed;
-    snprintf(c->prefix, sizeof(c->prefix), "%s", prefix ? prefix : "");
-    return c;
-}
-
-static void claimed_push_front(struct file_in *fi, struct file_claimed *c)
-{
-    c->next = fi->claimed;
-    fi->claimed = c;
-}
-
-static void claimed_push_back(struct file_in *fi, struct file_claimed *c)
-{
-    struct file_claimed **pp = &fi->claimed;
-    while (*pp)
-        pp = &(*pp)->next;
-    c->next = NULL;
-    *pp = c;
-}
-
-/* The first claimed file not backing off (unlinked), or NULL; *due = when the next one is. */
-static struct file_claimed *claimed_take(struct file_in *fi, int64_t now, int64_t *due)
-{
-    *due = 0;
-    for (struct file_claimed **pp = &fi->claimed; *pp; pp = &(*pp)->next) {
-        struct file_claimed *c = *pp;
-        if (c->not_before_ms <= now) {
-            *pp = c->next;
-            return c;
-        }
-        if (*due == 0 || c->not_before_ms < *due)
-            *due = c->not_before_ms;
-    }
-    return NULL;
-}
-
-static int64_t backoff_ms(int failures)
-{
-    int64_t ms = (int64_t)BACKOFF_MIN_MS << (failures < 6 ? failures : 6);
-    return ms < BACKOFF_MAX_MS ? ms : BACKOFF_MAX_MS;
-}
-
-/* This file has a problem of its own: others go first for a while. */
-static void claimed_back_off(struct file_in *fi, struct file_claimed *c)
-{
-    c->not_before_ms = loop_now_ms() + backoff_ms(c->failures++);
-    claimed_push_back(fi, c);
-}
-
 /* True when the broker takes publishes; logs the change either way once. */
 static bool broker_available(struct file_in *fi)
 {
@@ -229,48 +145,57 @@ static void pump_next(struct file_in *fi)
         pump_later(fi, fi->not_before_ms - now);
         return;
     }
-    struct file_claimed *c = claimed_take(fi, now, &due);
+    struct file_claimed *c = file_claimed_take(fi, now, &due);
     if (c == NULL && !file_watch_has_ready(fi->watch)) {
         if (due)
             pump_later(fi, due - now);
         return;
     }
+    if (c != NULL && file_claimed_check(fi, c) != 0) {
+        pump_later(fi, 0); /* it changed (again): handed on */
+        return;
+    }
     if (c != NULL && c->confirmed) {
         /* published already; only filing it away failed before */
-        if (file_filing_done(fi, c->name, c->prefix, "filed after an earlier failure") == 0)
-            claimed_free(c);
+        int rc = c->error
+                     ? file_filing_failed(fi, c->name, c->prefix, c->error)
+                     : file_filing_done(fi, c->name, c->prefix, "filed after an earlier failure");
+        if (rc == 0)
+            file_claimed_free(c);
         else
-            claimed_back_off(fi, c);
+            file_claimed_back_off(fi, c);
         pump_later(fi, 0);
         return;
     }
     if (!broker_available(fi)) {
         if (c != NULL)
-            claimed_push_front(fi, c);
+            file_claimed_push_front(fi, c);
         pump_later(fi, BROKER_POLL_MS);
         return;
     }
+    struct stat claimed_st, *claimed = NULL;
     if (c == NULL) {
         struct stat settled;
         char *name = file_watch_next(fi->watch, &settled);
-        if (claim(fi, name, &settled) != 0) {
+        if (file_claim(fi, name, &settled, &claimed_st) != 0) {
             free(name);
             pump_later(fi, 0);
             return;
         }
-        c = claimed_new(name, false, NULL);
+        claimed = &claimed_st;
+        c = file_claimed_new(name, false, NULL);
         free(name);
     }
-    if (file_job_begin(fi, c->name) != NULL) {
-        claimed_free(c);
+    if (file_job_begin(fi, c->name, claimed) != NULL) {
+        file_claimed_free(c);
         return;
     }
     char *path = xasprintf("%s/%s", fi->processing, c->name);
     struct stat st;
     if (lstat(path, &st) == 0)
-        claimed_back_off(fi, c); /* keep it: an operator may fix it */
+        file_claimed_back_off(fi, c); /* keep it: an operator may fix it */
     else
-        claimed_free(c); /* gone: someone took it out of .processing */
+        file_claimed_free(c); /* gone: someone took it out of .processing */
     free(path);
     pump_later(fi, 0);
 }
@@ -287,14 +212,19 @@ static void pump(struct file_in *fi)
 }
 
 void file_in_job_ended(struct file_in *fi, const char *name, const char *prefix,
-                       enum file_job_end end)
+                       const struct stat *st, const char *error, enum file_job_end end)
 {
     if (end == FILE_JOB_RETRY) {
         /* the broker did not take it: everything waits, this file goes first again */
-        claimed_push_front(fi, claimed_new(name, false, prefix));
-        fi->not_before_ms = loop_now_ms() + backoff_ms(fi->failures++);
+        file_claimed_push_front(fi, file_claimed_new(name, false, prefix));
+        fi->not_before_ms = loop_now_ms() + file_claim_backoff_ms(fi->failures++);
     } else if (end == FILE_JOB_UNFILED) {
-        claimed_back_off(fi, claimed_new(name, true, prefix));
+        struct file_claimed *c = file_claimed_new(name, true, prefix);
+        c->st = *st;
+        c->error = error ? xstrdup(error) : NULL;
+        file_claimed_back_off(fi, c);
+    } else if (end == FILE_JOB_CHANGED) {
+        file_claim_put_back(fi, name);
     } else {
         fi->failures = 0;
     }
@@ -302,31 +232,10 @@ void file_in_job_ended(struct file_in *fi, const char *name, const char *prefix,
     pump_later(fi, 0);
 }
 
-/* Files left in .processing by an earlier run: first in line, by name. */
-static void recover_claimed(struct file_in *fi)
-{
-    struct dirent **list = NULL;
-    int n = scandir(fi->processing, &list, NULL, alphasort);
-    if (n < 0)
-        return;
-    for (int i = n - 1; i >= 0; i--) {
-        struct stat st;
-        char *path = xasprintf("%s/%s", fi->processing, list[i]->d_name);
-        if (list[i]->d_name[0] != '.' && lstat(path, &st) == 0 && S_ISREG(st.st_mode))
-            claimed_push_front(fi, claimed_new(list[i]->d_name, false, NULL));
-        free(path);
-        free(list[i]);
-    }
-    free(list);
-    if (fi->claimed != NULL)
-        log_info(fi->r->name, "finishing file(s) left in %s by an earlier run first",
-                 fi->processing);
-}
-
 static void boot(void *arg)
 {
     struct file_in *fi = arg;
-    recover_claimed(fi);
+    file_claim_recover(fi);
     file_watch_start(fi->watch);
     pump(fi);
 }
@@ -366,6 +275,13 @@ static void file_in_validate(struct route *r, const struct sidecar_config *cfg,
                           "quote or a line end (e.g. \",\", \";\", \"\\t\")",
                           r->name, d);
     o->delim = d[0];
+    char why[200];
+    if (o->content_type && !inbound_media_type_valid(o->content_type, why, sizeof(why)))
+        config_report_add(rep, r->line,
+                          "route \"%s\": content_type \"%.60s%s\" %s; it becomes the messages' "
+                          "AMQP content_type — use type/subtype with optional \"; name=value\" "
+                          "parameters, e.g. \"text/csv; charset=utf-8\"",
+                          r->name, o->content_type, strlen(o->content_type) > 60 ? "…" : "", why);
     if (o->split && (o->fmt == FILE_FORMAT_RAW || o->fmt == FILE_FORMAT_XML))
         config_report_add(rep, r->line,
                           "route \"%s\": split applies to format json (csv and jsonl always give "
@@ -479,7 +395,7 @@ static void file_in_stop(struct route *r)
     while (fi->claimed != NULL) {
         struct file_claimed *c = fi->claimed;
         fi->claimed = c->next;
-        claimed_free(c);
+        file_claimed_free(c);
     }
     file_watch_free(fi->watch);
     loop_free(fi->loop);

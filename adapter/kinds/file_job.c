@@ -13,6 +13,14 @@
  * the broker refuses or loses anything, the attempt ends (GIVE_UP) after the
  * outstanding confirms came back, and the file stays in .processing.
  *
+ * A writer may not be done when its file is claimed. So the file must stay
+ * the one that was checked: the publish pass reads no further than the check
+ * did, and the file (the fd, and the name in .processing) is compared with
+ * its stat at the claim and the open — before a DLQ copy, every ~20 ms while
+ * publishing, and before it is filed. If it changed, the attempt stops (what
+ * is in flight comes back first) and file_in.c puts the file back to settle;
+ * nothing is filed, and once it is stable it is published in full.
+ *
  * Work is done in slices of ~10 ms so the loop keeps serving inotify,
  * drain and stop while a 1 GB file streams through.
  */
@@ -20,20 +28,16 @@
 
 #include "broker.h"
 #include "inbound.h"
-#include "jq_transform.h"
 #include "log.h"
 #include "loop.h"
-#include "message.h"
 #include "publisher.h"
 #include "route.h"
 #include "sidecar.h"
-#include "template.h"
 #include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,7 +50,7 @@
 #define PROGRESS_MS      10000
 #define PROGRESS_RECORDS 100000
 #define ID_PREFIX_HEX    32
-#define ROUTING_KEY_MAX  255
+#define CHANGE_CHECK_MS  20
 
 enum phase { PHASE_CHECK, PHASE_PUBLISH, PHASE_CONFIRM, PHASE_COPY, PHASE_GIVE_UP };
 
@@ -56,7 +60,10 @@ struct file_job {
     char *name; /* as dropped */
     char *path; /* in .processing */
     int fd;
-    struct stat st;
+    struct stat st;      /* at the open: the file the check reads */
+    struct stat claimed; /* at the claim (dev, ino, size, mtime); st_ino 0: not known */
+    char *changed;       /* why the file is not the one that was checked; NULL: it is */
+    int64_t check_due_ms;
     struct file_records *rec;
     enum phase phase;
     bool bodies_in_check; /* a transform or a {json.…} key must see every record */
@@ -186,13 +193,16 @@ static void job_end(struct file_job *j, enum file_job_end end)
     char *name = j->name;
     char prefix[sizeof(j->prefix)];
     memcpy(prefix, j->prefix, sizeof(prefix));
+    struct stat st = j->st;
+    char *error = j->error;
     job_close(j);
     free(j->path);
-    free(j->error);
     free(j->give_up);
+    free(j->changed);
     fi->job = NULL;
     job_unref(j);
-    file_in_job_ended(fi, name, prefix, end);
+    file_in_job_ended(fi, name, prefix, &st, error, end);
+    free(error);
     free(name);
 }
 
@@ -203,6 +213,7 @@ void file_job_discard(struct file_job *j)
     free(j->path);
     free(j->error);
     free(j->give_up);
+    free(j->changed);
     free(j->name);
     free(j); /* whatever refs remain belong to callbacks that can no longer run */
 }
@@ -229,24 +240,75 @@ static void job_done(struct file_job *j)
     job_end(j, filed ? FILE_JOB_DONE : FILE_JOB_UNFILED);
 }
 
-/* The DLQ holds the copy: file it in failed_dir, with the .error. */
+/* The DLQ holds the copy: file it in failed_dir, with the .error. If that
+ * fails only the filing is retried; the copy is not sent again. */
 static void job_failed(struct file_job *j)
 {
     job_close(j);
-    if (file_filing_failed(j->fi, j->name, j->prefix, j->error) != 0) {
-        job_end(j, FILE_JOB_RETRY);
-        return;
-    }
     metric_inc(j->r->metrics.refused);
     metric_inc(j->r->metrics.dead[DEAD_INVALID]);
-    job_end(j, FILE_JOB_FAILED);
+    bool filed = file_filing_failed(j->fi, j->name, j->prefix, j->error) == 0;
+    job_end(j, filed ? FILE_JOB_FAILED : FILE_JOB_UNFILED);
+}
+
+static bool same_content(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* Is the file still the one that was checked? False (once, with j->changed
+ * saying why) when its size, mtime or ctime moved since the open, when it is
+ * not what was claimed, or when its name in .processing is another file now. */
+static bool job_file_same(struct file_job *j)
+{
+    if (j->changed != NULL)
+        return false;
+    struct stat now, at;
+    if (fstat(j->fd, &now) != 0)
+        j->changed = xasprintf("cannot stat it: %s", strerror(errno));
+    else if (!same_content(&now, &j->st) || now.st_ctim.tv_sec != j->st.st_ctim.tv_sec ||
+             now.st_ctim.tv_nsec != j->st.st_ctim.tv_nsec)
+        j->changed = xasprintf("%jd bytes when taken, %jd now", (intmax_t)j->st.st_size,
+                               (intmax_t)now.st_size);
+    else if (j->claimed.st_ino != 0 && !same_content(&j->claimed, &j->st))
+        j->changed = xasprintf("it changed between the claim and the open (%jd bytes, then %jd)",
+                               (intmax_t)j->claimed.st_size, (intmax_t)j->st.st_size);
+    else if (lstat(j->path, &at) != 0 || at.st_dev != j->st.st_dev || at.st_ino != j->st.st_ino)
+        j->changed = xasprintf("its name in %s is no longer this file", FILE_PROCESSING_DIR);
+    return j->changed == NULL;
+}
+
+/* The file changed after the claim: nothing of it is filed; file_in.c puts it back. */
+static void job_put_back(struct file_job *j)
+{
+    uint64_t confirmed = atomic_load(&j->completed) - atomic_load(&j->failed);
+    char already[200];
+    if (j->error != NULL && confirmed > 0)
+        snprintf(already, sizeof(already),
+                 "; the dead-letter copy of what was there, malformed then, is in %s", j->r->dlq);
+    else if (confirmed > 0)
+        snprintf(already, sizeof(already),
+                 "; %" PRIu64 " record(s) of what was there are confirmed already and come "
+                 "again, under the new content's ids",
+                 confirmed);
+    else
+        already[0] = '\0';
+    log_warn(j->r->name,
+             "file \"%s\" changed after it was claimed (%s): is something still writing it? It "
+             "is not filed; it goes back to settle and is published in full once stable%s",
+             j->name, j->changed, already);
+    job_close(j);
+    job_end(j, FILE_JOB_CHANGED);
 }
 
 /* All outstanding publishes came back: how did this attempt end? */
 static void job_settled(struct file_job *j)
 {
     uint64_t failed = atomic_load(&j->failed);
-    if (j->phase == PHASE_GIVE_UP || failed > 0) {
+    if (!job_file_same(j)) {
+        job_put_back(j);
+    } else if (j->phase == PHASE_GIVE_UP || failed > 0) {
         const char *why = j->give_up ? j->give_up : j->fail_detail;
         log_warn(j->r->name,
                  "file \"%s\": not accepted by the broker (%s); %" PRIu64 " of %" PRIu64
@@ -274,82 +336,6 @@ static void job_give_up(struct file_job *j, const char *why)
 
 /* ---- records ------------------------------------------------------------------------- */
 
-struct key_ctx {
-    const struct file_job *j;
-    const char *body;
-    size_t len;
-    json_t *json;
-    char buf[512];
-};
-
-static const char *key_lookup(void *arg, const char *name, char *why, size_t whylen)
-{
-    struct key_ctx *k = arg;
-    if (strcmp(name, "filename") == 0)
-        return k->j->name;
-    if (strncmp(name, "json.", 5) != 0)
-        return NULL;
-    if (k->json == NULL)
-        k->json = json_loadb(k->body, k->len, JSON_DECODE_ANY, NULL);
-    if (k->json == NULL) {
-        snprintf(why, whylen, "the record is not JSON");
-        return NULL;
-    }
-    return inbound_json_path(k->json, name + 5, k->buf, sizeof(k->buf), why, whylen);
-}
-
-/* Transforms rec's body (taken) and builds its routing key. 0, or -1 with err. */
-static int record_prepare(struct file_job *j, struct file_record *rec, char **body, size_t *len,
-                          char **key, char *err, size_t errlen)
-{
-    *body = rec->body;
-    *len = rec->len;
-    rec->body = NULL;
-    *key = NULL;
-    if (j->r->transform != NULL) {
-        char why[512];
-        char *out = transform_apply(j->r->transform, *body, *len, len, why, sizeof(why));
-        free(*body);
-        *body = out;
-        if (out == NULL) {
-            snprintf(err, errlen, "record %" PRIu64 " (line %lu): transform failed: %s", rec->index,
-                     rec->line, why);
-            return -1;
-        }
-    }
-    if (!j->fi->key_has_json && !template_has_placeholders(j->r->routing_key)) {
-        *key = xstrdup(j->r->routing_key);
-        return 0;
-    }
-    struct key_ctx k = {.j = j, .body = *body, .len = *len};
-    char why[512];
-    *key = template_expand(j->r->routing_key, key_lookup, &k, why, sizeof(why));
-    json_decref(k.json);
-    if (*key == NULL || strlen(*key) > ROUTING_KEY_MAX) {
-        snprintf(err, errlen, "record %" PRIu64 " (line %lu): cannot build the routing key: %s",
-                 rec->index, rec->line, *key ? "longer than 255 bytes" : why);
-        free(*key);
-        *key = NULL;
-        return -1;
-    }
-    return 0;
-}
-
-static const char *content_type(const struct file_job *j)
-{
-    const struct file_in_opts *o = j->fi->o;
-    if (o->content_type != NULL)
-        return o->content_type;
-    switch (o->fmt) {
-    case FILE_FORMAT_RAW:
-        return "application/octet-stream";
-    case FILE_FORMAT_XML:
-        return "application/xml";
-    default:
-        return "application/json";
-    }
-}
-
 /* Submits one message; false after giving up (the attempt is over). */
 static bool job_submit(struct file_job *j, struct message *m)
 {
@@ -370,23 +356,14 @@ static bool publish_record(struct file_job *j, struct file_record *rec)
 {
     char *body, *key, err[700];
     size_t len;
-    if (record_prepare(j, rec, &body, &len, &key, err, sizeof(err)) != 0) {
+    if (file_message_prepare(j->fi, j->name, rec, &body, &len, &key, err, sizeof(err)) != 0) {
         free(body);
         job_give_up(j, err); /* it passed the check: a non-deterministic transform? */
         return false;
     }
-    char id[ID_PREFIX_HEX + 24], index[24];
-    snprintf(id, sizeof(id), "%s:%" PRIu64, j->prefix, rec->index);
-    struct inbound_ids ids = {.message_id = id, .correlation_id = j->prefix};
-    struct message *m = inbound_message(j->r, body, len, content_type(j), &ids);
-    m->routing_key = key;
-    message_set_header(m, "x-sidecar-filename", j->name);
-    if (file_format_splits(j->fi->o->fmt, j->fi->o->split)) {
-        snprintf(index, sizeof(index), "%" PRIu64, rec->index);
-        message_set_header(m, "x-sidecar-record", index);
-    }
     metric_inc(j->r->metrics.received);
-    return job_submit(j, m);
+    return job_submit(j,
+                      file_message_record(j->fi, j->name, j->prefix, rec->index, body, len, key));
 }
 
 /* ---- the passes ------------------------------------------------------------------------ */
@@ -400,9 +377,12 @@ static struct file_records *records_open(struct file_job *j, bool check)
         .delimiter = o->delim,
         .max_file = (size_t)o->max_file,
         .max_record = (size_t)o->max_record,
+        /* with a transform its output is what is published: file_message_prepare bounds that */
+        .max_message = j->r->transform ? 0 : (size_t)o->max_message,
         .check = check,
         .bodies = !check || j->bodies_in_check,
         .hash = check,
+        .limit = check ? 0 : (uint64_t)j->st.st_size, /* only what the check saw */
     };
     char err[300];
     struct file_records *fr = file_records_open(&ro, j->fd, err, sizeof(err));
@@ -411,40 +391,37 @@ static struct file_records *records_open(struct file_job *j, bool check)
     return fr;
 }
 
-/* The file is malformed: publish a copy of it to the route's DLQ. */
+/* The file is malformed: publish a copy of it to the route's DLQ — without a
+ * body when the file is larger than max_file or than the broker takes. */
 static void job_copy_to_dlq(struct file_job *j)
 {
     const struct file_in_opts *o = j->fi->o;
     j->phase = PHASE_COPY;
     struct buf body = {0};
-    bool whole = j->st.st_size <= (off_t)o->max_file;
+    bool by_message = o->max_message < o->max_file;
+    size_t max = (size_t)(by_message ? o->max_message : o->max_file);
+    bool whole = j->st.st_size <= (off_t)max;
     if (whole && lseek(j->fd, 0, SEEK_SET) == 0) {
         char chunk[65536];
-        ssize_t n;
-        while ((n = read(j->fd, chunk, sizeof(chunk))) > 0 && body.len <= (size_t)o->max_file)
+        ssize_t n = 0;
+        while (body.len < (size_t)j->st.st_size && (n = read(j->fd, chunk, sizeof(chunk))) > 0 &&
+               body.len + (size_t)n <= max)
             buf_append(&body, chunk, (size_t)n);
-        if (n < 0) {
+        if (n < 0 || body.len != (size_t)j->st.st_size) {
             buf_free(&body);
             job_give_up(j, "reading the malformed file for its dead-letter copy failed");
             return;
         }
     }
-    static const char *const types[] = {"application/octet-stream", "application/json",
-                                        "application/x-ndjson", "text/csv", "application/xml"};
-    const char *ctype =
-        o->fmt == FILE_FORMAT_RAW && o->content_type ? o->content_type : types[o->fmt];
     size_t len = body.len;
-    struct inbound_ids ids = {.message_id = j->prefix, .correlation_id = j->prefix};
-    struct message *m = inbound_message(j->r, buf_steal(&body, NULL), len, ctype, &ids);
-    message_set(&m->exchange, j->r->dlx);
-    message_set(&m->routing_key, j->r->dlq_key);
-    char *why = xasprintf("malformed %s file \"%s\": %s%s", o->format, j->name, j->error,
-                          whole ? ""
-                                : " (the file is larger than max_file: this copy has no body; "
-                                  "the file is in failed_dir)");
-    message_set_header(m, "x-sidecar-error", why);
-    message_set_header(m, "x-sidecar-filename", j->name);
-    free(why);
+    const char *no_body = NULL;
+    if (!whole)
+        no_body = by_message ? "the file is larger than max_message: this copy has no body; the "
+                               "file is in failed_dir"
+                             : "the file is larger than max_file: this copy has no body; the file "
+                               "is in failed_dir";
+    struct message *m = file_message_dead_copy(j->fi, j->name, j->prefix, j->error,
+                                               buf_steal(&body, NULL), len, no_body);
     if (job_submit(j, m))
         job_step(j);
 }
@@ -459,15 +436,12 @@ static void check_end(struct file_job *j)
     snprintf(j->prefix, sizeof(j->prefix), "%.*s", ID_PREFIX_HEX, hex);
     file_records_free(j->rec);
     j->rec = NULL;
-    if (j->error != NULL) {
-        job_copy_to_dlq(j);
+    if (!job_file_same(j)) {
+        job_give_up(j, NULL); /* nothing in flight: settles at once */
         return;
     }
-    struct stat now;
-    if (fstat(j->fd, &now) != 0 || now.st_size != j->st.st_size ||
-        now.st_mtim.tv_sec != j->st.st_mtim.tv_sec ||
-        now.st_mtim.tv_nsec != j->st.st_mtim.tv_nsec) {
-        job_give_up(j, "the file changed while it was checked (is something still writing it?)");
+    if (j->error != NULL) {
+        job_copy_to_dlq(j);
         return;
     }
     if (lseek(j->fd, 0, SEEK_SET) != 0 || (j->rec = records_open(j, false)) == NULL) {
@@ -492,7 +466,8 @@ static void check_some(struct file_job *j)
             if (j->bodies_in_check) {
                 char *body, *key, err[700];
                 size_t len;
-                int bad = record_prepare(j, &rec, &body, &len, &key, err, sizeof(err));
+                int bad =
+                    file_message_prepare(j->fi, j->name, &rec, &body, &len, &key, err, sizeof(err));
                 free(body);
                 free(key);
                 if (bad) {
@@ -534,12 +509,22 @@ static void progress_log(struct file_job *j)
     j->progress_sent = j->sent;
 }
 
+/* While publishing, every CHANGE_CHECK_MS: has a writer touched the file since? */
+static bool publish_file_same(struct file_job *j)
+{
+    int64_t now = loop_now_ms();
+    if (now < j->check_due_ms)
+        return true;
+    j->check_due_ms = now + CHANGE_CHECK_MS;
+    return job_file_same(j);
+}
+
 static void publish_some(struct file_job *j)
 {
     int64_t deadline = loop_now_ms() + SLICE_MS;
     for (unsigned n = 1;; n++) {
-        if (atomic_load(&j->failed) > 0) {
-            job_give_up(j, NULL);
+        if (atomic_load(&j->failed) > 0 || (n % 64 == 1 && !publish_file_same(j))) {
+            job_give_up(j, NULL); /* stop early: each record sent now would come again */
             return;
         }
         if (in_flight(j) >= j->fi->inflight_cap &&
@@ -567,8 +552,8 @@ static void publish_some(struct file_job *j)
             job_step(j);
             return;
         }
-        if (rc != RECORDS_NEXT) {
-            free(rec.body);
+        if (rc != RECORDS_NEXT || j->sent >= j->records) {
+            free(rec.body); /* never a record the check did not see */
             job_give_up(j, rc == RECORDS_IO ? file_records_error(j->rec)
                                             : "the file changed between checking and publishing");
             return;
@@ -596,9 +581,11 @@ static void job_step(struct file_job *j)
     }
 }
 
-struct file_job *file_job_begin(struct file_in *fi, const char *name)
+struct file_job *file_job_begin(struct file_in *fi, const char *name, const struct stat *claimed)
 {
     struct file_job *j = xcalloc(1, sizeof(*j));
+    if (claimed != NULL)
+        j->claimed = *claimed;
     j->fi = fi;
     j->r = fi->r;
     j->name = xstrdup(name);

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,13 +180,24 @@ int file_move_into(const char *from, const char *dir, const char *name)
     return rc;
 }
 
-char *file_pick_name(const char *dir, const char *name, const char *alt)
+char *file_pick_name(const char *dir, const char *name, const char *alt, size_t reserve)
 {
-    char *path = xasprintf("%s/%s", dir, name);
-    struct stat st;
-    bool taken = lstat(path, &st) == 0;
-    free(path);
-    return taken ? xasprintf("%s.%s", name, alt) : xstrdup(name);
+    size_t max = NAME_MAX - reserve, len = strlen(name);
+    if (len <= max) {
+        char *path = xasprintf("%s/%s", dir, name);
+        struct stat st;
+        bool taken = lstat(path, &st) == 0;
+        free(path);
+        if (!taken)
+            return xstrdup(name);
+    }
+    size_t keep = max - 1 - strlen(alt);
+    if (len > keep) {
+        len = keep;
+        while (len > 0 && ((unsigned char)name[len] & 0xC0) == 0x80)
+            len--; /* never half a character */
+    }
+    return xasprintf("%.*s.%s", (int)len, name, alt);
 }
 
 int file_write_replace(const char *dir, const char *name, const void *data, size_t len, mode_t mode)

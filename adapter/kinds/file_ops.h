@@ -29,8 +29,10 @@ int file_rename_noreplace(const char *from, const char *to);
 int file_move_into(const char *from, const char *dir, const char *name);
 
 /* The name to file something under in dir: `name` when free, else
- * "name.<alt>" (so yesterday's export.csv is never replaced). Caller frees. */
-char *file_pick_name(const char *dir, const char *name, const char *alt);
+ * "name.<alt>" (so yesterday's export.csv is never replaced). Either leaves
+ * `reserve` bytes for a suffix within NAME_MAX (".error" beside it): a name
+ * too long for that is cut, on a UTF-8 boundary, before ".<alt>". Caller frees. */
+char *file_pick_name(const char *dir, const char *name, const char *alt, size_t reserve);
 
 /* Writes all of data to fd (retrying short writes). */
 int file_write_all(int fd, const void *data, size_t len);

@@ -17,6 +17,7 @@
 #include "xml_safe.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <stdarg.h>
@@ -108,10 +109,12 @@ static int records_read(struct file_records *fr)
 {
     if (fr->eof)
         return 0;
-    ssize_t n;
-    do
-        n = read(fr->fd, fr->chunk, sizeof(fr->chunk));
-    while (n < 0 && errno == EINTR);
+    size_t want = sizeof(fr->chunk);
+    if (fr->opt.limit > 0 && fr->opt.limit - fr->offset < want)
+        want = (size_t)(fr->opt.limit - fr->offset); /* bytes written since are not ours */
+    ssize_t n = 0;
+    while (want > 0 && (n = read(fr->fd, fr->chunk, want)) < 0 && errno == EINTR)
+        ;
     if (n < 0)
         return records_io_fail(fr, errno);
     fr->chunk_len = (size_t)n;
@@ -198,19 +201,34 @@ static int check_json(struct file_records *fr, const char *text, size_t len, uns
 
 /* ---- whole-file formats ---------------------------------------------------------- */
 
+/* A record of len bytes (its body as published) is too large for one message? */
+static bool over_max_message(const struct file_records *fr, size_t len)
+{
+    return fr->opt.max_message > 0 && len > fr->opt.max_message;
+}
+
 static int next_whole(struct file_records *fr, struct file_record *rec)
 {
     if (fr->done)
         return RECORDS_END;
+    bool by_message = fr->opt.max_message > 0 && fr->opt.max_message < fr->opt.max_file;
+    size_t max = by_message ? fr->opt.max_message : fr->opt.max_file;
     struct buf all = {0};
     int rc;
     while ((rc = records_read(fr)) == 1) {
-        if (all.len + fr->chunk_len > fr->opt.max_file) {
+        if (all.len + fr->chunk_len > max) {
             buf_free(&all);
+            if (by_message)
+                return records_fail(fr,
+                                    "the file is larger than max_message (%zu bytes), the largest "
+                                    "message this route publishes; raise max_message (within the "
+                                    "broker's max_message_size) or use a streaming format (csv, "
+                                    "jsonl, json with split)",
+                                    max);
             return records_fail(fr,
                                 "the file is larger than max_file (%zu bytes); raise max_file or "
                                 "use a streaming format (csv, jsonl, json with split)",
-                                fr->opt.max_file);
+                                max);
         }
         buf_append(&all, fr->chunk, fr->chunk_len);
     }
@@ -246,6 +264,15 @@ static int next_whole(struct file_records *fr, struct file_record *rec)
 
 /* ---- jsonl ---------------------------------------------------------------------- */
 
+static int too_large(struct file_records *fr, unsigned long line, size_t len, const char *what)
+{
+    return records_fail(fr,
+                        "line %lu: record %" PRIu64 " is %zu bytes%s, larger than max_message (%zu "
+                        "bytes), the largest message this route publishes; raise max_message "
+                        "(within the broker's max_message_size) or split the record",
+                        line, fr->index, len, what, fr->opt.max_message);
+}
+
 /* The gathered line is complete: a record unless blank. 1, 0 (blank) or INVALID. */
 static int jsonl_line_done(struct file_records *fr, struct file_record *rec)
 {
@@ -257,6 +284,8 @@ static int jsonl_line_done(struct file_records *fr, struct file_record *rec)
         fr->item.len = 0;
         return 0;
     }
+    if (over_max_message(fr, len))
+        return too_large(fr, line, len, "");
     if (check_json(fr, text, len, line, 1 + lead) < 0)
         return RECORDS_INVALID;
     record_set(fr, rec, text, len, line);
@@ -309,6 +338,8 @@ static int split_element_done(struct file_records *fr, struct file_record *rec)
         return records_fail(fr, "line %lu, column %lu: expected a value", fr->item_line,
                             fr->item_col);
     /* lead only holds spaces and tabs here: elements start at their first byte */
+    if (over_max_message(fr, len))
+        return too_large(fr, fr->item_line, len, "");
     if (check_json(fr, text, len, fr->item_line, fr->item_col) < 0)
         return RECORDS_INVALID;
     record_set(fr, rec, text, len, fr->item_line);
@@ -414,6 +445,33 @@ static int next_split(struct file_records *fr, struct file_record *rec)
 
 /* ---- csv ---------------------------------------------------------------------------- */
 
+/* The most bytes cr can become as a JSON object: jansson writes a byte as at
+ * most 6 ("\u0001"), and each field adds quotes, a colon and a comma. */
+static size_t csv_json_bound(const struct csv_record *header, const struct csv_record *cr)
+{
+    size_t n = 2;
+    for (size_t i = 0; i < cr->nfields; i++)
+        n += 6 * ((i < header->nfields ? header->lengths[i] : 0) + cr->lengths[i]) + 6;
+    return n;
+}
+
+/* With max_message: the record's JSON (rendered only when the bound says it may be too large). */
+static int csv_check_size(struct file_records *fr, const struct csv_record *cr, size_t len)
+{
+    const struct csv_record *header = csv_reader_header(fr->csv);
+    if (fr->opt.max_message == 0 ||
+        (!fr->opt.bodies && !over_max_message(fr, csv_json_bound(header, cr))))
+        return 0;
+    if (!fr->opt.bodies) {
+        char err[300];
+        char *json = csv_record_to_json(header, cr, &len, err, sizeof(err));
+        if (json == NULL)
+            return records_fail(fr, "%s", err);
+        free(json);
+    }
+    return over_max_message(fr, len) ? too_large(fr, cr->line, len, " as JSON") : 0;
+}
+
 static int next_csv(struct file_records *fr, struct file_record *rec)
 {
     for (;;) {
@@ -430,6 +488,11 @@ static int next_csv(struct file_records *fr, struct file_record *rec)
                     csv_record_to_json(csv_reader_header(fr->csv), cr, &rec->len, err, sizeof(err));
                 if (rec->body == NULL)
                     return records_fail(fr, "%s", err);
+            }
+            if (csv_check_size(fr, cr, rec->len) < 0) {
+                free(rec->body);
+                rec->body = NULL;
+                return RECORDS_INVALID;
             }
             rec->index = fr->index++;
             rec->line = cr->line;

@@ -3,9 +3,13 @@
  *
  * The file inbound kind reads each file twice through this: once to check
  * every record and hash the content (so nothing of a bad file is published,
- * and message ids can be derived from the hash), once to publish. Memory is
+ * and message ids can be derived from the hash), once to publish — no further
+ * than the check read, so bytes appended in between are never published
+ * unchecked (file_job.c then notices the change). Memory is
  * bounded by one chunk plus one record (csv, jsonl, json with split), or by
- * max_file for the whole-file formats (raw, xml, json without split).
+ * max_file for the whole-file formats (raw, xml, json without split). A
+ * record whose message would be larger than max_message (the broker closes
+ * the channel on one over its max_message_size) makes the file malformed.
  * Errors say where: "line L, column C: what".
  */
 #ifndef SIDECAR_FILE_RECORDS_H
@@ -25,13 +29,16 @@ enum file_format {
 
 struct file_records_options {
     enum file_format format;
-    bool split;        /* json: one record per element of the top-level array */
-    char delimiter;    /* csv; '\0' = ',' */
-    size_t max_file;   /* whole-file formats: the largest file (bytes) */
-    size_t max_record; /* streaming formats: the largest record (bytes) */
-    bool check;        /* validate every record completely (json syntax, xml safety) */
-    bool bodies;       /* produce record bodies (csv records become JSON objects) */
-    bool hash;         /* SHA-256 over every byte of the file */
+    bool split;         /* json: one record per element of the top-level array */
+    char delimiter;     /* csv; '\0' = ',' */
+    size_t max_file;    /* whole-file formats: the largest file (bytes) */
+    size_t max_record;  /* streaming formats: the largest record (bytes) */
+    size_t max_message; /* a record whose body would be longer (csv: as JSON) is INVALID, a
+                           whole-file format's file too; 0: no such limit */
+    bool check;         /* validate every record completely (json syntax, xml safety) */
+    bool bodies;        /* produce record bodies (csv records become JSON objects) */
+    bool hash;          /* SHA-256 over every byte of the file */
+    uint64_t limit;     /* read no more than this many bytes (what was checked); 0: to the end */
 };
 
 struct file_record {

@@ -4,9 +4,18 @@
  * Every name we know sits in a small chained hash table as SETTLING (seen,
  * watched for changes) or READY (queued, in the order it became ready). A
  * settle tick runs while anything settles: each entry untouched for
- * settle_ms is stat'ed again and becomes READY if its size and mtime are
- * what they were. Handing a name out removes it from the table; the caller
- * claims it by rename, and if that fails the next scan finds it again.
+ * settle_ms and not held open is stat'ed again and becomes READY if its
+ * size, mtime and inode are what they were. A write to a READY entry sends
+ * it back to SETTLING. Handing a name out removes it from the table; the
+ * caller claims it by rename, and if that fails the next scan finds it again.
+ *
+ * Held open: IN_MODIFY without the IN_CLOSE_WRITE that ends it, or an
+ * IN_CREATE followed by opens not yet closed (a writer that created the file
+ * and has not written yet: `query > out.csv` while the query runs). A hard
+ * link (IN_CREATE, no open) is not held. Opens and closes by readers are
+ * counted but do not count as a change, so a reader never delays settling.
+ * When events may have been lost (queue overflow, the watch gone) every
+ * entry falls back to settle_ms alone rather than waiting forever.
  */
 #include "file_watch.h"
 
@@ -18,6 +27,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fnmatch.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -26,20 +36,40 @@
 #include <unistd.h>
 
 #define EVENTS                                                                                     \
-    (IN_CREATE | IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM |            \
-     IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
+    (IN_CREATE | IN_MODIFY | IN_ATTRIB | IN_OPEN | IN_CLOSE_WRITE | IN_CLOSE_NOWRITE |             \
+     IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
 #define RESCAN_SOON_MS 1000
+#define OPEN_WARN_MS   60000 /* say once that a held-open file waits (or 10 x settle_ms) */
 
 enum entry_state { SETTLING, READY };
+
+/* What an event (or the route) says about a name. */
+enum seen {
+    SEEN,       /* appeared or changed somehow (a scan, IN_ATTRIB, a failed claim) */
+    CREATED,    /* IN_CREATE: made in place (or hard-linked) */
+    WRITTEN,    /* IN_MODIFY: someone wrote to it and holds it open */
+    OPENED,     /* IN_OPEN: counted only */
+    CLOSED,     /* IN_CLOSE_WRITE: a writer is done with it */
+    CLOSED_RO,  /* IN_CLOSE_NOWRITE: counted only */
+    RENAMED_IN, /* IN_MOVED_TO: complete at once */
+    PUT_BACK,   /* the route un-claimed it: settle, although it arrives by rename */
+};
 
 struct entry {
     char *name;
     enum entry_state state;
     off_t size;
     struct timespec mtime;
-    int64_t changed_ms;       /* last time we saw it change */
-    struct entry *next;       /* hash chain */
-    struct entry *next_ready; /* ready queue */
+    dev_t dev;
+    ino_t ino;
+    int64_t changed_ms; /* last time we saw it change */
+    unsigned opens;     /* opens seen and not closed yet */
+    bool written;       /* written since the last close-after-write */
+    bool created;       /* created in place: opens of it may be its writer's */
+    bool put_back;      /* settles even when it arrives by rename */
+    bool open_warned;
+    struct entry *next;                    /* hash chain */
+    struct entry *prev_ready, *next_ready; /* ready queue */
 };
 
 struct file_watch {
@@ -90,15 +120,46 @@ static void table_grow(struct file_watch *w)
     w->n_buckets = n;
 }
 
+static void ready_unlink(struct file_watch *w, struct entry *e)
+{
+    if (e->prev_ready)
+        e->prev_ready->next_ready = e->next_ready;
+    else
+        w->ready_head = e->next_ready;
+    if (e->next_ready)
+        e->next_ready->prev_ready = e->prev_ready;
+    else
+        w->ready_tail = e->prev_ready;
+    e->prev_ready = e->next_ready = NULL;
+}
+
 static void entry_remove(struct file_watch *w, struct entry **slot)
 {
     struct entry *e = *slot;
     *slot = e->next;
     if (e->state == SETTLING)
         w->n_settling--;
+    else
+        ready_unlink(w, e);
     w->n_entries--;
     free(e->name);
     free(e);
+}
+
+/* Someone may be writing it right now, from what inotify showed. */
+static bool held_open(const struct entry *e)
+{
+    return e->written || (e->created && e->opens > 0);
+}
+
+/* Events may have been lost: trust settle_ms alone rather than wait for a close forever. */
+static void forget_opens(struct file_watch *w)
+{
+    for (size_t i = 0; i < w->n_buckets; i++)
+        for (struct entry *e = w->buckets[i]; e; e = e->next) {
+            e->opens = 0;
+            e->written = e->created = false;
+        }
 }
 
 /* ---- settling ---------------------------------------------------------------------- */
@@ -120,14 +181,17 @@ static void settle_arm(struct file_watch *w)
 static bool same_stat(const struct entry *e, const struct stat *st)
 {
     return e->size == st->st_size && e->mtime.tv_sec == st->st_mtim.tv_sec &&
-           e->mtime.tv_nsec == st->st_mtim.tv_nsec;
+           e->mtime.tv_nsec == st->st_mtim.tv_nsec && e->dev == st->st_dev && e->ino == st->st_ino;
 }
 
 static void entry_record(struct entry *e, const struct stat *st)
 {
     e->size = st->st_size;
     e->mtime = st->st_mtim;
+    e->dev = st->st_dev;
+    e->ino = st->st_ino;
     e->changed_ms = loop_now_ms();
+    e->open_warned = false;
 }
 
 static int by_mtime_then_name(const void *a, const void *b)
@@ -152,6 +216,7 @@ static void ready_queue(struct file_watch *w, struct entry **batch, size_t n)
             w->n_settling--;
         e->state = READY;
         e->next_ready = NULL;
+        e->prev_ready = w->ready_tail;
         if (w->ready_tail)
             w->ready_tail->next_ready = e;
         else
@@ -169,6 +234,22 @@ static int stat_in_dir(const struct file_watch *w, const char *name, struct stat
     return rc;
 }
 
+/* A held-open file that stopped changing long ago: say once why it is not taken. */
+static void warn_held_open(struct file_watch *w, struct entry *e, int64_t now)
+{
+    int64_t after = (int64_t)w->opt.settle_ms * 10;
+    if (after < OPEN_WARN_MS)
+        after = OPEN_WARN_MS;
+    if (e->open_warned || now - e->changed_ms < after)
+        return;
+    e->open_warned = true;
+    log_warn(w->opt.route,
+             "file \"%s\" has not changed for %" PRId64 "s but is still open for writing (no "
+             "close seen); it is taken once it is closed — a writer that is done should close it, "
+             "or write elsewhere and rename it in",
+             e->name, (now - e->changed_ms) / 1000);
+}
+
 static void settle_tick(struct loop *loop, void *arg)
 {
     struct file_watch *w = arg;
@@ -179,7 +260,9 @@ static void settle_tick(struct loop *loop, void *arg)
     for (size_t i = 0; i < w->n_buckets; i++) {
         for (struct entry **pp = &w->buckets[i]; *pp;) {
             struct entry *e = *pp;
-            if (e->state != SETTLING || now - e->changed_ms < w->opt.settle_ms) {
+            if (e->state == SETTLING && held_open(e))
+                warn_held_open(w, e, now);
+            if (e->state != SETTLING || held_open(e) || now - e->changed_ms < w->opt.settle_ms) {
                 pp = &e->next;
                 continue;
             }
@@ -200,15 +283,35 @@ static void settle_tick(struct loop *loop, void *arg)
     settle_arm(w);
 }
 
-/* A name we may care about appeared or changed; renamed = it was moved in whole. */
-static void entry_seen(struct file_watch *w, const char *name, bool renamed)
+/* Opens and closes that change nothing: counted on a known entry, nothing more. */
+static bool entry_count(struct entry *e, enum seen how)
+{
+    if (how == OPENED) {
+        if (e)
+            e->opens++;
+        return true;
+    }
+    if ((how == CLOSED_RO || how == CLOSED) && e && e->opens > 0)
+        e->opens--;
+    return how == CLOSED_RO; /* a writer's close is a change: settle from now */
+}
+
+/* A name we may care about appeared or changed (how: see enum seen). */
+static void entry_seen(struct file_watch *w, const char *name, enum seen how)
 {
     if (name[0] == '.' || fnmatch(w->opt.pattern, name, 0) != 0)
         return;
     struct entry **slot = slot_of(w, name);
     struct entry *e = *slot;
-    if (e != NULL && e->state == READY)
+    if (entry_count(e, how))
         return;
+    if (e != NULL && e->state == READY) {
+        if (how != WRITTEN && how != PUT_BACK)
+            return;         /* claim() compares the stat it settled with anyway */
+        ready_unlink(w, e); /* written to again: not complete after all */
+        e->state = SETTLING;
+        w->n_settling++;
+    }
     struct stat st;
     if (stat_in_dir(w, name, &st) != 0 || !S_ISREG(st.st_mode)) {
         if (e != NULL)
@@ -227,8 +330,22 @@ static void entry_seen(struct file_watch *w, const char *name, bool renamed)
         w->n_entries++;
         w->n_settling++;
     }
+    if (how == RENAMED_IN || how == PUT_BACK) {
+        e->opens = 0; /* another file under this name now */
+        e->written = e->created = false;
+        if (how == PUT_BACK)
+            e->put_back = true;
+    }
+    if (how == WRITTEN)
+        e->written = true;
+    if (how == CREATED)
+        e->created = true;
+    if (how == CLOSED)
+        e->written = e->created = false; /* a writer is done: settle from now */
     entry_record(e, &st);
-    if (renamed || w->opt.settle_ms == 0)
+    if (e->put_back)
+        settle_arm(w); /* a tick at least, even with settle_ms = 0: no claim/put-back spin */
+    else if (how == RENAMED_IN || (w->opt.settle_ms == 0 && !held_open(e)))
         ready_queue(w, &e, 1);
     else
         settle_arm(w);
@@ -280,7 +397,7 @@ static void scan(struct file_watch *w)
             continue;
         struct entry *e = *slot_of(w, de->d_name);
         if (e == NULL)
-            entry_seen(w, de->d_name, false);
+            entry_seen(w, de->d_name, SEEN);
     }
     closedir(d);
 }
@@ -302,6 +419,23 @@ static void scan_soon(struct file_watch *w)
     w->scan_timer = loop_timer(w->loop, 0, scan_tick, w);
 }
 
+static enum seen seen_of(uint32_t mask)
+{
+    if (mask & IN_MOVED_TO)
+        return RENAMED_IN;
+    if (mask & IN_MODIFY)
+        return WRITTEN;
+    if (mask & IN_CREATE)
+        return CREATED;
+    if (mask & IN_OPEN)
+        return OPENED;
+    if (mask & IN_CLOSE_WRITE)
+        return CLOSED;
+    if (mask & IN_CLOSE_NOWRITE)
+        return CLOSED_RO;
+    return SEEN;
+}
+
 static void on_inotify(struct loop *loop, int fd, short revents, void *arg)
 {
     struct file_watch *w = arg;
@@ -314,9 +448,15 @@ static void on_inotify(struct loop *loop, int fd, short revents, void *arg)
             const struct inotify_event *ev = (const struct inotify_event *)p;
             p += sizeof(*ev) + ev->len;
             if (ev->mask & IN_Q_OVERFLOW) {
+                log_warn(w->opt.route,
+                         "inotify queue overflowed; rescanning %s (files being written now count "
+                         "once unchanged for settle_ms)",
+                         w->opt.dir);
+                forget_opens(w);
                 scan_soon(w);
             } else if (ev->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF | IN_UNMOUNT)) {
                 if (ev->wd == w->wd) {
+                    forget_opens(w);
                     inotify_rm_watch(fd, w->wd);
                     w->wd = -1;
                     if (w->scan_timer)
@@ -327,7 +467,7 @@ static void on_inotify(struct loop *loop, int fd, short revents, void *arg)
                 if (ev->mask & (IN_DELETE | IN_MOVED_FROM))
                     entry_gone(w, ev->name);
                 else
-                    entry_seen(w, ev->name, (ev->mask & IN_MOVED_TO) != 0);
+                    entry_seen(w, ev->name, seen_of(ev->mask));
             }
         }
     }
@@ -378,10 +518,8 @@ char *file_watch_next(struct file_watch *w, struct stat *settled)
     struct entry *e = w->ready_head;
     if (e == NULL)
         return NULL;
-    w->ready_head = e->next_ready;
-    if (w->ready_head == NULL)
-        w->ready_tail = NULL;
-    *settled = (struct stat){.st_size = e->size, .st_mtim = e->mtime};
+    *settled =
+        (struct stat){.st_size = e->size, .st_mtim = e->mtime, .st_dev = e->dev, .st_ino = e->ino};
     char *name = xstrdup(e->name);
     entry_remove(w, slot_of(w, e->name));
     return name;
@@ -399,5 +537,10 @@ bool file_watch_has_ready(const struct file_watch *w)
 
 void file_watch_again(struct file_watch *w, const char *name)
 {
-    entry_seen(w, name, false);
+    entry_seen(w, name, SEEN);
+}
+
+void file_watch_put_back(struct file_watch *w, const char *name)
+{
+    entry_seen(w, name, PUT_BACK);
 }

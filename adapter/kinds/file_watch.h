@@ -36,7 +36,8 @@ struct file_watch *file_watch_new(struct loop *loop, const struct file_watch_opt
 void file_watch_start(struct file_watch *w);
 void file_watch_free(struct file_watch *w);
 
-/* The oldest ready name (caller frees) and the stat it settled with, or NULL. */
+/* The oldest ready name (caller frees) and the stat it settled with (size,
+ * mtime, dev, ino), or NULL. */
 char *file_watch_next(struct file_watch *w, struct stat *settled);
 
 /* Is a file ready (file_watch_next would return one)? */
@@ -44,6 +45,10 @@ bool file_watch_has_ready(const struct file_watch *w);
 
 /* A handed-out name could not be claimed yet: watch it (settle) again. */
 void file_watch_again(struct file_watch *w, const char *name);
+
+/* The route put a claimed file back into dir (it changed after the claim): it
+ * settles again like a file written in place, although it arrives by rename. */
+void file_watch_put_back(struct file_watch *w, const char *name);
 
 /* Files seen but not handed out yet (ready or settling). */
 size_t file_watch_pending(const struct file_watch *w);

@@ -4,6 +4,7 @@ to failed_dir with a DLQ copy and nothing published, and crash / broker-outage
 recovery that publishes every record (duplicates allowed, none missing)."""
 import json
 import os
+import re
 
 import pytest
 
@@ -172,6 +173,124 @@ def test_file_in_malformed_to_failed_dir_and_dlq(broker, sidecar, uid, tmp_path,
     assert broker.count(r.queue) == 1
 
 
+# ---- messages the broker would refuse ----------------------------------------------------
+
+def xml_doc(n):
+    return b'<?xml version="1.0"?>\n<doc>' + b"<i>x</i>" * n + b"</doc>"
+
+
+BIG = {  # fmt, extra, content, the DLQ copy has the file as its body (it fits)
+    "raw": ("raw", "", b"r" * 4097, False),
+    "xml": ("xml", "", xml_doc(520), False),
+    "json": ("json", "", b'{"a":"' + b"j" * 4100 + b'"}', False),
+    "jsonl": ("jsonl", "", b'{"ok":1}\n"' + b"l" * 4100 + b'"\n', False),
+    # 700 control characters: 700 bytes written, 4200 as JSON ("\u0001" each)
+    "csv": ("csv", "", b"id,note\n1,ok\n2," + b"\x01" * 700 + b"\n", True),
+    "transform": ("jsonl", 'transform = "{jq}";', b'{"a":"xy"}\n', True),
+}
+
+
+@pytest.mark.parametrize("case", list(BIG))
+def test_file_in_message_over_max_message_is_refused_before_the_broker(broker, sidecar, uid,
+                                                                      tmp_path, case):
+    fmt, extra, content, copy_has_body = BIG[case]
+    jq = tmp_path / "big.jq"
+    jq.write_text("{big: (.a * 3000)}")  # 6000 bytes out of 10 in
+    r = Route(str(tmp_path), uid, "big", fmt,
+              extra="max_message = 4096; " + extra.replace("{jq}", str(jq)))
+    t = FileIn(broker, sidecar, uid, [r])
+    r.drop("big.dat", content)
+    r.wait_failed("big.dat")
+    error = open(os.path.join(r.failed, "big.dat.error")).read()
+    assert "max_message (4096 bytes)" in error, error
+    assert broker.count(r.queue) == 0  # nothing of it, not even the records that fit
+    [(props, body)] = t.dead(r)
+    assert "max_message" in header(props, "x-sidecar-error")
+    assert body == (content if copy_has_body else b"")
+    assert len(body) <= 4096
+    with open(os.path.join(r.failed, "big.dat"), "rb") as f:
+        assert f.read() == content
+    good = {"raw": b"r" * 4096, "xml": b"<a/>", "json": b"[1]", "jsonl": b'{"a":"x"}\n',
+            "csv": b"id\n1\n", "transform": b'{"a":"x"}\n'}[case]
+    r.drop("next.dat", good)  # not stuck, and a message of exactly max_message goes out
+    r.wait_done("next.dat")
+    assert broker.count(r.queue) == 1
+
+
+@pytest.fixture
+def broker_max_message_size(broker):
+    """Lowers the broker's max_message_size for channels opened during the test."""
+    before = broker.ctl("eval", "application:get_env(rabbit, max_message_size).").strip()
+    m = re.fullmatch(r"\{ok,(\d+)\}", before)
+    assert m, before
+    broker.ctl("eval", "application:set_env(rabbit, max_message_size, 65536).")
+    try:
+        yield 65536
+    finally:
+        broker.ctl("eval", f"application:set_env(rabbit, max_message_size, {m[1]}).")
+
+
+def test_file_in_max_message_keeps_files_within_the_brokers_limit(broker, sidecar, uid,
+                                                                  tmp_path,
+                                                                  broker_max_message_size):
+    # A file over the broker's limit would close the shared publisher's channel and be retried
+    # forever; bounded by max_message it is refused here, and the connection serves the rest.
+    limit = broker_max_message_size
+    r = Route(str(tmp_path), uid, "limit", "raw",
+              extra=f"max_file = 1048576; max_message = {limit};")
+    t = FileIn(broker, sidecar, uid, [r])
+    r.drop("over.bin", b"o" * (limit + 1))
+    r.wait_failed("over.bin")
+    r.drop("at.bin", b"a" * limit)
+    r.wait_done("at.bin")
+    [(_, body)] = t.messages(r)
+    assert body == b"a" * limit
+    [(props, body)] = t.dead(r)
+    assert body == b"" and "larger than max_message" in header(props, "x-sidecar-error")
+    log = plain(t.sidecar.log())
+    assert "max size" not in log and "not accepted by the broker" not in log
+
+
+# ---- names at the file system's limit ------------------------------------------------------
+
+def test_file_in_longest_names_are_filed_without_a_retry_loop(broker, sidecar, uid, tmp_path):
+    # A 255-byte name (NAME_MAX) leaves no room for ".error" beside it, nor for ".<hash>" when
+    # the name is taken in done_dir: filing must shorten the name, not fail and retry forever
+    # (a malformed file's DLQ copy was published again on every attempt).
+    r = Route(str(tmp_path), uid, "long", "jsonl")
+    t = FileIn(broker, sidecar, uid, [r])
+
+    def drop(name, content):
+        tmp = os.path.join(r.dir, ".part")
+        with open(tmp, "wb") as f:
+            f.write(content)
+        os.rename(tmp, os.path.join(r.dir, name))
+
+    bad_name = "b" * 249 + ".jsonl"
+    bad = b'{"a":1}\n{"b":\n'
+    drop(bad_name, bad)
+    keep = f"{bad_name[:232]}.{file_prefix(bad)[:16]}"
+    assert len(keep) + len(".error") == 255
+    wait_for(lambda: keep in listing(r.failed) and f"{keep}.error" in listing(r.failed), 20,
+             what="the malformed file in failed_dir under a shortened name")
+    error = open(os.path.join(r.failed, keep + ".error")).read()
+    assert f"file: {bad_name}\n" in error  # the real name is kept in the .error
+
+    good_name = "g" * 249 + ".jsonl"
+    first, second = b'{"n":1}\n', b'{"n":2}\n'
+    drop(good_name, first)
+    r.wait_done(good_name)
+    drop(good_name, second)  # the name is taken in done_dir now
+    again = f"{good_name[:238]}.{file_prefix(second)[:16]}"
+    r.wait_done(again)
+    with open(os.path.join(r.done, again), "rb") as f:
+        assert f.read() == second
+    settle(2.0)  # a retry loop would publish the DLQ copy again and again
+    assert broker.count(r.dlq) == 1
+    assert broker.count(r.queue) == 2
+    assert listing(r.processing) == []
+
+
 # ---- when a file counts ----------------------------------------------------------------
 
 def test_file_in_slow_writer_is_never_published_half_written(broker, sidecar, uid, tmp_path):
@@ -226,6 +345,126 @@ def test_file_in_not_ready_until_dir_exists(broker, sidecar, uid, tmp_path):
     r.drop("x.jsonl", b'{"late":true}\n')
     r.wait_done("x.jsonl", timeout=10)  # found by the scan (the watch is added late)
     assert bodies(t.messages(r)) == ['{"late":true}']
+
+
+# ---- a writer that pauses, a file that changes after the claim ---------------------------
+
+def wait_filed(r, name, timeout=30):
+    """Waits until name is in done_dir or failed_dir; returns which."""
+    return wait_for(lambda: ("done" if name in listing(r.done) else
+                             "failed" if name in listing(r.failed) else None),
+                    timeout, what=f"{name} filed")
+
+
+PAUSED = {
+    "jsonl-at-line-end": ("jsonl", 12),
+    "jsonl-mid-line": ("jsonl", None),
+    "csv-at-line-end": ("csv", 12),
+}
+
+
+@pytest.mark.parametrize("case", list(PAUSED))
+def test_file_in_writer_pausing_longer_than_settle_ms_loses_nothing(broker, sidecar, uid,
+                                                                    tmp_path, case):
+    # The writer keeps its file open and pauses for 5 x settle_ms half way: the sidecar must
+    # not take the half it sees (it did: published it, filed it, and the rest went unseen).
+    fmt, cut_line = PAUSED[case]
+    r = Route(str(tmp_path), uid, "pause", fmt, extra="settle_ms = 200;")
+    t = FileIn(broker, sidecar, uid, [r])
+    if fmt == "csv":
+        content = csv_bytes(["id", "name", "amount"], [[str(i), f"n{i}", f"{i}.50"]
+                                                        for i in range(30)])
+        expected = csv_expected(content)
+    else:
+        lines = [json.dumps({"n": i, "pad": "z" * 20}).encode() + b"\n" for i in range(30)]
+        content = b"".join(lines)
+        expected = [line.decode().rstrip("\n") for line in lines]
+    if cut_line is None:
+        cut = len(content) // 2 + 3  # inside a line: what is there is not even valid
+    else:
+        cut = sum(len(line) + 1 for line in content.split(b"\n")[:cut_line])
+    name = f"paused.{fmt}"
+    with open(os.path.join(r.dir, name), "wb") as f:
+        f.write(content[:cut])
+        f.flush()
+        settle(1.0)  # the pause: 5 x settle_ms
+        f.write(content[cut:])
+    assert wait_filed(r, name) == "done", listing(r.failed)
+    msgs = t.messages(r)
+    assert bodies(msgs) == expected  # every record, once, in order
+    assert [p.message_id for p, _ in msgs] == [expected_id(content, i)
+                                               for i in range(len(expected))]
+    with open(os.path.join(r.done, name), "rb") as f:
+        assert f.read() == content
+    assert listing(r.failed) == [] and broker.count(r.dlq) == 0
+    assert listing(r.processing) == []
+
+
+def test_file_in_file_growing_while_it_streams_is_put_back_and_published_whole(
+        broker, sidecar, uid, tmp_path):
+    # A writer the sidecar could not see (it opened the file before the sidecar started, as
+    # on a network file system) appends while the file is being published: nothing beyond
+    # what was checked is published, the file goes back to settle, and once it is stable it
+    # is published in full; it is filed complete.
+    r = Route(str(tmp_path), uid, "grow", "jsonl", extra="settle_ms = 200; max_inflight = 1;")
+    t = FileIn(broker, sidecar, uid, [r], start=False)
+    lines = [json.dumps({"n": i, "pad": "g" * 30}).encode() + b"\n" for i in range(3000)]
+    more = [json.dumps({"n": i, "more": True}).encode() + b"\n" for i in range(3000, 3020)]
+    first, full = b"".join(lines), b"".join(lines + more)
+    name = "grow.jsonl"
+    with open(os.path.join(r.dir, name), "wb") as f:
+        f.write(first)
+        f.flush()
+        t.start()
+        wait_count(broker, r.queue, 100, timeout=30)
+        assert name in listing(r.processing), "should be mid-file"
+        f.write(b"".join(more))
+    r.wait_done(name, timeout=90)
+    with open(os.path.join(r.done, name), "rb") as f:
+        assert f.read() == full
+    checked = {expected_id(first, i): line for i, line in enumerate(lines)}
+    final = {expected_id(full, i): line for i, line in enumerate(lines + more)}
+    seen = set()
+    for props, body in t.messages(r):
+        # every message is a record of a version that was checked, under that version's id
+        want = final.get(props.message_id, checked.get(props.message_id))
+        assert want is not None, f"published unchecked: {props.message_id} {body[:60]!r}"
+        assert body == want.rstrip(b"\n")
+        seen.add(props.message_id)
+    assert set(final) <= seen, f"{len(set(final) - seen)} record(s) of the whole file missing"
+    assert listing(r.failed) == [] and broker.count(r.dlq) == 0
+    assert "changed" in plain(t.sidecar.log())
+
+
+def test_file_in_file_growing_while_its_name_is_taken_again_settles_in_processing(
+        broker, sidecar, uid, tmp_path):
+    # As above, but by the time the grown file should go back, dir holds a new file of the
+    # same name (a writer that reopened it by name): neither is lost, overwritten or split.
+    r = Route(str(tmp_path), uid, "again", "jsonl", extra="settle_ms = 200; max_inflight = 1;")
+    t = FileIn(broker, sidecar, uid, [r], start=False)
+    lines = [json.dumps({"n": i, "pad": "a" * 30}).encode() + b"\n" for i in range(1500)]
+    full = b"".join(lines) + b'{"tail":1}\n'
+    second = b'{"second":1}\n{"second":2}\n'
+    name = "again.jsonl"
+    with open(os.path.join(r.dir, name), "wb") as f:
+        f.write(b"".join(lines))
+        f.flush()
+        t.start()
+        wait_count(broker, r.queue, 100, timeout=30)
+        assert name in listing(r.processing), "should be mid-file"
+        r.write_in_place(name, second)
+        f.write(b'{"tail":1}\n')
+    t.sidecar.wait_log("settles in .*processing instead")
+    r.wait_done(name, timeout=90)
+    taken = f"{name}.{file_prefix(second)[:16]}"
+    r.wait_done(taken, timeout=30)
+    for filed, content in [(name, full), (taken, second)]:
+        with open(os.path.join(r.done, filed), "rb") as f:
+            assert f.read() == content
+    ids = {p.message_id for p, _ in t.messages(r)}
+    assert {expected_id(full, i) for i in range(1501)} <= ids
+    assert {expected_id(second, i) for i in range(2)} <= ids
+    assert listing(r.processing) == [] and listing(r.failed) == []
 
 
 # ---- crashes and outages ------------------------------------------------------------------
@@ -342,6 +581,26 @@ def test_file_in_done_dir_trouble_does_not_republish(broker, sidecar, uid, tmp_p
     assert broker.count(r.queue) == 3
 
 
+def test_file_in_failed_dir_trouble_does_not_republish_the_dead_letter(broker, sidecar, uid,
+                                                                       tmp_path):
+    r = Route(str(tmp_path), uid, "stuckbad", "jsonl")
+    os.makedirs(os.path.dirname(r.failed), exist_ok=True)
+    with open(r.failed, "w") as f:  # failed_dir is a plain file: filing fails, even for root
+        f.write("not a directory")
+    t = FileIn(broker, sidecar, uid, [r])
+    r.drop("bad.jsonl", b'{"a":1}\n{"a":\n')
+    t.sidecar.wait_log("is malformed .* but filing it in failed_dir")
+    settle(4.0)  # back-off rounds: only filing is retried, the DLQ copy is not sent again
+    assert broker.count(r.dlq) == 1
+    assert listing(r.processing) == ["bad.jsonl"]
+    r.drop("good.jsonl", b'{"b":1}\n')  # a stuck file does not hold up the next one
+    r.wait_done("good.jsonl", timeout=5)
+    os.remove(r.failed)
+    r.wait_failed("bad.jsonl", timeout=20)
+    assert "line 2" in open(os.path.join(r.failed, "bad.jsonl.error")).read()
+    assert broker.count(r.dlq) == 1 and broker.count(r.queue) == 1
+
+
 def test_file_in_sigterm_finishes_the_current_file(broker, sidecar, uid, tmp_path):
     r = Route(str(tmp_path), uid, "term", "csv", extra="max_inflight = 1;")
     t = FileIn(broker, sidecar, uid, [r])
@@ -366,8 +625,11 @@ def test_file_in_sigterm_finishes_the_current_file(broker, sidecar, uid, tmp_pat
     ('format = "csv"; done_dir = "{dir}/";', "done_dir must not be dir itself"),
     ('format = "csv"; pattern = "a/*.csv";', "without '/'"),
     ('format = "tsv";', "is not one of"),
+    ('format = "raw"; content_type = "pdf";', 'content_type "pdf" is not type/subtype'),
+    ('format = "raw"; content_type = "application/' + "x" * 300 + '";',
+     "is 312 bytes; AMQP allows 1 to 255"),
 ], ids=["split-raw", "transform-xml", "delimiter", "json-key-raw", "unknown-key", "done-is-dir",
-        "pattern-slash", "format"])
+        "pattern-slash", "format", "content-type-shape", "content-type-long"])
 def test_file_in_config_errors(broker, tmp_path, route, message):
     jq = tmp_path / "t.jq"
     jq.write_text(".")

@@ -305,6 +305,53 @@ static void test_amqp_names_over_255_bytes(void **state)
     loaded_free(&l);
 }
 
+/* A file route's content_type goes into the AMQP content_type shortstr of every message:
+ * refused at load unless it fits (255 bytes), is printable and looks like a media type. */
+static void load_file_route(struct loaded *l, const char *content_type)
+{
+    char text[1200];
+    snprintf(text, sizeof(text),
+             "name = \"crm\";\n%sinbound = (\n"
+             "  { name = \"drop\"; kind = \"file\"; dir = \"%s\"; exchange = \"e\";\n"
+             "    content_type = \"%s\"; }\n);\n",
+             BROKER, dir, content_type);
+    load_text(l, text);
+}
+
+static void test_file_content_type_checked_at_load(void **state)
+{
+    static const struct {
+        const char *value, *error;
+    } bad[] = {
+        {"pdf", "is not type/subtype"},
+        {"text/plain\\nX-Evil: 1", "not printable ASCII (0x0a at 10)"},
+        {"text/plain; charset", "that is not name=value"},
+        {"text/plain; charset=\\\"utf-8", "that is not name=value"},
+        {"text/plain, text/csv", "after the media type"},
+        {"", "is 0 bytes"},
+    };
+    struct loaded l;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        load_file_route(&l, bad[i].value);
+        assert_int_equal(l.rc, -1);
+        assert_error(&l, 4, bad[i].error);
+        assert_error(&l, 4, "e.g. \"text/csv; charset=utf-8\"");
+        loaded_free(&l);
+    }
+    char long_type[400] = "application/";
+    memset(long_type + 12, 'x', 300);
+    load_file_route(&l, long_type);
+    assert_error(&l, 4, "is 312 bytes; AMQP allows 1 to 255");
+    loaded_free(&l);
+    long_type[255] = '\0'; /* exactly a shortstr */
+    load_file_route(&l, long_type);
+    assert_int_equal(l.rc, 0);
+    loaded_free(&l);
+    load_file_route(&l, "text/csv ; charset=\\\"utf-8\\\"; header=present;");
+    assert_int_equal(l.rc, 0);
+    loaded_free(&l);
+}
+
 static void test_errors_are_all_collected(void **state)
 {
     struct loaded l;
@@ -363,6 +410,7 @@ int main(void)
         cmocka_unit_test(test_no_routes),
         cmocka_unit_test(test_bad_routing_key_template),
         cmocka_unit_test(test_amqp_names_over_255_bytes),
+        cmocka_unit_test(test_file_content_type_checked_at_load),
         cmocka_unit_test(test_errors_are_all_collected),
         cmocka_unit_test(test_parse_listen),
     };

@@ -241,6 +241,43 @@ static void test_max_file(void **state)
     free(got);
 }
 
+/* A record is bounded by what it becomes: the message body the broker must take. */
+static void test_max_message(void **state)
+{
+    struct file_records_options opt = options(FILE_FORMAT_RAW, false);
+    opt.max_message = 5; /* below max_file: the whole file is one message */
+    char *got = read_all_opt(&opt, "12345", 5);
+    assert_string_equal(got, "0@1:12345\n");
+    free(got);
+    got = read_all_opt(&opt, "123456", 6);
+    assert_non_null(strstr(got, "ERR the file is larger than max_message (5 bytes)"));
+    free(got);
+
+    opt = options(FILE_FORMAT_JSONL, false);
+    opt.max_message = 7;
+    got = read_all_opt(&opt, "\"12345\"\n \"123456\"\n", 19);
+    assert_non_null(strstr(got, "0@1:\"12345\"\nERR line 2: record 1 is 8 bytes, larger than "
+                                "max_message (7 bytes)"));
+    free(got);
+
+    /* csv: 3 control characters are 3 bytes written, 18 as JSON ("\u0001" each); the bound
+     * is checked with and without bodies, so the check pass fails the file too */
+    const char *csv = "a\nok\n\x01\x01\x01\n";
+    for (int bodies = 0; bodies < 2; bodies++) {
+        opt = options(FILE_FORMAT_CSV, false);
+        opt.bodies = bodies;
+        opt.max_message = strlen("{\"a\":\"\\u0001\\u0001\\u0001\"}") - 1;
+        got = read_all_opt(&opt, csv, strlen(csv));
+        assert_non_null(strstr(got, "ERR line 3: record 1 is 26 bytes as JSON, larger than "
+                                    "max_message (25 bytes)"));
+        free(got);
+        opt.max_message++;
+        got = read_all_opt(&opt, csv, strlen(csv));
+        assert_null(strstr(got, "ERR"));
+        free(got);
+    }
+}
+
 /* ---- hashing ------------------------------------------------------------------------------ */
 
 static void sha256_hex(const char *data, size_t len, char hex[65])
@@ -285,6 +322,29 @@ static void test_digest_covers_the_whole_file(void **state)
     free(big);
 }
 
+/* The publish pass reads no further than the check did: bytes a writer appended
+ * since (here: a record and half of another) are not records of this pass. */
+static void test_limit_stops_at_the_checked_size(void **state)
+{
+    const char *grown = "{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n{\"d\":";
+    size_t checked = strlen("{\"a\":1}\n{\"b\":2}\n");
+    struct file_records_options opt = options(FILE_FORMAT_JSONL, false);
+    opt.check = false; /* as when publishing: the half record would not be caught */
+    opt.limit = checked;
+    char *got = read_all_opt(&opt, grown, strlen(grown));
+    assert_string_equal(got, "0@1:{\"a\":1}\n1@2:{\"b\":2}\n");
+    free(got);
+    opt.limit = 0; /* no limit: everything now there, the half record too */
+    got = read_all_opt(&opt, grown, strlen(grown));
+    assert_non_null(strstr(got, "3@4:{\"d\":"));
+    free(got);
+    opt = options(FILE_FORMAT_CSV, false);
+    opt.limit = strlen("id,n\n1,x\n");
+    got = read_all_opt(&opt, "id,n\n1,x\n2,y\n", strlen("id,n\n1,x\n2,y\n"));
+    assert_string_equal(got, "0@2:{\"id\":\"1\",\"n\":\"x\"}\n");
+    free(got);
+}
+
 static void test_format_names(void **state)
 {
     enum file_format f;
@@ -310,7 +370,9 @@ int main(void)
         cmocka_unit_test(test_csv_delimiter_and_no_bodies),
         cmocka_unit_test(test_whole_json_raw_xml),
         cmocka_unit_test(test_max_file),
+        cmocka_unit_test(test_max_message),
         cmocka_unit_test(test_digest_covers_the_whole_file),
+        cmocka_unit_test(test_limit_stops_at_the_checked_size),
         cmocka_unit_test(test_format_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
