@@ -430,12 +430,30 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     request_free(req);
 }
 
+/* MHD messages that clients cause: a client going away is routine, so info.
+ * Others stay warnings. */
+static const struct {
+    const char *start;
+    enum log_level level;
+} mhd_messages[] = {
+    {"Connection was closed by remote side", LOG_INFO},
+    {"Socket has been disconnected when reading request", LOG_INFO},
+    {"Connection socket is closed when reading request", LOG_INFO},
+};
+
+/* MHD's messages go through the log's rate limit, one budget per MHD message
+ * (its format string): a flood of refused connections is a few lines. */
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char msg[512];
     vsnprintf(msg, sizeof(msg), fmt, ap);
     str_trim_right(msg);
-    log_warn(NULL, "http server %s: %s", ((struct http_server *)cls)->listen, msg);
+    enum log_level level = LOG_WARN;
+    for (size_t i = 0; i < sizeof(mhd_messages) / sizeof(mhd_messages[0]); i++)
+        if (strncmp(msg, mhd_messages[i].start, strlen(mhd_messages[i].start)) == 0)
+            level = mhd_messages[i].level;
+    log_event_site(level, NULL, fmt, "http server %s: %s", ((struct http_server *)cls)->listen,
+                   msg);
 }
 
 int http_server_start(struct http_server *s, char *err, size_t errlen)

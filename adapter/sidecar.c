@@ -38,6 +38,7 @@
 
 #define SUMMARY_INTERVAL_MS 60000
 #define READY_CHECK_MS 200
+#define LOG_FLUSH_MS 5000 /* summaries of suppressed log lines, once a flood stopped */
 
 struct http_server *sidecar_http_server(struct sidecar *sc, const char *listen, char *err,
                                         size_t errlen)
@@ -232,6 +233,12 @@ static void ready_tick(struct loop *loop, void *arg)
         sd_notify(0, "READY=1\nSTATUS=ready");
     }
     loop_timer(loop, READY_CHECK_MS, ready_tick, sc);
+}
+
+static void log_flush_tick(struct loop *loop, void *arg)
+{
+    log_flush_suppressed(false);
+    loop_timer(loop, LOG_FLUSH_MS, log_flush_tick, arg);
 }
 
 static void watchdog_tick(struct loop *loop, void *arg)
@@ -479,6 +486,7 @@ int sidecar_run(struct sidecar_config *cfg)
         loop_watch(sc.loop, sc.signal_fd, POLLIN, on_signal, &sc);
         loop_timer(sc.loop, SUMMARY_INTERVAL_MS, summary_tick, &sc);
         loop_timer(sc.loop, 0, ready_tick, &sc);
+        loop_timer(sc.loop, LOG_FLUSH_MS, log_flush_tick, &sc);
         uint64_t wd_usec = 0;
         if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0)
             loop_timer(sc.loop, 0, watchdog_tick, (void *)(uintptr_t)wd_usec);
@@ -499,6 +507,7 @@ int sidecar_run(struct sidecar_config *cfg)
         close(sc.signal_fd);
     loop_free(sc.loop);
     free(sc.summary);
+    log_flush_suppressed(true);
     log_info(NULL, "stopped (exit %d)", code);
     return code;
 }
