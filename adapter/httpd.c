@@ -14,7 +14,8 @@
  * from MHD's connect notification to its close notification: the request
  * line, the headers, each body chunk, the dispatch and the completion move
  * it between reading, busy and idle, so the watch can enforce read_timeout
- * and find clients that went away.
+ * and find clients that went away, and drain can tell an upload that still
+ * progresses from one that never will.
  */
 #include "httpd.h"
 
@@ -58,8 +59,8 @@ struct http_server {
     size_t n_routes;
     struct http_limits limits;
     struct http_watch *watch; /* from start */
-    atomic_size_t active;
-    atomic_bool draining; /* set by quiesce: new requests on kept-alive connections get 503 */
+    atomic_size_t dispatched; /* requests handed to their handler, not yet completed */
+    atomic_bool draining;     /* set by quiesce: new requests on kept-alive connections get 503 */
 };
 
 enum req_state { REQ_READING, REQ_HANDLING, REQ_SUSPENDED, REQ_ANSWERED };
@@ -73,6 +74,7 @@ struct http_request {
     char *path;
     struct buf body;
     bool too_large;
+    bool dispatched; /* counted in the server's dispatched until on_completed */
     pthread_mutex_t lock;
     enum req_state state;
     struct MHD_Response *response;
@@ -173,7 +175,10 @@ static const struct http_route *route_for(const struct http_server *s, const cha
 
 size_t http_server_active(const struct http_server *s)
 {
-    return atomic_load(&((struct http_server *)s)->active);
+    size_t n = atomic_load(&((struct http_server *)s)->dispatched);
+    if (s->watch)
+        n += http_watch_uploading(s->watch, HTTP_PROGRESS_MS);
+    return n;
 }
 
 /* The watch entry of an MHD connection (its socket context). */
@@ -365,7 +370,7 @@ static enum MHD_Result answer_draining(struct MHD_Connection *conn)
     return rc;
 }
 
-/* A request whose body is to be read. */
+/* A request whose body is to be read: in flight while it makes progress. */
 static enum MHD_Result start_reading(struct http_server *s, struct MHD_Connection *conn,
                                      struct http_conn *wc, const struct http_route *route,
                                      const char *url, const char *method, void **con_cls)
@@ -379,8 +384,7 @@ static enum MHD_Result start_reading(struct http_server *s, struct MHD_Connectio
     req->path = xstrdup(url);
     pthread_mutex_init(&req->lock, NULL);
     *con_cls = req;
-    /* In flight from its headers until on_completed: drain waits for uploads and answers. */
-    atomic_fetch_add(&s->active, 1);
+    http_conn_progress(wc);
     return MHD_YES;
 }
 
@@ -420,10 +424,12 @@ static enum MHD_Result first_call(struct http_server *s, struct MHD_Connection *
     return refused;
 }
 
-/* The whole request is read: hand it to the route. */
+/* The whole request is read: hand it to the route; in flight until on_completed. */
 static void dispatch(struct http_request *req)
 {
-    http_conn_busy(req->watched);
+    req->dispatched = true;
+    atomic_fetch_add(&req->server->dispatched, 1);
+    http_conn_busy(req->watched); /* after: drain never sees it in neither count */
     req->state = REQ_HANDLING;
     req->route->fn(req, req->route->arg);
 }
@@ -441,6 +447,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (req->state == REQ_READING && *upload_data_size > 0) {
         if (http_conn_late(req->watched))
             return MHD_NO; /* a body trickling past read_timeout: close */
+        http_conn_progress(req->watched);
         if (req->body.len + *upload_data_size > req->route->max_body)
             req->too_large = true;
         else
@@ -486,7 +493,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (req == NULL)
         return;
     *con_cls = NULL;
-    atomic_fetch_sub(&req->server->active, 1); /* answer sent, or the connection is gone */
+    if (req->dispatched) /* answer sent, or the connection is gone */
+        atomic_fetch_sub(&req->server->dispatched, 1);
     request_free(req);
 }
 

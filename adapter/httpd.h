@@ -65,8 +65,13 @@ const char *http_server_listen(const struct http_server *s);
 int http_server_start(struct http_server *s, char *err, size_t errlen);
 /* Stop accepting connections; requests already read still get answered. */
 void http_server_quiesce(struct http_server *s);
-/* Requests in flight: headers received, answer not yet completely sent (or the
- * connection closed). Drain waits for this to reach 0. Any thread. */
+/* Requests in flight, which drain waits for: those handed to their handler
+ * whose answer is not yet completely sent (or the connection closed), and
+ * uploads still making progress (bytes within the last HTTP_PROGRESS_MS).
+ * An upload that stalled, or whose client half-closed or vanished, does not
+ * count: it was never accepted, so closing it loses nothing, and the client
+ * retries. Any thread. */
+#define HTTP_PROGRESS_MS 2000
 size_t http_server_active(const struct http_server *s);
 void http_server_free(struct http_server *s); /* stops it */
 

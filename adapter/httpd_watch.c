@@ -32,6 +32,7 @@ struct http_conn {
     bool shut;                /* shut down by the watcher: nothing more to do (lock) */
     _Atomic int phase;        /* enum conn_phase */
     _Atomic int64_t deadline; /* ms (loop_now_ms), while reading or idle */
+    _Atomic int64_t progress; /* ms: the request's last bytes; 0 = headers not complete */
 };
 
 struct http_watch {
@@ -102,6 +103,12 @@ void http_conn_request_line(struct http_conn *c)
     atomic_store(&c->phase, CONN_READING);
 }
 
+void http_conn_progress(struct http_conn *c)
+{
+    if (c)
+        atomic_store(&c->progress, loop_now_ms());
+}
+
 bool http_conn_late(const struct http_conn *c)
 {
     if (c == NULL || atomic_load(&c->phase) != CONN_READING)
@@ -114,14 +121,31 @@ void http_conn_busy(struct http_conn *c)
     if (c == NULL)
         return;
     atomic_store(&c->phase, CONN_BUSY);
+    atomic_store(&c->progress, 0);
 }
 
 void http_conn_idle(struct http_conn *c)
 {
     if (c == NULL)
         return;
+    atomic_store(&c->progress, 0);
     atomic_store(&c->deadline, loop_now_ms() + c->watch->idle_timeout_ms);
     atomic_store(&c->phase, CONN_IDLE);
+}
+
+size_t http_watch_uploading(struct http_watch *w, int64_t window_ms)
+{
+    int64_t now = loop_now_ms();
+    size_t n = 0;
+    pthread_mutex_lock(&w->lock);
+    for (struct http_conn *c = w->head; c; c = c->next) {
+        int64_t progress = atomic_load(&c->progress);
+        if (!c->shut && atomic_load(&c->phase) == CONN_READING && progress != 0 &&
+            now - progress < window_ms)
+            n++;
+    }
+    pthread_mutex_unlock(&w->lock);
+    return n;
 }
 
 /* ---- the watcher ------------------------------------------------------------------ */

@@ -52,11 +52,17 @@ void http_watch_close(struct http_watch *w, struct http_conn *c);
 /* The calls below run on the MHD thread that owns c; c may be NULL. */
 /* A request line arrived: on a connection kept alive, the next request's read starts. */
 void http_conn_request_line(struct http_conn *c);
+/* Bytes of the request arrived (its headers, a body chunk): it makes progress. */
+void http_conn_progress(struct http_conn *c);
 /* Is the request being read past its deadline? */
 bool http_conn_late(const struct http_conn *c);
 /* The request is complete and being handled or answered: no deadline. */
 void http_conn_busy(struct http_conn *c);
 /* The answer was sent; kept alive, the connection waits for the next request. */
 void http_conn_idle(struct http_conn *c);
+
+/* Requests past their headers whose bytes arrived within the last window_ms:
+ * uploads that may still complete (drain waits for them). Any thread. */
+size_t http_watch_uploading(struct http_watch *w, int64_t window_ms);
 
 #endif

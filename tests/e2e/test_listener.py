@@ -1,5 +1,5 @@
 """Listeners under hostile clients: slow, half-open and silent connections must not
-starve legitimate requests, the admin endpoint or the log.
+starve legitimate requests, the admin endpoint or the log, and must not hold SIGTERM.
 
 The attackers connect from 127.0.0.2 or 127.0.0.3 (Linux routes all of 127/8 to lo),
 the legitimate client from 127.0.0.1, so a per-address limit can tell them apart. The
@@ -8,7 +8,9 @@ hard limit is left as it is): what an operator gets without LimitNOFILE=.
 """
 import contextlib
 import resource
+import signal
 import socket
+import subprocess
 import threading
 import time
 
@@ -175,3 +177,49 @@ def test_read_timeout_bounds_a_request_that_trickles(broker, sidecar, uid):
         body.close()
     assert "within read_timeout" in t.sidecar.log()
     assert t.sidecar.stop() == 0
+
+
+def test_sigterm_does_not_wait_for_clients_that_are_gone(broker, sidecar, uid):
+    """Requests whose headers arrived but whose body never will — the client half-closed
+    (MHD misses most such FINs) or just stopped sending — do not hold SIGTERM: the drain
+    waits only for the upload that still makes progress, answers it 202, and exits 0
+    long before drain_timeout."""
+    t = Listener(broker, sidecar, uid, extra="drain_timeout = 20;")
+    start = (b"POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+             b"Connection: close\r\nContent-Length: 100\r\n\r\n")
+    half_closed = []
+    for _ in range(200):
+        s = socket.socket()
+        s.bind(("127.0.0.2", 0))
+        s.connect(("127.0.0.1", t.port))
+        s.sendall(start)
+        s.shutdown(socket.SHUT_WR)
+        half_closed.append(s)
+    silent = SlowClients(t.port, 100, "127.0.0.3", start, trickle=False)
+
+    body = b'{"id": "slow but alive"}'
+    alive = socket.create_connection(("127.0.0.1", t.port), timeout=10)
+    alive.sendall(b"POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body))
+    time.sleep(0.5)
+
+    started = time.monotonic()
+    t.sidecar.proc.send_signal(signal.SIGTERM)
+    for i in range(len(body)):  # 3 s of progress, a byte at a time, during the drain
+        alive.sendall(body[i:i + 1])
+        time.sleep(3.0 / len(body))
+    reply = alive.recv(4096)
+    alive.close()
+    try:
+        code = t.sidecar.proc.wait(15)
+    except subprocess.TimeoutExpired:
+        code = None  # still draining
+    took = time.monotonic() - started
+    for s in half_closed:
+        s.close()
+    silent.close()
+    assert reply.startswith(b"HTTP/1.1 202"), reply
+    assert code == 0 and took < 8, (
+        f"exit {code} after {took:.1f}s (drain_timeout 20 s):\n" + t.sidecar.log()[-3000:])
+    assert t.sidecar.stop() == 0
+    assert len(t.broker.get_all(t.queue)) == 1
