@@ -19,9 +19,9 @@
  * A watcher thread wakes every few hundred ms and shuts down (shutdown(2),
  * never close: the fd stays MHD's) each connection past its deadline, and
  * shuts for reading each reading one whose client half-closed or reset (a
- * peek says so); MHD then reads end of file and closes it as usual. The list lock is held across those
- * calls and by http_watch_close, which MHD calls before it closes the fd, so
- * the watcher never touches an fd that was closed and reused.
+ * peek says so); MHD then reads end of file and closes it as usual. The list
+ * lock is held across those calls and by http_watch_close, which MHD calls
+ * before it closes the fd, so the watcher never touches a reused fd.
  *
  * Nothing here owns an MHD object: the watch owns its list and its thread.
  */
