@@ -738,6 +738,26 @@ static const struct config_key broker_keys[] = {
 static const struct config_key admin_keys[] = {
     {"listen", KEY_LISTEN, CFG(admin.listen), 0, NULL, NULL, 0, 0, NULL,
      "host:port for GET /healthz /readyz /metrics; unset = no admin endpoint"},
+    {"max_connections", KEY_INT, CFG(admin.max_connections), 0, "32", NULL, 2, 1024, NULL,
+     "connections at once to the admin listener; its own budget, apart from the routes' "
+     "(unless a route shares its listen address)"},
+    {0},
+};
+
+static const struct config_key http_keys[] = {
+    {"max_connections", KEY_INT, CFG(http.max_connections), 0, "4096", NULL, 2, 1000000, NULL,
+     "connections at once per route listener (more wait in the listen backlog); lowered at start "
+     "if RLIMIT_NOFILE cannot hold them all"},
+    {"max_connections_per_ip", KEY_INT, CFG(http.max_connections_per_ip), 0, "256", NULL, 0,
+     1000000, NULL,
+     "connections at once from one client address per listener (more are closed at once); "
+     "0 = no limit; raise it when clients come through one proxy or NAT"},
+    {"read_timeout", KEY_NUMBER, CFG(http.read_timeout), 0, "10", NULL, 0.1, 3600, NULL,
+     "seconds a whole request (request line, headers, body) may take to arrive, from accept or, "
+     "kept alive, from its request line; then the connection is closed"},
+    {"idle_timeout", KEY_NUMBER, CFG(http.idle_timeout), 0, "60", NULL, 1, 3600, NULL,
+     "seconds a kept-alive connection may wait for its next request (and a slow reader may "
+     "stall an answer)"},
     {0},
 };
 
@@ -746,6 +766,8 @@ const struct config_key config_process_keys[] = {
      "the legacy system's name; prefixes every queue the sidecar owns"},
     {"broker", KEY_GROUP, 0, KEY_REQUIRED, NULL, NULL, 0, 0, broker_keys, "RabbitMQ connection"},
     {"admin", KEY_GROUP, 0, 0, NULL, NULL, 0, 0, admin_keys, "health and metrics endpoint"},
+    {"http", KEY_GROUP, 0, 0, NULL, NULL, 0, 0, http_keys,
+     "limits of the route listeners (http and soap inbound)"},
     {"log_format", KEY_ENUM, CFG(log_format), 0, "logfmt", "logfmt|json", 0, 0, NULL,
      "one line per event on stderr, as logfmt or JSON"},
     {"state_dir", KEY_PATH, CFG(state_dir), 0, NULL, NULL, 0, 0, NULL,

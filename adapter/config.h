@@ -109,6 +109,15 @@ struct broker_config {
 
 struct admin_config {
     char *listen;
+    int max_connections;
+};
+
+/* Limits of every route listener (http and soap inbound); see httpd.h. */
+struct http_listener_config {
+    int max_connections;
+    int max_connections_per_ip;
+    double read_timeout;
+    double idle_timeout;
 };
 
 struct sidecar_config {
@@ -117,6 +126,7 @@ struct sidecar_config {
     char *name;
     struct broker_config broker;
     struct admin_config admin;
+    struct http_listener_config http;
     char *log_format;
     char *state_dir;
     double drain_timeout;

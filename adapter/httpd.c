@@ -9,15 +9,24 @@
  * from another thread, is stored and the connection resumed; MHD then calls
  * the handler again and we queue it. `state` (under the request's lock)
  * settles the race between the handler returning and the answer arriving.
+ *
+ * Every connection is also known to the listener's watch (httpd_watch.c),
+ * from MHD's connect notification to its close notification: the request
+ * line, the headers, each body chunk, the dispatch and the completion move
+ * it between reading, busy and idle, so the watch can enforce read_timeout
+ * and find clients that went away, and drain can tell an upload that still
+ * progresses from one that never will.
  */
 #include "httpd.h"
 
 #include "config.h"
+#include "httpd_watch.h"
 #include "log.h"
 #include "message.h"
 #include "util.h"
 
 #include <arpa/inet.h>
+#include <math.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -30,8 +39,6 @@
 
 #define MAX_HEADERS 100
 #define THREADS 2
-#define CONNECTION_LIMIT 4096
-#define IDLE_TIMEOUT_S 60
 #define MEMORY_LIMIT (16 * 1024) /* per connection: bounds request line + headers; MHD zeroes
                                     * it for every request, so bigger costs CPU */
 
@@ -50,8 +57,10 @@ struct http_server {
     struct MHD_Daemon *daemon;
     struct http_route *routes;
     size_t n_routes;
-    atomic_size_t active;
-    atomic_bool draining; /* set by quiesce: new requests on kept-alive connections get 503 */
+    struct http_limits limits;
+    struct http_watch *watch; /* from start */
+    atomic_size_t dispatched; /* requests handed to their handler, not yet completed */
+    atomic_bool draining;     /* set by quiesce: new requests on kept-alive connections get 503 */
 };
 
 enum req_state { REQ_READING, REQ_HANDLING, REQ_SUSPENDED, REQ_ANSWERED };
@@ -59,11 +68,13 @@ enum req_state { REQ_READING, REQ_HANDLING, REQ_SUSPENDED, REQ_ANSWERED };
 struct http_request {
     struct http_server *server;
     struct MHD_Connection *conn;
+    struct http_conn *watched; /* the connection's watch entry (may be NULL) */
     const struct http_route *route;
     char *method;
     char *path;
     struct buf body;
     bool too_large;
+    bool dispatched; /* counted in the server's dispatched until on_completed */
     pthread_mutex_t lock;
     enum req_state state;
     struct MHD_Response *response;
@@ -103,7 +114,18 @@ struct http_server *http_server_new(const char *listen, char *err, size_t errlen
         return NULL;
     }
     s->listen = xstrdup(listen);
+    s->limits = HTTP_LIMITS_DEFAULT;
     return s;
+}
+
+void http_server_set_limits(struct http_server *s, const struct http_limits *limits)
+{
+    s->limits = *limits;
+}
+
+const struct http_limits *http_server_limits(const struct http_server *s)
+{
+    return &s->limits;
 }
 
 const char *http_server_listen(const struct http_server *s)
@@ -153,7 +175,18 @@ static const struct http_route *route_for(const struct http_server *s, const cha
 
 size_t http_server_active(const struct http_server *s)
 {
-    return atomic_load(&((struct http_server *)s)->active);
+    size_t n = atomic_load(&((struct http_server *)s)->dispatched);
+    if (s->watch)
+        n += http_watch_uploading(s->watch, HTTP_PROGRESS_MS);
+    return n;
+}
+
+/* The watch entry of an MHD connection (its socket context). */
+static struct http_conn *watched(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return info ? info->socket_context : NULL;
 }
 
 /* ---- requests ------------------------------------------------------------------ */
@@ -337,6 +370,24 @@ static enum MHD_Result answer_draining(struct MHD_Connection *conn)
     return rc;
 }
 
+/* A request whose body is to be read: in flight while it makes progress. */
+static enum MHD_Result start_reading(struct http_server *s, struct MHD_Connection *conn,
+                                     struct http_conn *wc, const struct http_route *route,
+                                     const char *url, const char *method, void **con_cls)
+{
+    struct http_request *req = xcalloc(1, sizeof(*req));
+    req->server = s;
+    req->conn = conn;
+    req->watched = wc;
+    req->route = route;
+    req->method = xstrdup(method);
+    req->path = xstrdup(url);
+    pthread_mutex_init(&req->lock, NULL);
+    *con_cls = req;
+    http_conn_progress(wc);
+    return MHD_YES;
+}
+
 static enum MHD_Result queue_stored(struct http_request *req)
 {
     enum MHD_Result rc = MHD_queue_response(req->conn, (unsigned)req->status, req->response);
@@ -345,33 +396,42 @@ static enum MHD_Result queue_stored(struct http_request *req)
     return rc;
 }
 
+/* Headers received: route, check, and either refuse at once (an answer: the
+ * watch no longer times the request; MHD discards a body, then closes) or
+ * start reading the body, against the same read deadline. */
 static enum MHD_Result first_call(struct http_server *s, struct MHD_Connection *conn,
                                   const char *url, const char *method, void **con_cls)
 {
-    if (atomic_load(&s->draining))
-        return answer_draining(conn);
+    struct http_conn *wc = watched(conn);
+    if (http_conn_late(wc))
+        return MHD_NO; /* the headers took longer than read_timeout: close */
+    enum MHD_Result refused;
     const struct http_route *route = route_for(s, url);
-    if (route == NULL)
-        return answer_now(conn, 404, "no route here");
     int headers = 0;
     MHD_get_connection_values(conn, MHD_HEADER_KIND, count_value, &headers);
-    if (headers > MAX_HEADERS)
-        return answer_now(conn, 431, "too many request headers");
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-    if (cl && strtoull(cl, NULL, 10) > route->max_body)
-        return answer_too_large(conn, route);
+    if (atomic_load(&s->draining))
+        refused = answer_draining(conn);
+    else if (route == NULL)
+        refused = answer_now(conn, 404, "no route here");
+    else if (headers > MAX_HEADERS)
+        refused = answer_now(conn, 431, "too many request headers");
+    else if (cl && strtoull(cl, NULL, 10) > route->max_body)
+        refused = answer_too_large(conn, route);
+    else
+        return start_reading(s, conn, wc, route, url, method, con_cls);
+    http_conn_busy(wc);
+    return refused;
+}
 
-    struct http_request *req = xcalloc(1, sizeof(*req));
-    req->server = s;
-    req->conn = conn;
-    req->route = route;
-    req->method = xstrdup(method);
-    req->path = xstrdup(url);
-    pthread_mutex_init(&req->lock, NULL);
-    *con_cls = req;
-    /* In flight from its headers until on_completed: drain waits for uploads and answers. */
-    atomic_fetch_add(&s->active, 1);
-    return MHD_YES;
+/* The whole request is read: hand it to the route; in flight until on_completed. */
+static void dispatch(struct http_request *req)
+{
+    req->dispatched = true;
+    atomic_fetch_add(&req->server->dispatched, 1);
+    http_conn_busy(req->watched); /* after: drain never sees it in neither count */
+    req->state = REQ_HANDLING;
+    req->route->fn(req, req->route->arg);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -385,6 +445,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return first_call(s, conn, url, method, con_cls);
 
     if (req->state == REQ_READING && *upload_data_size > 0) {
+        if (http_conn_late(req->watched))
+            return MHD_NO; /* a body trickling past read_timeout: close */
+        http_conn_progress(req->watched);
         if (req->body.len + *upload_data_size > req->route->max_body)
             req->too_large = true;
         else
@@ -394,10 +457,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
 
     if (req->state == REQ_READING) {
-        if (req->too_large)
+        if (req->too_large) {
+            http_conn_busy(req->watched);
             return answer_too_large(conn, req->route);
-        req->state = REQ_HANDLING;
-        req->route->fn(req, req->route->arg);
+        }
+        dispatch(req);
         pthread_mutex_lock(&req->lock);
         if (req->response != NULL) {
             req->state = REQ_ANSWERED;
@@ -419,23 +483,76 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return queue_stored(req);
 }
 
+/* A request ended (answer sent, refused, or the connection failed): a kept-alive
+ * connection is idle until its next request line. */
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
+    http_conn_idle(watched(conn));
     struct http_request *req = *con_cls;
     if (req == NULL)
         return;
     *con_cls = NULL;
-    atomic_fetch_sub(&req->server->active, 1); /* answer sent, or the connection is gone */
+    if (req->dispatched) /* answer sent, or the connection is gone */
+        atomic_fetch_sub(&req->server->dispatched, 1);
     request_free(req);
 }
 
+/* MHD's connection notifications: a connection is watched while it exists. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct http_server *s = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *info =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        *socket_context = info ? http_watch_open(s->watch, info->connect_fd) : NULL;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        http_watch_close(s->watch, *socket_context);
+        *socket_context = NULL;
+    }
+}
+
+/* MHD's URI log callback: a request line arrived. Returns the request's
+ * initial context, which must stay NULL (on_request's first call sees it). */
+static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    http_conn_request_line(watched(conn));
+    return NULL;
+}
+
+/* MHD messages that clients cause: a refusal at a limit (which MHD words the
+ * same for both limits) gets the keys that set them; a client going away is
+ * routine, so info. Others stay warnings. */
+static const struct {
+    const char *start;
+    enum log_level level;
+    const char *hint;
+} mhd_messages[] = {
+    {"Server reached connection limit", LOG_WARN,
+     " (http.max_connections, or http.max_connections_per_ip for one client address)"},
+    {"Connection was closed by remote side", LOG_INFO, ""},
+    {"Socket has been disconnected when reading request", LOG_INFO, ""},
+    {"Connection socket is closed when reading request", LOG_INFO, ""},
+};
+
+/* MHD's messages go through the log's rate limit, one budget per MHD message
+ * (its format string): a flood of refused connections is a few lines. */
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char msg[512];
     vsnprintf(msg, sizeof(msg), fmt, ap);
     str_trim_right(msg);
-    log_warn(NULL, "http server %s: %s", ((struct http_server *)cls)->listen, msg);
+    enum log_level level = LOG_WARN;
+    const char *hint = "";
+    for (size_t i = 0; i < sizeof(mhd_messages) / sizeof(mhd_messages[0]); i++) {
+        if (strncmp(msg, mhd_messages[i].start, strlen(mhd_messages[i].start)) == 0) {
+            level = mhd_messages[i].level;
+            hint = mhd_messages[i].hint;
+        }
+    }
+    log_event_site(level, NULL, fmt, "http server %s: %s%s", ((struct http_server *)cls)->listen,
+                   msg, hint);
 }
 
 int http_server_start(struct http_server *s, char *err, size_t errlen)
@@ -446,14 +563,18 @@ int http_server_start(struct http_server *s, char *err, size_t errlen)
         flags |= MHD_USE_IPv6;
     int port = ntohs(s->addr.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&s->addr)->sin6_port
                                                    : ((struct sockaddr_in *)&s->addr)->sin_port);
+    const struct http_limits *l = &s->limits;
+    s->watch = http_watch_new(s->listen, (int64_t)(l->read_timeout * 1000),
+                              (int64_t)(l->idle_timeout * 1000));
     s->daemon = MHD_start_daemon(
-        flags, (uint16_t)port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log,
-        s, MHD_OPTION_SOCK_ADDR, &s->addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)THREADS, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT_S,
+        flags, (uint16_t)port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
+        MHD_OPTION_SOCK_ADDR, &s->addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)THREADS,
+        MHD_OPTION_CONNECTION_LIMIT, l->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        l->max_per_ip, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)ceil(l->idle_timeout),
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)MEMORY_LIMIT, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, s, MHD_OPTION_END);
-    if (s->daemon == NULL) {
+        on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+        MHD_OPTION_URI_LOG_CALLBACK, on_request_line, s, MHD_OPTION_END);
+    if (s->daemon == NULL || http_watch_start(s->watch) != 0) {
         snprintf(err, errlen,
                  "cannot listen on %s (is the port in use by another process, or the address "
                  "not local?)",
@@ -478,7 +599,8 @@ void http_server_free(struct http_server *s)
     if (s == NULL)
         return;
     if (s->daemon)
-        MHD_stop_daemon(s->daemon);
+        MHD_stop_daemon(s->daemon); /* closes every connection: the watch is empty after */
+    http_watch_free(s->watch);
     for (size_t i = 0; i < s->n_routes; i++)
         free(s->routes[i].path);
     free(s->routes);

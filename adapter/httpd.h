@@ -9,6 +9,14 @@
  * at once or later from any thread (e.g. when the broker confirmed): the
  * connection is suspended meanwhile and resumed by the answer. Every request
  * handed to a handler must be answered exactly once.
+ *
+ * Limits (http_server_set_limits) keep one slow or hostile client from
+ * starving the others: connections at once (more wait in the kernel's listen
+ * backlog), connections at once from one address (more are closed at
+ * accept), the time a whole request may take to arrive (read_timeout: from
+ * accept, or from the request line on a kept-alive connection; then the
+ * connection is closed), and the time a kept-alive connection may sit idle.
+ * httpd_watch.c enforces the read deadline, which MHD cannot.
  */
 #ifndef SIDECAR_HTTPD_H
 #define SIDECAR_HTTPD_H
@@ -31,8 +39,23 @@ typedef void (*http_handler_fn)(struct http_request *req, void *arg);
 typedef char *(*http_refusal_fn)(void *arg, int *status, const char *request_content_type,
                                  const char **content_type, size_t *len);
 
-/* A server for "host:port" (not yet listening). NULL with err if listen is bad. */
+struct http_limits {
+    unsigned max_connections; /* at once */
+    unsigned max_per_ip;      /* at once from one client address; 0 = no limit */
+    double read_timeout;      /* s: request line, headers and body must arrive within it */
+    double idle_timeout;      /* s: a kept-alive connection waits this long for its next
+                               * request; also MHD's inactivity timeout for slow readers */
+};
+
+/* A server for "host:port" (not yet listening), with HTTP_LIMITS_DEFAULT.
+ * NULL with err if listen is bad. */
 struct http_server *http_server_new(const char *listen, char *err, size_t errlen);
+#define HTTP_LIMITS_DEFAULT                                                                        \
+    ((struct http_limits){                                                                         \
+        .max_connections = 1024, .max_per_ip = 0, .read_timeout = 10, .idle_timeout = 60})
+/* Before http_server_start. */
+void http_server_set_limits(struct http_server *s, const struct http_limits *limits);
+const struct http_limits *http_server_limits(const struct http_server *s);
 /* Serve exact `path` (a trailing "*" matches a prefix) with fn. 0, or -1 if taken. */
 int http_server_route(struct http_server *s, const char *path, size_t max_body, http_handler_fn fn,
                       void *arg);
@@ -42,8 +65,13 @@ const char *http_server_listen(const struct http_server *s);
 int http_server_start(struct http_server *s, char *err, size_t errlen);
 /* Stop accepting connections; requests already read still get answered. */
 void http_server_quiesce(struct http_server *s);
-/* Requests in flight: headers received, answer not yet completely sent (or the
- * connection closed). Drain waits for this to reach 0. Any thread. */
+/* Requests in flight, which drain waits for: those handed to their handler
+ * whose answer is not yet completely sent (or the connection closed), and
+ * uploads still making progress (bytes within the last HTTP_PROGRESS_MS).
+ * An upload that stalled, or whose client half-closed or vanished, does not
+ * count: it was never accepted, so closing it loses nothing, and the client
+ * retries. Any thread. */
+#define HTTP_PROGRESS_MS 2000
 size_t http_server_active(const struct http_server *s);
 void http_server_free(struct http_server *s); /* stops it */
 

@@ -6,11 +6,21 @@
  * correlation_id. Lines are written with a single write(2), so threads never
  * interleave. The format is chosen once at start (log_set_format) before any
  * thread exists.
+ *
+ * Repeated lines are rate-limited, so a flood (a client hammering the
+ * listener, a library complaining per connection) cannot drown the journal:
+ * per call site (its format string, or the `site` given to log_event_site),
+ * route and level, at most LOG_RATE_BURST lines per LOG_RATE_WINDOW_MS are
+ * written; the rest are counted and later summarized in one line,
+ * "<last message> (N similar lines suppressed)". Debug lines are never limited
+ * (debug is asked for). Thread-safe; a suppressed line costs a vsnprintf and
+ * an uncontended lock, no write.
  */
 #ifndef SIDECAR_LOG_H
 #define SIDECAR_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 enum log_format { LOG_FORMAT_LOGFMT, LOG_FORMAT_JSON };
@@ -26,9 +36,25 @@ void log_set_format(enum log_format format);
 void log_set_level(enum log_level level);
 int log_parse_format(const char *name, enum log_format *out);
 
+#define LOG_RATE_BURST     20    /* lines per call site, route and level ... */
+#define LOG_RATE_WINDOW_MS 10000 /* ... per window */
+
 void log_event(enum log_level level, const struct log_ctx *ctx, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void log_eventv(enum log_level level, const struct log_ctx *ctx, const char *fmt, va_list ap);
+/* As log_event, rate-limited by `site` instead of fmt: for relays of another
+ * library's messages (pass its format string), whose own fmt is always ours. */
+void log_event_site(enum log_level level, const struct log_ctx *ctx, const void *site,
+                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Writes the summaries of windows that ended with lines suppressed (all of
+ * them, ended or not, with `all`: at exit). Call it now and then (the main
+ * loop does every few seconds) so a flood that stopped is still reported. */
+void log_flush_suppressed(bool all);
+
+/* Tests: change the limit (burst 0 = no limit) and forget every count and
+ * pending summary. Before any thread exists. */
+void log_set_rate_limit(unsigned burst, int window_ms);
 
 /* Shorthands for route-level events (route may be NULL for process events). */
 #define log_info(rt, ...)                                                                       \

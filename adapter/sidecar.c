@@ -3,7 +3,9 @@
  *
  * Start: inbound routes get the shared publisher (its broker connects in
  * the background); each outbound route gets its own broker, consumer and
- * thread; kinds register paths on HTTP servers, which start listening last.
+ * thread; kinds register paths on HTTP servers, which start listening last,
+ * with connection limits that fit the fd limit (raised to its hard limit
+ * first; see fd_budget.h) and an admin listener that keeps its own budget.
  * Signals are blocked in every thread and read here through a signalfd, so a
  * handler never runs in the middle of anything.
  *
@@ -18,6 +20,7 @@
 #include "admin.h"
 #include "broker.h"
 #include "consumer.h"
+#include "fd_budget.h"
 #include "httpd.h"
 #include "log.h"
 #include "loop.h"
@@ -38,6 +41,7 @@
 
 #define SUMMARY_INTERVAL_MS 60000
 #define READY_CHECK_MS 200
+#define LOG_FLUSH_MS 5000 /* summaries of suppressed log lines, once a flood stopped */
 
 struct http_server *sidecar_http_server(struct sidecar *sc, const char *listen, char *err,
                                         size_t errlen)
@@ -236,6 +240,12 @@ static void ready_tick(struct loop *loop, void *arg)
         sd_notify(0, "READY=1\nSTATUS=ready");
     }
     loop_timer(loop, READY_CHECK_MS, ready_tick, sc);
+}
+
+static void log_flush_tick(struct loop *loop, void *arg)
+{
+    log_flush_suppressed(false);
+    loop_timer(loop, LOG_FLUSH_MS, log_flush_tick, arg);
 }
 
 static void watchdog_tick(struct loop *loop, void *arg)
@@ -447,6 +457,64 @@ static void shutdown_all(struct sidecar *sc)
     broker_free(sc->publisher_broker);
 }
 
+/* ---- listeners' limits ------------------------------------------------------------ */
+
+static bool is_admin_only(const struct sidecar *sc, const struct http_server *s)
+{
+    return sc->cfg->admin.listen != NULL &&
+           strcmp(http_server_listen(s), sc->cfg->admin.listen) == 0 && !admin_listener_shared(sc);
+}
+
+/* Raises the fd limit, then gives each listener its limits: the route
+ * listeners share what the reserve leaves; the admin-only listener keeps its
+ * own small budget, counted in the reserve, so /readyz answers under attack. */
+static void plan_listeners(struct sidecar *sc)
+{
+    const struct http_listener_config *h = &sc->cfg->http;
+    unsigned long was = 0;
+    unsigned long limit = fd_budget_raise_limit(&was);
+    struct fd_needs needs = {.servers = sc->n_servers, .routes = sc->cfg->n_routes};
+    size_t n_route_listeners = 0;
+    for (size_t i = 0; i < sc->n_servers; i++) {
+        if (is_admin_only(sc, sc->servers[i]))
+            needs.admin_connections = (unsigned)sc->cfg->admin.max_connections;
+        else
+            n_route_listeners++;
+    }
+    for (size_t i = 0; i < sc->cfg->n_routes; i++)
+        if (sc->cfg->routes[i]->direction == ROUTE_OUTBOUND)
+            needs.outbound_concurrency += (unsigned)sc->cfg->routes[i]->concurrency;
+    unsigned long reserve = fd_budget_reserve(&needs);
+    unsigned want = (unsigned)h->max_connections;
+    unsigned each = fd_budget_per_listener(limit, reserve, n_route_listeners, want);
+
+    for (size_t i = 0; i < sc->n_servers; i++) {
+        bool admin = is_admin_only(sc, sc->servers[i]);
+        struct http_limits l = {
+            .max_connections = admin ? (unsigned)sc->cfg->admin.max_connections : each,
+            .max_per_ip = admin ? 0 : (unsigned)h->max_connections_per_ip,
+            .read_timeout = h->read_timeout,
+            .idle_timeout = h->idle_timeout,
+        };
+        http_server_set_limits(sc->servers[i], &l);
+    }
+    if (was != limit)
+        log_info(NULL, "file descriptor limit (RLIMIT_NOFILE) raised from %lu to %lu", was, limit);
+    if (n_route_listeners == 0)
+        return;
+    if (each < want)
+        log_warn(NULL,
+                 "http.max_connections lowered from %u to %u per route listener: RLIMIT_NOFILE "
+                 "is %lu, %lu of them kept for the broker, HTTP calls, files and the admin "
+                 "listener, %zu route listener(s) share the rest; raise LimitNOFILE= to serve more",
+                 want, each, limit, reserve, n_route_listeners);
+    log_info(NULL,
+             "http: %zu route listener(s), each max_connections=%u max_connections_per_ip=%d "
+             "read_timeout=%gs idle_timeout=%gs; %lu of RLIMIT_NOFILE %lu kept for the rest",
+             n_route_listeners, each, h->max_connections_per_ip, h->read_timeout, h->idle_timeout,
+             reserve, limit);
+}
+
 int sidecar_run(struct sidecar_config *cfg)
 {
     struct sidecar sc = {.cfg = cfg, .started_ms = loop_now_ms(), .signal_fd = -1};
@@ -472,6 +540,8 @@ int sidecar_run(struct sidecar_config *cfg)
         log_error(NULL, "cannot start: %s", err);
         code = 1;
     }
+    if (code == 0)
+        plan_listeners(&sc);
     for (size_t i = 0; code == 0 && i < sc.n_servers; i++) {
         if (http_server_start(sc.servers[i], err, sizeof(err)) != 0) {
             log_error(NULL, "cannot start: %s", err);
@@ -483,6 +553,7 @@ int sidecar_run(struct sidecar_config *cfg)
         loop_watch(sc.loop, sc.signal_fd, POLLIN, on_signal, &sc);
         loop_timer(sc.loop, SUMMARY_INTERVAL_MS, summary_tick, &sc);
         loop_timer(sc.loop, 0, ready_tick, &sc);
+        loop_timer(sc.loop, LOG_FLUSH_MS, log_flush_tick, &sc);
         uint64_t wd_usec = 0;
         if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0)
             loop_timer(sc.loop, 0, watchdog_tick, (void *)(uintptr_t)wd_usec);
@@ -503,6 +574,7 @@ int sidecar_run(struct sidecar_config *cfg)
         close(sc.signal_fd);
     loop_free(sc.loop);
     free(sc.summary);
+    log_flush_suppressed(true);
     log_info(NULL, "stopped (exit %d)", code);
     return code;
 }

@@ -2,13 +2,15 @@
  * Unit tests for adapter/log.c: every line is one valid JSON object (or one
  * logfmt line) whatever the message holds — quotes, control characters,
  * UTF-8, invalid bytes — and however long it is: truncated, never broken.
- * stderr is redirected to a temporary file and read back.
+ * And a flood of repeated lines is cut to a few, then summarized once, from
+ * one thread or many. stderr is redirected to a temporary file and read back.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,6 +161,146 @@ static void test_parse_format(void **state)
     assert_int_equal(log_parse_format("xml", &f), -1);
 }
 
+/* ---- rate limit ---------------------------------------------------------- */
+
+static size_t count_lines(const char *text, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = text; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+static void flush_all(void *arg)
+{
+    log_flush_suppressed(true);
+}
+
+/* log_set_rate_limit starts each test from an empty table. */
+static void flood(void *arg)
+{
+    int n = *(int *)arg;
+    for (int i = 0; i < n; i++)
+        log_warn("orders", "connection %d refused", i); /* one call site */
+}
+
+static void test_repeated_lines_are_suppressed_then_summarized(void **state)
+{
+    log_set_format(LOG_FORMAT_LOGFMT);
+    log_set_rate_limit(3, 3600 * 1000);
+    int n = 1000;
+    char *out = capture(flood, &n);
+    assert_int_equal(count_lines(out, "\n"), 3);
+    assert_non_null(strstr(out, "connection 2 refused"));
+    assert_null(strstr(out, "connection 3 refused"));
+    free(out);
+
+    out = capture(flush_all, NULL); /* the window has not ended: only `all` writes it */
+    assert_int_equal(count_lines(out, "\n"), 1);
+    assert_non_null(strstr(out, "level=warn route=orders "));
+    assert_non_null(strstr(out, "msg=\"connection 2 refused (997 similar lines suppressed)\""));
+    free(out);
+    out = capture(flush_all, NULL); /* said once */
+    assert_string_equal(out, "");
+    free(out);
+    log_set_rate_limit(0, 0);
+}
+
+static void test_summary_comes_with_the_next_window(void **state)
+{
+    log_set_format(LOG_FORMAT_JSON);
+    log_set_rate_limit(2, 50);
+    int n = 5;
+    char *out = capture(flood, &n);
+    assert_int_equal(count_lines(out, "\n"), 2);
+    free(out);
+    usleep(80 * 1000);
+    n = 1;
+    out = capture(flood, &n); /* the summary of the last window, then the line */
+    char *second = strchr(out, '\n') + 1;
+    assert_int_equal(count_lines(second, "\n"), 1);
+    json_t *line = one_json_line(second);
+    assert_string_equal(json_string_value(json_object_get(line, "msg")), "connection 0 refused");
+    json_decref(line);
+    second[0] = '\0';
+    line = one_json_line(out);
+    assert_string_equal(json_string_value(json_object_get(line, "msg")),
+                        "connection 1 refused (3 similar lines suppressed)");
+    assert_string_equal(json_string_value(json_object_get(line, "route")), "orders");
+    assert_string_equal(json_string_value(json_object_get(line, "level")), "warn");
+    json_decref(line);
+    free(out);
+
+    usleep(80 * 1000); /* a flood that stopped is reported by the periodic flush */
+    out = capture(flood, &(int){4});
+    free(out);
+    usleep(80 * 1000);
+    out = capture(flush_all, NULL);
+    assert_int_equal(count_lines(out, "suppressed"), 1);
+    free(out);
+    log_set_rate_limit(0, 0);
+}
+
+static void two_sites(void *arg)
+{
+    for (int i = 0; i < 10; i++) {
+        log_warn("orders", "first site %d", i);
+        log_warn("invoices", "first site %d", i); /* same site, other route */
+        log_error("orders", "second site %d", i);
+        log_event_site(LOG_WARN, NULL, "relayed A", "relay: %s", "a");
+        log_event_site(LOG_WARN, NULL, "relayed B", "relay: %s", "b"); /* same fmt */
+        log_debug("orders", "debug is never limited %d", i);
+    }
+}
+
+static void test_limits_are_per_site_route_and_level(void **state)
+{
+    log_set_format(LOG_FORMAT_LOGFMT);
+    log_set_level(LOG_DEBUG);
+    log_set_rate_limit(4, 3600 * 1000);
+    char *out = capture(two_sites, NULL);
+    assert_int_equal(count_lines(out, "route=orders msg=\"first site"), 4);
+    assert_int_equal(count_lines(out, "route=invoices msg=\"first site"), 4);
+    assert_int_equal(count_lines(out, "second site"), 4);
+    assert_int_equal(count_lines(out, "relay: a"), 4);
+    assert_int_equal(count_lines(out, "relay: b"), 4);
+    assert_int_equal(count_lines(out, "debug is never limited"), 10);
+    free(out);
+    out = capture(flush_all, NULL);
+    assert_int_equal(count_lines(out, "(6 similar lines suppressed)"), 5);
+    free(out);
+    log_set_level(LOG_INFO);
+    log_set_rate_limit(0, 0);
+}
+
+static void *flood_thread(void *arg)
+{
+    flood(arg);
+    return NULL;
+}
+
+static void flood_from_threads(void *arg)
+{
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        pthread_create(&t[i], NULL, flood_thread, arg);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    log_flush_suppressed(true);
+}
+
+static void test_threads_share_one_budget(void **state)
+{
+    log_set_format(LOG_FORMAT_LOGFMT);
+    log_set_rate_limit(50, 3600 * 1000);
+    int n = 5000;
+    char *out = capture(flood_from_threads, &n);
+    assert_int_equal(count_lines(out, "\n"), 51);
+    assert_int_equal(count_lines(out, "(19950 similar lines suppressed)"), 1);
+    free(out);
+    log_set_rate_limit(0, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -168,6 +310,11 @@ int main(void)
         cmocka_unit_test(test_logfmt_line),
         cmocka_unit_test(test_process_lines_have_no_route),
         cmocka_unit_test(test_parse_format),
+        cmocka_unit_test(test_repeated_lines_are_suppressed_then_summarized),
+        cmocka_unit_test(test_summary_comes_with_the_next_window),
+        cmocka_unit_test(test_limits_are_per_site_route_and_level),
+        cmocka_unit_test(test_threads_share_one_budget),
     };
+    log_set_rate_limit(0, 0); /* the tests above log one call site many times */
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
