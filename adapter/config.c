@@ -731,6 +731,10 @@ static const struct config_key broker_keys[] = {
      "seconds to wait for a publisher confirm before the connection is reset"},
     {"max_inflight", KEY_INT, CFG(broker.max_inflight), 0, "1024", NULL, 1, 32768, NULL,
      "publishes awaiting confirm per connection (the group-commit window)"},
+    {"max_message", KEY_INT, CFG(broker.max_message), 0, "16777216", NULL, 4096, 536870912, NULL,
+     "largest message body the broker takes: set it to RabbitMQ's max_message_size (16 MiB "
+     "from 4.0, 128 MiB before); a larger one is refused for its sender alone, where the broker "
+     "would close the channel every publish in flight shares"},
     {"tls", KEY_GROUP, 0, 0, NULL, NULL, 0, 0, tls_keys, "TLS settings for amqps://"},
     {0},
 };

@@ -105,6 +105,7 @@ struct broker_config {
     double connect_timeout;
     double confirm_timeout;
     int max_inflight;
+    int max_message; /* bytes of body */
 };
 
 struct admin_config {

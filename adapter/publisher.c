@@ -308,7 +308,11 @@ int publisher_submit(struct publisher *p, struct message *msg, const struct publ
 {
     /* Why a message is invalid, for the submitting thread's caller. */
     static __thread char invalid[256];
-    if (message_check(msg, invalid, sizeof(invalid)) != 0) {
+    size_t max_message = (size_t)broker_config(p->broker)->max_message;
+    if (msg->body_len > max_message)
+        snprintf(invalid, sizeof(invalid), "the body is %zu bytes; broker.max_message is %zu",
+                 msg->body_len, max_message);
+    if (msg->body_len > max_message || message_check(msg, invalid, sizeof(invalid)) != 0) {
         if (why)
             *why = invalid;
         message_free(msg);

@@ -282,6 +282,11 @@ static void file_in_validate(struct route *r, const struct sidecar_config *cfg,
                           "AMQP content_type — use type/subtype with optional \"; name=value\" "
                           "parameters, e.g. \"text/csv; charset=utf-8\"",
                           r->name, o->content_type, strlen(o->content_type) > 60 ? "…" : "", why);
+    if (o->max_message > cfg->broker.max_message)
+        config_report_add(rep, r->line,
+                          "route \"%s\": max_message %d is above broker.max_message %d; lower it, "
+                          "or raise broker.max_message to RabbitMQ's max_message_size",
+                          r->name, o->max_message, cfg->broker.max_message);
     if (o->split && (o->fmt == FILE_FORMAT_RAW || o->fmt == FILE_FORMAT_XML))
         config_report_add(rep, r->line,
                           "route \"%s\": split applies to format json (csv and jsonl always give "

@@ -374,6 +374,11 @@ static void http_in_validate(struct route *r, const struct sidecar_config *cfg,
     if (r->routing_key && template_check(r->routing_key, placeholders, err, sizeof(err)) != 0)
         config_report_add(rep, r->line, "route \"%s\": routing_key %s", r->name, err);
     http_auth_validate(&o->auth, r->name, r->line, rep);
+    if (o->max_body > cfg->broker.max_message)
+        config_report_add(rep, r->line,
+                          "route \"%s\": max_body %d is above broker.max_message %d; lower it, or "
+                          "raise broker.max_message to RabbitMQ's max_message_size",
+                          r->name, o->max_body, cfg->broker.max_message);
     if (o->content_types.n == 0)
         config_report_add(rep, r->line, "route \"%s\": content_types must not be empty", r->name);
 }

@@ -639,6 +639,11 @@ static void soap_in_validate(struct route *r, const struct sidecar_config *cfg,
             "route \"%s\": routing_key %s (soap routes know {operation}, {header.NAME} and {path})",
             r->name, err);
     http_auth_validate(&o->auth, r->name, r->line, rep);
+    if (o->max_body > cfg->broker.max_message)
+        config_report_add(rep, r->line,
+                          "route \"%s\": max_body %d is above broker.max_message %d; lower it, or "
+                          "raise broker.max_message to RabbitMQ's max_message_size",
+                          r->name, o->max_body, cfg->broker.max_message);
     if ((o->wsse_username == NULL) != (o->wsse_password.path == NULL))
         config_report_add(rep, r->line,
                           "route \"%s\": set both wsse_username and wsse_password_file, or neither",

@@ -352,6 +352,25 @@ static void test_file_content_type_checked_at_load(void **state)
     loaded_free(&l);
 }
 
+/* A body the broker would refuse must be refused before it: max_body fits broker.max_message. */
+static void test_max_body_within_broker_max_message(void **state)
+{
+    struct loaded l;
+    load_text(&l, "name = \"crm\";\n"
+                  "broker = { url = \"amqp://h/\"; max_message = 65536; };\ninbound = (\n"
+                  "  { name = \"o\"; kind = \"http\"; path = \"/o\"; exchange = \"e\";\n"
+                  "    max_body = 65537; }\n);\n");
+    assert_int_equal(l.rc, -1);
+    assert_error(&l, 4, "max_body 65537 is above broker.max_message 65536");
+    loaded_free(&l);
+    load_text(&l, "name = \"crm\";\n"
+                  "broker = { url = \"amqp://h/\"; max_message = 65536; };\ninbound = (\n"
+                  "  { name = \"o\"; kind = \"http\"; path = \"/o\"; exchange = \"e\";\n"
+                  "    max_body = 65536; }\n);\n");
+    assert_int_equal(l.rc, 0);
+    loaded_free(&l);
+}
+
 static void test_errors_are_all_collected(void **state)
 {
     struct loaded l;
@@ -411,6 +430,7 @@ int main(void)
         cmocka_unit_test(test_bad_routing_key_template),
         cmocka_unit_test(test_amqp_names_over_255_bytes),
         cmocka_unit_test(test_file_content_type_checked_at_load),
+        cmocka_unit_test(test_max_body_within_broker_max_message),
         cmocka_unit_test(test_errors_are_all_collected),
         cmocka_unit_test(test_parse_listen),
     };
