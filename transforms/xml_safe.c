@@ -1,14 +1,21 @@
 /*
  * xml_safe.c — hardened libxml2 parsing and standalone element serialization.
  *
- * Each parse gets its own parser context whose SAX handler is wrapped: the
+ * First xml_prescan counts each start tag's attributes and namespace
+ * declarations on the raw bytes (libxml2 compares them pairwise before any
+ * callback could count them). Then each parse gets its own push parser
+ * context (which, unlike a pull parser, stops at the first error rather than
+ * reading on with these callbacks off) whose SAX handler is wrapped: the
  * internal-subset callback stops the parser the moment a <!DOCTYPE> appears
- * (before any entity is declared), the start/end element callbacks count depth
- * and stop past the limit, and a structured error callback on the context
- * keeps the first error with its position. Encoding errors are raised with no
- * context, so during a parse the same callback is also libxml2's handler for
- * this thread (thread-local in libxml2, saved and restored): nothing is ever
- * printed to stderr. Per-parse state hangs off ctxt->_private.
+ * (before any entity or attribute default is declared), the start/end
+ * element callbacks count depth, namespace declarations in scope and
+ * per-document totals and stop past a limit (before the element is built, so
+ * a prefix lookup never walks more than the in-scope limit), and a structured
+ * error callback on the context keeps the first error with its position.
+ * Encoding errors are raised with no context, so during a parse the same
+ * callback is also libxml2's handler for this thread (thread-local in
+ * libxml2, saved and restored): nothing is ever printed to stderr. Per-parse
+ * state hangs off ctxt->_private. The byte pre-pass lives in xml_prescan.c.
  */
 #include "xml_safe.h"
 
@@ -24,13 +31,26 @@
 #include <libxml/parser.h>
 #include <libxml/xmlsave.h>
 
+#include "xml_prescan.h"
+
 /* Options: no network, no DTD loading/validation/defaults, no entity
  * substitution, no XInclude, no HUGE; errors reach only our handler. */
 #define XML_SAFE_OPTIONS                                                                           \
     (XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_BIG_LINES)
 
+/* The limits with defaults filled in. */
+struct xml_resolved_limits {
+    size_t max_bytes;
+    unsigned max_depth, max_attributes, max_namespaces, max_ns_in_scope;
+    size_t max_attributes_total, max_namespaces_total;
+};
+
 struct xml_parse_state {
-    unsigned depth, max_depth;
+    struct xml_resolved_limits lim;
+    unsigned depth;
+    unsigned ns_in_scope;                             /* declarations on the open elements */
+    unsigned ns_declared[XML_SAFE_MAX_DEPTH_CAP + 1]; /* by depth, to pop them */
+    size_t attributes, namespaces;                    /* so far in the document */
     bool failed;
     char error[512];
 };
@@ -56,13 +76,17 @@ static void xml_on_error(void *ctx, xmlErrorPtr e)
     size_t n = e->message ? strlen(e->message) : 0;
     while (n > 0 && (e->message[n - 1] == '\n' || e->message[n - 1] == ' '))
         n--;
+    const char *message = e->message ? e->message : "unknown XML error";
+    if (e->code == XML_ERR_DOCUMENT_EMPTY) { /* the push parser's word for "no '<' at the start" */
+        message = "Start tag expected, '<' not found";
+        n = strlen(message);
+    }
     long line = e->line, col = e->int2;
     if (line <= 0) { /* raised without a context (encoding): use the parser's position */
         line = xmlSAX2GetLineNumber(ctxt);
         col = xmlSAX2GetColumnNumber(ctxt);
     }
-    xml_state_fail(ctxt->_private, line, col, "%.*s", (int)n,
-                   e->message ? e->message : "unknown XML error");
+    xml_state_fail(ctxt->_private, line, col, "%.*s", (int)n, message);
 }
 
 static void xml_discard(void *ctx, const char *msg, ...) {}
@@ -102,18 +126,47 @@ static void xml_on_doctype(void *ctx, const xmlChar *name, const xmlChar *extern
     xmlStopParser(ctxt);
 }
 
+/* Is the element over a limit? Fills st's error if so. */
+static bool xml_over_limit(xmlParserCtxtPtr ctxt, const xmlChar *localname, const xmlChar *prefix,
+                           unsigned nb_namespaces, unsigned nb_attributes)
+{
+    struct xml_parse_state *st = ctxt->_private;
+    long line = xmlSAX2GetLineNumber(ctxt), col = xmlSAX2GetColumnNumber(ctxt);
+    const char *p = prefix ? (const char *)prefix : "", *colon = prefix ? ":" : "";
+    if (st->depth > st->lim.max_depth)
+        xml_state_fail(st, line, col, "elements nested deeper than the limit of %u",
+                       st->lim.max_depth);
+    else if (st->ns_in_scope + nb_namespaces > st->lim.max_ns_in_scope)
+        xml_state_fail(st, line, col,
+                       "element <%s%s%s> has more than %u namespace declarations in scope (on it "
+                       "and its ancestors), the limit",
+                       p, colon, (const char *)localname, st->lim.max_ns_in_scope);
+    else if ((st->attributes += nb_attributes) > st->lim.max_attributes_total)
+        xml_state_fail(st, line, col,
+                       "document has more than %zu attributes, the limit for its size",
+                       st->lim.max_attributes_total);
+    else if ((st->namespaces += nb_namespaces) > st->lim.max_namespaces_total)
+        xml_state_fail(st, line, col,
+                       "document has more than %zu namespace declarations, the limit for its size",
+                       st->lim.max_namespaces_total);
+    else
+        return false;
+    return true;
+}
+
 static void xml_on_start(void *ctx, const xmlChar *localname, const xmlChar *prefix,
                          const xmlChar *uri, int nb_namespaces, const xmlChar **namespaces,
                          int nb_attributes, int nb_defaulted, const xmlChar **attributes)
 {
     xmlParserCtxtPtr ctxt = ctx;
     struct xml_parse_state *st = ctxt->_private;
-    if (++st->depth > st->max_depth) {
-        xml_state_fail(st, xmlSAX2GetLineNumber(ctx), xmlSAX2GetColumnNumber(ctx),
-                       "elements nested deeper than the limit of %u", st->max_depth);
+    st->depth++;
+    if (xml_over_limit(ctxt, localname, prefix, (unsigned)nb_namespaces, (unsigned)nb_attributes)) {
         xmlStopParser(ctxt);
         return;
     }
+    st->ns_declared[st->depth] = (unsigned)nb_namespaces;
+    st->ns_in_scope += (unsigned)nb_namespaces;
     xmlSAX2StartElementNs(ctx, localname, prefix, uri, nb_namespaces, namespaces, nb_attributes,
                           nb_defaulted, attributes);
 }
@@ -123,18 +176,30 @@ static void xml_on_end(void *ctx, const xmlChar *localname, const xmlChar *prefi
 {
     xmlParserCtxtPtr ctxt = ctx;
     struct xml_parse_state *st = ctxt->_private;
+    st->ns_in_scope -= st->ns_declared[st->depth];
     st->depth--;
     xmlSAX2EndElementNs(ctx, localname, prefix, uri);
 }
 
-static void xml_limits_resolve(const struct xml_limits *lim, size_t *max_bytes, unsigned *max_depth)
+#define XML_PICK(field, fallback) (lim && lim->field ? lim->field : (fallback))
+
+static void xml_limits_resolve(const struct xml_limits *lim, struct xml_resolved_limits *r)
 {
-    *max_bytes = lim && lim->max_bytes ? lim->max_bytes : XML_SAFE_DEFAULT_MAX_BYTES;
-    if (*max_bytes > INT_MAX)
-        *max_bytes = INT_MAX; /* libxml2 takes an int length */
-    *max_depth = lim && lim->max_depth ? lim->max_depth : XML_SAFE_DEFAULT_MAX_DEPTH;
-    if (*max_depth > XML_SAFE_MAX_DEPTH_CAP)
-        *max_depth = XML_SAFE_MAX_DEPTH_CAP;
+    r->max_bytes = XML_PICK(max_bytes, XML_SAFE_DEFAULT_MAX_BYTES);
+    if (r->max_bytes > INT_MAX)
+        r->max_bytes = INT_MAX; /* libxml2 takes an int length */
+    r->max_depth = XML_PICK(max_depth, XML_SAFE_DEFAULT_MAX_DEPTH);
+    if (r->max_depth > XML_SAFE_MAX_DEPTH_CAP)
+        r->max_depth = XML_SAFE_MAX_DEPTH_CAP;
+    r->max_attributes = XML_PICK(max_attributes, XML_SAFE_DEFAULT_MAX_ATTRIBUTES);
+    r->max_namespaces = XML_PICK(max_namespaces, XML_SAFE_DEFAULT_MAX_NAMESPACES);
+    r->max_ns_in_scope = XML_PICK(max_ns_in_scope, XML_SAFE_DEFAULT_MAX_NS_IN_SCOPE);
+    size_t mib = (r->max_bytes + ((size_t)1 << 20) - 1) >> 20;
+    mib = mib ? mib : 1;
+    r->max_attributes_total =
+        XML_PICK(max_attributes_total, mib * XML_SAFE_DEFAULT_ATTRIBUTES_PER_MIB);
+    r->max_namespaces_total =
+        XML_PICK(max_namespaces_total, mib * XML_SAFE_DEFAULT_NAMESPACES_PER_MIB);
 }
 
 /* Turns a finished parse into the document or NULL + message. Takes doc. */
@@ -162,22 +227,30 @@ static xmlDocPtr xml_parse_verdict(xmlParserCtxtPtr ctxt, xmlDocPtr doc, char *e
 xmlDocPtr xml_parse_safe(const char *buf, size_t len, const struct xml_limits *lim, char *err,
                          size_t errlen)
 {
-    size_t max_bytes;
     struct xml_parse_state st = {0};
-    xml_limits_resolve(lim, &max_bytes, &st.max_depth);
-    if (len > max_bytes) {
-        snprintf(err, errlen, "document is %zu bytes, over the limit of %zu bytes", len, max_bytes);
+    xml_limits_resolve(lim, &st.lim);
+    if (len > st.lim.max_bytes) {
+        snprintf(err, errlen, "document is %zu bytes, over the limit of %zu bytes", len,
+                 st.lim.max_bytes);
         return NULL;
     }
     if (len == 0 || !buf) {
         snprintf(err, errlen, "line 1, column 1: document is empty");
         return NULL;
     }
-    xmlParserCtxtPtr ctxt = xmlNewParserCtxt();
+    if (xml_prescan(buf, len, st.lim.max_attributes, st.lim.max_namespaces, err, errlen) < 0)
+        return NULL;
+    /* The push parser, fed everything at once: unlike xmlCtxtReadMemory it
+     * stops at the first fatal error, instead of reading on with SAX turned
+     * off where these callbacks (and the limits they keep) no longer run.
+     * It guesses the encoding from the first four bytes, given here. */
+    int head = len < 4 ? (int)len : 4;
+    xmlParserCtxtPtr ctxt = xmlCreatePushParserCtxt(NULL, NULL, buf, head, NULL);
     if (!ctxt) {
         snprintf(err, errlen, "XML parser: out of memory");
         return NULL;
     }
+    xmlCtxtUseOptions(ctxt, XML_SAFE_OPTIONS);
     ctxt->_private = &st;
     ctxt->sax->serror = xml_on_error;
     ctxt->sax->internalSubset = xml_on_doctype;
@@ -186,8 +259,10 @@ xmlDocPtr xml_parse_safe(const char *buf, size_t len, const struct xml_limits *l
     ctxt->sax->endElementNs = xml_on_end;
     struct xml_error_guard guard;
     xml_guard_begin(&guard, ctxt);
-    xmlDocPtr doc = xmlCtxtReadMemory(ctxt, buf, (int)len, NULL, NULL, XML_SAFE_OPTIONS);
+    xmlParseChunk(ctxt, buf + head, (int)(len - (size_t)head), 1);
     xml_guard_end(&guard);
+    xmlDocPtr doc = ctxt->myDoc;
+    ctxt->myDoc = NULL;
     doc = xml_parse_verdict(ctxt, doc, err, errlen);
     xmlFreeParserCtxt(ctxt);
     return doc;
