@@ -1,5 +1,5 @@
 /*
- * xml_safe.c — hardened libxml2 parsing and standalone element serialization.
+ * xml_safe.c — hardened libxml2 parsing, and the XML character rules it shares.
  *
  * First xml_prescan counts each start tag's attributes and namespace
  * declarations on the raw bytes (libxml2 compares them pairwise before any
@@ -15,7 +15,8 @@
  * Encoding errors are raised with no context, so during a parse the same
  * callback is also libxml2's handler for this thread (thread-local in
  * libxml2, saved and restored): nothing is ever printed to stderr. Per-parse
- * state hangs off ctxt->_private. The byte pre-pass lives in xml_prescan.c.
+ * state hangs off ctxt->_private. The byte pre-pass lives in xml_prescan.c,
+ * standalone serialization of an element in xml_standalone.c.
  */
 #include "xml_safe.h"
 
@@ -29,7 +30,6 @@
 #include <libxml/SAX2.h>
 #include <libxml/globals.h>
 #include <libxml/parser.h>
-#include <libxml/xmlsave.h>
 
 #include "xml_prescan.h"
 
@@ -266,157 +266,6 @@ xmlDocPtr xml_parse_safe(const char *buf, size_t len, const struct xml_limits *l
     doc = xml_parse_verdict(ctxt, doc, err, errlen);
     xmlFreeParserCtxt(ctxt);
     return doc;
-}
-
-/* Does the trimmed text read "prefix:NCName"? (a QName value such as xsi:type) */
-static bool xml_value_uses_prefix(const xmlChar *value, const xmlChar *prefix)
-{
-    if (!value || !prefix)
-        return false;
-    while (*value == ' ' || *value == '\t' || *value == '\n' || *value == '\r')
-        value++;
-    size_t plen = (size_t)xmlStrlen(prefix);
-    if (xmlStrncmp(value, prefix, (int)plen) != 0 || value[plen] != ':')
-        return false;
-    const xmlChar *local = value + plen + 1;
-    size_t n = (size_t)xmlStrlen(local);
-    while (n > 0 && (local[n - 1] == ' ' || local[n - 1] == '\t' || local[n - 1] == '\n' ||
-                     local[n - 1] == '\r'))
-        n--;
-    return xml_ncname_valid((const char *)local, n);
-}
-
-static bool xml_prefix_equal(const xmlChar *a, const xmlChar *b)
-{
-    return (a == NULL && b == NULL) || (a && b && xmlStrEqual(a, b));
-}
-
-static bool xml_node_uses_prefix(xmlNodePtr n, const xmlChar *prefix)
-{
-    if (n->type == XML_TEXT_NODE || n->type == XML_CDATA_SECTION_NODE)
-        return xml_value_uses_prefix(n->content, prefix);
-    if (n->type != XML_ELEMENT_NODE)
-        return false;
-    if (n->ns && xml_prefix_equal(n->ns->prefix, prefix))
-        return true;
-    for (xmlAttrPtr a = n->properties; a; a = a->next) {
-        if (a->ns && prefix && xml_prefix_equal(a->ns->prefix, prefix))
-            return true;
-        if (a->children && xml_value_uses_prefix(a->children->content, prefix))
-            return true;
-    }
-    return false;
-}
-
-/* Walks top's subtree (iteratively: depth is bounded but the stack need not be). */
-static bool xml_subtree_uses_prefix(xmlNodePtr top, const xmlChar *prefix)
-{
-    xmlNodePtr n = top;
-    while (n) {
-        if (xml_node_uses_prefix(n, prefix))
-            return true;
-        if (n->type == XML_ELEMENT_NODE && n->children) {
-            n = n->children;
-            continue;
-        }
-        while (n != top && !n->next)
-            n = n->parent;
-        if (n == top)
-            break;
-        n = n->next;
-    }
-    return false;
-}
-
-static bool xml_ns_declared_on(xmlNodePtr node, xmlNsPtr ns)
-{
-    for (xmlNsPtr d = node->nsDef; d; d = d->next)
-        if (d == ns)
-            return true;
-    return false;
-}
-
-int xml_ns_inherited(xmlNodePtr node, xmlNsPtr **out, size_t *n)
-{
-    *out = NULL;
-    *n = 0;
-    if (!node || node->type != XML_ELEMENT_NODE || !node->parent)
-        return 0;
-    xmlNsPtr *scope = xmlGetNsList(node->doc, node);
-    if (!scope)
-        return 0;
-    size_t count = 0;
-    while (scope[count])
-        count++;
-    xmlNsPtr *used = malloc(count * sizeof(*used));
-    if (!used) {
-        xmlFree(scope);
-        return -1;
-    }
-    for (size_t i = 0; i < count; i++) {
-        xmlNsPtr ns = scope[i];
-        if (xml_ns_declared_on(node, ns))
-            continue;
-        if (ns->prefix && xmlStrEqual(ns->prefix, BAD_CAST "xml"))
-            continue;
-        if (xml_subtree_uses_prefix(node, ns->prefix))
-            used[(*n)++] = ns;
-    }
-    xmlFree(scope);
-    if (*n == 0)
-        free(used);
-    else
-        *out = used;
-    return 0;
-}
-
-/* Serializes node (of doc) without XML declaration into malloc'd text. */
-static char *xml_dump(xmlNodePtr node, size_t *len)
-{
-    xmlBufferPtr buf = xmlBufferCreate();
-    if (!buf)
-        return NULL;
-    xmlSaveCtxtPtr save = xmlSaveToBuffer(buf, "UTF-8", XML_SAVE_NO_DECL | XML_SAVE_AS_XML);
-    if (!save) {
-        xmlBufferFree(buf);
-        return NULL;
-    }
-    long rc = xmlSaveTree(save, node);
-    xmlSaveClose(save);
-    char *text = NULL;
-    size_t n = (size_t)xmlBufferLength(buf);
-    if (rc >= 0 && (text = malloc(n + 1))) {
-        memcpy(text, xmlBufferContent(buf), n);
-        text[n] = '\0';
-        if (len)
-            *len = n;
-    }
-    xmlBufferFree(buf);
-    return text;
-}
-
-char *xml_node_serialize(xmlNodePtr node, size_t *len)
-{
-    if (!node || node->type != XML_ELEMENT_NODE)
-        return NULL;
-    xmlNsPtr *inherited;
-    size_t n;
-    if (xml_ns_inherited(node, &inherited, &n) < 0)
-        return NULL;
-    char *text = NULL;
-    xmlDocPtr doc = xmlNewDoc(BAD_CAST "1.0");
-    xmlNodePtr copy = doc ? xmlDocCopyNode(node, doc, 1) : NULL;
-    if (copy) {
-        xmlDocSetRootElement(doc, copy);
-        /* the copy already declares what its names use; add QName-value ones */
-        for (size_t i = 0; i < n; i++)
-            if (!xmlSearchNs(doc, copy, inherited[i]->prefix))
-                xmlNewNs(copy, inherited[i]->href, inherited[i]->prefix);
-        text = xml_dump(copy, len);
-    }
-    xmlFreeDoc(doc);
-    free(inherited);
-    return text;
 }
 
 size_t xml_char_next(const char *s, size_t len, unsigned long *cp)

@@ -40,7 +40,8 @@ run() { # run NAME CORPUS SECONDS [libFuzzer flags...]
 }
 
 build fuzz_soap_envelope tests/fuzz/fuzz_soap_envelope.c transforms/xml_safe.c \
-    transforms/xml_prescan.c transforms/xmljson.c transforms/soap_envelope.c
+    transforms/xml_prescan.c transforms/xml_standalone.c transforms/xmljson.c \
+    transforms/soap_envelope.c
 build fuzz_csv tests/fuzz/fuzz_csv.c transforms/csv.c
 # shellcheck disable=SC2046
 build fuzz_file_records tests/fuzz/fuzz_file_records.c adapter/kinds/file_records.c adapter/util.c \
