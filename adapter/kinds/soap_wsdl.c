@@ -15,10 +15,11 @@
 
 #include <libxml/tree.h>
 
-#define WSDL_MAX_BYTES ((size_t)16 << 20)
-#define WSDL_NS        "http://schemas.xmlsoap.org/wsdl/"
-#define WSDL_SOAP11_NS "http://schemas.xmlsoap.org/wsdl/soap/"
-#define WSDL_SOAP12_NS "http://schemas.xmlsoap.org/wsdl/soap12/"
+#define WSDL_MAX_BYTES      ((size_t)16 << 20)
+#define WSDL_MAX_NAMESPACES 1024u
+#define WSDL_NS             "http://schemas.xmlsoap.org/wsdl/"
+#define WSDL_SOAP11_NS      "http://schemas.xmlsoap.org/wsdl/soap/"
+#define WSDL_SOAP12_NS      "http://schemas.xmlsoap.org/wsdl/soap12/"
 
 /* ---- endpoint addresses ---------------------------------------------------------------- */
 
@@ -157,7 +158,11 @@ int soap_wsdl_load(const char *path, const char *address, struct soap_wsdl *out,
     struct buf text = {0};
     if (wsdl_read(path, &text, err, errlen) != 0)
         return -1;
-    struct xml_limits lim = {.max_bytes = WSDL_MAX_BYTES, .max_depth = XML_SAFE_MAX_DEPTH_CAP};
+    /* trusted configuration: generated WSDLs may declare a namespace per imported schema */
+    struct xml_limits lim = {.max_bytes = WSDL_MAX_BYTES,
+                             .max_depth = XML_SAFE_MAX_DEPTH_CAP,
+                             .max_namespaces = WSDL_MAX_NAMESPACES,
+                             .max_ns_in_scope = WSDL_MAX_NAMESPACES};
     char why[512];
     xmlDocPtr doc = xml_parse_safe(text.data ? text.data : "", text.len, &lim, why, sizeof(why));
     if (doc == NULL) {

@@ -139,6 +139,24 @@ static void test_refusals(void **state)
     assert_non_null(strstr(err, "cannot read \"/nonexistent/x.wsdl\": No such file"));
 }
 
+/* WSDLs are trusted configuration and generated ones may declare a namespace
+ * per imported schema: more than the 64 a request element may declare. */
+static void test_many_namespaces(void **state)
+{
+    struct buf b = {0};
+    buf_puts(&b, "<definitions xmlns='http://schemas.xmlsoap.org/wsdl/'");
+    for (int i = 0; i < 300; i++)
+        buf_printf(&b, " xmlns:s%d='urn:schema:%d'", i, i);
+    buf_puts(&b, "/>");
+    struct soap_wsdl w;
+    char err[512] = "";
+    int rc = load_text(b.data, NULL, &w, err, sizeof(err));
+    buf_free(&b);
+    assert_string_equal(err, "");
+    assert_int_equal(rc, 0);
+    soap_wsdl_free(&w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -146,6 +164,7 @@ int main(void)
         cmocka_unit_test(test_address_rewritten_in_both_versions),
         cmocka_unit_test(test_one_way_styles),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_many_namespaces),
     };
     xmlInitParser();
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
