@@ -26,9 +26,11 @@
 /* Why these: libxml2 checks an element's attributes and namespace declarations
  * pairwise, and resolves every prefix by walking the declarations in scope, so
  * both must be small for parsing to stay linear; real documents use a handful
- * (SOAP stacks declare well under 30 namespaces per envelope). */
+ * (SOAP stacks declare well under 30 namespaces per envelope). One element may
+ * declare as many as may be in scope: its standalone copy (xml_node_serialize)
+ * declares its own and the inherited ones it uses, and must parse again. */
 #define XML_SAFE_DEFAULT_MAX_ATTRIBUTES     256u /* per element, namespace declarations apart */
-#define XML_SAFE_DEFAULT_MAX_NAMESPACES     64u  /* declarations on one element */
+#define XML_SAFE_DEFAULT_MAX_NAMESPACES     128u /* declarations on one element */
 #define XML_SAFE_DEFAULT_MAX_NS_IN_SCOPE    128u /* declarations on an element and its ancestors */
 #define XML_SAFE_DEFAULT_ATTRIBUTES_PER_MIB 100000u /* per document, per MiB of max_bytes */
 #define XML_SAFE_DEFAULT_NAMESPACES_PER_MIB 10000u  /* likewise */

@@ -224,7 +224,7 @@ static void test_actions_styles(void **state)
 }
 
 /* WSDLs are trusted configuration and generated ones may declare a namespace
- * per imported schema: more than the 64 a request element may declare. */
+ * per imported schema: more than the 128 a request element may declare. */
 static void test_many_namespaces(void **state)
 {
     struct buf b = {0};

@@ -364,11 +364,11 @@ static void test_to_xml_element_limits(void **state)
     expect_to_xml(wide("@a%d", 257, "v"), "/R: more than 256 attributes on one element, the limit");
     expect_to_xml(wide("@a%d", 20000, "v"),
                   "/R: more than 256 attributes on one element, the limit");
-    expect_to_xml(wide("@xmlns:p%d", 64, "urn:u"), NULL);
-    expect_to_xml(wide("@xmlns:p%d", 65, "urn:u"),
-                  "/R: more than 64 namespace declarations on one element, the limit");
+    expect_to_xml(wide("@xmlns:p%d", 128, "urn:u"), NULL);
+    expect_to_xml(wide("@xmlns:p%d", 129, "urn:u"),
+                  "/R: more than 128 namespace declarations on one element, the limit");
     expect_to_xml(wide("@xmlns:p%d", 60000, "urn:u"),
-                  "/R: more than 64 namespace declarations on one element, the limit");
+                  "/R: more than 128 namespace declarations on one element, the limit");
 
     /* in scope: 64 on R, 64 on its child c, one more on c's child g */
     json_t *g = wide("@xmlns:g%d", 1, "urn:g");
