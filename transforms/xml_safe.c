@@ -1,14 +1,22 @@
 /*
- * xml_safe.c — hardened libxml2 parsing and standalone element serialization.
+ * xml_safe.c — hardened libxml2 parsing, and the XML character rules it shares.
  *
- * Each parse gets its own parser context whose SAX handler is wrapped: the
+ * First xml_prescan counts each start tag's attributes and namespace
+ * declarations on the raw bytes (libxml2 compares them pairwise before any
+ * callback could count them). Then each parse gets its own push parser
+ * context (which, unlike a pull parser, stops at the first error rather than
+ * reading on with these callbacks off) whose SAX handler is wrapped: the
  * internal-subset callback stops the parser the moment a <!DOCTYPE> appears
- * (before any entity is declared), the start/end element callbacks count depth
- * and stop past the limit, and a structured error callback on the context
- * keeps the first error with its position. Encoding errors are raised with no
- * context, so during a parse the same callback is also libxml2's handler for
- * this thread (thread-local in libxml2, saved and restored): nothing is ever
- * printed to stderr. Per-parse state hangs off ctxt->_private.
+ * (before any entity or attribute default is declared), the start/end
+ * element callbacks count depth, namespace declarations in scope and
+ * per-document totals and stop past a limit (before the element is built, so
+ * a prefix lookup never walks more than the in-scope limit), and a structured
+ * error callback on the context keeps the first error with its position.
+ * Encoding errors are raised with no context, so during a parse the same
+ * callback is also libxml2's handler for this thread (thread-local in
+ * libxml2, saved and restored): nothing is ever printed to stderr. Per-parse
+ * state hangs off ctxt->_private. The byte pre-pass lives in xml_prescan.c,
+ * standalone serialization of an element in xml_standalone.c.
  */
 #include "xml_safe.h"
 
@@ -22,15 +30,27 @@
 #include <libxml/SAX2.h>
 #include <libxml/globals.h>
 #include <libxml/parser.h>
-#include <libxml/xmlsave.h>
+
+#include "xml_prescan.h"
 
 /* Options: no network, no DTD loading/validation/defaults, no entity
  * substitution, no XInclude, no HUGE; errors reach only our handler. */
 #define XML_SAFE_OPTIONS                                                                           \
     (XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_BIG_LINES)
 
+/* The limits with defaults filled in. */
+struct xml_resolved_limits {
+    size_t max_bytes;
+    unsigned max_depth, max_attributes, max_namespaces, max_ns_in_scope;
+    size_t max_attributes_total, max_namespaces_total;
+};
+
 struct xml_parse_state {
-    unsigned depth, max_depth;
+    struct xml_resolved_limits lim;
+    unsigned depth;
+    unsigned ns_in_scope;                             /* declarations on the open elements */
+    unsigned ns_declared[XML_SAFE_MAX_DEPTH_CAP + 1]; /* by depth, to pop them */
+    size_t attributes, namespaces;                    /* so far in the document */
     bool failed;
     char error[512];
 };
@@ -56,13 +76,17 @@ static void xml_on_error(void *ctx, xmlErrorPtr e)
     size_t n = e->message ? strlen(e->message) : 0;
     while (n > 0 && (e->message[n - 1] == '\n' || e->message[n - 1] == ' '))
         n--;
+    const char *message = e->message ? e->message : "unknown XML error";
+    if (e->code == XML_ERR_DOCUMENT_EMPTY) { /* the push parser's word for "no '<' at the start" */
+        message = "Start tag expected, '<' not found";
+        n = strlen(message);
+    }
     long line = e->line, col = e->int2;
     if (line <= 0) { /* raised without a context (encoding): use the parser's position */
         line = xmlSAX2GetLineNumber(ctxt);
         col = xmlSAX2GetColumnNumber(ctxt);
     }
-    xml_state_fail(ctxt->_private, line, col, "%.*s", (int)n,
-                   e->message ? e->message : "unknown XML error");
+    xml_state_fail(ctxt->_private, line, col, "%.*s", (int)n, message);
 }
 
 static void xml_discard(void *ctx, const char *msg, ...) {}
@@ -102,18 +126,47 @@ static void xml_on_doctype(void *ctx, const xmlChar *name, const xmlChar *extern
     xmlStopParser(ctxt);
 }
 
+/* Is the element over a limit? Fills st's error if so. */
+static bool xml_over_limit(xmlParserCtxtPtr ctxt, const xmlChar *localname, const xmlChar *prefix,
+                           unsigned nb_namespaces, unsigned nb_attributes)
+{
+    struct xml_parse_state *st = ctxt->_private;
+    long line = xmlSAX2GetLineNumber(ctxt), col = xmlSAX2GetColumnNumber(ctxt);
+    const char *p = prefix ? (const char *)prefix : "", *colon = prefix ? ":" : "";
+    if (st->depth > st->lim.max_depth)
+        xml_state_fail(st, line, col, "elements nested deeper than the limit of %u",
+                       st->lim.max_depth);
+    else if (st->ns_in_scope + nb_namespaces > st->lim.max_ns_in_scope)
+        xml_state_fail(st, line, col,
+                       "element <%s%s%s> has more than %u namespace declarations in scope (on it "
+                       "and its ancestors), the limit",
+                       p, colon, (const char *)localname, st->lim.max_ns_in_scope);
+    else if ((st->attributes += nb_attributes) > st->lim.max_attributes_total)
+        xml_state_fail(st, line, col,
+                       "document has more than %zu attributes, the limit for its size",
+                       st->lim.max_attributes_total);
+    else if ((st->namespaces += nb_namespaces) > st->lim.max_namespaces_total)
+        xml_state_fail(st, line, col,
+                       "document has more than %zu namespace declarations, the limit for its size",
+                       st->lim.max_namespaces_total);
+    else
+        return false;
+    return true;
+}
+
 static void xml_on_start(void *ctx, const xmlChar *localname, const xmlChar *prefix,
                          const xmlChar *uri, int nb_namespaces, const xmlChar **namespaces,
                          int nb_attributes, int nb_defaulted, const xmlChar **attributes)
 {
     xmlParserCtxtPtr ctxt = ctx;
     struct xml_parse_state *st = ctxt->_private;
-    if (++st->depth > st->max_depth) {
-        xml_state_fail(st, xmlSAX2GetLineNumber(ctx), xmlSAX2GetColumnNumber(ctx),
-                       "elements nested deeper than the limit of %u", st->max_depth);
+    st->depth++;
+    if (xml_over_limit(ctxt, localname, prefix, (unsigned)nb_namespaces, (unsigned)nb_attributes)) {
         xmlStopParser(ctxt);
         return;
     }
+    st->ns_declared[st->depth] = (unsigned)nb_namespaces;
+    st->ns_in_scope += (unsigned)nb_namespaces;
     xmlSAX2StartElementNs(ctx, localname, prefix, uri, nb_namespaces, namespaces, nb_attributes,
                           nb_defaulted, attributes);
 }
@@ -123,18 +176,30 @@ static void xml_on_end(void *ctx, const xmlChar *localname, const xmlChar *prefi
 {
     xmlParserCtxtPtr ctxt = ctx;
     struct xml_parse_state *st = ctxt->_private;
+    st->ns_in_scope -= st->ns_declared[st->depth];
     st->depth--;
     xmlSAX2EndElementNs(ctx, localname, prefix, uri);
 }
 
-static void xml_limits_resolve(const struct xml_limits *lim, size_t *max_bytes, unsigned *max_depth)
+#define XML_PICK(field, fallback) (lim && lim->field ? lim->field : (fallback))
+
+static void xml_limits_resolve(const struct xml_limits *lim, struct xml_resolved_limits *r)
 {
-    *max_bytes = lim && lim->max_bytes ? lim->max_bytes : XML_SAFE_DEFAULT_MAX_BYTES;
-    if (*max_bytes > INT_MAX)
-        *max_bytes = INT_MAX; /* libxml2 takes an int length */
-    *max_depth = lim && lim->max_depth ? lim->max_depth : XML_SAFE_DEFAULT_MAX_DEPTH;
-    if (*max_depth > XML_SAFE_MAX_DEPTH_CAP)
-        *max_depth = XML_SAFE_MAX_DEPTH_CAP;
+    r->max_bytes = XML_PICK(max_bytes, XML_SAFE_DEFAULT_MAX_BYTES);
+    if (r->max_bytes > INT_MAX)
+        r->max_bytes = INT_MAX; /* libxml2 takes an int length */
+    r->max_depth = XML_PICK(max_depth, XML_SAFE_DEFAULT_MAX_DEPTH);
+    if (r->max_depth > XML_SAFE_MAX_DEPTH_CAP)
+        r->max_depth = XML_SAFE_MAX_DEPTH_CAP;
+    r->max_attributes = XML_PICK(max_attributes, XML_SAFE_DEFAULT_MAX_ATTRIBUTES);
+    r->max_namespaces = XML_PICK(max_namespaces, XML_SAFE_DEFAULT_MAX_NAMESPACES);
+    r->max_ns_in_scope = XML_PICK(max_ns_in_scope, XML_SAFE_DEFAULT_MAX_NS_IN_SCOPE);
+    size_t mib = (r->max_bytes + ((size_t)1 << 20) - 1) >> 20;
+    mib = mib ? mib : 1;
+    r->max_attributes_total =
+        XML_PICK(max_attributes_total, mib * XML_SAFE_DEFAULT_ATTRIBUTES_PER_MIB);
+    r->max_namespaces_total =
+        XML_PICK(max_namespaces_total, mib * XML_SAFE_DEFAULT_NAMESPACES_PER_MIB);
 }
 
 /* Turns a finished parse into the document or NULL + message. Takes doc. */
@@ -162,22 +227,30 @@ static xmlDocPtr xml_parse_verdict(xmlParserCtxtPtr ctxt, xmlDocPtr doc, char *e
 xmlDocPtr xml_parse_safe(const char *buf, size_t len, const struct xml_limits *lim, char *err,
                          size_t errlen)
 {
-    size_t max_bytes;
     struct xml_parse_state st = {0};
-    xml_limits_resolve(lim, &max_bytes, &st.max_depth);
-    if (len > max_bytes) {
-        snprintf(err, errlen, "document is %zu bytes, over the limit of %zu bytes", len, max_bytes);
+    xml_limits_resolve(lim, &st.lim);
+    if (len > st.lim.max_bytes) {
+        snprintf(err, errlen, "document is %zu bytes, over the limit of %zu bytes", len,
+                 st.lim.max_bytes);
         return NULL;
     }
     if (len == 0 || !buf) {
         snprintf(err, errlen, "line 1, column 1: document is empty");
         return NULL;
     }
-    xmlParserCtxtPtr ctxt = xmlNewParserCtxt();
+    if (xml_prescan(buf, len, st.lim.max_attributes, st.lim.max_namespaces, err, errlen) < 0)
+        return NULL;
+    /* The push parser, fed everything at once: unlike xmlCtxtReadMemory it
+     * stops at the first fatal error, instead of reading on with SAX turned
+     * off where these callbacks (and the limits they keep) no longer run.
+     * It guesses the encoding from the first four bytes, given here. */
+    int head = len < 4 ? (int)len : 4;
+    xmlParserCtxtPtr ctxt = xmlCreatePushParserCtxt(NULL, NULL, buf, head, NULL);
     if (!ctxt) {
         snprintf(err, errlen, "XML parser: out of memory");
         return NULL;
     }
+    xmlCtxtUseOptions(ctxt, XML_SAFE_OPTIONS);
     ctxt->_private = &st;
     ctxt->sax->serror = xml_on_error;
     ctxt->sax->internalSubset = xml_on_doctype;
@@ -186,162 +259,13 @@ xmlDocPtr xml_parse_safe(const char *buf, size_t len, const struct xml_limits *l
     ctxt->sax->endElementNs = xml_on_end;
     struct xml_error_guard guard;
     xml_guard_begin(&guard, ctxt);
-    xmlDocPtr doc = xmlCtxtReadMemory(ctxt, buf, (int)len, NULL, NULL, XML_SAFE_OPTIONS);
+    xmlParseChunk(ctxt, buf + head, (int)(len - (size_t)head), 1);
     xml_guard_end(&guard);
+    xmlDocPtr doc = ctxt->myDoc;
+    ctxt->myDoc = NULL;
     doc = xml_parse_verdict(ctxt, doc, err, errlen);
     xmlFreeParserCtxt(ctxt);
     return doc;
-}
-
-/* Does the trimmed text read "prefix:NCName"? (a QName value such as xsi:type) */
-static bool xml_value_uses_prefix(const xmlChar *value, const xmlChar *prefix)
-{
-    if (!value || !prefix)
-        return false;
-    while (*value == ' ' || *value == '\t' || *value == '\n' || *value == '\r')
-        value++;
-    size_t plen = (size_t)xmlStrlen(prefix);
-    if (xmlStrncmp(value, prefix, (int)plen) != 0 || value[plen] != ':')
-        return false;
-    const xmlChar *local = value + plen + 1;
-    size_t n = (size_t)xmlStrlen(local);
-    while (n > 0 && (local[n - 1] == ' ' || local[n - 1] == '\t' || local[n - 1] == '\n' ||
-                     local[n - 1] == '\r'))
-        n--;
-    return xml_ncname_valid((const char *)local, n);
-}
-
-static bool xml_prefix_equal(const xmlChar *a, const xmlChar *b)
-{
-    return (a == NULL && b == NULL) || (a && b && xmlStrEqual(a, b));
-}
-
-static bool xml_node_uses_prefix(xmlNodePtr n, const xmlChar *prefix)
-{
-    if (n->type == XML_TEXT_NODE || n->type == XML_CDATA_SECTION_NODE)
-        return xml_value_uses_prefix(n->content, prefix);
-    if (n->type != XML_ELEMENT_NODE)
-        return false;
-    if (n->ns && xml_prefix_equal(n->ns->prefix, prefix))
-        return true;
-    for (xmlAttrPtr a = n->properties; a; a = a->next) {
-        if (a->ns && prefix && xml_prefix_equal(a->ns->prefix, prefix))
-            return true;
-        if (a->children && xml_value_uses_prefix(a->children->content, prefix))
-            return true;
-    }
-    return false;
-}
-
-/* Walks top's subtree (iteratively: depth is bounded but the stack need not be). */
-static bool xml_subtree_uses_prefix(xmlNodePtr top, const xmlChar *prefix)
-{
-    xmlNodePtr n = top;
-    while (n) {
-        if (xml_node_uses_prefix(n, prefix))
-            return true;
-        if (n->type == XML_ELEMENT_NODE && n->children) {
-            n = n->children;
-            continue;
-        }
-        while (n != top && !n->next)
-            n = n->parent;
-        if (n == top)
-            break;
-        n = n->next;
-    }
-    return false;
-}
-
-static bool xml_ns_declared_on(xmlNodePtr node, xmlNsPtr ns)
-{
-    for (xmlNsPtr d = node->nsDef; d; d = d->next)
-        if (d == ns)
-            return true;
-    return false;
-}
-
-int xml_ns_inherited(xmlNodePtr node, xmlNsPtr **out, size_t *n)
-{
-    *out = NULL;
-    *n = 0;
-    if (!node || node->type != XML_ELEMENT_NODE || !node->parent)
-        return 0;
-    xmlNsPtr *scope = xmlGetNsList(node->doc, node);
-    if (!scope)
-        return 0;
-    size_t count = 0;
-    while (scope[count])
-        count++;
-    xmlNsPtr *used = malloc(count * sizeof(*used));
-    if (!used) {
-        xmlFree(scope);
-        return -1;
-    }
-    for (size_t i = 0; i < count; i++) {
-        xmlNsPtr ns = scope[i];
-        if (xml_ns_declared_on(node, ns))
-            continue;
-        if (ns->prefix && xmlStrEqual(ns->prefix, BAD_CAST "xml"))
-            continue;
-        if (xml_subtree_uses_prefix(node, ns->prefix))
-            used[(*n)++] = ns;
-    }
-    xmlFree(scope);
-    if (*n == 0)
-        free(used);
-    else
-        *out = used;
-    return 0;
-}
-
-/* Serializes node (of doc) without XML declaration into malloc'd text. */
-static char *xml_dump(xmlNodePtr node, size_t *len)
-{
-    xmlBufferPtr buf = xmlBufferCreate();
-    if (!buf)
-        return NULL;
-    xmlSaveCtxtPtr save = xmlSaveToBuffer(buf, "UTF-8", XML_SAVE_NO_DECL | XML_SAVE_AS_XML);
-    if (!save) {
-        xmlBufferFree(buf);
-        return NULL;
-    }
-    long rc = xmlSaveTree(save, node);
-    xmlSaveClose(save);
-    char *text = NULL;
-    size_t n = (size_t)xmlBufferLength(buf);
-    if (rc >= 0 && (text = malloc(n + 1))) {
-        memcpy(text, xmlBufferContent(buf), n);
-        text[n] = '\0';
-        if (len)
-            *len = n;
-    }
-    xmlBufferFree(buf);
-    return text;
-}
-
-char *xml_node_serialize(xmlNodePtr node, size_t *len)
-{
-    if (!node || node->type != XML_ELEMENT_NODE)
-        return NULL;
-    xmlNsPtr *inherited;
-    size_t n;
-    if (xml_ns_inherited(node, &inherited, &n) < 0)
-        return NULL;
-    char *text = NULL;
-    xmlDocPtr doc = xmlNewDoc(BAD_CAST "1.0");
-    xmlNodePtr copy = doc ? xmlDocCopyNode(node, doc, 1) : NULL;
-    if (copy) {
-        xmlDocSetRootElement(doc, copy);
-        /* the copy already declares what its names use; add QName-value ones */
-        for (size_t i = 0; i < n; i++)
-            if (!xmlSearchNs(doc, copy, inherited[i]->prefix))
-                xmlNewNs(copy, inherited[i]->href, inherited[i]->prefix);
-        text = xml_dump(copy, len);
-    }
-    xmlFreeDoc(doc);
-    free(inherited);
-    return text;
 }
 
 size_t xml_char_next(const char *s, size_t len, unsigned long *cp)

@@ -3,7 +3,11 @@
  *
  * No network, no external or internal DTD (a document with <!DOCTYPE> is
  * refused as soon as the parser meets it, which also rules out XXE and entity
- * expansion bombs), bounded size and element depth, namespace errors fatal.
+ * expansion bombs), parsing stops at the first error, bounded size, element
+ * depth, attributes and namespace
+ * declarations (each checked before libxml2 does anything super-linear with
+ * them), UTF-8 or UTF-16 or an ASCII-compatible encoding, namespace errors
+ * fatal.
  * Errors go to a per-parse handler, never libxml2's global one, so any number
  * of threads may parse at once (after xmlInitParser() in main).
  */
@@ -19,14 +23,34 @@
 #define XML_SAFE_DEFAULT_MAX_DEPTH 128u
 #define XML_SAFE_MAX_DEPTH_CAP     256u /* libxml2's own limit without XML_PARSE_HUGE */
 
-/* Zero fields take the defaults; max_depth is capped at XML_SAFE_MAX_DEPTH_CAP. */
+/* Why these: libxml2 checks an element's attributes and namespace declarations
+ * pairwise, and resolves every prefix by walking the declarations in scope, so
+ * both must be small for parsing to stay linear; real documents use a handful
+ * (SOAP stacks declare well under 30 namespaces per envelope). One element may
+ * declare as many as may be in scope: its standalone copy (xml_node_serialize)
+ * declares its own and the inherited ones it uses, and must parse again. */
+#define XML_SAFE_DEFAULT_MAX_ATTRIBUTES     256u /* per element, namespace declarations apart */
+#define XML_SAFE_DEFAULT_MAX_NAMESPACES     128u /* declarations on one element */
+#define XML_SAFE_DEFAULT_MAX_NS_IN_SCOPE    128u /* declarations on an element and its ancestors */
+#define XML_SAFE_DEFAULT_ATTRIBUTES_PER_MIB 100000u /* per document, per MiB of max_bytes */
+#define XML_SAFE_DEFAULT_NAMESPACES_PER_MIB 10000u  /* likewise */
+
+/* Zero fields take the defaults; max_depth is capped at XML_SAFE_MAX_DEPTH_CAP.
+ * The per-document totals default to the *_PER_MIB figures times max_bytes in
+ * MiB (at least one): they bound memory, not time, so they follow the size. */
 struct xml_limits {
-    size_t max_bytes;   /* input size */
-    unsigned max_depth; /* element nesting, the root element is depth 1 */
+    size_t max_bytes;            /* input size */
+    unsigned max_depth;          /* element nesting, the root element is depth 1 */
+    unsigned max_attributes;     /* attributes of one element */
+    unsigned max_namespaces;     /* namespace declarations of one element */
+    unsigned max_ns_in_scope;    /* declarations on an element and its ancestors */
+    size_t max_attributes_total; /* attributes in the document */
+    size_t max_namespaces_total; /* namespace declarations in the document */
 };
 
 /* Parses buf[0..len). Returns a document the caller frees with xmlFreeDoc(),
- * or NULL with err set to "line L, column C: <what>" (or a size message).
+ * or NULL with err set to "line L, column C: <what>" (or a size message);
+ * a limit that was hit is named with its value.
  * lim may be NULL for the defaults. Whitespace is kept as written. */
 xmlDocPtr xml_parse_safe(const char *buf, size_t len, const struct xml_limits *lim, char *err,
                          size_t errlen);

@@ -6,7 +6,9 @@
  * declarations, so the element's own prefix can resolve; then attributes and
  * "#text"; then child elements) and serializes it; everything XML cannot
  * express is refused with the JSON path of the culprit, e.g.
- * "/Order/Line[2]/@qty: ...".
+ * "/Order/Line[2]/@qty: ...". Attributes and namespace declarations are
+ * bounded per element and in scope as xml_safe bounds them, so building stays
+ * linear and never makes XML the parser would refuse for them.
  */
 #include "xmljson.h"
 
@@ -193,6 +195,7 @@ struct xj_build {
     size_t errlen;
     char path[512]; /* JSON path of what is being built, for messages */
     size_t path_len;
+    unsigned ns_in_scope; /* declarations on the element being built and its ancestors */
 };
 
 __attribute__((format(printf, 2, 3))) static int xj_fail(struct xj_build *b, const char *fmt, ...)
@@ -412,24 +415,36 @@ static int xj_children(struct xj_build *b, xmlNodePtr node, const char *name, js
     return 0;
 }
 
-/* Namespace declarations first, so the element's own prefix can use them. */
+/* Namespace declarations first, so the element's own prefix can use them.
+ * Bounded as xml_safe bounds them (each one added and looked up walks the
+ * others), and counted into b->ns_in_scope. */
 static int xj_object_namespaces(struct xj_build *b, xmlNodePtr node, json_t *obj)
 {
     const char *key;
     size_t key_len;
     json_t *v;
+    unsigned declared = 0;
     json_object_keylen_foreach(obj, key, key_len, v)
     {
         if (strlen(key) != key_len) /* "\u0000" in a key: no XML name can hold it */
             return xj_fail(b, "a key contains U+0000, which no XML name can");
         if (strcmp(key, "@xmlns") != 0 && strncmp(key, "@xmlns:", 7) != 0)
             continue;
+        if (++declared > XML_SAFE_DEFAULT_MAX_NAMESPACES)
+            return xj_fail(b, "more than %u namespace declarations on one element, the limit",
+                           XML_SAFE_DEFAULT_MAX_NAMESPACES);
         size_t mark = xj_path_push(b, "/%s", key);
         int rc = xj_declare_ns(b, node, key, v);
         xj_path_pop(b, mark);
         if (rc < 0)
             return -1;
     }
+    if (b->ns_in_scope + declared > XML_SAFE_DEFAULT_MAX_NS_IN_SCOPE)
+        return xj_fail(b,
+                       "more than %u namespace declarations in scope (on the element and its "
+                       "ancestors), the limit",
+                       XML_SAFE_DEFAULT_MAX_NS_IN_SCOPE);
+    b->ns_in_scope += declared;
     return 0;
 }
 
@@ -437,12 +452,16 @@ static int xj_object_content(struct xj_build *b, xmlNodePtr node, json_t *obj, i
 {
     const char *key;
     json_t *v;
+    unsigned attributes = 0; /* bounded as in xml_safe: each one is checked against the others */
     json_object_foreach(obj, key, v)
     {
         if (!strcmp(key, "@xmlns") || !strncmp(key, "@xmlns:", 7))
             continue;
         int rc = 0;
-        if (key[0] == '@') {
+        if (key[0] == '@' && !json_is_null(v) && ++attributes > XML_SAFE_DEFAULT_MAX_ATTRIBUTES) {
+            rc = xj_fail(b, "more than %u attributes on one element, the limit",
+                         XML_SAFE_DEFAULT_MAX_ATTRIBUTES);
+        } else if (key[0] == '@') {
             rc = xj_set_attr(b, node, key + 1, v);
         } else if (!strcmp(key, "#text")) {
             size_t mark = xj_path_push(b, "/#text");
@@ -476,6 +495,7 @@ static int xj_element(struct xj_build *b, xmlNodePtr parent, const char *name, j
         free(prefix);
         return -1;
     }
+    unsigned outer_scope = b->ns_in_scope;
     xmlNodePtr node = xmlNewDocNode(b->doc, NULL, BAD_CAST local, NULL);
     int rc = node ? 0 : xj_fail(b, "out of memory");
     if (node && parent)
@@ -488,6 +508,7 @@ static int xj_element(struct xj_build *b, xmlNodePtr parent, const char *name, j
         rc = xj_resolve_element_ns(b, node, prefix, name);
     if (rc == 0)
         rc = json_is_object(v) ? xj_object_content(b, node, v, depth) : xj_add_text(b, node, v);
+    b->ns_in_scope = outer_scope;
     free(prefix);
     return rc;
 }

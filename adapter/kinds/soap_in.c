@@ -10,6 +10,10 @@
  * operations the route's WSDL declares one-way, which get the 202 (so one
  * route serves a whole WSDL port).
  *
+ * The action follows WS-I BP: a SOAP 1.1 request must carry SOAPAction, and
+ * with a WSDL the action (1.1 SOAPAction, 1.2 action= when sent) must be the
+ * soapAction its binding declares for the Body's operation.
+ *
  * Everything this route answers is SOAP: refusals are Faults in the request's
  * version (Client/Sender: 500 for 1.1, 400 for 1.2; 401, 413, 415 where HTTP
  * says more), broker trouble a Server/Receiver Fault with 503 + Retry-After.
@@ -367,20 +371,70 @@ static const char *request_header(void *arg, const char *name)
     return http_request_header(arg, name);
 }
 
-/* The SOAPAction (1.1: the header, unquoted; 1.2: action= of the Content-Type), or NULL. */
+/* The request's action — 1.1: the SOAPAction header, trimmed and unquoted
+ * (R1109 wants quotes; many clients send none, so both are read); 1.2: the
+ * action= parameter of the Content-Type — or NULL when there is none. */
 static char *soap_action(struct http_request *req, const struct soap_request *sr)
 {
     if (sr->version == SOAP_1_2)
-        return sr->action && sr->action[0] ? xstrdup(sr->action) : NULL;
+        return sr->action ? xstrdup(sr->action) : NULL;
     const char *h = http_request_header(req, "SOAPAction");
     if (h == NULL)
         return NULL;
     size_t n = strlen(h);
+    while (n > 0 && (h[0] == ' ' || h[0] == '\t'))
+        h++, n--;
+    while (n > 0 && (h[n - 1] == ' ' || h[n - 1] == '\t'))
+        n--;
     if (n >= 2 && h[0] == '"' && h[n - 1] == '"') {
         h++;
         n -= 2;
     }
-    return n > 0 ? xstrndup(h, n) : NULL;
+    return xstrndup(h, n);
+}
+
+/* WS-I BP 1.1/1.2 on the action: SOAP 1.1 requests carry SOAPAction (SOAP 1.1
+ * section 6.1.1, R2744); with a WSDL, an action that is sent must be the
+ * soapAction the binding declares for the Body's operation, "" when it
+ * declares none (R2744, R2745). An operation the WSDL does not describe cannot
+ * be checked and passes. NULL when the request passes, else the faultstring
+ * (malloc'd). */
+static char *action_refusal(const struct route *r, struct http_request *req,
+                            const struct soap_request *sr)
+{
+    const struct soap_wsdl *w = &opts(r)->served;
+    char *action = soap_action(req, sr);
+    enum soap_wsdl_verdict verdict =
+        w->text ? soap_wsdl_action_check(w, sr->operation_name, action ? action : "")
+                : SOAP_WSDL_ACTION_UNKNOWN;
+    struct buf expected = {0};
+    if (verdict != SOAP_WSDL_ACTION_UNKNOWN) {
+        buf_printf(&expected, "; %s expects ", sr->operation_name);
+        soap_wsdl_describe_actions(w, sr->operation_name, &expected);
+    }
+    char *why = NULL;
+    if (action == NULL && sr->version == SOAP_1_1)
+        why = xasprintf("SOAP 1.1 requests must carry a SOAPAction header (SOAP 1.1 section 6.1.1, "
+                        "WS-I BP R2744)%s",
+                        expected.data ? expected.data : "");
+    else if (action != NULL && verdict == SOAP_WSDL_ACTION_MISMATCH)
+        why = xasprintf("%s \"%.200s\" does not match the WSDL%s (WS-I BP R2744)",
+                        sr->version == SOAP_1_2 ? "action" : "SOAPAction", action, expected.data);
+    buf_free(&expected);
+    free(action);
+    return why;
+}
+
+/* Refuses req when its action breaks action_refusal's rules; false when it was answered. */
+static bool action_accepted(struct route *r, struct http_request *req,
+                            const struct soap_request *sr)
+{
+    char *why = action_refusal(r, req, sr);
+    if (why == NULL)
+        return true;
+    refuse(r, req, sr->version, client_fault_status(sr->version), "soap action", why);
+    free(why);
+    return false;
 }
 
 /* The WS-Security UsernameToken check; NULL when it passes, else why (for the log). */
@@ -451,7 +505,7 @@ static void add_headers(struct route *r, struct http_request *req, struct messag
                         const struct soap_request *sr)
 {
     char *action = soap_action(req, sr);
-    if (action)
+    if (action && action[0])
         message_set_header(m, "x-soap-action", action);
     free(action);
     message_set_header(m, "x-soap-operation", sr->operation_name);
@@ -602,6 +656,10 @@ static void handle(struct http_request *req, void *arg)
     struct soap_request sr;
     if (!parse_envelope(r, req, &sr))
         return;
+    if (!action_accepted(r, req, &sr)) {
+        soap_request_free(&sr);
+        return;
+    }
     publish(r, req, &sr);
     soap_request_free(&sr);
 }

@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import socket
+import threading
 import time
 import xml.etree.ElementTree as ET
 from decimal import Decimal
@@ -108,16 +109,16 @@ def header(props, name):
 @pytest.fixture
 def soap_in(broker, sidecar, uid):
     """soap_in(keys="", bind="#") starts a sidecar with one soap inbound route "ws" publishing
-    to a fresh exchange, and a queue bound with `bind`."""
-    def start(keys="", bind="#", routing_key="soap.{operation}"):
+    to a fresh exchange, and a queue bound with `bind`; wsdl=False leaves configs/crm.wsdl out."""
+    def start(keys="", bind="#", routing_key="soap.{operation}", wsdl=True):
         exchange, queue = f"{uid}.ex", f"{uid}.q"
         broker.declare_exchange(exchange)
         broker.declare_queue(queue, exchange, bind)
         port = free_port()
         url = f"http://127.0.0.1:{port}/ws"
+        wsdl_keys = f'wsdl = "{WSDL}"; wsdl_address = "{url}";' if wsdl else ""
         route = (f'{{ name = "ws"; kind = "soap"; listen = "127.0.0.1:{port}"; path = "/ws"; '
-                 f'exchange = "{exchange}"; routing_key = "{routing_key}"; wsdl = "{WSDL}"; '
-                 f'wsdl_address = "{url}"; {keys} }}')
+                 f'exchange = "{exchange}"; routing_key = "{routing_key}"; {wsdl_keys} {keys} }}')
         proc = sidecar(name=uid, inbound=route)
         return SimpleNamespace(url=url, port=port, queue=queue, exchange=exchange,
                                dlq=f"{uid}.ws.dlq", sidecar=proc)
@@ -371,6 +372,106 @@ def test_soap_in_attacks_refused_nothing_published(broker, soap_in, peers):
     assert "client error: content type" in log
     metrics = requests.get(svc.sidecar.admin + "/metrics", timeout=5).text
     assert svc.sidecar.proc.poll() is None and metrics
+
+
+def test_soap_in_namespace_and_attribute_floods_refused_fast(broker, soap_in):
+    """~1 MiB envelopes with 60 000 xmlns declarations or 60 000 attributes cost libxml2 and
+    our namespace walk seconds of CPU each (9 s); now they are refused by a byte count before
+    parsing, with a Client fault naming the limit, while a normal request sent at the same
+    time goes through."""
+    svc = soap_in()
+    floods = {
+        "namespaces": (f'<s:Envelope xmlns:s="{SOAP11_NS}"'
+                       + "".join(f' xmlns:p{i}="u"' for i in range(60000))
+                       + f"><s:Body>{changed_xml('ns')}</s:Body></s:Envelope>"),
+        "attributes": envelope("1.1", f'<c:CustomerChanged xmlns:c="{CRM_NS}"'
+                                      + "".join(f' a{i}=""' for i in range(60000))
+                                      + "><c:id>at</c:id><c:name>x</c:name></c:CustomerChanged>"),
+    }
+    assert all(500000 < len(body) <= 1 << 20 for body in floods.values())
+    answers = {}
+
+    def send(name, body):
+        started = time.monotonic()
+        answers[name] = (post(svc.url, body), time.monotonic() - started)
+
+    threads = [threading.Thread(target=send, args=(name, body)) for name, body in floods.items()]
+    for t in threads:
+        t.start()
+    send("normal", envelope("1.1", changed_xml("calm")))
+    for t in threads:
+        t.join(30)
+    r, took = answers["normal"]
+    assert r.status_code == 202 and took < 5, (r.status_code, took)
+    for name, want in (("namespaces", "declares more than 128 namespaces, the limit per element"),
+                       ("attributes", "has more than 256 attributes, the limit per element")):
+        r, took = answers[name]
+        assert took < 5, (name, took)
+        assert_client_fault(r, 500, "1.1", want)
+    msgs = collect(broker, svc.queue, 1)
+    assert [ET.fromstring(b).findtext(f"{{{CRM_NS}}}id") for _, b in msgs] == ["calm"]
+    assert "client error: malformed" in svc.sidecar.log()
+
+
+def post11(url, body, soapaction):
+    """A SOAP 1.1 POST with exactly this SOAPAction header value (None: no header)."""
+    h = {"Content-Type": CT11}
+    if soapaction is not None:
+        h["SOAPAction"] = soapaction
+    return requests.post(url, data=body.encode(), headers=h, timeout=30)
+
+
+def test_soap_in_soapaction_checked_against_the_wsdl(broker, soap_in):
+    """WS-I BP: a SOAP 1.1 request carries SOAPAction (SOAP 1.1 section 6.1.1, R2744) and, the
+    route having a WSDL, it is the soapAction the binding declares for the Body's operation
+    (R2744/R2745). Unquoted values pass (R1109 says quoted; many clients do not). SOAP 1.2's
+    action= is optional, but when sent it is held to the WSDL too."""
+    svc = soap_in()
+    want = '"urn:example:crm/CustomerChanged"'
+    r = post11(svc.url, envelope("1.1", changed_xml("none")), None)
+    reason = assert_client_fault(r, 500, "1.1", "must carry a SOAPAction header")
+    assert f"CustomerChanged expects {want}" in reason
+    for sent in ('"urn:example:crm/GetCustomer"', '""', "", '"urn:example:crm/customerchanged"'):
+        r = post11(svc.url, envelope("1.1", changed_xml("wrong")), sent)
+        reason = assert_client_fault(r, 500, "1.1", "does not match the WSDL")
+        assert f"CustomerChanged expects {want}" in reason, (sent, reason)
+    get = envelope("1.1", f'<c:GetCustomer xmlns:c="{CRM_NS}"><c:id>1</c:id></c:GetCustomer>')
+    r = post11(svc.url, get, want)
+    assert_client_fault(r, 500, "1.1", 'GetCustomer expects "urn:example:crm/GetCustomer"')
+    r = post(svc.url, envelope("1.2", changed_xml("wrong12")), "1.2", action="urn:x:Other")
+    assert_client_fault(r, 400, "1.2", 'action "urn:x:Other" does not match the WSDL')
+
+    accepted = [post11(svc.url, envelope("1.1", changed_xml("quoted")), want),
+                post11(svc.url, envelope("1.1", changed_xml("bare")), want.strip('"')),
+                requests.post(svc.url, data=envelope("1.2", changed_xml("noaction")).encode(),
+                              headers={"Content-Type": CT12}, timeout=30),
+                post(svc.url, envelope("1.2", changed_xml("action12")), "1.2")]
+    assert [r.status_code for r in accepted] == [202] * 4, [r.text for r in accepted]
+    # an operation the WSDL does not describe cannot be checked: any action goes
+    r = post11(svc.url, envelope("1.1", '<u:Unlisted xmlns:u="urn:u"/>'), '"urn:u:anything"')
+    assert r.status_code == 202
+
+    msgs = collect(broker, svc.queue, 5)
+    ids = {ET.fromstring(b).findtext(f"{{{CRM_NS}}}id") for _, b in msgs}
+    assert ids == {"quoted", "bare", "noaction", "action12", None}
+    actions = {header(p, "x-soap-action") for p, _ in msgs}
+    assert actions == {"urn:example:crm/CustomerChanged", None, "urn:u:anything"}
+    assert "client error: soap action" in svc.sidecar.log()
+
+
+def test_soap_in_soapaction_without_wsdl(broker, soap_in):
+    """Without a WSDL there is nothing to match: any SOAPAction goes, but SOAP 1.1 still
+    requires the header."""
+    svc = soap_in(wsdl=False)
+    r = post11(svc.url, envelope("1.1", changed_xml("none")), None)
+    reason = assert_client_fault(r, 500, "1.1", "must carry a SOAPAction header")
+    assert "expects" not in reason
+    assert requests.get(svc.url + "?wsdl", timeout=10).status_code == 404
+    for id_, sent in (("empty", '""'), ("other", '"urn:whatever"'), ("blank", "")):
+        assert post11(svc.url, envelope("1.1", changed_xml(id_)), sent).status_code == 202
+    msgs = collect(broker, svc.queue, 3)
+    assert sorted(ET.fromstring(b).findtext(f"{{{CRM_NS}}}id") for _, b in msgs) == \
+        ["blank", "empty", "other"]
 
 
 def test_soap_in_username_token_and_bearer(broker, soap_in, tmp_path):

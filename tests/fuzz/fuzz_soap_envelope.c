@@ -6,7 +6,10 @@
  * The input also serves as the Content-Type header of a fixed valid request.
  * Besides memory errors (ASan/UBSan) it checks properties and aborts when one
  * breaks: an accepted operation converts to JSON and back to XML that parses
- * to equal JSON; serialized Body content and built faults parse again.
+ * to equal JSON; serialized Body content and built faults parse again; and no
+ * element of a document xml_parse_safe accepted exceeds its attribute and
+ * namespace limits (small ones here, for the fuzzer to reach), which would
+ * mean the byte count before parsing missed what libxml2 built.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -55,6 +58,37 @@ static void check_parses(const char *xml, size_t len, const char *what)
     char err[512];
     xmlDocPtr doc = xml_parse_safe(xml, len, NULL, err, sizeof(err));
     check(doc != NULL, what, err);
+    xmlFreeDoc(doc);
+}
+
+static void check_element_limits(const char *buf, size_t size)
+{
+    const struct xml_limits lim = {.max_attributes = 2, .max_namespaces = 1, .max_ns_in_scope = 3};
+    char err[512];
+    xmlDocPtr doc = xml_parse_safe(buf, size, &lim, err, sizeof(err));
+    if (!doc)
+        return;
+    xmlNodePtr top = xmlDocGetRootElement(doc);
+    for (xmlNodePtr n = top; n;) {
+        if (n->type == XML_ELEMENT_NODE) {
+            unsigned attributes = 0, own = 0, in_scope = 0;
+            for (xmlAttrPtr a = n->properties; a; a = a->next)
+                attributes++;
+            for (xmlNodePtr e = n; e && e->type == XML_ELEMENT_NODE; e = e->parent)
+                for (xmlNsPtr ns = e->nsDef; ns; ns = ns->next)
+                    in_scope++, own += e == n;
+            check(attributes <= lim.max_attributes, "element over the attribute limit", NULL);
+            check(own <= lim.max_namespaces, "element over the namespace limit", NULL);
+            check(in_scope <= lim.max_ns_in_scope, "over the in-scope namespace limit", NULL);
+        }
+        if (n->type == XML_ELEMENT_NODE && n->children) {
+            n = n->children;
+            continue;
+        }
+        while (n != top && !n->next)
+            n = n->parent;
+        n = n == top ? NULL : n->next;
+    }
     xmlFreeDoc(doc);
 }
 
@@ -120,6 +154,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *buf = (const char *)data;
+    check_element_limits(buf, size);
     fuzz_request(buf, size, "text/xml; charset=utf-8");
     fuzz_request(buf, size, "application/soap+xml; charset=utf-8; action=\"urn:Op\"");
     fuzz_response(buf, size);

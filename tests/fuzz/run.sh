@@ -40,11 +40,13 @@ run() { # run NAME CORPUS SECONDS [libFuzzer flags...]
 }
 
 build fuzz_soap_envelope tests/fuzz/fuzz_soap_envelope.c transforms/xml_safe.c \
-    transforms/xmljson.c transforms/soap_envelope.c
+    transforms/xml_prescan.c transforms/xml_standalone.c transforms/xmljson.c \
+    transforms/soap_envelope.c
 build fuzz_csv tests/fuzz/fuzz_csv.c transforms/csv.c
 # shellcheck disable=SC2046
 build fuzz_file_records tests/fuzz/fuzz_file_records.c adapter/kinds/file_records.c adapter/util.c \
-    adapter/log.c transforms/csv.c transforms/xml_safe.c -Iadapter $(pkg-config --cflags --libs openssl)
+    adapter/log.c transforms/csv.c transforms/xml_safe.c transforms/xml_prescan.c -Iadapter \
+    $(pkg-config --cflags --libs openssl)
 
 run fuzz_soap_envelope soap "${FUZZ_SECONDS:-30}" -dict=tests/fuzz/soap.dict
 run fuzz_csv csv "${FUZZ_CSV_SECONDS:-10}"

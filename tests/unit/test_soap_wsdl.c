@@ -1,9 +1,10 @@
 /*
  * test_soap_wsdl.c — unit tests for adapter/kinds/soap_wsdl.c: which
  * operations are one-way (configs/crm.wsdl, a spyne-style WSDL, rpc style),
- * wsdl_address rewriting of SOAP 1.1 and 1.2 ports, and refusals (DTD, not
- * XML, nothing to re-address, unreadable file). Run from the repository root
- * (as tests/run-all does): it reads configs/crm.wsdl.
+ * wsdl_address rewriting of SOAP 1.1 and 1.2 ports, the soapAction each
+ * request must carry (WS-I BP R2744/R2745), and refusals (DTD, not XML,
+ * nothing to re-address, unreadable file). Run from the repository root (as
+ * tests/run-all does): it reads configs/crm.wsdl.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -139,6 +140,107 @@ static void test_refusals(void **state)
     assert_non_null(strstr(err, "cannot read \"/nonexistent/x.wsdl\": No such file"));
 }
 
+static void expect_actions(const struct soap_wsdl *w, const char *name, const char *want)
+{
+    struct buf b = {0};
+    buf_puts(&b, "");
+    soap_wsdl_describe_actions(w, name, &b);
+    assert_string_equal(b.data, want);
+    buf_free(&b);
+}
+
+static void test_actions_crm(void **state)
+{
+    struct soap_wsdl w;
+    char err[512] = "";
+    assert_int_equal(soap_wsdl_load("configs/crm.wsdl", NULL, &w, err, sizeof(err)), 0);
+    assert_int_equal(
+        soap_wsdl_action_check(&w, "CustomerChanged", "urn:example:crm/CustomerChanged"),
+        SOAP_WSDL_ACTION_MATCH);
+    assert_int_equal(soap_wsdl_action_check(&w, "GetCustomer", "urn:example:crm/GetCustomer"),
+                     SOAP_WSDL_ACTION_MATCH);
+    assert_int_equal(soap_wsdl_action_check(&w, "CustomerChanged", "urn:example:crm/GetCustomer"),
+                     SOAP_WSDL_ACTION_MISMATCH);
+    assert_int_equal(soap_wsdl_action_check(&w, "GetCustomer", ""), SOAP_WSDL_ACTION_MISMATCH);
+    /* case matters: actions are URIs */
+    assert_int_equal(soap_wsdl_action_check(&w, "GetCustomer", "urn:example:crm/getcustomer"),
+                     SOAP_WSDL_ACTION_MISMATCH);
+    /* a response element or an unknown one is no request the WSDL describes */
+    assert_int_equal(soap_wsdl_action_check(&w, "GetCustomerResponse", "x"),
+                     SOAP_WSDL_ACTION_UNKNOWN);
+    assert_int_equal(soap_wsdl_action_check(&w, "Nope", "x"), SOAP_WSDL_ACTION_UNKNOWN);
+    expect_actions(&w, "GetCustomer", "\"urn:example:crm/GetCustomer\"");
+    expect_actions(&w, "Nope", "");
+    soap_wsdl_free(&w);
+}
+
+static void test_actions_styles(void **state)
+{
+    /* Notify: document style, its element named otherwise, soapAction on the
+     * 1.1 binding and another on the 1.2 one; Ping: soap:operation without
+     * soapAction, Pong: no soap:operation at all (both ""); Ask and Tell share
+     * one input element (only the action tells them apart); the HTTP binding
+     * declares no soapAction and is not SOAP. */
+    const char *wsdl = WSDL_HEAD
+        "<message name='M1'><part name='p' element='tns:Notice'/></message>"
+        "<message name='M2'><part name='p' element='tns:Shared'/></message>"
+        "<portType name='P'><operation name='Notify'><input message='tns:M1'/></operation>"
+        "<operation name='Ping'><input message='tns:M2'/></operation>"
+        "<operation name='Pong'><input message='tns:M2'/></operation>"
+        "<operation name='Ask'><input message='tns:M2'/><output message='tns:M1'/></operation>"
+        "<operation name='Tell'><input message='tns:M2'/></operation></portType>"
+        "<binding name='B11' type='tns:P'><soap:binding style='document'/>"
+        "<operation name='Notify'><soap:operation soapAction='urn:t:notify'/></operation>"
+        "<operation name='Ping'><soap:operation style='document'/></operation>"
+        "<operation name='Ask'><soap:operation soapAction='urn:t:ask'/></operation>"
+        "<operation name='Tell'><soap:operation soapAction='urn:t:tell'/></operation></binding>"
+        "<binding name='B12' type='tns:P'><soap12:binding style='document'/>"
+        "<operation name='Notify'><soap12:operation soapAction='urn:t:notify12'/></operation>"
+        "<operation name='Pong'/></binding>"
+        "<binding name='H' type='tns:P' xmlns:http='http://schemas.xmlsoap.org/wsdl/http/'>"
+        "<http:binding verb='POST'/><operation name='Notify'><http:operation "
+        "location='/n'/></operation></binding></definitions>";
+    struct soap_wsdl w;
+    char err[512] = "";
+    assert_int_equal(load_text(wsdl, NULL, &w, err, sizeof(err)), 0);
+    for (int i = 0; i < 2; i++) {
+        const char *name = i ? "Notice" : "Notify";
+        assert_int_equal(soap_wsdl_action_check(&w, name, "urn:t:notify"), SOAP_WSDL_ACTION_MATCH);
+        assert_int_equal(soap_wsdl_action_check(&w, name, "urn:t:notify12"),
+                         SOAP_WSDL_ACTION_MATCH);
+        assert_int_equal(soap_wsdl_action_check(&w, name, ""), SOAP_WSDL_ACTION_MISMATCH);
+        expect_actions(&w, name, "\"urn:t:notify\" or \"urn:t:notify12\"");
+    }
+    assert_int_equal(soap_wsdl_action_check(&w, "Ping", ""), SOAP_WSDL_ACTION_MATCH);
+    assert_int_equal(soap_wsdl_action_check(&w, "Ping", "Ping"), SOAP_WSDL_ACTION_MISMATCH);
+    assert_int_equal(soap_wsdl_action_check(&w, "Pong", ""), SOAP_WSDL_ACTION_MATCH);
+    assert_int_equal(soap_wsdl_action_check(&w, "Shared", "urn:t:ask"), SOAP_WSDL_ACTION_MATCH);
+    assert_int_equal(soap_wsdl_action_check(&w, "Shared", "urn:t:tell"), SOAP_WSDL_ACTION_MATCH);
+    assert_int_equal(soap_wsdl_action_check(&w, "Shared", ""), SOAP_WSDL_ACTION_MATCH);
+    assert_int_equal(soap_wsdl_action_check(&w, "Shared", "urn:t:notify"),
+                     SOAP_WSDL_ACTION_MISMATCH);
+    expect_actions(&w, "Shared", "\"\" or \"urn:t:ask\" or \"urn:t:tell\"");
+    soap_wsdl_free(&w);
+}
+
+/* WSDLs are trusted configuration and generated ones may declare a namespace
+ * per imported schema: more than the 128 a request element may declare. */
+static void test_many_namespaces(void **state)
+{
+    struct buf b = {0};
+    buf_puts(&b, "<definitions xmlns='http://schemas.xmlsoap.org/wsdl/'");
+    for (int i = 0; i < 300; i++)
+        buf_printf(&b, " xmlns:s%d='urn:schema:%d'", i, i);
+    buf_puts(&b, "/>");
+    struct soap_wsdl w;
+    char err[512] = "";
+    int rc = load_text(b.data, NULL, &w, err, sizeof(err));
+    buf_free(&b);
+    assert_string_equal(err, "");
+    assert_int_equal(rc, 0);
+    soap_wsdl_free(&w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -146,6 +248,9 @@ int main(void)
         cmocka_unit_test(test_address_rewritten_in_both_versions),
         cmocka_unit_test(test_one_way_styles),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_actions_crm),
+        cmocka_unit_test(test_actions_styles),
+        cmocka_unit_test(test_many_namespaces),
     };
     xmlInitParser();
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 #include <jansson.h>
@@ -314,15 +315,92 @@ static void test_to_xml_depth(void **state)
     json_decref(leaf);
 }
 
+/* {"R": {<n keys "<fmt>" % i: value>}} */
+static json_t *wide(const char *fmt, int n, const char *value)
+{
+    json_t *o = json_object();
+    char key[64];
+    for (int i = 0; i < n; i++) {
+        snprintf(key, sizeof(key), fmt, i);
+        json_object_set_new(o, key, json_string(value));
+    }
+    return json_pack("{so}", "R", o);
+}
+
+static double cpu_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* xmljson_to_xml(j) (consumed) refused with exactly want, in well under 2 s of
+ * CPU; NULL want: accepted. */
+static void expect_to_xml(json_t *j, const char *want)
+{
+    char err[512] = "";
+    double t0 = cpu_seconds();
+    char *xml = xmljson_to_xml(j, NULL, err, sizeof(err));
+    double took = cpu_seconds() - t0;
+    json_decref(j);
+    if (want && xml)
+        fail_msg("accepted, want: %s", want);
+    if (!want && !xml)
+        fail_msg("refused: %s", err);
+    if (want && strcmp(err, want) != 0)
+        fail_msg("want: %s\ngot:  %s", want, err);
+    if (took > 2.0)
+        fail_msg("took %.3f s of CPU", took);
+    free(xml);
+}
+
+/* The XML limits of xml_safe apply while the tree is built: past them the
+ * text would be refused by the parser anyway, and building it was quadratic
+ * (each attribute checked against, and appended after, all the others: 20 000
+ * attributes cost 5 s, 60 000 namespace declarations 7.7 s). */
+static void test_to_xml_element_limits(void **state)
+{
+    expect_to_xml(wide("@a%d", 256, "v"), NULL);
+    expect_to_xml(wide("@a%d", 257, "v"), "/R: more than 256 attributes on one element, the limit");
+    expect_to_xml(wide("@a%d", 20000, "v"),
+                  "/R: more than 256 attributes on one element, the limit");
+    expect_to_xml(wide("@xmlns:p%d", 128, "urn:u"), NULL);
+    expect_to_xml(wide("@xmlns:p%d", 129, "urn:u"),
+                  "/R: more than 128 namespace declarations on one element, the limit");
+    expect_to_xml(wide("@xmlns:p%d", 60000, "urn:u"),
+                  "/R: more than 128 namespace declarations on one element, the limit");
+
+    /* in scope: 64 on R, 64 on its child c, one more on c's child g */
+    json_t *g = wide("@xmlns:g%d", 1, "urn:g");
+    json_t *c = wide("@xmlns:c%d", 64, "urn:c");
+    json_object_set(json_object_get(c, "R"), "g", json_object_get(g, "R"));
+    json_t *r = wide("@xmlns:r%d", 64, "urn:r");
+    json_object_set(json_object_get(r, "R"), "c", json_object_get(c, "R"));
+    json_decref(g);
+    json_decref(c);
+    expect_to_xml(json_deep_copy(r), "/R/c/g: more than 128 namespace declarations in scope (on "
+                                     "the element and its ancestors), the limit");
+    json_object_del(json_object_get(json_object_get(json_object_get(r, "R"), "c"), "g"),
+                    "@xmlns:g0");
+    expect_to_xml(r, NULL); /* 128 in scope */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_text_only_and_empty),  cmocka_unit_test(test_attributes),
-        cmocka_unit_test(test_children_and_arrays),  cmocka_unit_test(test_whitespace_and_mixed),
-        cmocka_unit_test(test_namespaces),           cmocka_unit_test(test_unicode_and_escaping),
-        cmocka_unit_test(test_inherited_namespaces), cmocka_unit_test(test_round_trips),
-        cmocka_unit_test(test_to_xml_shapes),        cmocka_unit_test(test_to_xml_refusals),
-        cmocka_unit_test(test_to_xml_nul_in_key),    cmocka_unit_test(test_to_xml_depth),
+        cmocka_unit_test(test_text_only_and_empty),
+        cmocka_unit_test(test_attributes),
+        cmocka_unit_test(test_children_and_arrays),
+        cmocka_unit_test(test_whitespace_and_mixed),
+        cmocka_unit_test(test_namespaces),
+        cmocka_unit_test(test_unicode_and_escaping),
+        cmocka_unit_test(test_inherited_namespaces),
+        cmocka_unit_test(test_round_trips),
+        cmocka_unit_test(test_to_xml_shapes),
+        cmocka_unit_test(test_to_xml_refusals),
+        cmocka_unit_test(test_to_xml_nul_in_key),
+        cmocka_unit_test(test_to_xml_depth),
+        cmocka_unit_test(test_to_xml_element_limits),
     };
     xmlInitParser();
     json_object_seed(1);
