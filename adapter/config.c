@@ -44,44 +44,6 @@ void secrets_read_unlock(void)
 {
     pthread_rwlock_unlock(&secrets_lock);
 }
-#define MAX_ERRORS 50
-
-/* ---- error report -------------------------------------------------------- */
-
-void config_report_add(struct config_report *rep, int line, const char *fmt, ...)
-{
-    if (rep->n >= MAX_ERRORS)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    char *msg = NULL;
-    if (vasprintf(&msg, fmt, ap) < 0)
-        msg = xstrdup(fmt);
-    va_end(ap);
-    rep->errors = xrealloc(rep->errors, (rep->n + 1) * sizeof(*rep->errors));
-    rep->errors[rep->n++] = (struct config_error){.line = line, .msg = msg};
-}
-
-void config_report_print(const struct config_report *rep)
-{
-    for (size_t i = 0; i < rep->n; i++) {
-        if (rep->errors[i].line > 0)
-            fprintf(stderr, "%s:%d: %s\n", rep->file, rep->errors[i].line, rep->errors[i].msg);
-        else
-            fprintf(stderr, "%s: %s\n", rep->file, rep->errors[i].msg);
-    }
-    if (rep->n >= MAX_ERRORS)
-        fprintf(stderr, "%s: (stopped after %d errors)\n", rep->file, MAX_ERRORS);
-}
-
-void config_report_free(struct config_report *rep)
-{
-    for (size_t i = 0; i < rep->n; i++)
-        free(rep->errors[i].msg);
-    free(rep->errors);
-    rep->errors = NULL;
-    rep->n = 0;
-}
 
 /* ---- small helpers ------------------------------------------------------- */
 
@@ -172,36 +134,6 @@ char *config_resolve_path(const char *dir, const char *path)
     if (path[0] == '/' || dir == NULL)
         return xstrdup(path);
     return xasprintf("%s/%s", dir, path);
-}
-
-int config_parse_listen(const char *listen, char *host, size_t hostlen, int *port)
-{
-    const char *colon;
-    const char *host_start = listen;
-    size_t host_len;
-    if (listen[0] == '[') {
-        const char *close = strchr(listen, ']');
-        if (close == NULL || close[1] != ':')
-            return -1;
-        host_start = listen + 1;
-        host_len = (size_t)(close - listen - 1);
-        colon = close + 1;
-    } else {
-        colon = strrchr(listen, ':');
-        if (colon == NULL || memchr(listen, ':', (size_t)(colon - listen)) != NULL)
-            return -1;
-        host_len = (size_t)(colon - listen);
-    }
-    if (host_len == 0 || host_len >= hostlen)
-        return -1;
-    memcpy(host, host_start, host_len);
-    host[host_len] = '\0';
-    char *end;
-    long p = strtol(colon + 1, &end, 10);
-    if (end == colon + 1 || *end != '\0' || p < 0 || p > 65535)
-        return -1;
-    *port = (int)p;
-    return 0;
 }
 
 static bool valid_name(const char *s)
