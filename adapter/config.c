@@ -12,6 +12,7 @@
  * its line so one `check` run shows them all.
  */
 #include "config.h"
+#include "config_internal.h"
 
 #include "broker_url.h"
 #include "jq_transform.h"
@@ -21,29 +22,12 @@
 #include <errno.h>
 #include <libconfig.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#define SECRET_MAX (64 * 1024)
-
-/* The one process-wide lock outside struct sidecar: secret values are read by
- * listener threads and replaced by SIGHUP, and live in the config. */
-static pthread_rwlock_t secrets_lock = PTHREAD_RWLOCK_INITIALIZER;
-
-void secrets_read_lock(void)
-{
-    pthread_rwlock_rdlock(&secrets_lock);
-}
-
-void secrets_read_unlock(void)
-{
-    pthread_rwlock_unlock(&secrets_lock);
-}
 
 /* ---- small helpers ------------------------------------------------------- */
 
@@ -147,60 +131,6 @@ static bool valid_name(const char *s)
     return true;
 }
 
-/* Reads a secret file after checking it is private to its owner. */
-static int secret_load(struct secret *sec, const char *path, int line, const char *where,
-                       const char *key, struct config_report *rep)
-{
-    struct stat st;
-    if (stat(path, &st) != 0) {
-        config_report_add(rep, line, "%s: %s: cannot read secret file \"%s\": %s", where, key,
-                          path, strerror(errno));
-        return -1;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        config_report_add(rep, line, "%s: %s: \"%s\" is not a regular file", where, key, path);
-        return -1;
-    }
-    if (st.st_mode & 077) {
-        config_report_add(rep, line,
-                          "%s: %s: secret file \"%s\" is readable by group or others (mode %04o); "
-                          "run: chmod 600 %s",
-                          where, key, path, (unsigned)(st.st_mode & 07777), path);
-        return -1;
-    }
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        config_report_add(rep, line, "%s: %s: cannot read secret file \"%s\": %s", where, key,
-                          path, strerror(errno));
-        return -1;
-    }
-    char *data = xmalloc(SECRET_MAX + 1);
-    size_t n = fread(data, 1, SECRET_MAX + 1, f);
-    fclose(f);
-    if (n > SECRET_MAX) {
-        free(data);
-        config_report_add(rep, line, "%s: %s: secret file \"%s\" is over %d bytes", where, key,
-                          path, SECRET_MAX);
-        return -1;
-    }
-    data[n] = '\0';
-    while (n > 0 && (data[n - 1] == '\n' || data[n - 1] == '\r'))
-        data[--n] = '\0';
-    if (n == 0) {
-        free(data);
-        config_report_add(rep, line, "%s: %s: secret file \"%s\" is empty", where, key, path);
-        return -1;
-    }
-    pthread_rwlock_wrlock(&secrets_lock);
-    if (sec->value)
-        memset(sec->value, 0, sec->len);
-    free(sec->value);
-    sec->value = data;
-    sec->len = n;
-    pthread_rwlock_unlock(&secrets_lock);
-    return 0;
-}
-
 /* ---- one value ----------------------------------------------------------- */
 
 /* Everything a value parser needs to store or report one key. */
@@ -300,7 +230,7 @@ static void store_text(const struct value_ctx *c, const char *text)
         char *path = config_resolve_path(c->cfg ? c->cfg->dir : NULL, text);
         free(sec->path);
         sec->path = path;
-        secret_load(sec, path, c->line, c->where, k->name, c->rep);
+        config_secret_load(sec, path, c->line, c->where, k->name, c->rep);
         return;
     }
     default:
@@ -610,15 +540,9 @@ static void free_value(const struct config_key *k, void *base)
         *m = (struct strmap){0};
         break;
     }
-    case KEY_SECRET: {
-        struct secret *sec = slot;
-        free(sec->path);
-        if (sec->value)
-            memset(sec->value, 0, sec->len);
-        free(sec->value);
-        *sec = (struct secret){0};
+    case KEY_SECRET:
+        config_secret_free(slot);
         break;
-    }
     default:
         free(*(char **)slot);
         *(char **)slot = NULL;
@@ -1041,30 +965,6 @@ int config_load(const char *path, struct sidecar_config *cfg, struct config_repo
 
     config_destroy(&lc);
     return rep->n == 0 ? 0 : -1;
-}
-
-static void reload_secrets_in(const struct config_key *keys, void *base, const char *where,
-                              struct config_report *rep)
-{
-    for (const struct config_key *k = keys; k && k->name; k++) {
-        if (k->type == KEY_GROUP) {
-            reload_secrets_in(k->group, base, where, rep);
-        } else if (k->type == KEY_SECRET) {
-            struct secret *sec = field(base, k);
-            if (sec->path)
-                secret_load(sec, sec->path, 0, where, k->name, rep);
-        }
-    }
-}
-
-int config_reload_secrets(struct sidecar_config *cfg, struct config_report *rep)
-{
-    size_t before = rep->n;
-    reload_secrets_in(config_process_keys, cfg, "config", rep);
-    for (size_t i = 0; i < cfg->n_routes; i++)
-        reload_secrets_in(cfg->routes[i]->kind->keys, cfg->routes[i]->opts, cfg->routes[i]->name,
-                          rep);
-    return rep->n == before ? 0 : -1;
 }
 
 void config_free(struct sidecar_config *cfg)
