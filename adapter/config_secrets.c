@@ -41,45 +41,38 @@ void secrets_read_unlock(void)
 int config_secret_load(struct secret *sec, const char *path, int line, const char *where,
                        const char *key, struct config_report *rep)
 {
+    char *data = NULL;
     struct stat st;
-    if (stat(path, &st) != 0) {
-        config_report_add(rep, line, "%s: %s: cannot read secret file \"%s\": %s", where, key, path,
-                          strerror(errno));
-        return -1;
-    }
+    if (stat(path, &st) != 0)
+        goto unreadable;
     if (!S_ISREG(st.st_mode)) {
         config_report_add(rep, line, "%s: %s: \"%s\" is not a regular file", where, key, path);
-        return -1;
+        goto fail;
     }
     if (st.st_mode & 077) {
         config_report_add(rep, line,
                           "%s: %s: secret file \"%s\" is readable by group or others (mode %04o); "
                           "run: chmod 600 %s",
                           where, key, path, (unsigned)(st.st_mode & 07777), path);
-        return -1;
+        goto fail;
     }
     FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        config_report_add(rep, line, "%s: %s: cannot read secret file \"%s\": %s", where, key, path,
-                          strerror(errno));
-        return -1;
-    }
-    char *data = xmalloc(SECRET_MAX + 1);
+    if (f == NULL)
+        goto unreadable;
+    data = xmalloc(SECRET_MAX + 1);
     size_t n = fread(data, 1, SECRET_MAX + 1, f);
     fclose(f);
     if (n > SECRET_MAX) {
-        free(data);
         config_report_add(rep, line, "%s: %s: secret file \"%s\" is over %d bytes", where, key,
                           path, SECRET_MAX);
-        return -1;
+        goto fail;
     }
     data[n] = '\0';
     while (n > 0 && (data[n - 1] == '\n' || data[n - 1] == '\r'))
         data[--n] = '\0';
     if (n == 0) {
-        free(data);
         config_report_add(rep, line, "%s: %s: secret file \"%s\" is empty", where, key, path);
-        return -1;
+        goto fail;
     }
     pthread_rwlock_wrlock(&secrets_lock);
     if (sec->value)
@@ -89,6 +82,13 @@ int config_secret_load(struct secret *sec, const char *path, int line, const cha
     sec->len = n;
     pthread_rwlock_unlock(&secrets_lock);
     return 0;
+
+unreadable: /* errno is still stat's or fopen's */
+    config_report_add(rep, line, "%s: %s: cannot read secret file \"%s\": %s", where, key, path,
+                      strerror(errno));
+fail:
+    free(data);
+    return -1;
 }
 
 void config_secret_free(struct secret *sec)
