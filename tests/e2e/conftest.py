@@ -364,12 +364,6 @@ def sidecar(broker, tmp_path):
             assert_no_sanitizer_report(s.log())
 
 
-def route_kind_available(direction, kind):
-    """True when the binary under test has this kind (kinds land one by one)."""
-    r = run_cli("keys")
-    return f"{direction.capitalize()} `{kind}`" in r.stdout
-
-
 def sandboxed_example(examples, name, work):
     """A copy of the installed examples in which `name`'s absolute paths (the operator's
     spool directories and secret files) point into `work` and exist there."""

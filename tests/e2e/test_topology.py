@@ -4,9 +4,8 @@ arguments as running the sidecar; conflicting existing queues are named with
 the fix."""
 import json
 
-import pytest
 
-from conftest import make_config, plain, route_kind_available, run_cli
+from conftest import make_config, plain, run_cli
 
 
 def routes(uid, outbound=True):
@@ -31,15 +30,12 @@ def topology_json(broker, tmp_path, uid, outbound):
 
 
 def test_topology_names_follow_the_design(broker, tmp_path, uid):
-    outbound = route_kind_available("outbound", "http")
-    defs, _ = topology_json(broker, tmp_path, uid, outbound)
+    defs, _ = topology_json(broker, tmp_path, uid, True)
     queues = {q["name"]: q["arguments"] for q in defs["queues"]}
     assert [e["name"] for e in defs["exchanges"]] == [f"{uid}.dlx"]
     assert queues[f"{uid}.orders.dlq"] == {"x-queue-type": "classic"}
     bindings = {(b["source"], b["destination"], b["routing_key"]) for b in defs["bindings"]}
     assert (f"{uid}.dlx", f"{uid}.orders.dlq", f"{uid}.orders") in bindings
-    if not outbound:
-        pytest.skip("outbound http kind not built yet")
     q = f"{uid}.customers"
     assert queues[q] == {"x-queue-type": "classic", "x-dead-letter-exchange": f"{uid}.dlx",
                          "x-dead-letter-routing-key": q}
@@ -55,9 +51,8 @@ def test_topology_names_follow_the_design(broker, tmp_path, uid):
 
 def test_imported_definitions_match_what_the_sidecar_declares(broker, sidecar, tmp_path, uid):
     """Import system A's definitions; let the sidecar declare system B; compare."""
-    outbound = route_kind_available("outbound", "http")
     a, b = uid + "a", uid + "b"
-    defs_a, conf_a = topology_json(broker, tmp_path, a, outbound)
+    defs_a, conf_a = topology_json(broker, tmp_path, a, True)
     defs_file = tmp_path / "defs.json"
     defs_file.write_text(json.dumps(defs_a))
     broker.ctl("import_definitions", str(defs_file))
@@ -68,7 +63,7 @@ def test_imported_definitions_match_what_the_sidecar_declares(broker, sidecar, t
     assert "already exists" not in s.log()
 
     # B is declared by the sidecar itself; its queues carry the same arguments.
-    _, conf_b = topology_json(broker, tmp_path, b, outbound)
+    _, conf_b = topology_json(broker, tmp_path, b, True)
     sidecar(conf_b.read_text(), name=b).stop()
     for q in defs_a["queues"]:
         twin = q["name"].replace(a, b, 1)
