@@ -42,7 +42,7 @@ static void on_metrics(struct http_request *req, void *arg)
     if (!method_ok(req))
         return;
     struct buf out = {0};
-    metrics_render(arg, &out);
+    metrics_render(&((struct sidecar *)arg)->metrics_sources, &out);
     http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", out.data, out.len);
     buf_free(&out);
 }

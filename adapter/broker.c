@@ -4,23 +4,24 @@
  *
  * Reading: the loop watches the socket; broker_read drains every frame that
  * is ready (amqp_simple_wait_frame_noblock with a zero timeout, which also
- * sends due heartbeats and notices a silent broker) and dispatches methods
- * to the publisher (acks, nacks, returns, rpc replies) or the consumer
- * (deliveries, cancels). Synchronous calls elsewhere may leave frames queued
+ * sends due heartbeats and notices a silent broker) and offers each method
+ * to the attached clients in turn (broker_client.h): the publisher takes
+ * acks, nacks, returns and its rpc replies, a consumer its deliveries. The
+ * broker itself handles only what concerns the connection: blocked,
+ * unblocked, close. Synchronous calls elsewhere may leave frames queued
  * inside rabbitmq-c, which poll() cannot see, so the prepare hook schedules
  * an immediate read whenever rabbitmq-c holds buffered frames or bytes.
  */
 #include "broker.h"
 
 #include "backoff.h"
-#include "broker_internal.h"
+#include "broker_client.h"
+#include "broker_once.h"
 #include "broker_url.h"
 #include "config.h"
-#include "consumer.h"
 #include "log.h"
 #include "loop.h"
 #include "metrics.h"
-#include "publisher.h"
 #include "topology.h"
 #include "util.h"
 
@@ -54,15 +55,15 @@ struct broker {
 
     amqp_connection_state_t conn;
     int fd;
-    uint64_t generation;
+    struct broker_channel channel; /* what the clients see of conn */
     bool ever_up;
     bool read_scheduled;
     bool stopping;
     struct backoff backoff;
     uint64_t reconnect_timer;
 
-    struct publisher *pub;
-    struct consumer *cons;
+    const struct broker_client *clients[BROKER_MAX_CLIENTS];
+    size_t n_clients;
 
     atomic_bool up;
     atomic_bool blocked;
@@ -244,6 +245,13 @@ static void close_connection(amqp_connection_state_t conn, bool graceful)
 
 /* ---- the broker object ------------------------------------------------------ */
 
+/* What a client's broker_channel does (below). */
+static int channel_publish(const struct broker_channel *ch, amqp_bytes_t exchange,
+                           amqp_bytes_t routing_key, const amqp_basic_properties_t *props,
+                           amqp_bytes_t body);
+static void channel_fail(const struct broker_channel *ch, const char *why);
+static void channel_kick(const struct broker_channel *ch);
+
 struct broker *broker_new(const char *label, const char *system_name,
                           const struct broker_config *cfg, struct topology *topo,
                           const struct broker_events *events)
@@ -267,7 +275,12 @@ struct broker *broker_new(const char *label, const char *system_name,
     pthread_mutex_init(&b->desc_lock, NULL);
     snprintf(b->desc, sizeof(b->desc), "not started");
     b->loop = loop_new();
-    b->pub = publisher_new(b);
+    b->channel = (struct broker_channel){.number = BROKER_CHANNEL,
+                                         .loop = b->loop,
+                                         .publish = channel_publish,
+                                         .fail = channel_fail,
+                                         .kick = channel_kick,
+                                         .owner = b};
     return b;
 }
 
@@ -275,7 +288,6 @@ void broker_free(struct broker *b)
 {
     if (b == NULL)
         return;
-    publisher_free(b->pub);
     loop_free(b->loop);
     for (size_t i = 0; i < b->n_urls; i++)
         broker_url_free(&b->urls[i]);
@@ -292,39 +304,18 @@ struct loop *broker_loop(struct broker *b)
     return b->loop;
 }
 
-struct publisher *broker_publisher(struct broker *b)
+void broker_attach(struct broker *b, const struct broker_client *c)
 {
-    return b->pub;
-}
-
-void broker_set_consumer(struct broker *b, struct consumer *c)
-{
-    b->cons = c;
-}
-
-amqp_connection_state_t broker_amqp(struct broker *b)
-{
-    return b->conn;
-}
-
-uint64_t broker_generation(const struct broker *b)
-{
-    return b->generation;
+    if (b->n_clients == BROKER_MAX_CLIENTS) {
+        log_error(b->label, "bug: more than %d clients on one connection", BROKER_MAX_CLIENTS);
+        abort();
+    }
+    b->clients[b->n_clients++] = c;
 }
 
 const char *broker_label(const struct broker *b)
 {
     return b->label;
-}
-
-const struct broker_config *broker_config(const struct broker *b)
-{
-    return b->cfg;
-}
-
-struct process_metrics *broker_metrics(const struct broker *b)
-{
-    return b->events.metrics;
 }
 
 bool broker_is_up(const struct broker *b)
@@ -349,10 +340,71 @@ void broker_describe(const struct broker *b, char *out, size_t n)
 
 static void broker_connect(struct loop *loop, void *arg);
 static void broker_read(struct broker *b);
+static void broker_fail(struct broker *b, const char *why);
+static void broker_kick(struct broker *b);
+
+/* ---- the clients ------------------------------------------------------------- */
+
+static void clients_lost(struct broker *b, const char *why)
+{
+    for (size_t i = 0; i < b->n_clients; i++)
+        b->clients[i]->on_lost(b->clients[i]->arg, why);
+}
+
+static void clients_before_sleep(struct broker *b)
+{
+    for (size_t i = 0; i < b->n_clients; i++)
+        if (b->clients[i]->before_sleep)
+            b->clients[i]->before_sleep(b->clients[i]->arg);
+}
+
+/* Offers a method to each client in turn; true when one took the content. */
+static bool clients_method(struct broker *b, const amqp_method_t *method, amqp_message_t *content)
+{
+    for (size_t i = 0; i < b->n_clients; i++) {
+        switch (b->clients[i]->on_method(b->clients[i]->arg, method, content)) {
+        case BROKER_PASS:
+            continue;
+        case BROKER_DONE:
+            return false;
+        case BROKER_TOOK:
+            return true;
+        }
+    }
+    if (method->id == AMQP_BASIC_DELIVER_METHOD)
+        log_warn(b->label, "a delivery for a consumer we do not have; dropped (the broker "
+                           "redelivers it when this channel closes)");
+    return false;
+}
+
+static int channel_publish(const struct broker_channel *ch, amqp_bytes_t exchange,
+                           amqp_bytes_t routing_key, const amqp_basic_properties_t *props,
+                           amqp_bytes_t body)
+{
+    return amqp_basic_publish(ch->conn, ch->number, exchange, routing_key, 1, 0, props, body);
+}
+
+static void channel_fail(const struct broker_channel *ch, const char *why)
+{
+    broker_fail(ch->owner, why);
+}
+
+static void channel_kick(const struct broker_channel *ch)
+{
+    broker_kick(ch->owner);
+}
+
+static void channel_close(struct broker *b)
+{
+    b->channel.open = false;
+    b->channel.conn = NULL;
+}
 
 static void set_up(struct broker *b, bool up)
 {
     atomic_store(&b->up, up);
+    if (b->events.connection)
+        atomic_store(&b->events.connection->up, up);
 }
 
 static void schedule_reconnect(struct broker *b)
@@ -371,20 +423,19 @@ static void drop_connection(struct broker *b, bool graceful, const char *why)
         return;
     if (b->fd >= 0)
         loop_unwatch(b->loop, b->fd);
-    if (graceful && b->cons)
-        consumer_flush_acks(b->cons); /* what was settled is acked before we close */
+    if (graceful)
+        clients_before_sleep(b); /* e.g. what was settled is acked before we close */
     amqp_connection_state_t conn = b->conn;
     b->conn = NULL;
     b->fd = -1;
+    channel_close(b);
     atomic_store(&b->blocked, false);
     set_up(b, false);
-    publisher_on_lost(b->pub, why);
-    if (b->cons)
-        consumer_on_lost(b->cons);
+    clients_lost(b, why);
     close_connection(conn, graceful);
 }
 
-void broker_fail(struct broker *b, const char *why)
+static void broker_fail(struct broker *b, const char *why)
 {
     if (b->conn == NULL)
         return;
@@ -409,7 +460,7 @@ static void read_now(struct loop *loop, void *arg)
     broker_read(b);
 }
 
-void broker_kick(struct broker *b)
+static void broker_kick(struct broker *b)
 {
     if (b->conn && !b->read_scheduled) {
         b->read_scheduled = true;
@@ -421,8 +472,7 @@ void broker_kick(struct broker *b)
 static int broker_prepare(struct loop *loop, void *arg)
 {
     struct broker *b = arg;
-    if (b->cons)
-        consumer_flush_acks(b->cons);
+    clients_before_sleep(b);
     if (b->conn && (amqp_frames_enqueued(b->conn) || amqp_data_in_buffer(b->conn)))
         broker_kick(b);
     return -1;
@@ -435,7 +485,9 @@ static void broker_tick(struct loop *loop, void *arg)
         return;
     if (b->conn)
         broker_read(b); /* services heartbeats both ways */
-    publisher_tick(b->pub);
+    for (size_t i = 0; i < b->n_clients; i++)
+        if (b->clients[i]->tick)
+            b->clients[i]->tick(b->clients[i]->arg);
     loop_timer(loop, TICK_MS, broker_tick, b);
 }
 
@@ -454,10 +506,13 @@ static int setup_connection(struct broker *b, bool *fatal, char *err, size_t err
         snprintf(err, errlen, "enabling publisher confirms failed: %s", why);
         return -1;
     }
-    if (publisher_on_open(b->pub, err, errlen) != 0)
-        return -1;
-    if (b->cons && consumer_on_open(b->cons, err, errlen) != 0)
-        return -1;
+    b->channel.open = true;
+    b->channel.conn = b->conn;
+    b->channel.generation++;
+    b->channel.frame_max = (size_t)amqp_get_frame_max(b->conn);
+    for (size_t i = 0; i < b->n_clients; i++)
+        if (b->clients[i]->on_open(b->clients[i]->arg, &b->channel, err, errlen) != 0)
+            return -1;
     return 0;
 }
 
@@ -476,7 +531,6 @@ static void broker_connect(struct loop *loop, void *arg)
     broker_set_desc(b, "connecting to %s", where);
     if (open_connection(b->cfg, u, name, &b->conn, err, sizeof(err)) == 0) {
         b->fd = amqp_get_sockfd(b->conn);
-        b->generation++;
         if (setup_connection(b, &fatal, err, sizeof(err)) == 0) {
             loop_watch(loop, b->fd, POLLIN, on_readable, b);
             backoff_reset(&b->backoff);
@@ -497,9 +551,8 @@ static void broker_connect(struct loop *loop, void *arg)
         amqp_connection_state_t conn = b->conn;
         b->conn = NULL;
         b->fd = -1;
-        publisher_on_lost(b->pub, err);
-        if (b->cons)
-            consumer_on_lost(b->cons);
+        channel_close(b);
+        clients_lost(b, err);
         close_connection(conn, false);
     }
 
@@ -528,7 +581,8 @@ static void on_blocked(struct broker *b, const amqp_connection_blocked_t *m, boo
         log_info(b->label, "broker unblocked publishing");
         broker_set_desc(b, "connected");
     }
-    publisher_on_blocked(b->pub, blocked);
+    for (size_t i = 0; i < b->n_clients; i++)
+        b->clients[i]->on_blocked(b->clients[i]->arg, blocked);
 }
 
 static void on_server_close(struct broker *b, const amqp_frame_t *f)
@@ -562,50 +616,20 @@ static bool read_content(struct broker *b, amqp_channel_t ch, amqp_message_t *ms
 
 static void dispatch(struct broker *b, amqp_frame_t *f)
 {
-    amqp_message_t msg;
-    switch (f->payload.method.id) {
-    case AMQP_BASIC_ACK_METHOD: {
-        amqp_basic_ack_t *m = f->payload.method.decoded;
-        publisher_on_ack(b->pub, m->delivery_tag, m->multiple, false);
-        break;
-    }
-    case AMQP_BASIC_NACK_METHOD: {
-        amqp_basic_nack_t *m = f->payload.method.decoded;
-        publisher_on_ack(b->pub, m->delivery_tag, m->multiple, true);
-        break;
-    }
-    case AMQP_BASIC_RETURN_METHOD: {
-        amqp_basic_return_t ret = *(amqp_basic_return_t *)f->payload.method.decoded;
-        if (!read_content(b, f->channel, &msg))
-            return;
-        publisher_on_return(b->pub, &ret, &msg);
-        amqp_destroy_message(&msg);
-        break;
-    }
+    amqp_method_t *method = &f->payload.method;
+    switch (method->id) {
+    case AMQP_BASIC_RETURN_METHOD:
     case AMQP_BASIC_DELIVER_METHOD: {
-        amqp_basic_deliver_t d = *(amqp_basic_deliver_t *)f->payload.method.decoded;
+        /* Content follows; the decoded method stays valid (same pool) while it is read. */
+        amqp_message_t msg;
         if (!read_content(b, f->channel, &msg))
             return;
-        bool rpc = d.consumer_tag.len == strlen(RPC_CONSUMER_TAG) &&
-                   memcmp(d.consumer_tag.bytes, RPC_CONSUMER_TAG, d.consumer_tag.len) == 0;
-        if (rpc || b->cons == NULL) {
-            publisher_on_reply(b->pub, &msg);
+        if (!clients_method(b, method, &msg))
             amqp_destroy_message(&msg);
-        } else {
-            consumer_on_deliver(b->cons, &d, &msg); /* takes msg */
-        }
         break;
     }
-    case AMQP_BASIC_CANCEL_METHOD:
-        if (b->cons)
-            consumer_on_cancel(b->cons, true);
-        break;
-    case AMQP_BASIC_CANCEL_OK_METHOD:
-        if (b->cons)
-            consumer_on_cancel(b->cons, false);
-        break;
     case AMQP_CONNECTION_BLOCKED_METHOD:
-        on_blocked(b, f->payload.method.decoded, true);
+        on_blocked(b, method->decoded, true);
         break;
     case AMQP_CONNECTION_UNBLOCKED_METHOD:
         on_blocked(b, NULL, false);
@@ -615,7 +639,8 @@ static void dispatch(struct broker *b, amqp_frame_t *f)
         on_server_close(b, f);
         break;
     default:
-        break; /* qos-ok, consume-ok and the like: nothing to do */
+        clients_method(b, method, NULL); /* acks, nacks, cancels; qos-ok and the like pass */
+        break;
     }
 }
 
@@ -686,7 +711,7 @@ void broker_stop(struct broker *b)
     pthread_join(b->thread, NULL);
     b->thread_started = false;
     /* Submits that raced the stop are answered now, while their kinds still live. */
-    publisher_on_lost(b->pub, "the sidecar is shutting down");
+    clients_lost(b, "the sidecar is shutting down");
 }
 
 /* ---- one-shot connections (check --connect, replay) -------------------------- */

@@ -5,13 +5,15 @@
  * threads post, and keeps timers for heartbeats and reconnects. It connects
  * to the configured URLs in turn, opens channel 1 in confirm mode, declares
  * the topology it was given, checks the admin's exchanges passively, then
- * lets its publisher and (for outbound routes) its consumer start. On any
+ * opens its clients (broker_client.h: the publisher, and for outbound routes
+ * a consumer), which it knows only by their callbacks. On any
  * connection or channel error it fails what was in flight, backs off with
  * jitter, and connects again (to the next URL), redeclaring everything.
  * Every state change is logged once.
  *
- * Nothing outside broker.c, publisher.c, consumer.c and topology.c sees a
- * rabbitmq-c type: other modules talk to the publisher and consumer.
+ * Nothing outside the broker, its clients (publisher.c, consumer.c) and
+ * topology.c sees a rabbitmq-c type: other modules talk to the publisher and
+ * consumer.
  */
 #ifndef SIDECAR_BROKER_H
 #define SIDECAR_BROKER_H
@@ -21,10 +23,9 @@
 
 struct broker;
 struct broker_config;
-struct consumer;
+struct connection_metrics;
 struct loop;
 struct process_metrics;
-struct publisher;
 struct topology;
 
 /* Called on the broker's thread. `fatal` reports a problem an operator must
@@ -33,7 +34,8 @@ struct topology;
 struct broker_events {
     void (*fatal)(void *arg, const char *why);
     void *arg;
-    struct process_metrics *metrics; /* reconnects and losses are counted here */
+    struct process_metrics *metrics;       /* reconnects and losses are counted here */
+    struct connection_metrics *connection; /* up/down written here (may be NULL) */
 };
 
 /* label names the connection in logs ("publisher", or the route name);
@@ -43,10 +45,15 @@ struct broker *broker_new(const char *label, const char *system_name,
                           const struct broker_events *events);
 void broker_free(struct broker *b); /* after broker_stop */
 
+/* A client of the connection (broker_client.h: the publisher, a consumer):
+ * before broker_start, at most BROKER_MAX_CLIENTS, offered every method in
+ * the order attached. The broker keeps c (not a copy). */
+#define BROKER_MAX_CLIENTS 4
+struct broker_client;
+void broker_attach(struct broker *b, const struct broker_client *c);
+
 struct loop *broker_loop(struct broker *b);
-struct publisher *broker_publisher(struct broker *b);
-/* Attach before broker_start; the broker does not own it. */
-void broker_set_consumer(struct broker *b, struct consumer *c);
+const char *broker_label(const struct broker *b);
 
 /* Starts the owner thread, which connects in the background. 0 or -1. */
 int broker_start(struct broker *b);

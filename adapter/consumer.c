@@ -10,11 +10,12 @@
 #include "consumer.h"
 
 #include "amqp_message.h"
-#include "broker_internal.h"
+#include "broker_client.h"
 #include "log.h"
 #include "loop.h"
 #include "message.h"
 #include "publisher.h"
+#include "publisher_raw.h"
 #include "route.h"
 #include "topology.h"
 #include "util.h"
@@ -31,7 +32,10 @@ enum circuit_state { CIRCUIT_CLOSED, CIRCUIT_OPEN, CIRCUIT_HALF_OPEN };
 
 struct consumer {
     struct route *route;
-    struct broker *broker;
+    struct publisher *pub;           /* of the same connection: retries, dead letters, replies */
+    struct loop *loop;               /* the connection's thread */
+    const struct broker_channel *ch; /* from on_open; NULL before the first */
+    struct broker_client client;
     char *tag;
     bool consuming;
     bool draining;
@@ -69,11 +73,22 @@ static struct delivery_impl *impl_of(struct delivery *d)
     return (struct delivery_impl *)d;
 }
 
-struct consumer *consumer_new(struct route *r, struct broker *b)
+/* The open connection, or NULL while disconnected (or before the first open). */
+static amqp_connection_state_t channel_conn(const struct consumer *c)
+{
+    return c->ch && c->ch->open ? c->ch->conn : NULL;
+}
+
+static const struct broker_client consumer_client_template;
+
+struct consumer *consumer_new(struct route *r, struct publisher *pub, struct loop *loop)
 {
     struct consumer *c = xcalloc(1, sizeof(*c));
     c->route = r;
-    c->broker = b;
+    c->pub = pub;
+    c->loop = loop;
+    c->client = consumer_client_template;
+    c->client.arg = c;
     c->tag = xasprintf("amqp-sidecar/%s", r->name);
     return c;
 }
@@ -97,7 +112,7 @@ static const char *log_route(const struct consumer *c)
 
 static int start_consuming(struct consumer *c, int prefetch, char *err, size_t errlen)
 {
-    amqp_connection_state_t conn = broker_amqp(c->broker);
+    amqp_connection_state_t conn = channel_conn(c);
     if (conn == NULL)
         return -1;
     amqp_basic_qos(conn, BROKER_CHANNEL, 0, (uint16_t)prefetch, 0);
@@ -113,21 +128,21 @@ static int start_consuming(struct consumer *c, int prefetch, char *err, size_t e
         return -1;
     }
     c->consuming = true;
-    broker_kick(c->broker);
+    c->ch->kick(c->ch);
     return 0;
 }
 
 static void stop_consuming(struct consumer *c)
 {
-    amqp_connection_state_t conn = broker_amqp(c->broker);
+    amqp_connection_state_t conn = channel_conn(c);
     if (conn == NULL || !c->consuming)
         return;
     c->consuming = false;
     amqp_basic_cancel(conn, BROKER_CHANNEL, amqp_cstring_bytes(c->tag));
     if (amqp_get_rpc_reply(conn).reply_type != AMQP_RESPONSE_NORMAL)
-        broker_fail(c->broker, "cancelling the consumer failed");
+        c->ch->fail(c->ch, "cancelling the consumer failed");
     else
-        broker_kick(c->broker);
+        c->ch->kick(c->ch);
 }
 
 static int prefetch_of(const struct consumer *c)
@@ -137,7 +152,7 @@ static int prefetch_of(const struct consumer *c)
     return c->route->concurrency;
 }
 
-int consumer_on_open(struct consumer *c, char *err, size_t errlen)
+static int consumer_on_open(struct consumer *c, char *err, size_t errlen)
 {
     c->consuming = false;
     if (c->draining || c->circuit == CIRCUIT_OPEN)
@@ -145,14 +160,14 @@ int consumer_on_open(struct consumer *c, char *err, size_t errlen)
     return start_consuming(c, prefetch_of(c), err, errlen);
 }
 
-void consumer_on_lost(struct consumer *c)
+static void consumer_on_lost(struct consumer *c)
 {
     c->consuming = false;
     c->n_held = c->n_settled = 0; /* those deliveries will be redelivered */
     atomic_store(&c->unflushed, 0);
 }
 
-void consumer_on_cancel(struct consumer *c, bool by_server)
+static void consumer_on_cancel(struct consumer *c, bool by_server)
 {
     if (!by_server)
         return;
@@ -161,7 +176,7 @@ void consumer_on_cancel(struct consumer *c, bool by_server)
              "the broker cancelled our consumer (queue \"%s\" deleted?); reconnecting to "
              "redeclare it",
              c->route->queue);
-    broker_fail(c->broker, "consumer cancelled by the broker");
+    c->ch->fail(c->ch, "consumer cancelled by the broker");
 }
 
 static void requeue(struct delivery_impl *di);
@@ -171,14 +186,14 @@ void consumer_drain(struct consumer *c)
 {
     c->draining = true;
     if (c->circuit_timer) {
-        loop_timer_cancel(broker_loop(c->broker), c->circuit_timer);
+        loop_timer_cancel(c->loop, c->circuit_timer);
         c->circuit_timer = 0;
     }
     /* Ordered retries waiting in place go back to the head of the queue now
      * rather than hold the shutdown for their delay. */
     while (c->waiting) {
         struct delivery_impl *di = c->waiting;
-        loop_timer_cancel(broker_loop(c->broker), di->retry_timer);
+        loop_timer_cancel(c->loop, di->retry_timer);
         waiting_remove(di);
         requeue(di);
     }
@@ -219,8 +234,8 @@ static void circuit_half_open(struct loop *loop, void *arg)
     circuit_set(c, CIRCUIT_HALF_OPEN);
     log_info(log_route(c), "circuit half-open: letting one probe delivery through");
     char err[256];
-    if (broker_amqp(c->broker) && start_consuming(c, 1, err, sizeof(err)) != 0)
-        broker_fail(c->broker, err);
+    if (channel_conn(c) && start_consuming(c, 1, err, sizeof(err)) != 0)
+        c->ch->fail(c->ch, err);
 }
 
 static void circuit_open(struct consumer *c)
@@ -234,7 +249,7 @@ static void circuit_open(struct consumer *c)
     atomic_store(&c->circuit_until_wall, (long long)time(NULL) + (long long)cooldown + 1);
     stop_consuming(c);
     c->circuit_timer =
-        loop_timer(broker_loop(c->broker), (int64_t)(cooldown * 1000), circuit_half_open, c);
+        loop_timer(c->loop, (int64_t)(cooldown * 1000), circuit_half_open, c);
 }
 
 static void circuit_close(struct consumer *c)
@@ -245,9 +260,9 @@ static void circuit_close(struct consumer *c)
     c->failures = 0;
     stop_consuming(c);
     char err[256];
-    if (!c->draining && broker_amqp(c->broker) &&
+    if (!c->draining && channel_conn(c) &&
         start_consuming(c, prefetch_of(c), err, sizeof(err)) != 0)
-        broker_fail(c->broker, err);
+        c->ch->fail(c->ch, err);
 }
 
 /* Feeds one outcome to the breaker. */
@@ -305,8 +320,8 @@ static void delivery_free(struct delivery_impl *di)
 /* True when d's connection is gone: it will be redelivered, so just forget it. */
 static bool stale(const struct delivery_impl *di)
 {
-    return broker_amqp(di->c->broker) == NULL ||
-           broker_generation(di->c->broker) != di->generation;
+    return channel_conn(di->c) == NULL ||
+           di->c->ch->generation != di->generation;
 }
 
 /* ---- coalesced acks ------------------------------------------------------------
@@ -346,12 +361,12 @@ static void held_remove(struct consumer *c, uint64_t tag)
     }
 }
 
-void consumer_flush_acks(struct consumer *c)
+static void consumer_flush_acks(struct consumer *c)
 {
     if (c->n_settled == 0)
         return;
-    amqp_connection_state_t conn = broker_amqp(c->broker);
-    if (conn != NULL && broker_generation(c->broker) == c->ack_generation) {
+    amqp_connection_state_t conn = channel_conn(c);
+    if (conn != NULL && c->ch->generation == c->ack_generation) {
         uint64_t oldest_held = c->n_held ? c->held[0] : UINT64_MAX;
         uint64_t below = 0;
         for (size_t i = 0; i < c->n_settled; i++) {
@@ -383,18 +398,18 @@ static void requeue(struct delivery_impl *di)
 {
     if (!stale(di)) {
         held_remove(di->c, di->tag);
-        amqp_basic_nack(broker_amqp(di->c->broker), BROKER_CHANNEL, di->tag, 0, 1);
+        amqp_basic_nack(channel_conn(di->c), BROKER_CHANNEL, di->tag, 0, 1);
     }
     delivery_free(di);
 }
 
-void consumer_on_deliver(struct consumer *c, const amqp_basic_deliver_t *d, amqp_message_t *msg)
+static void consumer_on_deliver(struct consumer *c, const amqp_basic_deliver_t *d, amqp_message_t *msg)
 {
     struct delivery_impl *di = xcalloc(1, sizeof(*di));
     di->c = c;
     di->raw = *msg; /* we own its pool and body now */
     di->tag = d->delivery_tag;
-    di->generation = broker_generation(c->broker);
+    di->generation = c->ch->generation;
     di->pub.msg = message_from_delivery(msg, d);
     di->pub.attempts = attempts_of(di->pub.msg);
     di->pub.redelivered = d->redelivered;
@@ -453,7 +468,7 @@ static int republish(struct delivery_impl *di, const char *exchange, const char 
     props._flags |= AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
     props.delivery_mode = AMQP_DELIVERY_PERSISTENT;
     props.headers = (amqp_table_t){.num_entries = n, .entries = e};
-    int rc = publisher_publish_raw(broker_publisher(di->c->broker), exchange, key, &props,
+    int rc = publisher_publish_raw(di->c->pub, exchange, key, &props,
                                    di->raw.body, done, di, why, whylen);
     free(e);
     return rc;
@@ -503,7 +518,7 @@ static void reject_to_dlq(struct delivery_impl *di, const char *why)
                  why, r->dlq);
     if (!stale(di)) {
         held_remove(di->c, di->tag);
-        amqp_basic_reject(broker_amqp(di->c->broker), BROKER_CHANNEL, di->tag, 0);
+        amqp_basic_reject(channel_conn(di->c), BROKER_CHANNEL, di->tag, 0);
     }
     delivery_free(di);
 }
@@ -557,7 +572,7 @@ static void retry(struct delivery_impl *di, int attempts, double retry_after)
                      attempts, di->reason, delay);
         di->pub.attempts = attempts;
         di->retry_timer =
-            loop_timer(broker_loop(di->c->broker), loop_ms(delay), retry_in_place, di);
+            loop_timer(di->c->loop, loop_ms(delay), retry_in_place, di);
         di->next_waiting = di->c->waiting;
         di->c->waiting = di;
         return;
@@ -648,7 +663,7 @@ static void send_reply(struct delivery_impl *di, struct message *reply, publish_
     props.app_id = amqp_cstring_bytes(di->c->route->app_id);
     amqp_bytes_t body = {.len = reply->body_len, .bytes = reply->body};
     char why[300];
-    int rc = publisher_publish_raw(broker_publisher(di->c->broker), "", di->pub.msg->reply_to,
+    int rc = publisher_publish_raw(di->c->pub, "", di->pub.msg->reply_to,
                                    &props, body, done, arg, why, sizeof(why));
     free(e);
     message_free(reply);
@@ -699,4 +714,64 @@ void consumer_settle(struct delivery *d, const struct settle *s)
         dead_letter(di, attempts, s->dead_reason);
         return;
     }
+}
+
+/* ---- as a client of the connection ------------------------------------------------ */
+
+static int client_open(void *arg, const struct broker_channel *ch, char *err, size_t errlen)
+{
+    struct consumer *c = arg;
+    c->ch = ch;
+    return consumer_on_open(c, err, errlen);
+}
+
+static enum broker_handled client_method(void *arg, const amqp_method_t *method,
+                                         amqp_message_t *content)
+{
+    struct consumer *c = arg;
+    switch (method->id) {
+    case AMQP_BASIC_DELIVER_METHOD: {
+        const amqp_basic_deliver_t *d = method->decoded;
+        if (!key_is(d->consumer_tag, c->tag))
+            return BROKER_PASS;
+        consumer_on_deliver(c, d, content); /* takes content */
+        return BROKER_TOOK;
+    }
+    case AMQP_BASIC_CANCEL_METHOD:
+        consumer_on_cancel(c, true);
+        return BROKER_DONE;
+    case AMQP_BASIC_CANCEL_OK_METHOD:
+        consumer_on_cancel(c, false);
+        return BROKER_DONE;
+    default:
+        return BROKER_PASS;
+    }
+}
+
+static void client_lost(void *arg, const char *why)
+{
+    consumer_on_lost(arg);
+}
+
+static void client_blocked(void *arg, bool blocked)
+{
+}
+
+static void client_before_sleep(void *arg)
+{
+    consumer_flush_acks(arg);
+}
+
+static const struct broker_client consumer_client_template = {
+    .name = "consumer",
+    .on_open = client_open,
+    .on_method = client_method,
+    .on_lost = client_lost,
+    .on_blocked = client_blocked,
+    .before_sleep = client_before_sleep,
+};
+
+const struct broker_client *consumer_client(struct consumer *c)
+{
+    return &c->client;
 }

@@ -28,8 +28,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-struct broker;
 struct buf;
+struct loop;
+struct publisher;
 struct message;
 struct route;
 
@@ -54,7 +55,12 @@ struct settle {
                                    * dead letter; ignored on RETRY */
 };
 
-struct consumer *consumer_new(struct route *r, struct broker *b);
+/* A consumer for outbound route r on the connection whose thread runs loop;
+ * pub is that connection's publisher (retries, dead letters, replies). */
+struct consumer *consumer_new(struct route *r, struct publisher *pub, struct loop *loop);
+/* What to broker_attach (after the publisher) so the connection reaches the consumer. */
+struct broker_client;
+const struct broker_client *consumer_client(struct consumer *c);
 void consumer_free(struct consumer *c);
 
 /* Route thread: settle d exactly once; d is freed (now or after the republish). */

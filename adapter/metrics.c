@@ -7,10 +7,8 @@
  */
 #include "metrics.h"
 
-#include "broker.h"
 #include "loop.h"
 #include "route.h"
-#include "sidecar.h"
 #include "util.h"
 
 #include <stdio.h>
@@ -45,13 +43,13 @@ static void labels(struct buf *out, const struct route *r)
 }
 
 /* One counter or gauge family over all routes. */
-static void family(struct buf *out, struct sidecar *sc, const char *name, const char *type,
-                   const char *help, size_t offset)
+static void family(struct buf *out, const struct metrics_sources *src, const char *name,
+                   const char *type, const char *help, size_t offset)
 {
     buf_printf(out, "# HELP amqp_sidecar_%s %s\n# TYPE amqp_sidecar_%s %s\n", name, help, name,
                type);
-    for (size_t i = 0; i < sc->cfg->n_routes; i++) {
-        struct route *r = sc->cfg->routes[i];
+    for (size_t i = 0; i < src->n_routes; i++) {
+        struct route *r = src->routes[i];
         void *field = (char *)&r->metrics + offset;
         buf_printf(out, "amqp_sidecar_%s{", name);
         labels(out, r);
@@ -62,13 +60,13 @@ static void family(struct buf *out, struct sidecar *sc, const char *name, const 
     }
 }
 
-static void histogram_family(struct buf *out, struct sidecar *sc, const char *name,
-                             const char *help, size_t offset)
+static void histogram_family(struct buf *out, const struct metrics_sources *src,
+                             const char *name, const char *help, size_t offset)
 {
     buf_printf(out, "# HELP amqp_sidecar_%s %s\n# TYPE amqp_sidecar_%s histogram\n", name, help,
                name);
-    for (size_t i = 0; i < sc->cfg->n_routes; i++) {
-        struct route *r = sc->cfg->routes[i];
+    for (size_t i = 0; i < src->n_routes; i++) {
+        struct route *r = src->routes[i];
         struct histogram *h = (struct histogram *)((char *)&r->metrics + offset);
         uint64_t cumulative = 0;
         for (int b = 0; b < HISTOGRAM_BUCKETS; b++) {
@@ -104,18 +102,18 @@ static long resident_bytes(void)
 
 #define M(field) offsetof(struct route_metrics, field)
 
-void metrics_render(struct sidecar *sc, struct buf *out)
+void metrics_render(const struct metrics_sources *src, struct buf *out)
 {
     buf_printf(out,
                "# HELP amqp_sidecar_build_info Version of the running sidecar.\n"
                "# TYPE amqp_sidecar_build_info gauge\n"
                "amqp_sidecar_build_info{version=\"%s\",system=\"%s\"} 1\n",
-               SIDECAR_VERSION, sc->cfg->name);
+               SIDECAR_VERSION, src->system);
     buf_printf(out,
                "# HELP amqp_sidecar_uptime_seconds Seconds since the process started.\n"
                "# TYPE amqp_sidecar_uptime_seconds gauge\n"
                "amqp_sidecar_uptime_seconds %.3f\n",
-               (double)(loop_now_ms() - sc->started_ms) / 1000.0);
+               (double)(loop_now_ms() - src->started_ms) / 1000.0);
     buf_printf(out,
                "# HELP amqp_sidecar_resident_memory_bytes Resident set size.\n"
                "# TYPE amqp_sidecar_resident_memory_bytes gauge\n"
@@ -123,53 +121,50 @@ void metrics_render(struct sidecar *sc, struct buf *out)
                resident_bytes());
     buf_printf(out, "# HELP amqp_sidecar_broker_connected 1 while the connection is open.\n"
                     "# TYPE amqp_sidecar_broker_connected gauge\n");
-    if (sc->publisher_broker)
-        buf_printf(out, "amqp_sidecar_broker_connected{connection=\"publisher\"} %d\n",
-                   broker_is_up(sc->publisher_broker));
-    for (size_t i = 0; i < sc->n_outbound; i++)
+    for (size_t i = 0; i < src->n_connections; i++)
         buf_printf(out, "amqp_sidecar_broker_connected{connection=\"%s\"} %d\n",
-                   sc->outbound[i].route->name, broker_is_up(sc->outbound[i].broker));
+                   src->connections[i]->name, atomic_load(&src->connections[i]->up));
     buf_printf(out,
                "# HELP amqp_sidecar_broker_reconnects_total Connections re-established after a "
                "loss.\n# TYPE amqp_sidecar_broker_reconnects_total counter\n"
                "amqp_sidecar_broker_reconnects_total %llu\n",
-               (unsigned long long)metric_get(sc->metrics.reconnects));
+               (unsigned long long)metric_get(src->process->reconnects));
     buf_printf(out,
                "# HELP amqp_sidecar_broker_connections_lost_total Connections lost.\n"
                "# TYPE amqp_sidecar_broker_connections_lost_total counter\n"
                "amqp_sidecar_broker_connections_lost_total %llu\n",
-               (unsigned long long)metric_get(sc->metrics.connections_lost));
+               (unsigned long long)metric_get(src->process->connections_lost));
     buf_printf(out,
                "# HELP amqp_sidecar_rpc_replies_unmatched_total rpc replies that no waiting caller "
                "matched (late after a timeout, duplicated, or not ours), dropped.\n"
                "# TYPE amqp_sidecar_rpc_replies_unmatched_total counter\n"
                "amqp_sidecar_rpc_replies_unmatched_total %llu\n",
-               (unsigned long long)metric_get(sc->metrics.rpc_replies_unmatched));
+               (unsigned long long)metric_get(src->process->rpc_replies_unmatched));
 
-    family(out, sc, "messages_received_total", "counter",
+    family(out, src, "messages_received_total", "counter",
            "Requests, records or deliveries taken in.", M(received));
-    family(out, sc, "messages_refused_total", "counter",
+    family(out, src, "messages_refused_total", "counter",
            "Inbound input handed back to the sender with an error.", M(refused));
-    family(out, sc, "published_total", "counter", "Publishes sent to the broker.", M(published));
-    family(out, sc, "confirmed_total", "counter", "Publishes confirmed by the broker.",
+    family(out, src, "published_total", "counter", "Publishes sent to the broker.", M(published));
+    family(out, src, "confirmed_total", "counter", "Publishes confirmed by the broker.",
            M(confirmed));
-    family(out, sc, "nacked_total", "counter", "Publishes refused by the broker.", M(nacked));
-    family(out, sc, "unroutable_total", "counter",
+    family(out, src, "nacked_total", "counter", "Publishes refused by the broker.", M(nacked));
+    family(out, src, "unroutable_total", "counter",
            "Publishes no binding routed, parked in the route's DLQ.", M(returned));
-    family(out, sc, "publish_failed_total", "counter",
+    family(out, src, "publish_failed_total", "counter",
            "Publishes that failed (broker down, blocked, connection lost).", M(publish_failed));
-    family(out, sc, "delivered_total", "counter",
+    family(out, src, "delivered_total", "counter",
            "Outbound deliveries the legacy side accepted (acked).", M(delivered));
-    family(out, sc, "retries_total", "counter", "Outbound deliveries sent to the retry ladder.",
+    family(out, src, "retries_total", "counter", "Outbound deliveries sent to the retry ladder.",
            M(retries));
-    family(out, sc, "inflight", "gauge", "Work in progress.", M(inflight));
-    family(out, sc, "circuit_state", "gauge", "Circuit breaker: 0 closed, 1 open, 2 half-open.",
+    family(out, src, "inflight", "gauge", "Work in progress.", M(inflight));
+    family(out, src, "circuit_state", "gauge", "Circuit breaker: 0 closed, 1 open, 2 half-open.",
            M(circuit));
 
     buf_printf(out, "# HELP amqp_sidecar_dead_letters_total Dead letters by reason.\n"
                     "# TYPE amqp_sidecar_dead_letters_total counter\n");
-    for (size_t i = 0; i < sc->cfg->n_routes; i++) {
-        struct route *r = sc->cfg->routes[i];
+    for (size_t i = 0; i < src->n_routes; i++) {
+        struct route *r = src->routes[i];
         for (int d = 0; d < DEAD_REASONS; d++) {
             buf_printf(out, "amqp_sidecar_dead_letters_total{");
             labels(out, r);
@@ -177,8 +172,8 @@ void metrics_render(struct sidecar *sc, struct buf *out)
                        (unsigned long long)metric_get(r->metrics.dead[d]));
         }
     }
-    histogram_family(out, sc, "legacy_call_seconds", "Latency of calls to the legacy system.",
+    histogram_family(out, src, "legacy_call_seconds", "Latency of calls to the legacy system.",
                      M(legacy_seconds));
-    histogram_family(out, sc, "confirm_seconds", "Time from publish to broker confirm.",
+    histogram_family(out, src, "confirm_seconds", "Time from publish to broker confirm.",
                      M(confirm_seconds));
 }

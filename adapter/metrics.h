@@ -1,16 +1,19 @@
 /*
  * metrics — per-route counters and latency histograms, updated lock-free from
  * any thread (relaxed atomics) and rendered in Prometheus text format by the
- * admin endpoint.
+ * admin endpoint. Values are pushed: routes, brokers and the process write
+ * their own counters and gauges; metrics_render reads only what it is given
+ * (struct metrics_sources) and knows neither brokers nor the process context.
  */
 #ifndef SIDECAR_METRICS_H
 #define SIDECAR_METRICS_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct buf;
-struct sidecar;
+struct route;
 
 #define HISTOGRAM_BUCKETS 14
 
@@ -53,6 +56,23 @@ struct process_metrics {
     _Atomic uint64_t rpc_replies_unmatched; /* late, duplicated or foreign replies dropped */
 };
 
+/* One broker connection's gauge, written by its broker (broker_events). */
+struct connection_metrics {
+    char name[64]; /* "publisher", or the outbound route's name */
+    _Atomic int up;
+};
+
+/* Everything /metrics shows, as the writers left it. */
+struct metrics_sources {
+    const char *system;
+    int64_t started_ms; /* loop_now_ms() at start */
+    const struct process_metrics *process;
+    struct route *const *routes;
+    size_t n_routes;
+    struct connection_metrics *const *connections;
+    size_t n_connections;
+};
+
 #define metric_add(counter, n) atomic_fetch_add_explicit(&(counter), (n), memory_order_relaxed)
 #define metric_inc(counter) metric_add(counter, 1)
 #define metric_get(counter) atomic_load_explicit(&(counter), memory_order_relaxed)
@@ -60,7 +80,7 @@ struct process_metrics {
 void histogram_observe(struct histogram *h, double seconds);
 const char *dead_reason_name(enum dead_reason reason);
 
-/* Appends the Prometheus text exposition for the whole process. */
-void metrics_render(struct sidecar *sc, struct buf *out);
+/* Appends the Prometheus text exposition of src. Any thread. */
+void metrics_render(const struct metrics_sources *src, struct buf *out);
 
 #endif

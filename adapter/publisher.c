@@ -28,12 +28,14 @@
 #include "publisher.h"
 
 #include "amqp_message.h"
-#include "broker_internal.h"
+#include "broker_client.h"
 #include "config.h"
 #include "confirm_ring.h"
 #include "log.h"
 #include "loop.h"
 #include "message.h"
+#include "metrics.h"
+#include "publisher_raw.h"
 #include "route.h"
 #include "util.h"
 
@@ -45,6 +47,7 @@
 #include <time.h>
 
 #define DIRECT_REPLY_TO           "amq.rabbitmq.reply-to"
+#define RPC_CONSUMER_TAG          "amqp-sidecar-rpc"
 #define CALLER_CORRELATION_HEADER "x-correlation-id"
 #define NACK_STREAK               20
 #define NACK_STREAK_MS            1000
@@ -79,7 +82,13 @@ struct raw_publish {
 };
 
 struct publisher {
-    struct broker *broker;
+    char *label;                     /* the connection's, for logs */
+    const struct broker_config *cfg; /* max_inflight, confirm_timeout, max_message */
+    struct loop *loop;               /* the connection's thread */
+    struct process_metrics *metrics; /* may be NULL */
+    const struct broker_channel *ch; /* from on_open; NULL before the first */
+    struct broker_client client;
+    atomic_bool up, blocked_published; /* for submitting threads */
     /* shared with submitting threads */
     pthread_mutex_t lock;
     struct request *queue_head, *queue_tail;
@@ -115,12 +124,20 @@ const char *publish_status_name(enum publish_status status)
     return "?";
 }
 
-struct publisher *publisher_new(struct broker *b)
+static const struct broker_client publisher_client_template;
+
+struct publisher *publisher_new(const char *label, const struct broker_config *cfg,
+                                struct loop *loop, struct process_metrics *metrics)
 {
     struct publisher *p = xcalloc(1, sizeof(*p));
-    p->broker = b;
+    p->label = xstrdup(label);
+    p->cfg = cfg;
+    p->loop = loop;
+    p->metrics = metrics;
+    p->client = publisher_client_template;
+    p->client.arg = p;
     pthread_mutex_init(&p->lock, NULL);
-    size_t window = (size_t)broker_config(b)->max_inflight;
+    size_t window = (size_t)cfg->max_inflight;
     confirm_ring_init(&p->ring, window * 4 + 64); /* requests use half: parks the rest */
     p->n_rpc_buckets = p->ring.size;
     p->rpc_buckets = xcalloc(p->n_rpc_buckets, sizeof(*p->rpc_buckets));
@@ -162,6 +179,7 @@ void publisher_free(struct publisher *p)
     pthread_mutex_destroy(&p->lock);
     confirm_ring_free(&p->ring);
     free(p->rpc_buckets);
+    free(p->label);
     free(p);
 }
 
@@ -209,9 +227,14 @@ static void rpc_forget(struct publisher *p, struct request *r)
 
 /* ---- finishing ------------------------------------------------------------- */
 
-static const char *route_name(const struct request *r)
+static const char *route_name(const struct publisher *p, const struct request *r)
 {
-    return r->opt.route ? r->opt.route->name : broker_label(NULL);
+    return r->opt.route ? r->opt.route->name : p->label;
+}
+
+static bool channel_open(const struct publisher *p)
+{
+    return p->ch != NULL && p->ch->open;
 }
 
 static void request_release(struct request *r)
@@ -292,11 +315,11 @@ static void publisher_flush(void *arg);
 bool publisher_available(struct publisher *p, const char **why)
 {
     const char *reason = NULL;
-    if (!broker_is_up(p->broker))
+    if (!atomic_load(&p->up))
         reason = "broker connection is down";
-    else if (broker_is_blocked(p->broker))
+    else if (atomic_load(&p->blocked_published))
         reason = "broker is blocking publishes (resource alarm)";
-    else if (atomic_load(&p->outstanding) >= (size_t)broker_config(p->broker)->max_inflight * 4)
+    else if (atomic_load(&p->outstanding) >= (size_t)p->cfg->max_inflight * 4)
         reason = "too many messages waiting for the broker";
     if (why)
         *why = reason;
@@ -308,7 +331,7 @@ int publisher_submit(struct publisher *p, struct message *msg, const struct publ
 {
     /* Why a message is invalid, for the submitting thread's caller. */
     static __thread char invalid[256];
-    size_t max_message = (size_t)broker_config(p->broker)->max_message;
+    size_t max_message = (size_t)p->cfg->max_message;
     if (msg->body_len > max_message)
         snprintf(invalid, sizeof(invalid), "the body is %zu bytes; broker.max_message is %zu",
                  msg->body_len, max_message);
@@ -342,7 +365,7 @@ int publisher_submit(struct publisher *p, struct message *msg, const struct publ
     p->flush_posted = true;
     pthread_mutex_unlock(&p->lock);
     if (post)
-        loop_post(broker_loop(p->broker), publisher_flush, p);
+        loop_post(p->loop, publisher_flush, p);
     return 0;
 }
 
@@ -357,15 +380,13 @@ static amqp_bytes_t bytes_or_empty(const char *s)
 static bool window_full(const struct publisher *p)
 {
     return confirm_ring_span(&p->ring) >= p->ring.size / 2 ||
-           p->ring.waiting >= (size_t)broker_config(p->broker)->max_inflight ||
+           p->ring.waiting >= (size_t)p->cfg->max_inflight ||
            !confirm_ring_has_room(&p->ring);
 }
 
-static size_t frame_max(struct publisher *p)
+static size_t frame_max(const struct publisher *p)
 {
-    amqp_connection_state_t conn = broker_amqp(p->broker);
-    int n = conn ? amqp_get_frame_max(conn) : 0;
-    return n > 0 ? (size_t)n : AMQP_FRAME_MIN_SIZE;
+    return p->ch && p->ch->frame_max > 0 ? p->ch->frame_max : AMQP_FRAME_MIN_SIZE;
 }
 
 enum send_result { SENT, SEND_INVALID, SEND_FAILED };
@@ -384,8 +405,8 @@ static void rpc_prepare(struct request *r, struct message *m)
 /* Publishes one request: SENT; SEND_INVALID when it cannot be encoded (detail
  * in why; nothing was written); SEND_FAILED when the socket failed (the
  * caller resets the connection). */
-static enum send_result send_request(struct publisher *p, amqp_connection_state_t conn,
-                                     struct request *r, char *why, size_t whylen)
+static enum send_result send_request(struct publisher *p, struct request *r, char *why,
+                                     size_t whylen)
 {
     struct message *m = r->msg;
     const struct route *route = r->opt.route;
@@ -435,7 +456,7 @@ static enum send_result send_request(struct publisher *p, amqp_connection_state_
         return SEND_INVALID;
     }
     amqp_bytes_t body = {.len = m->body_len, .bytes = m->body};
-    int rc = amqp_basic_publish(conn, BROKER_CHANNEL, exchange, key, 1, 0, &props, body);
+    int rc = p->ch->publish(p->ch, exchange, key, &props, body);
     free(entries);
     if (rc != AMQP_STATUS_OK)
         return SEND_FAILED;
@@ -466,13 +487,12 @@ static enum send_result send_request(struct publisher *p, amqp_connection_state_
 /* Sends what the window allows from the backlog; the rest stays queued. */
 static void send_backlog(struct publisher *p)
 {
-    amqp_connection_state_t conn = broker_amqp(p->broker);
     while (p->backlog_head) {
-        if (conn == NULL || p->blocked) {
+        if (!channel_open(p) || p->blocked) {
             struct request *list = p->backlog_head;
             p->backlog_head = p->backlog_tail = NULL;
             queue_fail_all(p, list,
-                           conn == NULL ? "broker connection is down"
+                           !channel_open(p) ? "broker connection is down"
                                         : "broker is blocking publishes (resource alarm)");
             return;
         }
@@ -484,11 +504,11 @@ static void send_backlog(struct publisher *p)
             p->backlog_tail = NULL;
         r->next = NULL;
         char why[300];
-        switch (send_request(p, conn, r, why, sizeof(why))) {
+        switch (send_request(p, r, why, sizeof(why))) {
         case SENT:
             break;
         case SEND_INVALID:
-            log_event(LOG_WARN, &(struct log_ctx){.route = route_name(r)},
+            log_event(LOG_WARN, &(struct log_ctx){.route = route_name(p, r)},
                       "message not published: %s", why);
             request_finish(p, r, PUBLISH_INVALID, why);
             request_release(r);
@@ -496,8 +516,8 @@ static void send_backlog(struct publisher *p)
         case SEND_FAILED:
             request_finish(p, r, PUBLISH_UNAVAILABLE, "writing to the broker failed");
             request_release(r);
-            broker_fail(p->broker, "writing a publish to the socket failed");
-            return; /* broker_fail failed the rest */
+            p->ch->fail(p->ch, "writing a publish to the socket failed");
+            return; /* the failure failed the rest */
         }
     }
 }
@@ -525,10 +545,9 @@ int publisher_publish_raw(struct publisher *p, const char *exchange, const char 
                           const amqp_basic_properties_t *props, amqp_bytes_t body,
                           publish_raw_done_fn done, void *arg, char *why, size_t whylen)
 {
-    amqp_connection_state_t conn = broker_amqp(p->broker);
-    if (conn == NULL || p->blocked || window_full(p)) {
+    if (!channel_open(p) || p->blocked || window_full(p)) {
         snprintf(why, whylen, "%s",
-                 conn == NULL ? "broker connection down"
+                 !channel_open(p) ? "broker connection down"
                  : p->blocked ? "broker is blocking publishes (resource alarm)"
                               : "too many publishes waiting for confirms");
         return PUBLISH_UNAVAILABLE;
@@ -536,9 +555,9 @@ int publisher_publish_raw(struct publisher *p, const char *exchange, const char 
     if (amqp_publish_check(amqp_cstring_bytes(exchange), amqp_cstring_bytes(routing_key), props,
                            frame_max(p), why, whylen) != 0)
         return PUBLISH_INVALID;
-    if (amqp_basic_publish(conn, BROKER_CHANNEL, amqp_cstring_bytes(exchange),
-                           amqp_cstring_bytes(routing_key), 1, 0, props, body) != AMQP_STATUS_OK) {
-        broker_fail(p->broker, "writing a publish to the socket failed");
+    if (p->ch->publish(p->ch, amqp_cstring_bytes(exchange), amqp_cstring_bytes(routing_key), props,
+                       body) != AMQP_STATUS_OK) {
+        p->ch->fail(p->ch, "writing a publish to the socket failed");
         snprintf(why, whylen, "writing to the broker failed");
         return PUBLISH_UNAVAILABLE;
     }
@@ -612,14 +631,14 @@ static void nack_streak(struct publisher *p, bool nack)
     if (p->nacks_in_a_row++ == 0)
         p->first_nack_ms = now;
     if (p->nacks_in_a_row >= NACK_STREAK && now - p->first_nack_ms >= NACK_STREAK_MS)
-        broker_fail(p->broker, "the broker nacked every publish for a while; reopening the "
-                               "connection to get a fresh view of its queues");
+        p->ch->fail(p->ch, "the broker nacked every publish for a while; reopening the "
+                           "connection to get a fresh view of its queues");
 }
 
-void publisher_on_ack(struct publisher *p, uint64_t tag, bool multiple, bool nack)
+static void publisher_on_ack(struct publisher *p, uint64_t tag, bool multiple, bool nack)
 {
     nack_streak(p, nack);
-    if (broker_amqp(p->broker) == NULL)
+    if (!channel_open(p))
         return; /* nack_streak reset the connection: everything was failed */
     if (multiple) {
         for (uint64_t t = p->ring.low_tag; t <= tag && t < p->ring.next_tag; t++)
@@ -714,12 +733,11 @@ static void park(struct publisher *p, struct request *r, const amqp_basic_return
     if (!confirm_ring_has_room(&p->ring)) {
         snprintf(why, sizeof(why), "too many publishes waiting for confirms");
     } else if (amqp_publish_check(dlx, key, &props, frame_max(p), why, sizeof(why)) == 0) {
-        amqp_connection_state_t conn = broker_amqp(p->broker);
-        int rc = amqp_basic_publish(conn, BROKER_CHANNEL, dlx, key, 1, 0, &props, msg->body);
+        int rc = p->ch->publish(p->ch, dlx, key, &props, msg->body);
         free(entries);
         if (rc != AMQP_STATUS_OK) {
             r->park_failed = true;
-            broker_fail(p->broker, "writing a publish to the socket failed");
+            p->ch->fail(p->ch, "writing a publish to the socket failed");
             return;
         }
         confirm_ring_take(&p->ring, PENDING_PARK, r, loop_now_ms());
@@ -731,11 +749,12 @@ static void park(struct publisher *p, struct request *r, const amqp_basic_return
     r->park_failed = true;
 }
 
-void publisher_on_return(struct publisher *p, const amqp_basic_return_t *ret, amqp_message_t *msg)
+static void publisher_on_return(struct publisher *p, const amqp_basic_return_t *ret,
+                                amqp_message_t *msg)
 {
     struct ring_entry *e = find_returned(p, ret, msg);
     if (e == NULL) {
-        log_warn(broker_label(p->broker), "broker returned a message we cannot match (%.*s)",
+        log_warn(p->label, "broker returned a message we cannot match (%.*s)",
                  (int)ret->reply_text.len, (char *)ret->reply_text.bytes);
         return;
     }
@@ -764,7 +783,7 @@ void publisher_on_return(struct publisher *p, const amqp_basic_return_t *ret, am
     }
 }
 
-void publisher_on_reply(struct publisher *p, amqp_message_t *msg)
+static void publisher_on_reply(struct publisher *p, amqp_message_t *msg)
 {
     amqp_basic_properties_t *pr = &msg->properties;
     if (pr->_flags & AMQP_BASIC_CORRELATION_ID_FLAG) {
@@ -782,23 +801,27 @@ void publisher_on_reply(struct publisher *p, amqp_message_t *msg)
         }
     }
     /* Late (its caller timed out), duplicated, or not ours: nobody gets it. */
-    struct process_metrics *m = broker_metrics(p->broker);
-    if (m)
-        metric_inc(m->rpc_replies_unmatched);
-    log_debug(broker_label(p->broker), "dropped an rpc reply that no caller waits for");
+    if (p->metrics)
+        metric_inc(p->metrics->rpc_replies_unmatched);
+    log_debug(p->label, "dropped an rpc reply that no caller waits for");
 }
 
 /* ---- connection events ------------------------------------------------------- */
 
-int publisher_on_open(struct publisher *p, char *err, size_t errlen)
+static int publisher_on_open(void *arg, const struct broker_channel *ch, char *err,
+                             size_t errlen)
 {
+    struct publisher *p = arg;
+    p->ch = ch;
     confirm_ring_reset(&p->ring);
     p->blocked = false;
+    atomic_store(&p->blocked_published, false);
     p->nacks_in_a_row = 0;
-    if (!p->rpc)
+    atomic_store(&p->up, true);
+    if (!p->rpc || ch->conn == NULL) /* no connection: a test's channel */
         return 0;
-    amqp_connection_state_t conn = broker_amqp(p->broker);
-    amqp_basic_consume(conn, BROKER_CHANNEL, amqp_cstring_bytes(DIRECT_REPLY_TO),
+    amqp_connection_state_t conn = ch->conn;
+    amqp_basic_consume(conn, ch->number, amqp_cstring_bytes(DIRECT_REPLY_TO),
                        amqp_cstring_bytes(RPC_CONSUMER_TAG), 0, 1, 0, amqp_empty_table);
     if (amqp_get_rpc_reply(conn).reply_type != AMQP_RESPONSE_NORMAL) {
         snprintf(err, errlen, "consuming %s for rpc replies failed", DIRECT_REPLY_TO);
@@ -807,8 +830,10 @@ int publisher_on_open(struct publisher *p, char *err, size_t errlen)
     return 0;
 }
 
-void publisher_on_lost(struct publisher *p, const char *why)
+static void publisher_on_lost(void *arg, const char *why)
 {
+    struct publisher *p = arg;
+    atomic_store(&p->up, false);
     char detail[512];
     snprintf(detail, sizeof(detail), "broker connection lost before the confirm: %s", why);
     for (uint64_t t = p->ring.low_tag; t < p->ring.next_tag; t++) {
@@ -847,9 +872,11 @@ void publisher_on_lost(struct publisher *p, const char *why)
     queue_fail_all(p, queued, "broker connection is down");
 }
 
-void publisher_on_blocked(struct publisher *p, bool blocked)
+static void publisher_on_blocked(void *arg, bool blocked)
 {
+    struct publisher *p = arg;
     p->blocked = blocked;
+    atomic_store(&p->blocked_published, blocked);
     if (blocked) {
         struct request *backlog = p->backlog_head;
         p->backlog_head = p->backlog_tail = NULL;
@@ -869,7 +896,7 @@ static void expire_rpc(struct publisher *p, int64_t now)
                 continue;
             }
             log_event(LOG_WARN,
-                      &(struct log_ctx){.route = route_name(r),
+                      &(struct log_ctx){.route = route_name(p, r),
                                         .message_id = r->message_id,
                                         .correlation_id = r->correlation_id},
                       "no rpc reply within %.1fs", r->opt.rpc_timeout);
@@ -880,11 +907,12 @@ static void expire_rpc(struct publisher *p, int64_t now)
 }
 
 /* Every tick: expire rpc waits, and reset a connection whose confirms stalled. */
-void publisher_tick(struct publisher *p)
+static void publisher_tick(void *arg)
 {
+    struct publisher *p = arg;
     int64_t now = loop_now_ms();
     expire_rpc(p, now);
-    double limit = broker_config(p->broker)->confirm_timeout;
+    double limit = p->cfg->confirm_timeout;
     if (p->blocked) {
         /* A blocked broker holds confirms back, possibly for long: tell the
          * waiting senders to retry later (a later confirm may still come:
@@ -906,6 +934,52 @@ void publisher_tick(struct publisher *p)
         char why[128];
         snprintf(why, sizeof(why), "no publisher confirm within %.1fs (broker.confirm_timeout)",
                  limit);
-        broker_fail(p->broker, why);
+        p->ch->fail(p->ch, why);
     }
+}
+
+/* ---- as a client of the connection ------------------------------------------------ */
+
+static enum broker_handled publisher_on_method(void *arg, const amqp_method_t *method,
+                                               amqp_message_t *content)
+{
+    struct publisher *p = arg;
+    switch (method->id) {
+    case AMQP_BASIC_ACK_METHOD: {
+        const amqp_basic_ack_t *m = method->decoded;
+        publisher_on_ack(p, m->delivery_tag, m->multiple, false);
+        return BROKER_DONE;
+    }
+    case AMQP_BASIC_NACK_METHOD: {
+        const amqp_basic_nack_t *m = method->decoded;
+        publisher_on_ack(p, m->delivery_tag, m->multiple, true);
+        return BROKER_DONE;
+    }
+    case AMQP_BASIC_RETURN_METHOD:
+        publisher_on_return(p, method->decoded, content);
+        return BROKER_DONE;
+    case AMQP_BASIC_DELIVER_METHOD: {
+        const amqp_basic_deliver_t *d = method->decoded;
+        if (!bytes_is(d->consumer_tag, RPC_CONSUMER_TAG))
+            return BROKER_PASS;
+        publisher_on_reply(p, content);
+        return BROKER_DONE;
+    }
+    default:
+        return BROKER_PASS;
+    }
+}
+
+static const struct broker_client publisher_client_template = {
+    .name = "publisher",
+    .on_open = publisher_on_open,
+    .on_method = publisher_on_method,
+    .on_lost = publisher_on_lost,
+    .on_blocked = publisher_on_blocked,
+    .tick = publisher_tick,
+};
+
+const struct broker_client *publisher_client(struct publisher *p)
+{
+    return &p->client;
 }

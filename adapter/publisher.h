@@ -17,7 +17,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct broker_client;
+struct broker_config;
+struct loop;
 struct message;
+struct process_metrics;
 struct publisher;
 struct route;
 
@@ -46,6 +50,15 @@ struct publish_options {
     bool rpc;                  /* set reply_to (direct reply-to) and wait for the reply */
     double rpc_timeout;        /* seconds */
 };
+
+/* A publisher for the connection whose thread runs loop; label names it in
+ * logs; metrics (may be NULL) counts unmatched rpc replies. Attach
+ * publisher_client() to that connection's broker before it starts. */
+struct publisher *publisher_new(const char *label, const struct broker_config *cfg,
+                                struct loop *loop, struct process_metrics *metrics);
+/* After the broker stopped: anything still queued gets its one callback. */
+void publisher_free(struct publisher *p);
+const struct broker_client *publisher_client(struct publisher *p);
 
 /* Any thread. Takes ownership of msg in every case. Returns 0 when queued
  * (done will run), or the refusal, at once (done will not run; *why says

@@ -7,7 +7,7 @@
 #include "replay.h"
 
 #include "amqp_message.h"
-#include "broker_internal.h"
+#include "broker_once.h"
 #include "config.h"
 #include "route.h"
 #include "util.h"

@@ -295,15 +295,21 @@ static int start_inbound(struct sidecar *sc, char *err, size_t errlen)
         any = any || sc->cfg->routes[i]->direction == ROUTE_INBOUND;
     if (!any)
         return 0;
-    struct broker_events ev = {.fatal = on_broker_fatal, .arg = sc, .metrics = &sc->metrics};
+    snprintf(sc->publisher_connection.name, sizeof(sc->publisher_connection.name), "publisher");
+    sc->connections[sc->n_connections++] = &sc->publisher_connection;
+    struct broker_events ev = {.fatal = on_broker_fatal, .arg = sc, .metrics = &sc->metrics,
+                               .connection = &sc->publisher_connection};
     sc->publisher_broker = broker_new("publisher", sc->cfg->name, &sc->cfg->broker,
                                       topology_for_inbound(sc->cfg), &ev);
+    sc->publisher = publisher_new("publisher", &sc->cfg->broker,
+                                  broker_loop(sc->publisher_broker), &sc->metrics);
+    broker_attach(sc->publisher_broker, publisher_client(sc->publisher));
     for (size_t i = 0; i < sc->cfg->n_routes; i++) {
         struct route *r = sc->cfg->routes[i];
         if (r->direction != ROUTE_INBOUND)
             continue;
         r->sc = sc;
-        r->publisher = broker_publisher(sc->publisher_broker);
+        r->publisher = sc->publisher;
         char why[512] = "";
         if (r->kind->start(r, why, sizeof(why)) != 0) {
             snprintf(err, errlen, "route \"%s\": %s", r->name, why);
@@ -320,16 +326,24 @@ static int start_outbound(struct sidecar *sc, char *err, size_t errlen)
         struct route *r = sc->cfg->routes[i];
         if (r->direction != ROUTE_OUTBOUND)
             continue;
-        struct broker_events ev = {.fatal = on_broker_fatal, .arg = sc, .metrics = &sc->metrics};
         struct outbound_runtime *o = &sc->outbound[sc->n_outbound++];
         o->route = r;
+        snprintf(o->connection.name, sizeof(o->connection.name), "%s", r->name);
+        sc->connections[sc->n_connections++] = &o->connection;
+        struct broker_events ev = {.fatal = on_broker_fatal, .arg = sc, .metrics = &sc->metrics,
+                                   .connection = &o->connection};
         o->broker = broker_new(r->name, sc->cfg->name, &sc->cfg->broker,
                                topology_for_route(sc->cfg, r), &ev);
-        o->consumer = consumer_new(r, o->broker);
-        broker_set_consumer(o->broker, o->consumer);
+        /* The route's connection carries its publisher (retries, dead letters,
+         * replies) and its consumer, attached in that order. */
+        o->publisher = publisher_new(r->name, &sc->cfg->broker, broker_loop(o->broker),
+                                     &sc->metrics);
+        o->consumer = consumer_new(r, o->publisher, broker_loop(o->broker));
+        broker_attach(o->broker, publisher_client(o->publisher));
+        broker_attach(o->broker, consumer_client(o->consumer));
         r->sc = sc;
         r->loop = broker_loop(o->broker);
-        r->publisher = broker_publisher(o->broker);
+        r->publisher = o->publisher;
         r->consumer = o->consumer;
         /* start runs here, before the route's thread exists; from now on, only there. */
         char why[512] = "";
@@ -367,11 +381,11 @@ static bool busy(struct sidecar *sc, struct buf *why)
         if (r->direction == ROUTE_INBOUND && r->kind->busy && r->kind->busy(r))
             buf_printf(why, " %s: work in flight;", r->name);
     }
-    if (sc->publisher_broker && !publisher_idle(broker_publisher(sc->publisher_broker)))
+    if (sc->publisher && !publisher_idle(sc->publisher))
         buf_puts(why, " publishes awaiting confirms;");
     for (size_t i = 0; i < sc->n_outbound; i++)
         if (consumer_busy(sc->outbound[i].consumer) ||
-            !publisher_idle(broker_publisher(sc->outbound[i].broker)))
+            !publisher_idle(sc->outbound[i].publisher))
             buf_printf(why, " %s: deliveries in flight;", sc->outbound[i].route->name);
     return why->len > 0;
 }
@@ -452,9 +466,11 @@ static void shutdown_all(struct sidecar *sc)
     for (size_t i = 0; i < sc->n_outbound; i++) {
         consumer_free(sc->outbound[i].consumer);
         broker_free(sc->outbound[i].broker);
+        publisher_free(sc->outbound[i].publisher);
     }
     free(sc->outbound);
     broker_free(sc->publisher_broker);
+    publisher_free(sc->publisher);
 }
 
 /* ---- listeners' limits ------------------------------------------------------------ */
@@ -521,6 +537,13 @@ int sidecar_run(struct sidecar_config *cfg)
     sc.summary_ms = sc.started_ms;
     sc.loop = loop_new();
     sc.outbound = xcalloc(cfg->n_routes, sizeof(*sc.outbound));
+    sc.connections = xcalloc(cfg->n_routes + 1, sizeof(*sc.connections));
+    sc.metrics_sources = (struct metrics_sources){.system = cfg->name,
+                                                  .started_ms = sc.started_ms,
+                                                  .process = &sc.metrics,
+                                                  .routes = cfg->routes,
+                                                  .n_routes = cfg->n_routes,
+                                                  .connections = sc.connections};
 
     sigset_t mask;
     sigemptyset(&mask);
@@ -540,6 +563,7 @@ int sidecar_run(struct sidecar_config *cfg)
         log_error(NULL, "cannot start: %s", err);
         code = 1;
     }
+    sc.metrics_sources.n_connections = sc.n_connections; /* before any listener serves */
     if (code == 0)
         plan_listeners(&sc);
     for (size_t i = 0; code == 0 && i < sc.n_servers; i++) {
@@ -574,6 +598,7 @@ int sidecar_run(struct sidecar_config *cfg)
         close(sc.signal_fd);
     loop_free(sc.loop);
     free(sc.summary);
+    free(sc.connections);
     log_flush_suppressed(true);
     log_info(NULL, "stopped (exit %d)", code);
     return code;

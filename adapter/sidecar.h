@@ -22,23 +22,31 @@ struct broker;
 struct buf;
 struct http_server;
 struct loop;
+struct publisher;
 struct summary_snapshot;
 
 struct outbound_runtime {
     struct route *route;
     struct broker *broker;
+    struct publisher *publisher; /* of the route's own connection */
     struct consumer *consumer;
+    struct connection_metrics connection;
 };
 
 struct sidecar {
     struct sidecar_config *cfg;
     struct loop *loop; /* the main thread's */
     struct broker *publisher_broker; /* NULL without inbound routes */
+    struct publisher *publisher;     /* the inbound routes' publisher, on publisher_broker */
     struct outbound_runtime *outbound;
     size_t n_outbound;
     struct http_server **servers;
     size_t n_servers;
     struct process_metrics metrics;
+    struct connection_metrics publisher_connection;
+    struct connection_metrics **connections; /* every broker's gauge, for /metrics */
+    size_t n_connections;
+    struct metrics_sources metrics_sources; /* what /metrics renders */
     int64_t started_ms;
     bool draining;
     bool ready_notified;

@@ -115,8 +115,11 @@ int main(int argc, char **argv)
                                 .max_inflight = (int)window, .tls.verify = true};
     char *urls[] = {(char *)url};
     cfg.urls = (struct strlist){urls, 1};
+    cfg.max_message = 1 << 27;
     struct broker *broker = broker_new("bench", "bench", &cfg, NULL, NULL);
-    struct bench b = {.pub = broker_publisher(broker), .queue = queue,
+    struct publisher *pub = publisher_new("bench", &cfg, broker_loop(broker), NULL);
+    broker_attach(broker, publisher_client(pub));
+    struct bench b = {.pub = pub, .queue = queue,
                       .per_thread = count / threads, .size = size};
     count = b.per_thread * threads;
     b.latency = xcalloc((size_t)count, sizeof(double));
@@ -140,6 +143,7 @@ int main(int argc, char **argv)
            atomic_load(&b.failed));
     broker_stop(broker);
     broker_free(broker);
+    publisher_free(pub);
     free(b.latency);
     return atomic_load(&b.failed) ? 1 : 0;
 }
