@@ -1,0 +1,82 @@
+/*
+ * http_front — the request life cycle the HTTP inbound kinds (http, soap)
+ * share: a request the kind turned into a message is published (event, or
+ * rpc with a timeout), held suspended until the broker answers, and answered
+ * exactly once — at once when the publisher refuses it, else from the
+ * publisher's thread. The front decides *which* answer (accepted, unroutable,
+ * rpc reply, rpc timeout, unavailable, invalid); the kind's table of answers
+ * decides what each looks like on the wire (JSON or SOAP).
+ *
+ * Ownership: http_front_publish takes the message and keeps its own copy of
+ * the request description and the ids until the answer is sent.
+ */
+#ifndef SIDECAR_HTTP_FRONT_H
+#define SIDECAR_HTTP_FRONT_H
+
+#include "log.h"
+
+#include <stdbool.h>
+
+struct header;
+struct http_request;
+struct message;
+struct route;
+
+/* The config's mode = "event" | "rpc", resolved once by the kind's validate. */
+enum http_front_mode {
+    HTTP_FRONT_EVENT, /* answer once the broker confirmed */
+    HTTP_FRONT_RPC,   /* wait for the reply message and answer with it */
+};
+/* "rpc" → HTTP_FRONT_RPC; anything else (the key table already refused it) → event. */
+enum http_front_mode http_front_mode_of(const char *name);
+
+struct http_front_answers;
+
+/* One request between the handler and its answer. The kind fills the fields
+ * above the ids; the front fills (and owns) the ids. */
+struct http_front_request {
+    struct route *route;
+    struct http_request *req;
+    const struct http_front_answers *answers;
+    bool rpc;        /* this request waits for a reply message */
+    double timeout;  /* rpc: seconds to wait for it */
+    int retry_after; /* seconds in the Retry-After of a 503 */
+    int version;     /* the kind's own: soap answers in the request's enum soap_version */
+    char *message_id;
+    char *correlation_id;
+};
+
+/* How a kind answers each outcome. Every callback answers p->req exactly once
+ * and logs what it answered; p and its strings are valid during the call only.
+ * Called on the publisher's thread, or on the handler's for a refusal at submit. */
+struct http_front_answers {
+    /* Event mode (or a request that waits for nothing): confirmed; routed is
+     * false when no binding matched and the message was parked in the DLQ. */
+    void (*accepted)(const struct http_front_request *p, bool routed);
+    /* rpc: no binding matched, so no one will reply (the front logged it). */
+    void (*unroutable)(const struct http_front_request *p);
+    /* rpc: the reply (borrowed; NULL if the broker confirmed without one). */
+    void (*rpc_reply)(const struct http_front_request *p, const struct message *reply);
+    /* rpc: confirmed, but no reply within p->timeout. */
+    void (*rpc_timeout)(const struct http_front_request *p);
+    /* The broker is down, blocked, full or refused it: a 503 with retry_after
+     * (the Retry-After header); why says what happened. */
+    void (*unavailable)(const struct http_front_request *p, const char *why,
+                        const struct header *retry_after);
+    /* The request cannot be carried as an AMQP message: a client error. */
+    void (*invalid)(const struct http_front_request *p, const char *why);
+};
+
+/* Publishes m (taken) as how->route's message for how->req, and answers the
+ * request through how->answers — at once when the publisher refuses, later
+ * from its thread otherwise. how is copied. Handler thread. */
+void http_front_publish(const struct http_front_request *how, struct message *m);
+
+/* Copies the route's pass_headers present on req into m, names lower-cased. */
+void http_front_pass_headers(const struct route *r, const struct http_request *req,
+                             struct message *m);
+
+/* The log context of p: route, message and correlation ids. */
+struct log_ctx http_front_log_ctx(const struct http_front_request *p);
+
+#endif
