@@ -8,12 +8,14 @@
  */
 #include "http_front.h"
 
+#include "config.h"
 #include "httpd.h"
 #include "inbound.h"
 #include "log.h"
 #include "message.h"
 #include "publisher.h"
 #include "route.h"
+#include "template.h"
 #include "util.h"
 
 #include <stdio.h>
@@ -23,6 +25,41 @@
 enum http_front_mode http_front_mode_of(const char *name)
 {
     return name && strcmp(name, "rpc") == 0 ? HTTP_FRONT_RPC : HTTP_FRONT_EVENT;
+}
+
+void http_front_validate(struct route *r, const struct sidecar_config *cfg,
+                         struct http_front_config *c, const char *const *placeholders,
+                         const char *key_hint, struct config_report *rep)
+{
+    char err[1024];
+    c->mode = http_front_mode_of(c->mode_name);
+    if (c->path && c->path[0] != '/')
+        config_report_add(rep, r->line, "route \"%s\": path \"%s\" must start with '/'", r->name,
+                          c->path);
+    if (r->routing_key && template_check(r->routing_key, placeholders, err, sizeof(err)) != 0)
+        config_report_add(rep, r->line, "route \"%s\": routing_key %s%s", r->name, err, key_hint);
+    http_auth_validate(&c->auth, r->name, r->line, rep);
+    if (c->max_body > cfg->broker.max_message)
+        config_report_add(rep, r->line,
+                          "route \"%s\": max_body %d is above broker.max_message %d; lower it, or "
+                          "raise broker.max_message to RabbitMQ's max_message_size",
+                          r->name, c->max_body, cfg->broker.max_message);
+}
+
+bool http_front_endpoint(const struct http_front_config *c, struct http_endpoint *out)
+{
+    out->listen = c->listen;
+    out->path = c->path;
+    return true;
+}
+
+int http_front_serve(struct route *r, const struct http_front_config *c,
+                     void (*handler)(struct http_request *, void *),
+                     char *(*refusal)(void *, int *, const char *, const char **, size_t *),
+                     char *err, size_t errlen)
+{
+    return inbound_serve_http(r, c->listen, c->path, (size_t)c->max_body, handler, refusal,
+                              c->mode == HTTP_FRONT_RPC, err, errlen);
 }
 
 struct log_ctx http_front_log_ctx(const struct http_front_request *p)

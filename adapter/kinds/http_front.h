@@ -7,20 +7,29 @@
  * rpc reply, rpc timeout, unavailable, invalid); the kind's table of answers
  * decides what each looks like on the wire (JSON or SOAP).
  *
+ * The keys every such route has (listen, path, max_body, mode, timeout,
+ * retry_after, auth) live in a struct http_front_config the kind's opts embed;
+ * their shared checks, endpoint and start are here too.
+ *
  * Ownership: http_front_publish takes the message and keeps its own copy of
  * the request description and the ids until the answer is sent.
  */
 #ifndef SIDECAR_HTTP_FRONT_H
 #define SIDECAR_HTTP_FRONT_H
 
+#include "http_auth.h"
 #include "log.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 
+struct config_report;
 struct header;
+struct http_endpoint;
 struct http_request;
 struct message;
 struct route;
+struct sidecar_config;
 
 /* The config's mode = "event" | "rpc", resolved once by the kind's validate. */
 enum http_front_mode {
@@ -29,6 +38,38 @@ enum http_front_mode {
 };
 /* "rpc" → HTTP_FRONT_RPC; anything else (the key table already refused it) → event. */
 enum http_front_mode http_front_mode_of(const char *name);
+
+/* The keys every HTTP inbound route has: the kind's opts embed this as `front`
+ * and its key table points into it (O(front.listen), …), each with its own
+ * wording. Strings belong to the config, like every key's. */
+struct http_front_config {
+    char *listen;
+    char *path;
+    int max_body;
+    char *mode_name;           /* the key's text: "event" | "rpc" */
+    enum http_front_mode mode; /* what http_front_validate made of it */
+    double timeout;
+    int retry_after;
+    struct http_auth auth;
+};
+
+/* The kind's validate calls this first: resolves c->mode and reports a path
+ * without '/', a routing_key using placeholders other than `placeholders`
+ * (key_hint, "" or " (… know …)", is appended), bad auth, and a max_body
+ * above broker.max_message. */
+void http_front_validate(struct route *r, const struct sidecar_config *cfg,
+                         struct http_front_config *c, const char *const *placeholders,
+                         const char *key_hint, struct config_report *rep);
+
+/* The route's endpoint, for the clash checks (route_kind.endpoint). */
+bool http_front_endpoint(const struct http_front_config *c, struct http_endpoint *out);
+
+/* Serves c->path on c->listen's shared server with handler (refusal may be
+ * NULL: httpd.h's http_refusal_fn), arg r; readies rpc. The kind's start. */
+int http_front_serve(struct route *r, const struct http_front_config *c,
+                     void (*handler)(struct http_request *, void *),
+                     char *(*refusal)(void *, int *, const char *, const char **, size_t *),
+                     char *err, size_t errlen);
 
 struct http_front_answers;
 

@@ -37,38 +37,31 @@
 #include <strings.h>
 
 struct http_in_opts {
-    char *listen;
-    char *path;
+    struct http_front_config front; /* listen, path, max_body, mode, timeout, retry_after, auth */
     char *method;
     struct strlist content_types;
-    int max_body;
-    char *mode_name;           /* the key's text */
-    enum http_front_mode mode; /* what validate made of it */
-    double timeout;
-    int retry_after;
-    struct http_auth auth;
 };
 
 #define O(field) offsetof(struct http_in_opts, field)
 
-static const struct config_key auth_keys[] = {HTTP_AUTH_KEYS(O(auth)), {0}};
+static const struct config_key auth_keys[] = {HTTP_AUTH_KEYS(O(front.auth)), {0}};
 
 static const struct config_key http_in_keys[] = {
-    {"listen", KEY_LISTEN, O(listen), 0, "127.0.0.1:8080", NULL, 0, 0, NULL,
+    {"listen", KEY_LISTEN, O(front.listen), 0, "127.0.0.1:8080", NULL, 0, 0, NULL,
      "host:port to listen on (several routes may share one)"},
-    {"path", KEY_STRING, O(path), KEY_REQUIRED, NULL, NULL, 0, 0, NULL,
+    {"path", KEY_STRING, O(front.path), KEY_REQUIRED, NULL, NULL, 0, 0, NULL,
      "request path, e.g. \"/orders\""},
     {"method", KEY_ENUM, O(method), 0, "POST", "POST|PUT|PATCH", 0, 0, NULL,
      "the accepted method (others get 405)"},
     {"content_types", KEY_STRINGS, O(content_types), 0, "application/json", NULL, 0, 0, NULL,
      "accepted media types (others get 415); \"*/*\" accepts any"},
-    {"max_body", KEY_INT, O(max_body), 0, "1048576", NULL, 1, 268435456, NULL,
+    {"max_body", KEY_INT, O(front.max_body), 0, "1048576", NULL, 1, 268435456, NULL,
      "largest accepted body in bytes (larger gets 413)"},
-    {"mode", KEY_ENUM, O(mode_name), 0, "event", "event|rpc", 0, 0, NULL,
+    {"mode", KEY_ENUM, O(front.mode_name), 0, "event", "event|rpc", 0, 0, NULL,
      "event: answer 202 once confirmed; rpc: wait for the reply message and return it"},
-    {"timeout", KEY_NUMBER, O(timeout), 0, "30", NULL, 0.01, 3600, NULL,
+    {"timeout", KEY_NUMBER, O(front.timeout), 0, "30", NULL, 0.01, 3600, NULL,
      "rpc: seconds to wait for the reply (then 504)"},
-    {"retry_after", KEY_INT, O(retry_after), 0, "5", NULL, 1, 3600, NULL,
+    {"retry_after", KEY_INT, O(front.retry_after), 0, "5", NULL, 1, 3600, NULL,
      "seconds in the Retry-After header of 503 answers"},
     {"auth", KEY_GROUP, 0, 0, NULL, NULL, 0, 0, auth_keys, "request authentication"},
     {0},
@@ -247,7 +240,7 @@ static void handle(struct http_request *req, void *arg)
     size_t len;
     const char *body = http_request_body(req, &len);
     const char *why = NULL;
-    if (!http_auth_check(&o->auth, request_header, req, body, len, &why)) {
+    if (!http_auth_check(&o->front.auth, request_header, req, body, len, &why)) {
         refuse(r, req, 401, why, "unauthorized");
         return;
     }
@@ -317,9 +310,9 @@ static void handle(struct http_request *req, void *arg)
     http_front_publish(&(struct http_front_request){.route = r,
                                                     .req = req,
                                                     .answers = &answers,
-                                                    .rpc = o->mode == HTTP_FRONT_RPC,
-                                                    .timeout = o->timeout,
-                                                    .retry_after = o->retry_after},
+                                                    .rpc = o->front.mode == HTTP_FRONT_RPC,
+                                                    .timeout = o->front.timeout,
+                                                    .retry_after = o->front.retry_after},
                        m);
 }
 
@@ -329,19 +322,7 @@ static void http_in_validate(struct route *r, const struct sidecar_config *cfg,
                              struct config_report *rep)
 {
     struct http_in_opts *o = r->opts;
-    char err[512];
-    o->mode = http_front_mode_of(o->mode_name);
-    if (o->path && o->path[0] != '/')
-        config_report_add(rep, r->line, "route \"%s\": path \"%s\" must start with '/'", r->name,
-                          o->path);
-    if (r->routing_key && template_check(r->routing_key, placeholders, err, sizeof(err)) != 0)
-        config_report_add(rep, r->line, "route \"%s\": routing_key %s", r->name, err);
-    http_auth_validate(&o->auth, r->name, r->line, rep);
-    if (o->max_body > cfg->broker.max_message)
-        config_report_add(rep, r->line,
-                          "route \"%s\": max_body %d is above broker.max_message %d; lower it, or "
-                          "raise broker.max_message to RabbitMQ's max_message_size",
-                          r->name, o->max_body, cfg->broker.max_message);
+    http_front_validate(r, cfg, &o->front, placeholders, "", rep);
     if (o->content_types.n == 0)
         config_report_add(rep, r->line, "route \"%s\": content_types must not be empty", r->name);
 }
@@ -350,22 +331,18 @@ static void http_in_describe(const struct route *r, struct buf *out)
 {
     const struct http_in_opts *o = opts(r);
     buf_printf(out, "%s http://%s%s → exchange \"%s\" key \"%s\" (%s, auth %s%s)", o->method,
-               o->listen, o->path, r->exchange, r->routing_key, o->mode_name,
-               http_auth_describe(&o->auth), r->transform ? ", transform" : "");
+               o->front.listen, o->front.path, r->exchange, r->routing_key, o->front.mode_name,
+               http_auth_describe(&o->front.auth), r->transform ? ", transform" : "");
 }
 
 static bool http_in_endpoint(const struct route *r, struct http_endpoint *out)
 {
-    out->listen = opts(r)->listen;
-    out->path = opts(r)->path;
-    return true;
+    return http_front_endpoint(&opts(r)->front, out);
 }
 
 static int http_in_start(struct route *r, char *err, size_t errlen)
 {
-    const struct http_in_opts *o = opts(r);
-    return inbound_serve_http(r, o->listen, o->path, (size_t)o->max_body, handle, NULL,
-                              o->mode == HTTP_FRONT_RPC, err, errlen);
+    return http_front_serve(r, &opts(r)->front, handle, NULL, err, errlen);
 }
 
 const struct route_kind kind_http_in = {

@@ -57,19 +57,12 @@ enum soap_in_format {
 };
 
 struct soap_in_opts {
-    char *listen;
-    char *path;
-    char *wsdl; /* resolved path, or NULL */
+    struct http_front_config front; /* listen, path, max_body, mode, timeout, retry_after, auth */
+    char *wsdl;                     /* resolved path, or NULL */
     char *wsdl_address;
-    char *format_name; /* the keys' text; */
-    char *mode_name;   /* format and mode are what validate made of them */
-    enum soap_in_format format;
-    enum http_front_mode mode;
-    double timeout;
-    int max_body;
+    char *format_name;          /* the key's text */
+    enum soap_in_format format; /* what validate made of it */
     int max_depth;
-    int retry_after;
-    struct http_auth auth;
     char *wsse_username;
     struct secret wsse_password;
     struct soap_wsdl served; /* not a key: loaded by validate, freed by free_opts */
@@ -77,12 +70,12 @@ struct soap_in_opts {
 
 #define O(field) offsetof(struct soap_in_opts, field)
 
-static const struct config_key auth_keys[] = {HTTP_AUTH_KEYS(O(auth)), {0}};
+static const struct config_key auth_keys[] = {HTTP_AUTH_KEYS(O(front.auth)), {0}};
 
 static const struct config_key soap_in_keys[] = {
-    {"listen", KEY_LISTEN, O(listen), 0, "127.0.0.1:8080", NULL, 0, 0, NULL,
+    {"listen", KEY_LISTEN, O(front.listen), 0, "127.0.0.1:8080", NULL, 0, 0, NULL,
      "host:port to listen on (several routes may share one)"},
-    {"path", KEY_STRING, O(path), KEY_REQUIRED, NULL, NULL, 0, 0, NULL,
+    {"path", KEY_STRING, O(front.path), KEY_REQUIRED, NULL, NULL, 0, 0, NULL,
      "request path of the service endpoint, e.g. \"/ws\""},
     {"wsdl", KEY_FILE, O(wsdl), 0, NULL, NULL, 0, 0, NULL,
      "WSDL served at GET path?wsdl (path relative to the config file)"},
@@ -91,16 +84,16 @@ static const struct config_key soap_in_keys[] = {
      "file)"},
     {"format", KEY_ENUM, O(format_name), 0, "xml", "xml|json", 0, 0, NULL,
      "publish the first Body child as XML (application/xml) or as JSON (see XMLJSON.md)"},
-    {"mode", KEY_ENUM, O(mode_name), 0, "event", "event|rpc", 0, 0, NULL,
+    {"mode", KEY_ENUM, O(front.mode_name), 0, "event", "event|rpc", 0, 0, NULL,
      "event: one-way, 202 once confirmed; rpc: wait for the reply and return it in a response "
      "envelope (except operations the WSDL declares one-way)"},
-    {"timeout", KEY_NUMBER, O(timeout), 0, "30", NULL, 0.01, 3600, NULL,
+    {"timeout", KEY_NUMBER, O(front.timeout), 0, "30", NULL, 0.01, 3600, NULL,
      "rpc: seconds to wait for the reply (then a Server/Receiver fault)"},
-    {"max_body", KEY_INT, O(max_body), 0, "1048576", NULL, 1, 268435456, NULL,
+    {"max_body", KEY_INT, O(front.max_body), 0, "1048576", NULL, 1, 268435456, NULL,
      "largest accepted request in bytes (larger gets a Client fault with 413)"},
     {"max_depth", KEY_INT, O(max_depth), 0, "128", NULL, 4, 256, NULL,
      "deepest element nesting accepted in a request"},
-    {"retry_after", KEY_INT, O(retry_after), 0, "5", NULL, 1, 3600, NULL,
+    {"retry_after", KEY_INT, O(front.retry_after), 0, "5", NULL, 1, 3600, NULL,
      "seconds in the Retry-After header of 503 answers"},
     {"auth", KEY_GROUP, 0, 0, NULL, NULL, 0, 0, auth_keys, "HTTP request authentication"},
     {"wsse_username", KEY_STRING, O(wsse_username), 0, NULL, NULL, 0, 0, NULL,
@@ -119,7 +112,7 @@ static const struct soap_in_opts *opts(const struct route *r)
 
 static bool is_rpc(const struct route *r)
 {
-    return opts(r)->mode == HTTP_FRONT_RPC;
+    return opts(r)->front.mode == HTTP_FRONT_RPC;
 }
 
 /* Does this request wait for a reply? In rpc mode, all but the WSDL's one-way operations. */
@@ -314,11 +307,11 @@ static bool precheck(struct route *r, struct http_request *req)
     size_t len;
     const char *body = http_request_body(req, &len);
     const char *why = NULL;
-    if (!http_auth_check(&o->auth, request_header, req, body, len, &why)) {
+    if (!http_auth_check(&o->front.auth, request_header, req, body, len, &why)) {
         metric_inc(r->metrics.refused);
         log_warn(r->name, "POST %s refused (client error: auth) → HTTP 401: %s",
                  http_request_path(req), why);
-        struct header h = {"WWW-Authenticate", o->auth.bearer_token.path ? "Bearer" : "HMAC"};
+        struct header h = {"WWW-Authenticate", o->front.auth.bearer_token.path ? "Bearer" : "HMAC"};
         soap_in_fault(req, hint, true, 401, "unauthorized", &h, 1);
         return false;
     }
@@ -345,7 +338,8 @@ static bool parse_envelope(struct route *r, struct http_request *req, struct soa
     const struct soap_in_opts *o = opts(r);
     size_t len;
     const char *body = http_request_body(req, &len);
-    struct xml_limits lim = {.max_bytes = (size_t)o->max_body, .max_depth = (unsigned)o->max_depth};
+    struct xml_limits lim = {.max_bytes = (size_t)o->front.max_body,
+                             .max_depth = (unsigned)o->max_depth};
     char err[1024] = "";
     int rc = soap_request_parse(body, len, http_request_header(req, "Content-Type"), &lim, sr, err,
                                 sizeof(err));
@@ -406,8 +400,8 @@ static void publish(struct route *r, struct http_request *req, struct soap_reque
                                                     .req = req,
                                                     .answers = &soap_in_answers,
                                                     .rpc = request_is_rpc(r, sr),
-                                                    .timeout = o->timeout,
-                                                    .retry_after = o->retry_after,
+                                                    .timeout = o->front.timeout,
+                                                    .retry_after = o->front.retry_after,
                                                     .version = sr->version},
                        m);
 }
@@ -451,12 +445,12 @@ static char *too_large(void *arg, int *status, const char *request_content_type,
     enum soap_version v = version_hint(request_content_type);
     char reason[160];
     snprintf(reason, sizeof(reason), "request larger than this service accepts (%d bytes)",
-             opts(r)->max_body);
+             opts(r)->front.max_body);
     metric_inc(r->metrics.received);
     metric_inc(r->metrics.refused);
     log_warn(r->name, "POST %s refused (client error: too large) → SOAP %s %s fault, HTTP %d: %s",
-             opts(r)->path, soap_in_version_name(v), v == SOAP_1_2 ? "Sender" : "Client", *status,
-             reason);
+             opts(r)->front.path, soap_in_version_name(v), v == SOAP_1_2 ? "Sender" : "Client",
+             *status, reason);
     *content_type = soap_in_media_type(v);
     return soap_fault_build(v, true, reason, len);
 }
@@ -470,21 +464,8 @@ static void soap_in_validate(struct route *r, const struct sidecar_config *cfg,
     char err[1024];
     o->format =
         strcmp(o->format_name ? o->format_name : "", "json") == 0 ? SOAP_IN_JSON : SOAP_IN_XML;
-    o->mode = http_front_mode_of(o->mode_name);
-    if (o->path && o->path[0] != '/')
-        config_report_add(rep, r->line, "route \"%s\": path \"%s\" must start with '/'", r->name,
-                          o->path);
-    if (r->routing_key && template_check(r->routing_key, placeholders, err, sizeof(err)) != 0)
-        config_report_add(
-            rep, r->line,
-            "route \"%s\": routing_key %s (soap routes know {operation}, {header.NAME} and {path})",
-            r->name, err);
-    http_auth_validate(&o->auth, r->name, r->line, rep);
-    if (o->max_body > cfg->broker.max_message)
-        config_report_add(rep, r->line,
-                          "route \"%s\": max_body %d is above broker.max_message %d; lower it, or "
-                          "raise broker.max_message to RabbitMQ's max_message_size",
-                          r->name, o->max_body, cfg->broker.max_message);
+    http_front_validate(r, cfg, &o->front, placeholders,
+                        " (soap routes know {operation}, {header.NAME} and {path})", rep);
     if ((o->wsse_username == NULL) != (o->wsse_password.path == NULL))
         config_report_add(rep, r->line,
                           "route \"%s\": set both wsse_username and wsse_password_file, or neither",
@@ -514,9 +495,10 @@ static void soap_in_describe(const struct route *r, struct buf *out)
 {
     const struct soap_in_opts *o = opts(r);
     buf_printf(out, "SOAP 1.1/1.2 http://%s%s → exchange \"%s\" key \"%s\" (%s, %s, auth %s%s%s%s",
-               o->listen, o->path, r->exchange, r->routing_key, o->mode_name, o->format_name,
-               http_auth_describe(&o->auth), o->wsse_username ? " + UsernameToken" : "",
-               o->wsdl ? ", wsdl" : "", r->transform_file ? ", transform" : "");
+               o->front.listen, o->front.path, r->exchange, r->routing_key, o->front.mode_name,
+               o->format_name, http_auth_describe(&o->front.auth),
+               o->wsse_username ? " + UsernameToken" : "", o->wsdl ? ", wsdl" : "",
+               r->transform_file ? ", transform" : "");
     if (is_rpc(r) && o->served.one_way.n > 0) {
         buf_puts(out, "; one-way by the WSDL: ");
         soap_wsdl_describe_one_way(&o->served, out);
@@ -526,16 +508,12 @@ static void soap_in_describe(const struct route *r, struct buf *out)
 
 static bool soap_in_endpoint(const struct route *r, struct http_endpoint *out)
 {
-    out->listen = opts(r)->listen;
-    out->path = opts(r)->path;
-    return true;
+    return http_front_endpoint(&opts(r)->front, out);
 }
 
 static int soap_in_start(struct route *r, char *err, size_t errlen)
 {
-    const struct soap_in_opts *o = opts(r);
-    return inbound_serve_http(r, o->listen, o->path, (size_t)o->max_body, handle, too_large,
-                              is_rpc(r), err, errlen);
+    return http_front_serve(r, &opts(r)->front, handle, too_large, err, errlen);
 }
 
 const struct route_kind kind_soap_in = {
