@@ -1,18 +1,11 @@
 /*
- * http_front — the request life cycle the HTTP inbound kinds (http, soap)
- * share: a request the kind turned into a message is published (event, or
- * rpc with a timeout), held suspended until the broker answers, and answered
- * exactly once — at once when the publisher refuses it, else from the
- * publisher's thread. The front decides *which* answer (accepted, unroutable,
- * rpc reply, rpc timeout, unavailable, invalid); the kind's table of answers
- * decides what each looks like on the wire (JSON or SOAP).
- *
- * The keys every such route has (listen, path, max_body, mode, timeout,
- * retry_after, auth) live in a struct http_front_config the kind's opts embed;
- * their shared checks, endpoint and start are here too.
- *
- * Ownership: http_front_publish takes the message and keeps its own copy of
- * the request description and the ids until the answer is sent.
+ * http_front — what the HTTP inbound kinds (http, soap) share: their common
+ * keys (struct http_front_config: checks, endpoint, start) and the request's
+ * life after the kind made its message: publish (event, or rpc with a
+ * timeout), wait suspended, answer exactly once. The front picks the outcome;
+ * the kind's table of answers says what it looks like on the wire (JSON, SOAP).
+ * Ownership: http_front_publish takes the message and owns its copy of the
+ * request (and the ids) until the answer is sent.
  */
 #ifndef SIDECAR_HTTP_FRONT_H
 #define SIDECAR_HTTP_FRONT_H
