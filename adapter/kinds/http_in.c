@@ -8,12 +8,17 @@
  * mode the answer is the reply message (status from its x-http-status
  * header), or 504 after `timeout`.
  *
+ * What is http's own lives here: the request checks, the JSON, transform and
+ * routing key, and what each answer looks like (JSON bodies). Publishing,
+ * waiting and picking the answer is http_front.c's, which calls `answers`.
+ *
  * Threads: the handler runs on a libmicrohttpd thread and ends by handing the
- * message to the publisher; `published` runs on the publisher's thread and
- * answers the (suspended) request.
+ * message to the front; the answers run on the publisher's thread (or on the
+ * handler's, for a refusal at submit) and answer the (suspended) request.
  */
 #include "config.h"
 #include "http_auth.h"
+#include "http_front.h"
 #include "httpd.h"
 #include "inbound.h"
 #include "jq_transform.h"
@@ -32,37 +37,31 @@
 #include <strings.h>
 
 struct http_in_opts {
-    char *listen;
-    char *path;
+    struct http_front_config front; /* listen, path, max_body, mode, timeout, retry_after, auth */
     char *method;
     struct strlist content_types;
-    int max_body;
-    char *mode;
-    double timeout;
-    int retry_after;
-    struct http_auth auth;
 };
 
 #define O(field) offsetof(struct http_in_opts, field)
 
-static const struct config_key auth_keys[] = {HTTP_AUTH_KEYS(O(auth)), {0}};
+static const struct config_key auth_keys[] = {HTTP_AUTH_KEYS(O(front.auth)), {0}};
 
 static const struct config_key http_in_keys[] = {
-    {"listen", KEY_LISTEN, O(listen), 0, "127.0.0.1:8080", NULL, 0, 0, NULL,
+    {"listen", KEY_LISTEN, O(front.listen), 0, "127.0.0.1:8080", NULL, 0, 0, NULL,
      "host:port to listen on (several routes may share one)"},
-    {"path", KEY_STRING, O(path), KEY_REQUIRED, NULL, NULL, 0, 0, NULL,
+    {"path", KEY_STRING, O(front.path), KEY_REQUIRED, NULL, NULL, 0, 0, NULL,
      "request path, e.g. \"/orders\""},
     {"method", KEY_ENUM, O(method), 0, "POST", "POST|PUT|PATCH", 0, 0, NULL,
      "the accepted method (others get 405)"},
     {"content_types", KEY_STRINGS, O(content_types), 0, "application/json", NULL, 0, 0, NULL,
      "accepted media types (others get 415); \"*/*\" accepts any"},
-    {"max_body", KEY_INT, O(max_body), 0, "1048576", NULL, 1, 268435456, NULL,
+    {"max_body", KEY_INT, O(front.max_body), 0, "1048576", NULL, 1, 268435456, NULL,
      "largest accepted body in bytes (larger gets 413)"},
-    {"mode", KEY_ENUM, O(mode), 0, "event", "event|rpc", 0, 0, NULL,
+    {"mode", KEY_ENUM, O(front.mode_name), 0, "event", "event|rpc", 0, 0, NULL,
      "event: answer 202 once confirmed; rpc: wait for the reply message and return it"},
-    {"timeout", KEY_NUMBER, O(timeout), 0, "30", NULL, 0.01, 3600, NULL,
+    {"timeout", KEY_NUMBER, O(front.timeout), 0, "30", NULL, 0.01, 3600, NULL,
      "rpc: seconds to wait for the reply (then 504)"},
-    {"retry_after", KEY_INT, O(retry_after), 0, "5", NULL, 1, 3600, NULL,
+    {"retry_after", KEY_INT, O(front.retry_after), 0, "5", NULL, 1, 3600, NULL,
      "seconds in the Retry-After header of 503 answers"},
     {"auth", KEY_GROUP, 0, 0, NULL, NULL, 0, 0, auth_keys, "request authentication"},
     {0},
@@ -70,22 +69,9 @@ static const struct config_key http_in_keys[] = {
 
 static const char *const placeholders[] = {"json.", "header.", "query.", "path", NULL};
 
-/* One request between the handler and the confirm. */
-struct pending_request {
-    struct route *route;
-    struct http_request *req;
-    char *message_id;
-    char *correlation_id;
-};
-
 static const struct http_in_opts *opts(const struct route *r)
 {
     return r->opts;
-}
-
-static bool is_rpc(const struct route *r)
-{
-    return strcmp(opts(r)->mode, "rpc") == 0;
 }
 
 /* ---- answering ------------------------------------------------------------------- */
@@ -116,27 +102,27 @@ static void refuse(struct route *r, struct http_request *req, int status, const 
     http_respond_error(req, status, "%s", msg);
 }
 
-static void answer_unavailable(struct route *r, struct http_request *req, const char *why,
-                               const char *message_id, const char *correlation_id)
+static void answer_accepted(const struct http_front_request *p, bool routed)
 {
-    char seconds[16];
-    snprintf(seconds, sizeof(seconds), "%d", opts(r)->retry_after);
-    struct header h = {"Retry-After", seconds};
+    struct header h = {"X-Correlation-ID", p->correlation_id};
     struct buf body = {0};
-    char *error = xasprintf("not accepted, try again later: %s", why);
-    json_body_into(&body, json_pack("{s:s}", "error", error));
-    free(error);
-    log_event(LOG_WARN,
-              &(struct log_ctx){.route = r->name, .message_id = message_id,
-                                .correlation_id = correlation_id},
-              "answered 503: %s", why);
-    http_respond_headers(req, 503, "application/json", body.data, body.len, &h, 1);
+    json_body_into(&body, json_pack("{s:s, s:s, s:b}", "message_id", p->message_id,
+                                    "correlation_id", p->correlation_id, "routed", routed));
+    http_respond_headers(p->req, 202, "application/json", body.data, body.len, &h, 1);
     buf_free(&body);
 }
 
-static void answer_rpc(struct pending_request *p, struct publish_result *res)
+static void answer_unroutable(const struct http_front_request *p)
 {
-    struct message *reply = res->reply;
+    http_respond_error(p->req, 502, "no service is bound to receive this request");
+}
+
+static void answer_rpc(const struct http_front_request *p, const struct message *reply)
+{
+    if (reply == NULL) {
+        http_respond_error(p->req, 502, "the service sent no reply");
+        return;
+    }
     const char *status_text = message_header(reply, "x-http-status");
     int status = status_text ? atoi(status_text) : 200;
     if (status < 100 || status > 599)
@@ -149,53 +135,40 @@ static void answer_rpc(struct pending_request *p, struct publish_result *res)
     http_respond_headers(p->req, status, ct, reply->body, reply->body_len, &h, 1);
 }
 
-/* Publisher thread: the broker answered (or the connection died). */
-static void published(void *arg, struct publish_result *res)
+static void answer_rpc_timeout(const struct http_front_request *p)
 {
-    struct pending_request *p = arg;
-    struct route *r = p->route;
-    struct log_ctx ctx = {.route = r->name, .message_id = p->message_id,
-                          .correlation_id = p->correlation_id};
-    struct header h = {"X-Correlation-ID", p->correlation_id};
-    struct buf body = {0};
-    switch (res->status) {
-    case PUBLISH_OK:
-    case PUBLISH_UNROUTABLE:
-        if (is_rpc(r) && res->status == PUBLISH_OK) {
-            log_event(LOG_DEBUG, &ctx, "rpc reply received");
-            answer_rpc(p, res);
-            break;
-        }
-        if (is_rpc(r)) {
-            log_event(LOG_WARN, &ctx, "rpc request unroutable; parked in %s", r->dlq);
-            http_respond_error(p->req, 502, "no service is bound to receive this request");
-            break;
-        }
-        json_body_into(&body,
-                       json_pack("{s:s, s:s, s:b}", "message_id", p->message_id, "correlation_id",
-                                 p->correlation_id, "routed", res->status == PUBLISH_OK));
-        log_event(LOG_DEBUG, &ctx, "published (%s)", publish_status_name(res->status));
-        http_respond_headers(p->req, 202, "application/json", body.data, body.len, &h, 1);
-        break;
-    case PUBLISH_RPC_TIMEOUT:
-        log_event(LOG_WARN, &ctx, "answered 504: no reply within %.1fs", opts(r)->timeout);
-        http_respond_error(p->req, 504, "no reply within %.1fs", opts(r)->timeout);
-        break;
-    case PUBLISH_NACKED:
-    case PUBLISH_UNAVAILABLE:
-        answer_unavailable(r, p->req, res->detail ? res->detail : publish_status_name(res->status),
-                           p->message_id, p->correlation_id);
-        break;
-    case PUBLISH_INVALID:
-        refuse(r, p->req, 400, NULL, "the request cannot be carried as an AMQP message: %s",
-               res->detail ? res->detail : "invalid");
-        break;
-    }
-    buf_free(&body);
-    free(p->message_id);
-    free(p->correlation_id);
-    free(p);
+    struct log_ctx ctx = http_front_log_ctx(p);
+    log_event(LOG_WARN, &ctx, "answered 504: no reply within %.1fs", p->timeout);
+    http_respond_error(p->req, 504, "no reply within %.1fs", p->timeout);
 }
+
+static void answer_unavailable(const struct http_front_request *p, const char *why,
+                               const struct header *retry_after)
+{
+    struct buf body = {0};
+    char *error = xasprintf("not accepted, try again later: %s", why);
+    json_body_into(&body, json_pack("{s:s}", "error", error));
+    free(error);
+    struct log_ctx ctx = http_front_log_ctx(p);
+    log_event(LOG_WARN, &ctx, "answered 503: %s", why);
+    http_respond_headers(p->req, 503, "application/json", body.data, body.len, retry_after, 1);
+    buf_free(&body);
+}
+
+static void answer_invalid(const struct http_front_request *p, const char *why)
+{
+    refuse(p->route, p->req, 400, NULL, "the request cannot be carried as an AMQP message: %s",
+           why);
+}
+
+static const struct http_front_answers answers = {
+    .accepted = answer_accepted,
+    .unroutable = answer_unroutable,
+    .rpc_reply = answer_rpc,
+    .rpc_timeout = answer_rpc_timeout,
+    .unavailable = answer_unavailable,
+    .invalid = answer_invalid,
+};
 
 /* ---- handling a request ------------------------------------------------------------ */
 
@@ -267,7 +240,7 @@ static void handle(struct http_request *req, void *arg)
     size_t len;
     const char *body = http_request_body(req, &len);
     const char *why = NULL;
-    if (!http_auth_check(&o->auth, request_header, req, body, len, &why)) {
+    if (!http_auth_check(&o->front.auth, request_header, req, body, len, &why)) {
         refuse(r, req, 401, why, "unauthorized");
         return;
     }
@@ -333,32 +306,14 @@ static void handle(struct http_request *req, void *arg)
                                         r->transform ? "application/json" : (ct ? ct : "application/octet-stream"),
                                         &ids);
     m->routing_key = key;
-    for (size_t i = 0; i < r->pass_headers.n; i++) {
-        const char *v = http_request_header(req, r->pass_headers.v[i]);
-        if (v == NULL)
-            continue;
-        char *lower = xstrdup(r->pass_headers.v[i]);
-        for (char *c = lower; *c; c++)
-            *c = (char)((*c >= 'A' && *c <= 'Z') ? *c + 32 : *c);
-        message_set_header(m, lower, v);
-        free(lower);
-    }
-
-    struct pending_request *p = xcalloc(1, sizeof(*p));
-    p->route = r;
-    p->req = req;
-    p->message_id = xstrdup(m->message_id);
-    p->correlation_id = xstrdup(m->correlation_id);
-    int refused = inbound_publish(r, m, is_rpc(r), o->timeout, published, p, &why);
-    if (refused == PUBLISH_INVALID)
-        refuse(r, req, 400, NULL, "the request cannot be carried as an AMQP message: %s", why);
-    else if (refused != 0)
-        answer_unavailable(r, req, why, p->message_id, p->correlation_id);
-    if (refused != 0) {
-        free(p->message_id);
-        free(p->correlation_id);
-        free(p);
-    }
+    http_front_pass_headers(r, req, m);
+    http_front_publish(&(struct http_front_request){.route = r,
+                                                    .req = req,
+                                                    .answers = &answers,
+                                                    .rpc = o->front.mode == HTTP_FRONT_RPC,
+                                                    .timeout = o->front.timeout,
+                                                    .retry_after = o->front.retry_after},
+                       m);
 }
 
 /* ---- the kind ------------------------------------------------------------------------ */
@@ -366,19 +321,8 @@ static void handle(struct http_request *req, void *arg)
 static void http_in_validate(struct route *r, const struct sidecar_config *cfg,
                              struct config_report *rep)
 {
-    const struct http_in_opts *o = opts(r);
-    char err[512];
-    if (o->path && o->path[0] != '/')
-        config_report_add(rep, r->line, "route \"%s\": path \"%s\" must start with '/'", r->name,
-                          o->path);
-    if (r->routing_key && template_check(r->routing_key, placeholders, err, sizeof(err)) != 0)
-        config_report_add(rep, r->line, "route \"%s\": routing_key %s", r->name, err);
-    http_auth_validate(&o->auth, r->name, r->line, rep);
-    if (o->max_body > cfg->broker.max_message)
-        config_report_add(rep, r->line,
-                          "route \"%s\": max_body %d is above broker.max_message %d; lower it, or "
-                          "raise broker.max_message to RabbitMQ's max_message_size",
-                          r->name, o->max_body, cfg->broker.max_message);
+    struct http_in_opts *o = r->opts;
+    http_front_validate(r, cfg, &o->front, placeholders, "", rep);
     if (o->content_types.n == 0)
         config_report_add(rep, r->line, "route \"%s\": content_types must not be empty", r->name);
 }
@@ -387,22 +331,18 @@ static void http_in_describe(const struct route *r, struct buf *out)
 {
     const struct http_in_opts *o = opts(r);
     buf_printf(out, "%s http://%s%s → exchange \"%s\" key \"%s\" (%s, auth %s%s)", o->method,
-               o->listen, o->path, r->exchange, r->routing_key, o->mode,
-               http_auth_describe(&o->auth), r->transform ? ", transform" : "");
+               o->front.listen, o->front.path, r->exchange, r->routing_key, o->front.mode_name,
+               http_auth_describe(&o->front.auth), r->transform ? ", transform" : "");
 }
 
 static bool http_in_endpoint(const struct route *r, struct http_endpoint *out)
 {
-    out->listen = opts(r)->listen;
-    out->path = opts(r)->path;
-    return true;
+    return http_front_endpoint(&opts(r)->front, out);
 }
 
 static int http_in_start(struct route *r, char *err, size_t errlen)
 {
-    const struct http_in_opts *o = opts(r);
-    return inbound_serve_http(r, o->listen, o->path, (size_t)o->max_body, handle, NULL, is_rpc(r),
-                              err, errlen);
+    return http_front_serve(r, &opts(r)->front, handle, NULL, err, errlen);
 }
 
 const struct route_kind kind_http_in = {

@@ -19,11 +19,16 @@
  * says more), broker trouble a Server/Receiver Fault with 503 + Retry-After.
  * `GET path?wsdl` serves the configured WSDL.
  *
- * Threads: the handler runs on a libmicrohttpd thread; `published` on the
- * publisher's thread answers the suspended request.
+ * This file reads a request (pre-checks, envelope, action, UsernameToken) and
+ * builds its message; http_front.c publishes it and waits, and the answers
+ * themselves are soap_in_answer.c's.
+ *
+ * Threads: the handler runs on a libmicrohttpd thread; the answers run on the
+ * publisher's thread (or the handler's, for a refusal at submit).
  */
 #include "config.h"
 #include "http_auth.h"
+#include "http_front.h"
 #include "httpd.h"
 #include "inbound.h"
 #include "jq_transform.h"
@@ -33,6 +38,7 @@
 #include "route.h"
 #include "sidecar.h"
 #include "soap_envelope.h"
+#include "soap_in_answer.h"
 #include "soap_wsdl.h"
 #include "template.h"
 #include "util.h"
@@ -43,23 +49,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
-#define FAULT_REASON_MAX 2000
+enum soap_in_format {
+    SOAP_IN_XML,  /* the operation element as it is (application/xml) */
+    SOAP_IN_JSON, /* converted by transforms/XMLJSON.md (application/json) */
+};
 
 struct soap_in_opts {
-    char *listen;
-    char *path;
-    char *wsdl; /* resolved path, or NULL */
+    struct http_front_config front; /* listen, path, max_body, mode, timeout, retry_after, auth */
+    char *wsdl;                     /* resolved path, or NULL */
     char *wsdl_address;
-    char *format;
-    char *mode;
-    double timeout;
-    int max_body;
+    char *format_name;          /* the key's text */
+    enum soap_in_format format; /* what validate made of it */
     int max_depth;
-    int retry_after;
-    struct http_auth auth;
     char *wsse_username;
     struct secret wsse_password;
     struct soap_wsdl served; /* not a key: loaded by validate, freed by free_opts */
@@ -67,30 +70,30 @@ struct soap_in_opts {
 
 #define O(field) offsetof(struct soap_in_opts, field)
 
-static const struct config_key auth_keys[] = {HTTP_AUTH_KEYS(O(auth)), {0}};
+static const struct config_key auth_keys[] = {HTTP_AUTH_KEYS(O(front.auth)), {0}};
 
 static const struct config_key soap_in_keys[] = {
-    {"listen", KEY_LISTEN, O(listen), 0, "127.0.0.1:8080", NULL, 0, 0, NULL,
+    {"listen", KEY_LISTEN, O(front.listen), 0, "127.0.0.1:8080", NULL, 0, 0, NULL,
      "host:port to listen on (several routes may share one)"},
-    {"path", KEY_STRING, O(path), KEY_REQUIRED, NULL, NULL, 0, 0, NULL,
+    {"path", KEY_STRING, O(front.path), KEY_REQUIRED, NULL, NULL, 0, 0, NULL,
      "request path of the service endpoint, e.g. \"/ws\""},
     {"wsdl", KEY_FILE, O(wsdl), 0, NULL, NULL, 0, 0, NULL,
      "WSDL served at GET path?wsdl (path relative to the config file)"},
     {"wsdl_address", KEY_URL, O(wsdl_address), 0, NULL, NULL, 0, 0, NULL,
      "endpoint URL written into the served WSDL's soap:address locations (default: as in the "
      "file)"},
-    {"format", KEY_ENUM, O(format), 0, "xml", "xml|json", 0, 0, NULL,
+    {"format", KEY_ENUM, O(format_name), 0, "xml", "xml|json", 0, 0, NULL,
      "publish the first Body child as XML (application/xml) or as JSON (see XMLJSON.md)"},
-    {"mode", KEY_ENUM, O(mode), 0, "event", "event|rpc", 0, 0, NULL,
+    {"mode", KEY_ENUM, O(front.mode_name), 0, "event", "event|rpc", 0, 0, NULL,
      "event: one-way, 202 once confirmed; rpc: wait for the reply and return it in a response "
      "envelope (except operations the WSDL declares one-way)"},
-    {"timeout", KEY_NUMBER, O(timeout), 0, "30", NULL, 0.01, 3600, NULL,
+    {"timeout", KEY_NUMBER, O(front.timeout), 0, "30", NULL, 0.01, 3600, NULL,
      "rpc: seconds to wait for the reply (then a Server/Receiver fault)"},
-    {"max_body", KEY_INT, O(max_body), 0, "1048576", NULL, 1, 268435456, NULL,
+    {"max_body", KEY_INT, O(front.max_body), 0, "1048576", NULL, 1, 268435456, NULL,
      "largest accepted request in bytes (larger gets a Client fault with 413)"},
     {"max_depth", KEY_INT, O(max_depth), 0, "128", NULL, 4, 256, NULL,
      "deepest element nesting accepted in a request"},
-    {"retry_after", KEY_INT, O(retry_after), 0, "5", NULL, 1, 3600, NULL,
+    {"retry_after", KEY_INT, O(front.retry_after), 0, "5", NULL, 1, 3600, NULL,
      "seconds in the Retry-After header of 503 answers"},
     {"auth", KEY_GROUP, 0, 0, NULL, NULL, 0, 0, auth_keys, "HTTP request authentication"},
     {"wsse_username", KEY_STRING, O(wsse_username), 0, NULL, NULL, 0, 0, NULL,
@@ -102,16 +105,6 @@ static const struct config_key soap_in_keys[] = {
 
 static const char *const placeholders[] = {"operation", "header.", "path", NULL};
 
-/* One request between the handler and the confirm (or the rpc reply). */
-struct pending_request {
-    struct route *route;
-    struct http_request *req;
-    enum soap_version version;
-    bool rpc;
-    char *message_id;
-    char *correlation_id;
-};
-
 static const struct soap_in_opts *opts(const struct route *r)
 {
     return r->opts;
@@ -119,7 +112,7 @@ static const struct soap_in_opts *opts(const struct route *r)
 
 static bool is_rpc(const struct route *r)
 {
-    return strcmp(opts(r)->mode, "rpc") == 0;
+    return opts(r)->front.mode == HTTP_FRONT_RPC;
 }
 
 /* Does this request wait for a reply? In rpc mode, all but the WSDL's one-way operations. */
@@ -130,221 +123,10 @@ static bool request_is_rpc(const struct route *r, const struct soap_request *sr)
     return !soap_wsdl_one_way(&opts(r)->served, sr->operation_name);
 }
 
-static const char *version_name(enum soap_version v)
-{
-    return v == SOAP_1_2 ? "1.2" : "1.1";
-}
-
-static const char *soap_media_type(enum soap_version v)
-{
-    return v == SOAP_1_2 ? "application/soap+xml; charset=utf-8" : "text/xml; charset=utf-8";
-}
-
-/* The HTTP status of a Client/Sender fault: WS-I BP R1126 (1.1), SOAP 1.2 part 2 §7.5.1.2. */
-static int client_fault_status(enum soap_version v)
-{
-    return v == SOAP_1_2 ? 400 : 500;
-}
-
 /* The version to answer in before the envelope was read: what Content-Type announces. */
 static enum soap_version version_hint(const char *content_type)
 {
     return inbound_media_type_is(content_type, "application/soap+xml") ? SOAP_1_2 : SOAP_1_1;
-}
-
-/* ---- answering ------------------------------------------------------------------------- */
-
-static void answer_fault(struct http_request *req, enum soap_version v, bool client, int status,
-                         const char *reason, const struct header *headers, size_t n_headers)
-{
-    size_t len = 0;
-    char *xml = soap_fault_build(v, client, reason, &len);
-    if (xml == NULL) {
-        http_respond(req, 500, "text/plain", "out of memory\n", 14);
-        return;
-    }
-    http_respond_headers(req, status, soap_media_type(v), xml, len, headers, n_headers);
-    free(xml);
-}
-
-/* A Client/Sender fault for input we will not publish; `class` names the kind of client
- * error in the log, `detail` is logged and sent as the faultstring. */
-static void refuse(struct route *r, struct http_request *req, enum soap_version v, int status,
-                   const char *class, const char *detail)
-{
-    metric_inc(r->metrics.refused);
-    log_warn(r->name, "%s %s refused (client error: %s) → SOAP %s %s fault, HTTP %d: %s",
-             http_request_method(req), http_request_path(req), class, version_name(v),
-             v == SOAP_1_2 ? "Sender" : "Client", status, detail);
-    answer_fault(req, v, true, status, detail, NULL, 0);
-}
-
-static void answer_unavailable(struct route *r, struct http_request *req, enum soap_version v,
-                               const char *why, const char *message_id)
-{
-    char seconds[16];
-    snprintf(seconds, sizeof(seconds), "%d", opts(r)->retry_after);
-    struct header h = {"Retry-After", seconds};
-    char reason[512];
-    snprintf(reason, sizeof(reason), "not accepted, try again later: %s", why);
-    log_event(LOG_WARN, &(struct log_ctx){.route = r->name, .message_id = message_id},
-              "answered 503 (Server fault): %s", why);
-    answer_fault(req, v, false, 503, reason, &h, 1);
-}
-
-/* The rpc reply's body as the XML of the response Body: XML as it is, JSON
- * converted. NULL with err when it cannot be. *empty when there is nothing. */
-static char *reply_xml(const struct message *reply, size_t *len, bool *empty, char *err,
-                       size_t errlen)
-{
-    *empty = false;
-    size_t n = reply->body_len;
-    const char *b = reply->body ? reply->body : "";
-    while (n > 0 && strchr(" \t\r\n", b[n - 1]))
-        n--;
-    if (n == 0) {
-        *empty = true;
-        return NULL;
-    }
-    if (!inbound_is_json(reply->content_type)) {
-        *len = reply->body_len;
-        return xstrndup(b, reply->body_len);
-    }
-    json_error_t jerr;
-    json_t *j = json_loadb(b, reply->body_len, 0, &jerr);
-    if (j == NULL) {
-        snprintf(err, errlen, "the reply is not valid JSON: %s at line %d", jerr.text, jerr.line);
-        return NULL;
-    }
-    char why[512];
-    char *xml = xmljson_to_xml(j, len, why, sizeof(why));
-    json_decref(j);
-    if (xml == NULL)
-        snprintf(err, errlen, "the JSON reply cannot become XML: %s", why);
-    return xml;
-}
-
-/* An envelope with an empty Body (a reply without content). */
-static char *empty_envelope(enum soap_version v, size_t *len)
-{
-    char *s = xasprintf("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-                        "<soap:Envelope xmlns:soap=\"%s\"><soap:Body/></soap:Envelope>\n",
-                        v == SOAP_1_2 ? SOAP_12_NS : SOAP_11_NS);
-    *len = strlen(s);
-    return s;
-}
-
-static void answer_reply_fault(struct pending_request *p, const struct message *reply,
-                               const char *kind, const struct header *h)
-{
-    bool client = strcasecmp(kind, "client") == 0 || strcasecmp(kind, "sender") == 0;
-    struct log_ctx ctx = {
-        .route = p->route->name, .message_id = p->message_id, .correlation_id = p->correlation_id};
-    if (!client && strcasecmp(kind, "server") != 0 && strcasecmp(kind, "receiver") != 0)
-        log_event(LOG_WARN, &ctx,
-                  "reply header x-soap-fault = \"%s\" is neither client nor server; answering a "
-                  "Server fault",
-                  kind);
-    size_t n = reply->body_len < FAULT_REASON_MAX ? reply->body_len : FAULT_REASON_MAX;
-    char *reason = xstrndup(reply->body ? reply->body : "", n);
-    log_event(LOG_INFO, &ctx, "rpc reply is a %s fault", client ? "client" : "server");
-    answer_fault(p->req, p->version, client, client ? client_fault_status(p->version) : 500, reason,
-                 h, 1);
-    free(reason);
-}
-
-static void answer_rpc(struct pending_request *p, const struct message *reply)
-{
-    struct header h = {"X-Correlation-ID", p->correlation_id};
-    const char *fault = message_header(reply, "x-soap-fault");
-    if (fault != NULL) {
-        answer_reply_fault(p, reply, fault, &h);
-        return;
-    }
-    char err[1024] = "";
-    size_t len = 0;
-    bool empty;
-    char *xml = reply_xml(reply, &len, &empty, err, sizeof(err));
-    char *envelope = NULL;
-    size_t env_len = 0;
-    if (empty) {
-        envelope = empty_envelope(p->version, &env_len);
-    } else if (xml != NULL) {
-        struct xml_limits lim = {.max_bytes = len + 1, .max_depth = XML_SAFE_MAX_DEPTH_CAP};
-        envelope =
-            soap_envelope_wrap(p->version, xml, len, NULL, NULL, &lim, &env_len, err, sizeof(err));
-    }
-    free(xml);
-    if (envelope == NULL) {
-        log_event(LOG_ERROR,
-                  &(struct log_ctx){.route = p->route->name,
-                                    .message_id = p->message_id,
-                                    .correlation_id = p->correlation_id},
-                  "rpc reply cannot be answered as SOAP (the replier must send one XML element, or "
-                  "JSON by XMLJSON.md): %s",
-                  err);
-        answer_fault(p->req, p->version, false, 500, "the service sent an unusable reply", &h, 1);
-        return;
-    }
-    http_respond_headers(p->req, 200, soap_media_type(p->version), envelope, env_len, &h, 1);
-    free(envelope);
-}
-
-static void pending_free(struct pending_request *p)
-{
-    free(p->message_id);
-    free(p->correlation_id);
-    free(p);
-}
-
-/* Publisher thread: the broker answered (or the connection died). */
-static void published(void *arg, struct publish_result *res)
-{
-    struct pending_request *p = arg;
-    struct route *r = p->route;
-    struct log_ctx ctx = {
-        .route = r->name, .message_id = p->message_id, .correlation_id = p->correlation_id};
-    struct header h[3] = {{"X-Correlation-ID", p->correlation_id},
-                          {"X-Message-ID", p->message_id},
-                          {"X-Sidecar-Routed", "false"}};
-    switch (res->status) {
-    case PUBLISH_OK:
-    case PUBLISH_UNROUTABLE:
-        if (p->rpc && res->status == PUBLISH_OK && res->reply == NULL) {
-            answer_fault(p->req, p->version, false, 500, "the service sent no reply", h, 1);
-        } else if (p->rpc && res->status == PUBLISH_OK) {
-            log_event(LOG_DEBUG, &ctx, "rpc reply received");
-            answer_rpc(p, res->reply);
-        } else if (p->rpc) {
-            log_event(LOG_WARN, &ctx, "rpc request unroutable; parked in %s", r->dlq);
-            answer_fault(p->req, p->version, false, 500,
-                         "no service is bound to receive this request", h, 1);
-        } else {
-            /* One-way: 202 and an empty body (WS-I BP R2714). */
-            log_event(LOG_DEBUG, &ctx, "published (%s)", publish_status_name(res->status));
-            http_respond_headers(p->req, 202, NULL, "", 0, h, res->status == PUBLISH_OK ? 2 : 3);
-        }
-        break;
-    case PUBLISH_RPC_TIMEOUT: {
-        char reason[128];
-        snprintf(reason, sizeof(reason), "no reply from the service within %.1fs",
-                 opts(r)->timeout);
-        log_event(LOG_WARN, &ctx, "answered a Server fault: %s", reason);
-        answer_fault(p->req, p->version, false, 500, reason, h, 1);
-        break;
-    }
-    case PUBLISH_NACKED:
-    case PUBLISH_UNAVAILABLE:
-        answer_unavailable(r, p->req, p->version,
-                           res->detail ? res->detail : publish_status_name(res->status),
-                           p->message_id);
-        break;
-    case PUBLISH_INVALID:
-        refuse(r, p->req, p->version, client_fault_status(p->version), "not publishable",
-               res->detail ? res->detail : "invalid");
-        break;
-    }
-    pending_free(p);
 }
 
 /* ---- reading a request ------------------------------------------------------------------ */
@@ -432,7 +214,8 @@ static bool action_accepted(struct route *r, struct http_request *req,
     char *why = action_refusal(r, req, sr);
     if (why == NULL)
         return true;
-    refuse(r, req, sr->version, client_fault_status(sr->version), "soap action", why);
+    soap_in_refuse(r, req, sr->version, soap_in_client_fault_status(sr->version), "soap action",
+                   why);
     free(why);
     return false;
 }
@@ -465,7 +248,7 @@ static const char *wsse_check(const struct soap_in_opts *o, const struct soap_re
 static char *payload_of(struct route *r, const struct soap_request *sr, size_t *len,
                         const char **content_type, char *err, size_t errlen)
 {
-    if (strcmp(opts(r)->format, "xml") == 0) {
+    if (opts(r)->format == SOAP_IN_XML) {
         *content_type = "application/xml";
         char *xml = xml_node_serialize(sr->operation, len);
         if (xml == NULL)
@@ -511,17 +294,8 @@ static void add_headers(struct route *r, struct http_request *req, struct messag
     message_set_header(m, "x-soap-operation", sr->operation_name);
     if (sr->operation_ns)
         message_set_header(m, "x-soap-namespace", sr->operation_ns);
-    message_set_header(m, "x-soap-version", version_name(sr->version));
-    for (size_t i = 0; i < r->pass_headers.n; i++) {
-        const char *v = http_request_header(req, r->pass_headers.v[i]);
-        if (v == NULL)
-            continue;
-        char *lower = xstrdup(r->pass_headers.v[i]);
-        for (char *c = lower; *c; c++)
-            *c = (char)((*c >= 'A' && *c <= 'Z') ? *c + 32 : *c);
-        message_set_header(m, lower, v);
-        free(lower);
-    }
+    message_set_header(m, "x-soap-version", soap_in_version_name(sr->version));
+    http_front_pass_headers(r, req, m);
 }
 
 /* Checks that apply before the envelope is read; false when req was answered. */
@@ -533,24 +307,26 @@ static bool precheck(struct route *r, struct http_request *req)
     size_t len;
     const char *body = http_request_body(req, &len);
     const char *why = NULL;
-    if (!http_auth_check(&o->auth, request_header, req, body, len, &why)) {
+    if (!http_auth_check(&o->front.auth, request_header, req, body, len, &why)) {
         metric_inc(r->metrics.refused);
         log_warn(r->name, "POST %s refused (client error: auth) → HTTP 401: %s",
                  http_request_path(req), why);
-        struct header h = {"WWW-Authenticate", o->auth.bearer_token.path ? "Bearer" : "HMAC"};
-        answer_fault(req, hint, true, 401, "unauthorized", &h, 1);
+        struct header h = {"WWW-Authenticate", o->front.auth.bearer_token.path ? "Bearer" : "HMAC"};
+        soap_in_fault(req, hint, true, 401, "unauthorized", &h, 1);
         return false;
     }
     const char *idem = http_request_header(req, "Idempotency-Key");
     const char *corr = http_request_header(req, "X-Correlation-ID");
     if ((idem && !inbound_id_acceptable(idem)) || (corr && !inbound_id_acceptable(corr))) {
-        refuse(r, req, hint, client_fault_status(hint), "header",
-               "Idempotency-Key and X-Correlation-ID must be 1 to 255 printable characters");
+        soap_in_refuse(
+            r, req, hint, soap_in_client_fault_status(hint), "header",
+            "Idempotency-Key and X-Correlation-ID must be 1 to 255 printable characters");
         return false;
     }
     if (ct == NULL) {
-        refuse(r, req, hint, 415, "content type",
-               "no Content-Type: SOAP 1.1 is sent as text/xml, SOAP 1.2 as application/soap+xml");
+        soap_in_refuse(
+            r, req, hint, 415, "content type",
+            "no Content-Type: SOAP 1.1 is sent as text/xml, SOAP 1.2 as application/soap+xml");
         return false;
     }
     return true;
@@ -562,16 +338,18 @@ static bool parse_envelope(struct route *r, struct http_request *req, struct soa
     const struct soap_in_opts *o = opts(r);
     size_t len;
     const char *body = http_request_body(req, &len);
-    struct xml_limits lim = {.max_bytes = (size_t)o->max_body, .max_depth = (unsigned)o->max_depth};
+    struct xml_limits lim = {.max_bytes = (size_t)o->front.max_body,
+                             .max_depth = (unsigned)o->max_depth};
     char err[1024] = "";
     int rc = soap_request_parse(body, len, http_request_header(req, "Content-Type"), &lim, sr, err,
                                 sizeof(err));
     if (rc == SOAP_ERR_CONTENT_TYPE) {
-        refuse(r, req, sr->version, 415, "content type", err);
+        soap_in_refuse(r, req, sr->version, 415, "content type", err);
         return false;
     }
     if (rc != 0) {
-        refuse(r, req, sr->version, client_fault_status(sr->version), "malformed", err);
+        soap_in_refuse(r, req, sr->version, soap_in_client_fault_status(sr->version), "malformed",
+                       err);
         return false;
     }
     const char *why = wsse_check(o, sr);
@@ -579,8 +357,8 @@ static bool parse_envelope(struct route *r, struct http_request *req, struct soa
         metric_inc(r->metrics.refused);
         log_warn(r->name, "POST %s refused (client error: wsse) → SOAP %s fault: %s",
                  http_request_path(req), sr->version == SOAP_1_2 ? "Sender" : "Client", why);
-        answer_fault(req, sr->version, true, client_fault_status(sr->version),
-                     "authentication failed", NULL, 0);
+        soap_in_fault(req, sr->version, true, soap_in_client_fault_status(sr->version),
+                      "authentication failed", NULL, 0);
         soap_request_free(sr);
         return false;
     }
@@ -597,7 +375,8 @@ static void publish(struct route *r, struct http_request *req, struct soap_reque
     if (payload == NULL) {
         char reason[1100];
         snprintf(reason, sizeof(reason), "transform failed: %s", err);
-        refuse(r, req, sr->version, client_fault_status(sr->version), "transform", reason);
+        soap_in_refuse(r, req, sr->version, soap_in_client_fault_status(sr->version), "transform",
+                       reason);
         return;
     }
     struct key_ctx k = {.req = req, .soap = sr};
@@ -606,7 +385,8 @@ static void publish(struct route *r, struct http_request *req, struct soap_reque
         free(payload);
         char reason[1100];
         snprintf(reason, sizeof(reason), "cannot build the routing key: %s", err);
-        refuse(r, req, sr->version, client_fault_status(sr->version), "routing key", reason);
+        soap_in_refuse(r, req, sr->version, soap_in_client_fault_status(sr->version), "routing key",
+                       reason);
         return;
     }
     struct inbound_ids ids = {.message_id = http_request_header(req, "Idempotency-Key"),
@@ -616,21 +396,14 @@ static void publish(struct route *r, struct http_request *req, struct soap_reque
     m->routing_key = key;
     add_headers(r, req, m, sr);
 
-    struct pending_request *p = xcalloc(1, sizeof(*p));
-    p->route = r;
-    p->req = req;
-    p->version = sr->version;
-    p->rpc = request_is_rpc(r, sr);
-    p->message_id = xstrdup(m->message_id);
-    p->correlation_id = xstrdup(m->correlation_id);
-    const char *why = NULL;
-    int refused = inbound_publish(r, m, p->rpc, o->timeout, published, p, &why);
-    if (refused == PUBLISH_INVALID)
-        refuse(r, req, p->version, client_fault_status(p->version), "not publishable", why);
-    else if (refused != 0)
-        answer_unavailable(r, req, p->version, why, p->message_id);
-    if (refused != 0)
-        pending_free(p);
+    http_front_publish(&(struct http_front_request){.route = r,
+                                                    .req = req,
+                                                    .answers = &soap_in_answers,
+                                                    .rpc = request_is_rpc(r, sr),
+                                                    .timeout = o->front.timeout,
+                                                    .retry_after = o->front.retry_after,
+                                                    .version = sr->version},
+                       m);
 }
 
 static void handle(struct http_request *req, void *arg)
@@ -645,10 +418,10 @@ static void handle(struct http_request *req, void *arg)
     if (strcmp(method, "POST") != 0) {
         struct header h = {"Allow", opts(r)->served.text ? "POST, GET" : "POST"};
         metric_inc(r->metrics.refused);
-        answer_fault(req, SOAP_1_1, true, 405,
-                     opts(r)->served.text ? "SOAP requests are POSTed; GET ?wsdl for the WSDL"
-                                          : "SOAP requests are POSTed",
-                     &h, 1);
+        soap_in_fault(req, SOAP_1_1, true, 405,
+                      opts(r)->served.text ? "SOAP requests are POSTed; GET ?wsdl for the WSDL"
+                                           : "SOAP requests are POSTed",
+                      &h, 1);
         return;
     }
     if (!precheck(r, req))
@@ -672,12 +445,13 @@ static char *too_large(void *arg, int *status, const char *request_content_type,
     enum soap_version v = version_hint(request_content_type);
     char reason[160];
     snprintf(reason, sizeof(reason), "request larger than this service accepts (%d bytes)",
-             opts(r)->max_body);
+             opts(r)->front.max_body);
     metric_inc(r->metrics.received);
     metric_inc(r->metrics.refused);
     log_warn(r->name, "POST %s refused (client error: too large) → SOAP %s %s fault, HTTP %d: %s",
-             opts(r)->path, version_name(v), v == SOAP_1_2 ? "Sender" : "Client", *status, reason);
-    *content_type = soap_media_type(v);
+             opts(r)->front.path, soap_in_version_name(v), v == SOAP_1_2 ? "Sender" : "Client",
+             *status, reason);
+    *content_type = soap_in_media_type(v);
     return soap_fault_build(v, true, reason, len);
 }
 
@@ -688,25 +462,15 @@ static void soap_in_validate(struct route *r, const struct sidecar_config *cfg,
 {
     struct soap_in_opts *o = r->opts;
     char err[1024];
-    if (o->path && o->path[0] != '/')
-        config_report_add(rep, r->line, "route \"%s\": path \"%s\" must start with '/'", r->name,
-                          o->path);
-    if (r->routing_key && template_check(r->routing_key, placeholders, err, sizeof(err)) != 0)
-        config_report_add(
-            rep, r->line,
-            "route \"%s\": routing_key %s (soap routes know {operation}, {header.NAME} and {path})",
-            r->name, err);
-    http_auth_validate(&o->auth, r->name, r->line, rep);
-    if (o->max_body > cfg->broker.max_message)
-        config_report_add(rep, r->line,
-                          "route \"%s\": max_body %d is above broker.max_message %d; lower it, or "
-                          "raise broker.max_message to RabbitMQ's max_message_size",
-                          r->name, o->max_body, cfg->broker.max_message);
+    o->format =
+        strcmp(o->format_name ? o->format_name : "", "json") == 0 ? SOAP_IN_JSON : SOAP_IN_XML;
+    http_front_validate(r, cfg, &o->front, placeholders,
+                        " (soap routes know {operation}, {header.NAME} and {path})", rep);
     if ((o->wsse_username == NULL) != (o->wsse_password.path == NULL))
         config_report_add(rep, r->line,
                           "route \"%s\": set both wsse_username and wsse_password_file, or neither",
                           r->name);
-    if (r->transform_file && strcmp(o->format, "json") != 0)
+    if (r->transform_file && o->format != SOAP_IN_JSON)
         config_report_add(
             rep, r->line,
             "route \"%s\": a transform works on JSON; set format = \"json\" or remove transform",
@@ -731,9 +495,10 @@ static void soap_in_describe(const struct route *r, struct buf *out)
 {
     const struct soap_in_opts *o = opts(r);
     buf_printf(out, "SOAP 1.1/1.2 http://%s%s → exchange \"%s\" key \"%s\" (%s, %s, auth %s%s%s%s",
-               o->listen, o->path, r->exchange, r->routing_key, o->mode, o->format,
-               http_auth_describe(&o->auth), o->wsse_username ? " + UsernameToken" : "",
-               o->wsdl ? ", wsdl" : "", r->transform_file ? ", transform" : "");
+               o->front.listen, o->front.path, r->exchange, r->routing_key, o->front.mode_name,
+               o->format_name, http_auth_describe(&o->front.auth),
+               o->wsse_username ? " + UsernameToken" : "", o->wsdl ? ", wsdl" : "",
+               r->transform_file ? ", transform" : "");
     if (is_rpc(r) && o->served.one_way.n > 0) {
         buf_puts(out, "; one-way by the WSDL: ");
         soap_wsdl_describe_one_way(&o->served, out);
@@ -743,16 +508,12 @@ static void soap_in_describe(const struct route *r, struct buf *out)
 
 static bool soap_in_endpoint(const struct route *r, struct http_endpoint *out)
 {
-    out->listen = opts(r)->listen;
-    out->path = opts(r)->path;
-    return true;
+    return http_front_endpoint(&opts(r)->front, out);
 }
 
 static int soap_in_start(struct route *r, char *err, size_t errlen)
 {
-    const struct soap_in_opts *o = opts(r);
-    return inbound_serve_http(r, o->listen, o->path, (size_t)o->max_body, handle, too_large,
-                              is_rpc(r), err, errlen);
+    return http_front_serve(r, &opts(r)->front, handle, too_large, err, errlen);
 }
 
 const struct route_kind kind_soap_in = {

@@ -1,0 +1,116 @@
+/*
+ * http_front — what the HTTP inbound kinds (http, soap) share: their common
+ * keys (struct http_front_config: checks, endpoint, start) and the request's
+ * life after the kind made its message: publish (event, or rpc with a
+ * timeout), wait suspended, answer exactly once. The front picks the outcome;
+ * the kind's table of answers says what it looks like on the wire (JSON, SOAP).
+ * Ownership: http_front_publish takes the message and owns its copy of the
+ * request (and the ids) until the answer is sent.
+ */
+#ifndef SIDECAR_HTTP_FRONT_H
+#define SIDECAR_HTTP_FRONT_H
+
+#include "http_auth.h"
+#include "log.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct config_report;
+struct header;
+struct http_endpoint;
+struct http_request;
+struct message;
+struct route;
+struct sidecar_config;
+
+/* The config's mode = "event" | "rpc", resolved once by the kind's validate. */
+enum http_front_mode {
+    HTTP_FRONT_EVENT, /* answer once the broker confirmed */
+    HTTP_FRONT_RPC,   /* wait for the reply message and answer with it */
+};
+/* "rpc" → HTTP_FRONT_RPC; anything else (the key table already refused it) → event. */
+enum http_front_mode http_front_mode_of(const char *name);
+
+/* The keys every HTTP inbound route has: the kind's opts embed this as `front`
+ * and its key table points into it (O(front.listen), …), each with its own
+ * wording. Strings belong to the config, like every key's. */
+struct http_front_config {
+    char *listen;
+    char *path;
+    int max_body;
+    char *mode_name;           /* the key's text: "event" | "rpc" */
+    enum http_front_mode mode; /* what http_front_validate made of it */
+    double timeout;
+    int retry_after;
+    struct http_auth auth;
+};
+
+/* The kind's validate calls this first: resolves c->mode and reports a path
+ * without '/', a routing_key using placeholders other than `placeholders`
+ * (key_hint, "" or " (… know …)", is appended), bad auth, and a max_body
+ * above broker.max_message. */
+void http_front_validate(struct route *r, const struct sidecar_config *cfg,
+                         struct http_front_config *c, const char *const *placeholders,
+                         const char *key_hint, struct config_report *rep);
+
+/* The route's endpoint, for the clash checks (route_kind.endpoint). */
+bool http_front_endpoint(const struct http_front_config *c, struct http_endpoint *out);
+
+/* Serves c->path on c->listen's shared server with handler (refusal may be
+ * NULL: httpd.h's http_refusal_fn), arg r; readies rpc. The kind's start. */
+int http_front_serve(struct route *r, const struct http_front_config *c,
+                     void (*handler)(struct http_request *, void *),
+                     char *(*refusal)(void *, int *, const char *, const char **, size_t *),
+                     char *err, size_t errlen);
+
+struct http_front_answers;
+
+/* One request between the handler and its answer. The kind fills the fields
+ * above the ids; the front fills (and owns) the ids. */
+struct http_front_request {
+    struct route *route;
+    struct http_request *req;
+    const struct http_front_answers *answers;
+    bool rpc;        /* this request waits for a reply message */
+    double timeout;  /* rpc: seconds to wait for it */
+    int retry_after; /* seconds in the Retry-After of a 503 */
+    int version;     /* the kind's own: soap answers in the request's enum soap_version */
+    char *message_id;
+    char *correlation_id;
+};
+
+/* How a kind answers each outcome. Every callback answers p->req exactly once
+ * and logs what it answered; p and its strings are valid during the call only.
+ * Called on the publisher's thread, or on the handler's for a refusal at submit. */
+struct http_front_answers {
+    /* Event mode (or a request that waits for nothing): confirmed; routed is
+     * false when no binding matched and the message was parked in the DLQ. */
+    void (*accepted)(const struct http_front_request *p, bool routed);
+    /* rpc: no binding matched, so no one will reply (the front logged it). */
+    void (*unroutable)(const struct http_front_request *p);
+    /* rpc: the reply (borrowed; NULL if the broker confirmed without one). */
+    void (*rpc_reply)(const struct http_front_request *p, const struct message *reply);
+    /* rpc: confirmed, but no reply within p->timeout. */
+    void (*rpc_timeout)(const struct http_front_request *p);
+    /* The broker is down, blocked, full or refused it: a 503 with retry_after
+     * (the Retry-After header); why says what happened. */
+    void (*unavailable)(const struct http_front_request *p, const char *why,
+                        const struct header *retry_after);
+    /* The request cannot be carried as an AMQP message: a client error. */
+    void (*invalid)(const struct http_front_request *p, const char *why);
+};
+
+/* Publishes m (taken) as how->route's message for how->req, and answers the
+ * request through how->answers — at once when the publisher refuses, later
+ * from its thread otherwise. how is copied. Handler thread. */
+void http_front_publish(const struct http_front_request *how, struct message *m);
+
+/* Copies the route's pass_headers present on req into m, names lower-cased. */
+void http_front_pass_headers(const struct route *r, const struct http_request *req,
+                             struct message *m);
+
+/* The log context of p: route, message and correlation ids. */
+struct log_ctx http_front_log_ctx(const struct http_front_request *p);
+
+#endif
