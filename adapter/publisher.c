@@ -289,18 +289,28 @@ static void queue_fail_all(struct publisher *p, struct request *list, const char
 
 static void publisher_flush(void *arg);
 
-bool publisher_available(struct publisher *p, const char **why)
+enum publisher_state publisher_state(struct publisher *p, const char **why)
 {
+    enum publisher_state state = PUBLISHER_UP;
     const char *reason = NULL;
-    if (!broker_is_up(p->broker))
+    if (!broker_is_up(p->broker)) {
+        state = PUBLISHER_DOWN;
         reason = "broker connection is down";
-    else if (broker_is_blocked(p->broker))
+    } else if (broker_is_blocked(p->broker)) {
+        state = PUBLISHER_BLOCKED;
         reason = "broker is blocking publishes (resource alarm)";
-    else if (atomic_load(&p->outstanding) >= (size_t)broker_config(p->broker)->max_inflight * 4)
+    } else if (atomic_load(&p->outstanding) >= (size_t)broker_config(p->broker)->max_inflight * 4) {
+        state = PUBLISHER_WINDOW_FULL;
         reason = "too many messages waiting for the broker";
+    }
     if (why)
         *why = reason;
-    return reason == NULL;
+    return state;
+}
+
+bool publisher_available(struct publisher *p, const char **why)
+{
+    return publisher_state(p, why) == PUBLISHER_UP;
 }
 
 int publisher_submit(struct publisher *p, struct message *msg, const struct publish_options *opt,

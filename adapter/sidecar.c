@@ -77,6 +77,11 @@ static void on_broker_fatal(void *arg, const char *why)
     sidecar_fatal(arg, why);
 }
 
+static void on_route_fatal(struct route *r, const char *why)
+{
+    sidecar_fatal(r->sc, why);
+}
+
 /* ---- readiness ------------------------------------------------------------------ */
 
 static void json_string_into(struct buf *b, const char *s)
@@ -303,6 +308,7 @@ static int start_inbound(struct sidecar *sc, char *err, size_t errlen)
         if (r->direction != ROUTE_INBOUND)
             continue;
         r->sc = sc;
+        r->services = &sc->services;
         r->publisher = broker_publisher(sc->publisher_broker);
         char why[512] = "";
         if (r->kind->start(r, why, sizeof(why)) != 0) {
@@ -328,6 +334,7 @@ static int start_outbound(struct sidecar *sc, char *err, size_t errlen)
         o->consumer = consumer_new(r, o->broker);
         broker_set_consumer(o->broker, o->consumer);
         r->sc = sc;
+        r->services = &sc->services;
         r->loop = broker_loop(o->broker);
         r->publisher = broker_publisher(o->broker);
         r->consumer = o->consumer;
@@ -519,6 +526,9 @@ int sidecar_run(struct sidecar_config *cfg)
 {
     struct sidecar sc = {.cfg = cfg, .started_ms = loop_now_ms(), .signal_fd = -1};
     sc.summary_ms = sc.started_ms;
+    sc.services = (struct route_services){.state_dir = cfg->state_dir,
+                                          .publish_window = (size_t)cfg->broker.max_inflight,
+                                          .fatal = on_route_fatal};
     sc.loop = loop_new();
     sc.outbound = xcalloc(cfg->n_routes, sizeof(*sc.outbound));
 

@@ -28,7 +28,6 @@
 #include "poll_jq.h"
 #include "publisher.h"
 #include "route.h"
-#include "sidecar.h"
 #include "template.h"
 #include "util.h"
 
@@ -724,7 +723,7 @@ static bool compile_expression(struct poll_in *p, const char *key, const char *p
     if (*out)
         return true;
     char *why = xasprintf("route \"%s\": %s does not compile as jq: %s", p->route->name, key, err);
-    sidecar_fatal(p->route->sc, why);
+    p->route->services->fatal(p->route, why);
     free(why);
     return false;
 }
@@ -843,7 +842,7 @@ static void poll_in_free_state(struct poll_in *p)
 static int poll_in_start(struct route *r, char *err, size_t errlen)
 {
     const struct poll_in_opts *o = opts(r);
-    const char *dir = r->sc->cfg->state_dir;
+    const char *dir = r->services->state_dir;
     if (poll_cursor_dir_create(dir) != 0) {
         snprintf(err, errlen, "cannot create state_dir \"%s\": %s", dir, strerror(errno));
         return -1;
