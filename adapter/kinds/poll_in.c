@@ -34,7 +34,6 @@
 #include <errno.h>
 #include <jansson.h>
 #include <jv.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -164,16 +163,12 @@ static const struct poll_in_opts *opts(const struct route *r)
 /* ---- small helpers
  * ---------------------------------------------------------------- */
 
+/* The first HASH_LEN bytes of SHA-256(id NUL body): what "seen" compares. */
 static void item_hash(const char *id, const char *body, size_t len, unsigned char out[HASH_LEN])
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int md_len = 0;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-    EVP_DigestUpdate(ctx, id ? id : "", id ? strlen(id) + 1 : 1);
-    EVP_DigestUpdate(ctx, body, len);
-    EVP_DigestFinal_ex(ctx, md, &md_len);
-    EVP_MD_CTX_free(ctx);
+    unsigned char md[SHA256_BYTES];
+    struct byte_span parts[] = {{id ? id : "", id ? strlen(id) + 1 : 1}, {body, len}};
+    sha256_parts(parts, 2, md);
     memcpy(out, md, HASH_LEN);
 }
 
@@ -209,14 +204,8 @@ static const char *key_lookup(void *arg, const char *name, char *why, size_t why
     struct key_ctx *k = arg;
     if (strcmp(name, "id") == 0)
         return k->id;
-    if (strncmp(name, "json.", 5) == 0) {
-        if (k->json == NULL) {
-            snprintf(why, whylen, "the item is not a JSON object");
-            return NULL;
-        }
-        return inbound_json_path(k->json, name + 5, k->value, sizeof(k->value), why, whylen);
-    }
-    return NULL;
+    return inbound_json_placeholder(k->json, name, "the item is not a JSON object", k->value,
+                                    sizeof(k->value), why, whylen);
 }
 
 static void item_park(struct poll_item *it, const char *fmt, ...)
@@ -467,9 +456,7 @@ static struct message *item_message(struct poll_in *p, struct poll_item *it)
     char hex[2 * HASH_LEN + 8];
     const char *id = it->id;
     if (it->problem && (id == NULL || !inbound_id_acceptable(id))) {
-        memcpy(hex, "sha256:", 7);
-        for (int i = 0; i < HASH_LEN; i++)
-            snprintf(hex + 7 + 2 * i, 3, "%02x", it->hash[i]);
+        sha256_id(it->hash, HASH_LEN, hex);
         id = hex;
     }
     struct inbound_ids ids = {.message_id = id};
