@@ -9,9 +9,9 @@
  * Items the last poll already stored are not published again.
  *
  * This file decides when to GET and keeps what lasts from poll to poll (the
- * cursor, the ETag, what was stored); one response's items are a poll_batch
- * (poll_batch.c), which builds, publishes and settles them and says how far
- * the cursor may move.
+ * cursor, the ETag, what was stored). poll_http.c sends the GET and reads
+ * its answer; one response's items are a poll_batch (poll_batch.c), which
+ * builds, publishes and settles them and says how far the cursor may move.
  *
  * Threads: the route owns one thread with its own loop, HTTP client and jq
  * states (jq is not thread-safe). Publisher completions arrive on the
@@ -26,9 +26,9 @@
 #include "httpc.h"
 #include "log.h"
 #include "loop.h"
-#include "message.h"
 #include "poll_batch.h"
 #include "poll_cursor.h"
+#include "poll_http.h"
 #include "poll_jq.h"
 #include "publisher.h"
 #include "route.h"
@@ -44,7 +44,6 @@
 #include <string.h>
 
 #define BROKER_WAIT_MS 500 /* re-check for a usable publisher this often */
-#define EXCERPT_MAX    200
 
 struct poll_in_opts {
     char *url;
@@ -179,8 +178,6 @@ static void poll_succeeded(struct poll_in *p)
         log_info(p->route->name, "poll works again");
 }
 
-static char *poll_url(struct poll_in *p, char *err, size_t errlen);
-
 /* Every item of b is back (or was never sent): advance, remember, schedule. */
 static void batch_finished(void *arg, struct poll_batch *b)
 {
@@ -278,64 +275,24 @@ static void poll_answered(void *arg, const struct httpc_response *resp)
         return; /* nothing of it was published: the next run asks again */
     }
     histogram_observe(&p->route->metrics.legacy_seconds, resp->seconds);
-    struct buf where = {0};
-    buf_puts(&where, "GET ");
-    http_text_url_redacted(&where, requested);
-
-    if (resp->status == 0) {
-        poll_failed(p, 0, "%s %s: %s", where.data, resp->timed_out ? "timed out" : "failed",
-                    resp->error ? resp->error : "no response");
-    } else if (resp->status == 304 || resp->status == 204) {
-        log_debug(p->route->name, "%s", resp->status == 304 ? "not modified" : "no content");
+    char why[1536]; /* as poll_failed's */
+    double retry_after = 0;
+    jv response = jv_null();
+    switch (poll_http_answer(resp, requested, o->max_response, &response, why, sizeof(why),
+                             &retry_after)) {
+    case POLL_ANSWER_FAILED:
+        poll_failed(p, retry_after, "%s", why);
+        break;
+    case POLL_ANSWER_UNCHANGED:
+        log_debug(p->route->name, "%s", why);
         poll_succeeded(p);
         poll_schedule(p, o->interval);
-    } else if (resp->status < 200 || resp->status >= 300) {
-        struct buf ex = {0};
-        http_text_excerpt(&ex, resp->body, resp->body_len, EXCERPT_MAX);
-        poll_failed(p, resp->retry_after, "HTTP %ld from %s: %s", resp->status, where.data,
-                    ex.data);
-        buf_free(&ex);
-    } else if (resp->truncated) {
-        poll_failed(p, 0, "the response of %s is over max_response (%d bytes)", where.data,
-                    o->max_response);
-    } else {
-        jv response = jv_parse_sized(resp->body, (int)resp->body_len);
-        if (!jv_is_valid(response)) {
-            jv msg = jv_invalid_get_msg(response);
-            const char *text =
-                jv_get_kind(msg) == JV_KIND_STRING ? jv_string_value(msg) : "parse error";
-            /* jq quotes the whole input after "(while parsing": keep the log line
-             * short */
-            const char *quote = strstr(text, " (while parsing");
-            int len = quote ? (int)(quote - text) : (int)strlen(text);
-            struct buf ex = {0};
-            http_text_excerpt(&ex, resp->body, resp->body_len, EXCERPT_MAX);
-            poll_failed(p, 0, "the response of %s is not JSON: %.*s; it begins: %s", where.data,
-                        len > 300 ? 300 : len, text, ex.data);
-            buf_free(&ex);
-            jv_free(msg);
-        } else {
-            poll_process(p, response, resp->etag, requested);
-        }
+        break;
+    case POLL_ANSWER_JSON:
+        poll_process(p, response, resp->etag, requested);
+        break;
     }
     free(requested);
-    buf_free(&where);
-}
-
-static const char *cursor_lookup(void *arg, const char *name, char *why, size_t whylen)
-{
-    struct buf *b = arg;
-    return b->data ? b->data : "";
-}
-
-/* The URL of the next GET (caller frees). */
-static char *poll_url(struct poll_in *p, char *err, size_t errlen)
-{
-    struct buf encoded = {0};
-    http_text_url_encode(&encoded, p->cursor);
-    char *url = template_expand(opts(p->route)->url, cursor_lookup, &encoded, err, errlen);
-    buf_free(&encoded);
-    return url;
 }
 
 static void poll_tick(struct loop *loop, void *arg)
@@ -358,36 +315,20 @@ static void poll_tick(struct loop *loop, void *arg)
     }
     p->waiting_broker = false;
     char err[512];
-    char *url = poll_url(p, err, sizeof(err));
+    char *url = poll_http_url(o->url, p->cursor, err, sizeof(err));
     if (url == NULL) {
         poll_failed(p, 0, "cannot build the url: %s", err);
         return;
     }
-    struct header h[8 + 64];
-    size_t n = 0;
-    char *auth = NULL;
-    h[n++] = (struct header){"Accept", "application/json"};
-    if (p->etag && p->etag_url && strcmp(p->etag_url, url) == 0)
-        h[n++] = (struct header){"If-None-Match", p->etag};
-    secrets_read_lock();
-    if (o->bearer_token.value)
-        auth = xasprintf("Bearer %s", o->bearer_token.value);
-    secrets_read_unlock();
-    if (auth)
-        h[n++] = (struct header){"Authorization", auth};
-    for (size_t i = 0; i < o->headers.n && n < sizeof(h) / sizeof(h[0]); i++)
-        h[n++] = (struct header){o->headers.names[i], o->headers.values[i]};
-    struct httpc_request req = {
-        .method = "GET",
+    struct poll_http_get get = {
         .url = url,
-        .headers = h,
-        .n_headers = n,
+        .etag = p->etag && p->etag_url && strcmp(p->etag_url, url) == 0 ? p->etag : NULL,
+        .bearer_token = &o->bearer_token,
+        .headers = &o->headers,
         .timeout = o->timeout,
         .max_response = (size_t)o->max_response,
     };
-    int rc = httpc_start(p->client, &req, poll_answered, p);
-    free(auth);
-    if (rc != 0) {
+    if (poll_http_start(p->client, &get, poll_answered, p) != 0) {
         free(url);
         poll_failed(p, 0, "the HTTP client refused the request");
         return;
