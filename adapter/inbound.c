@@ -97,6 +97,18 @@ const char *inbound_json_path(json_t *root, const char *path, char *out, size_t 
     return out;
 }
 
+const char *inbound_json_placeholder(json_t *root, const char *name, const char *not_json,
+                                     char *buf, size_t n, char *why, size_t whylen)
+{
+    if (strncmp(name, "json.", 5) != 0)
+        return NULL;
+    if (root == NULL) {
+        snprintf(why, whylen, "%s", not_json);
+        return NULL;
+    }
+    return inbound_json_path(root, name + 5, buf, n, why, whylen);
+}
+
 /* W3C Trace Context §3.2: version "-" trace-id "-" parent-id "-" flags, lower-case
  * hex; later versions may append fields. Anything else is dropped, as the spec
  * tells a receiver to do, rather than carried on. */

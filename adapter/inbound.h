@@ -34,6 +34,14 @@ int inbound_publish(struct route *r, struct message *m, bool rpc, double rpc_tim
 const char *inbound_json_path(json_t *root, const char *path, char *out, size_t n, char *why,
                               size_t whylen);
 
+/* The value of a routing-key placeholder "json.<path>" (name as it stands
+ * between the braces) in root, written into buf: inbound_json_path's answer.
+ * NULL with why left alone when name is not "json.…" (the caller's lookup
+ * goes on or reports no value); NULL with why = not_json ("the body is not
+ * JSON") when root is NULL. root is borrowed. */
+const char *inbound_json_placeholder(json_t *root, const char *name, const char *not_json,
+                                     char *buf, size_t n, char *why, size_t whylen);
+
 /* Routes served by the shared HTTP server: registers `path` on the server for
  * `listen` (refusal may be NULL) and, for rpc, readies the publisher for
  * replies. Called from a kind's start. 0, or -1 with err. */

@@ -312,18 +312,28 @@ static void queue_fail_all(struct publisher *p, struct request *list, const char
 
 static void publisher_flush(void *arg);
 
-bool publisher_available(struct publisher *p, const char **why)
+enum publisher_state publisher_state(struct publisher *p, const char **why)
 {
+    enum publisher_state state = PUBLISHER_UP;
     const char *reason = NULL;
-    if (!atomic_load(&p->up))
+    if (!atomic_load(&p->up)) {
+        state = PUBLISHER_DOWN;
         reason = "broker connection is down";
-    else if (atomic_load(&p->blocked_published))
+    } else if (atomic_load(&p->blocked_published)) {
+        state = PUBLISHER_BLOCKED;
         reason = "broker is blocking publishes (resource alarm)";
-    else if (atomic_load(&p->outstanding) >= (size_t)p->cfg->max_inflight * 4)
+    } else if (atomic_load(&p->outstanding) >= (size_t)p->cfg->max_inflight * 4) {
+        state = PUBLISHER_WINDOW_FULL;
         reason = "too many messages waiting for the broker";
+    }
     if (why)
         *why = reason;
-    return reason == NULL;
+    return state;
+}
+
+bool publisher_available(struct publisher *p, const char **why)
+{
+    return publisher_state(p, why) == PUBLISHER_UP;
 }
 
 int publisher_submit(struct publisher *p, struct message *msg, const struct publish_options *opt,

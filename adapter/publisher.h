@@ -71,7 +71,19 @@ const struct broker_client *publisher_client(struct publisher *p);
 int publisher_submit(struct publisher *p, struct message *msg, const struct publish_options *opt,
                      publish_done_fn done, void *arg, const char **why);
 
-/* Any thread: would a submit be accepted now? (for readiness and file routes) */
+/* Why a submit would be refused now, or PUBLISHER_UP when it would be taken. */
+enum publisher_state {
+    PUBLISHER_UP,          /* a submit is taken */
+    PUBLISHER_DOWN,        /* the broker connection is down */
+    PUBLISHER_BLOCKED,     /* the broker blocks publishes (resource alarm) */
+    PUBLISHER_WINDOW_FULL, /* connected, but too much waits for confirms: try again soon */
+};
+
+/* Any thread: the state now; why (optional) receives a phrase for logs when
+ * not PUBLISHER_UP (a static string), NULL when up. */
+enum publisher_state publisher_state(struct publisher *p, const char **why);
+
+/* Any thread: would a submit be accepted now? (publisher_state(p, why) == PUBLISHER_UP) */
 bool publisher_available(struct publisher *p, const char **why);
 
 /* Any thread: nothing submitted is still waiting for the broker. */

@@ -41,6 +41,18 @@ struct http_endpoint {
     const char *path;
 };
 
+/* What the process offers a route's kind: filled by sidecar.c and set on
+ * every route before start; read-only afterwards, so any thread may use it.
+ * A kind asks the process through this and the objects it is handed
+ * (publisher_state(r->publisher, …) for the broker, loop, consumer), never
+ * through struct sidecar. */
+struct route_services {
+    const char *state_dir; /* where kinds keep state across runs (poll cursors) */
+    size_t publish_window; /* broker.max_inflight: publishes awaiting confirms at once */
+    /* Any thread: the route cannot go on; the process logs why and exits 1. */
+    void (*fatal)(struct route *r, const char *why);
+};
+
 struct route {
     /* identity (common keys) */
     char *name;
@@ -73,7 +85,8 @@ struct route {
     void *opts; /* the kind's config struct, described by kind->keys */
 
     /* runtime, set by sidecar_start */
-    struct sidecar *sc;
+    const struct route_services *services; /* what a kind may ask of the process */
+    struct sidecar *sc; /* the process: for sidecar.c and inbound.c only (kinds: services) */
     struct publisher *publisher; /* inbound: shared; outbound: the route's own */
     struct consumer *consumer;   /* outbound only */
     struct loop *loop;           /* outbound only: the route's thread */

@@ -77,6 +77,11 @@ static void on_broker_fatal(void *arg, const char *why)
     sidecar_fatal(arg, why);
 }
 
+static void on_route_fatal(struct route *r, const char *why)
+{
+    sidecar_fatal(r->sc, why);
+}
+
 /* ---- readiness ------------------------------------------------------------------ */
 
 static void json_string_into(struct buf *b, const char *s)
@@ -309,6 +314,7 @@ static int start_inbound(struct sidecar *sc, char *err, size_t errlen)
         if (r->direction != ROUTE_INBOUND)
             continue;
         r->sc = sc;
+        r->services = &sc->services;
         r->publisher = sc->publisher;
         char why[512] = "";
         if (r->kind->start(r, why, sizeof(why)) != 0) {
@@ -342,6 +348,7 @@ static int start_outbound(struct sidecar *sc, char *err, size_t errlen)
         broker_attach(o->broker, publisher_client(o->publisher));
         broker_attach(o->broker, consumer_client(o->consumer));
         r->sc = sc;
+        r->services = &sc->services;
         r->loop = broker_loop(o->broker);
         r->publisher = o->publisher;
         r->consumer = o->consumer;
@@ -535,6 +542,9 @@ int sidecar_run(struct sidecar_config *cfg)
 {
     struct sidecar sc = {.cfg = cfg, .started_ms = loop_now_ms(), .signal_fd = -1};
     sc.summary_ms = sc.started_ms;
+    sc.services = (struct route_services){.state_dir = cfg->state_dir,
+                                          .publish_window = (size_t)cfg->broker.max_inflight,
+                                          .fatal = on_route_fatal};
     sc.loop = loop_new();
     sc.outbound = xcalloc(cfg->n_routes, sizeof(*sc.outbound));
     sc.connections = xcalloc(cfg->n_routes + 1, sizeof(*sc.connections));

@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "metrics.h"
+#include "route.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -54,6 +55,7 @@ struct sidecar {
     int signal_fd;
     struct summary_snapshot *summary; /* counts at the last periodic summary */
     int64_t summary_ms;               /* when it was taken (start, at first) */
+    struct route_services services;   /* what every route's kind may ask of the process */
 };
 
 /* The server for `listen`, created on first use (started by sidecar_run). */

@@ -8,6 +8,7 @@
 
 #include <ctype.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -138,6 +139,29 @@ bool bytes_equal_ct(const void *a, size_t alen, const void *b, size_t blen)
     if (alen != blen)
         return false;
     return CRYPTO_memcmp(a, b, alen) == 0;
+}
+
+void sha256_parts(const struct byte_span *parts, size_t n, unsigned char out[SHA256_BYTES])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (ctx == NULL)
+        out_of_memory(sizeof(void *));
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    for (size_t i = 0; i < n; i++)
+        EVP_DigestUpdate(ctx, parts[i].data, parts[i].len);
+    EVP_DigestFinal_ex(ctx, md, &md_len);
+    EVP_MD_CTX_free(ctx);
+    memcpy(out, md, SHA256_BYTES);
+}
+
+void sha256_id(const unsigned char *md, size_t len, char *out)
+{
+    memcpy(out, "sha256:", 7);
+    for (size_t i = 0; i < len; i++)
+        snprintf(out + 7 + 2 * i, 3, "%02x", md[i]);
+    out[7 + 2 * len] = '\0';
 }
 
 bool str_equal_ci(const char *a, const char *b)

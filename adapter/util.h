@@ -1,5 +1,5 @@
 /*
- * util — allocation that cannot fail, a growable byte buffer, ids.
+ * util — allocation that cannot fail, a growable byte buffer, ids, hashes.
  *
  * Allocation failure aborts the process with a log line: under Linux
  * overcommit a daemon cannot recover from it meaningfully, and checking every
@@ -36,6 +36,21 @@ void uuid_v4(char out[37]);
 
 /* Constant-time comparison of two byte strings (lengths may differ). */
 bool bytes_equal_ct(const void *a, size_t alen, const void *b, size_t blen);
+
+#define SHA256_BYTES 32
+
+/* One piece of the input to sha256_parts (borrowed). */
+struct byte_span {
+    const void *data;
+    size_t len;
+};
+
+/* The SHA-256 of the n parts one after another, into out[SHA256_BYTES]. */
+void sha256_parts(const struct byte_span *parts, size_t n, unsigned char out[SHA256_BYTES]);
+
+/* An id made from content: "sha256:" and the lowercase hex of the len bytes
+ * of md, NUL-terminated, into out (room for 8 + 2 * len bytes). */
+void sha256_id(const unsigned char *md, size_t len, char *out);
 
 bool str_equal_ci(const char *a, const char *b);
 char *str_trim_right(char *s);

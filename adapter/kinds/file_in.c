@@ -23,7 +23,6 @@
 #include "loop.h"
 #include "publisher.h"
 #include "route.h"
-#include "sidecar.h"
 #include "template.h"
 #include "util.h"
 
@@ -346,7 +345,7 @@ static int file_in_start(struct route *r, char *err, size_t errlen)
     fi->processing = xasprintf("%s/" FILE_PROCESSING_DIR, o->dir);
     fi->key_has_json = strstr(r->routing_key, "{json.") != NULL;
     size_t cap = (size_t)o->max_inflight;
-    size_t window = (size_t)r->sc->cfg->broker.max_inflight * 2;
+    size_t window = r->services->publish_window * 2;
     fi->inflight_cap = cap < window ? cap : window;
     fi->loop = loop_new();
     if (fi->loop == NULL) {

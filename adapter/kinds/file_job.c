@@ -26,13 +26,11 @@
  */
 #include "file_in.h"
 
-#include "broker.h"
 #include "inbound.h"
 #include "log.h"
 #include "loop.h"
 #include "publisher.h"
 #include "route.h"
-#include "sidecar.h"
 #include "util.h"
 
 #include <errno.h>
@@ -536,12 +534,12 @@ static void publish_some(struct file_job *j)
             return;
         }
         const char *why = NULL;
-        if (!publisher_available(j->r->publisher, &why)) {
-            struct broker *b = j->r->sc->publisher_broker;
-            if (b && broker_is_up(b) && !broker_is_blocked(b)) {
-                job_again(j, WINDOW_RETRY_MS); /* the shared window is full: wait our turn */
-                return;
-            }
+        enum publisher_state state = publisher_state(j->r->publisher, &why);
+        if (state == PUBLISHER_WINDOW_FULL) {
+            job_again(j, WINDOW_RETRY_MS); /* the shared window is full: wait our turn */
+            return;
+        }
+        if (state != PUBLISHER_UP) {
             job_give_up(j, why);
             return;
         }

@@ -35,15 +35,10 @@ static const char *key_lookup(void *arg, const char *name, char *why, size_t why
     struct key_ctx *k = arg;
     if (strcmp(name, "filename") == 0)
         return k->filename;
-    if (strncmp(name, "json.", 5) != 0)
-        return NULL;
-    if (k->json == NULL)
+    if (k->json == NULL && strncmp(name, "json.", 5) == 0) /* parsed once, when first asked */
         k->json = json_loadb(k->body, k->len, JSON_DECODE_ANY, NULL);
-    if (k->json == NULL) {
-        snprintf(why, whylen, "the record is not JSON");
-        return NULL;
-    }
-    return inbound_json_path(k->json, name + 5, k->buf, sizeof(k->buf), why, whylen);
+    return inbound_json_placeholder(k->json, name, "the record is not JSON", k->buf, sizeof(k->buf),
+                                    why, whylen);
 }
 
 int file_message_prepare(const struct file_in *fi, const char *filename, struct file_record *rec,

@@ -8,6 +8,11 @@
  * dir) only once every item up to it is confirmed (or parked as unroutable).
  * Items the last poll already stored are not published again.
  *
+ * This file decides when to GET and keeps what lasts from poll to poll (the
+ * cursor, the ETag, what was stored). poll_http.c sends the GET and reads
+ * its answer; one response's items are a poll_batch (poll_batch.c), which
+ * builds, publishes and settles them and says how far the cursor may move.
+ *
  * Threads: the route owns one thread with its own loop, HTTP client and jq
  * states (jq is not thread-safe). Publisher completions arrive on the
  * publisher's thread and are handed back with loop_post. Failures (HTTP,
@@ -19,33 +24,26 @@
 #include "config.h"
 #include "http_text.h"
 #include "httpc.h"
-#include "inbound.h"
-#include "jq_transform.h"
 #include "log.h"
 #include "loop.h"
-#include "message.h"
+#include "poll_batch.h"
 #include "poll_cursor.h"
+#include "poll_http.h"
 #include "poll_jq.h"
 #include "publisher.h"
 #include "route.h"
-#include "sidecar.h"
 #include "template.h"
 #include "util.h"
 
 #include <errno.h>
-#include <jansson.h>
 #include <jv.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define SUBMIT_WINDOW  512 /* items of one poll awaiting confirms at once */
 #define BROKER_WAIT_MS 500 /* re-check for a usable publisher this often */
-#define EXCERPT_MAX    200
-#define HASH_LEN       16
 
 struct poll_in_opts {
     char *url;
@@ -94,40 +92,6 @@ static const struct config_key poll_in_keys[] = {
 static const char *const url_placeholders[] = {"cursor", NULL};
 static const char *const key_placeholders[] = {"json.", "id", NULL};
 
-enum item_state { ITEM_WAITING, ITEM_SUBMITTED, ITEM_STORED, ITEM_SKIPPED, ITEM_FAILED };
-
-/* One item of a poll. All fields but `status`/`detail` belong to the poll
- * thread; those two are written by the publisher's thread before it posts the
- * item back. */
-struct poll_item {
-    struct poll_batch *batch;
-    size_t index;
-    char *body; /* compact JSON (transformed unless parked) */
-    size_t body_len;
-    char *id;          /* message_id */
-    char *routing_key; /* NULL when parked */
-    char *cursor;      /* per-item cursor after this item; NULL if none */
-    char *problem;     /* why it is parked in the DLQ instead; NULL if fine */
-    unsigned char hash[HASH_LEN];
-    enum item_state state;
-    enum publish_status status;
-    char *detail;
-};
-
-/* The items of one response, published in order within a window. */
-struct poll_batch {
-    struct poll_in *p;
-    struct poll_item *items;
-    size_t n;
-    size_t next;      /* first item not yet submitted */
-    size_t in_flight; /* submitted, not yet back */
-    bool stopped;     /* a refusal or failure: submit no more */
-    char *failure;    /* the first failure */
-    char *response_cursor;
-    char *etag, *url; /* remembered once the batch is stored */
-    size_t published;
-};
-
 struct poll_in {
     struct route *route;
     char *cursor_path;
@@ -141,14 +105,14 @@ struct poll_in {
     struct poll_jq *jq_items, *jq_id, *jq_cursor;
     char *cursor;
     char *etag, *etag_url;
-    unsigned char *seen; /* sorted hashes of the items the last poll stored */
-    size_t n_seen;
+    struct poll_seen seen; /* what the last poll stored */
     struct backoff backoff;
     uint64_t timer;
     bool polling;
     char *request_url; /* of the GET in flight */
     bool waiting_broker;
-    struct poll_batch *batch;
+    struct poll_batch *batch;     /* publishing; NULL between polls */
+    char *batch_etag, *batch_url; /* of its response: remembered once it is stored */
 
     /* any thread */
     atomic_bool draining;
@@ -162,32 +126,6 @@ static const struct poll_in_opts *opts(const struct route *r)
     return r->opts;
 }
 
-/* ---- small helpers
- * ---------------------------------------------------------------- */
-
-static void item_hash(const char *id, const char *body, size_t len, unsigned char out[HASH_LEN])
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int md_len = 0;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-    EVP_DigestUpdate(ctx, id ? id : "", id ? strlen(id) + 1 : 1);
-    EVP_DigestUpdate(ctx, body, len);
-    EVP_DigestFinal_ex(ctx, md, &md_len);
-    EVP_MD_CTX_free(ctx);
-    memcpy(out, md, HASH_LEN);
-}
-
-static int hash_cmp(const void *a, const void *b)
-{
-    return memcmp(a, b, HASH_LEN);
-}
-
-static bool seen_contains(const struct poll_in *p, const unsigned char hash[HASH_LEN])
-{
-    return p->n_seen && bsearch(hash, p->seen, p->n_seen, HASH_LEN, hash_cmp) != NULL;
-}
-
 static void set_last_error(struct poll_in *p, const char *text)
 {
     pthread_mutex_lock(&p->lock);
@@ -196,126 +134,10 @@ static void set_last_error(struct poll_in *p, const char *text)
     pthread_mutex_unlock(&p->lock);
 }
 
-/* ---- building a batch (poll thread)
- * -------------------------------------------------- */
-
-struct key_ctx {
-    const char *id;
-    json_t *json;
-    char value[512];
-};
-
-static const char *key_lookup(void *arg, const char *name, char *why, size_t whylen)
-{
-    struct key_ctx *k = arg;
-    if (strcmp(name, "id") == 0)
-        return k->id;
-    if (strncmp(name, "json.", 5) == 0) {
-        if (k->json == NULL) {
-            snprintf(why, whylen, "the item is not a JSON object");
-            return NULL;
-        }
-        return inbound_json_path(k->json, name + 5, k->value, sizeof(k->value), why, whylen);
-    }
-    return NULL;
-}
-
-static void item_park(struct poll_item *it, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void item_park(struct poll_item *it, const char *fmt, ...)
-{
-    char why[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof(why), fmt, ap);
-    va_end(ap);
-    free(it->problem);
-    it->problem = xstrdup(why);
-}
-
-/* Fills one item from its jv (consumed): id, cursor, body, routing key. */
-static void item_build(struct poll_in *p, struct poll_item *it, jv item)
-{
-    struct route *r = p->route;
-    const struct poll_in_opts *o = opts(r);
-    char err[512];
-    jv dumped = jv_dump_string(jv_copy(item), 0);
-    it->body = xstrndup(jv_string_value(dumped), (size_t)jv_string_length_bytes(jv_copy(dumped)));
-    it->body_len = strlen(it->body);
-    jv_free(dumped);
-
-    it->id = poll_jq_scalar(p->jq_id, jv_copy(item), err, sizeof(err));
-    if (it->id == NULL && err[0])
-        item_park(it, "id expression %s failed for item %zu: %s", o->id, it->index + 1, err);
-    else if (it->id == NULL)
-        item_park(it, "id expression %s gave null or nothing for item %zu", o->id, it->index + 1);
-    else if (!inbound_id_acceptable(it->id))
-        item_park(it,
-                  "id expression %s gave an id that cannot be a message_id (1 to 255 "
-                  "printable characters) for item %zu",
-                  o->id, it->index + 1);
-    if (p->jq_cursor && strcmp(o->cursor_from, "item") == 0) {
-        it->cursor = poll_jq_scalar(p->jq_cursor, jv_copy(item), err, sizeof(err));
-        if (it->cursor == NULL && err[0])
-            item_park(it, "cursor expression %s failed for item %zu: %s", o->cursor, it->index + 1,
-                      err);
-    }
-    jv_free(item);
-    item_hash(it->id, it->body, it->body_len, it->hash);
-    if (it->problem)
-        return;
-
-    if (r->transform) {
-        size_t len;
-        char *out = transform_apply(r->transform, it->body, it->body_len, &len, err, sizeof(err));
-        if (out == NULL) {
-            item_park(it, "transform failed: %s", err);
-            return;
-        }
-        free(it->body);
-        it->body = out;
-        it->body_len = len;
-    }
-    struct key_ctx k = {.id = it->id};
-    if (strstr(r->routing_key, "{json.")) {
-        json_t *root = json_loadb(it->body, it->body_len, JSON_DECODE_ANY, NULL);
-        k.json = json_is_object(root) ? root : NULL;
-        if (k.json == NULL)
-            json_decref(root);
-    }
-    it->routing_key = inbound_routing_key(r, key_lookup, &k, err, sizeof(err));
-    json_decref(k.json);
-    if (it->routing_key == NULL)
-        item_park(it, "cannot build the routing key: %s", err);
-}
-
-static void batch_free(struct poll_batch *b)
-{
-    if (b == NULL)
-        return;
-    for (size_t i = 0; i < b->n; i++) {
-        struct poll_item *it = &b->items[i];
-        free(it->body);
-        free(it->id);
-        free(it->routing_key);
-        free(it->cursor);
-        free(it->problem);
-        free(it->detail);
-    }
-    free(b->items);
-    free(b->failure);
-    free(b->response_cursor);
-    free(b->etag);
-    free(b->url);
-    free(b);
-}
-
 /* ---- polling (poll thread)
  * ------------------------------------------------------------ */
 
 static void poll_tick(struct loop *loop, void *arg);
-static void batch_submit_more(struct poll_batch *b);
 
 static void poll_schedule(struct poll_in *p, double seconds)
 {
@@ -356,25 +178,15 @@ static void poll_succeeded(struct poll_in *p)
         log_info(p->route->name, "poll works again");
 }
 
-static char *poll_url(struct poll_in *p, char *err, size_t errlen);
-
 /* Every item of b is back (or was never sent): advance, remember, schedule. */
-static void batch_finish(struct poll_in *p, struct poll_batch *b)
+static void batch_finished(void *arg, struct poll_batch *b)
 {
+    struct poll_in *p = arg;
     struct route *r = p->route;
     const struct poll_in_opts *o = opts(r);
-    size_t done = 0; /* the stored prefix */
-    while (done < b->n &&
-           (b->items[done].state == ITEM_STORED || b->items[done].state == ITEM_SKIPPED))
-        done++;
-    const char *next = NULL;
-    if (strcmp(o->cursor_from, "item") == 0) {
-        for (size_t i = 0; i < done; i++)
-            if (b->items[i].cursor)
-                next = b->items[i].cursor;
-    } else if (done == b->n) {
-        next = b->response_cursor;
-    }
+    struct poll_batch_outcome out;
+    poll_batch_outcome(b, &out);
+    const char *next = out.cursor;
     bool moved = next && strcmp(next, p->cursor) != 0;
     char err[1024] = "";
     if (moved) {
@@ -386,188 +198,68 @@ static void batch_finish(struct poll_in *p, struct poll_batch *b)
         free(p->cursor);
         p->cursor = xstrdup(next);
     }
-    if (b->published > 0 || moved)
-        log_info(r->name, "published %zu item(s) of %zu; cursor \"%s\"", b->published, b->n,
+    if (out.published > 0 || moved)
+        log_info(r->name, "published %zu item(s) of %zu; cursor \"%s\"", out.published, out.n,
                  p->cursor);
 
     /* What this poll stored is not published again by the next one. */
-    size_t n_stored = 0;
-    for (size_t i = 0; i < b->n; i++)
-        n_stored += b->items[i].state == ITEM_STORED || b->items[i].state == ITEM_SKIPPED;
-    if (done == b->n || n_stored > 0) {
-        free(p->seen);
-        p->seen = xmalloc(n_stored ? n_stored * HASH_LEN : 1);
-        p->n_seen = 0;
-        for (size_t i = 0; i < b->n; i++)
-            if (b->items[i].state == ITEM_STORED || b->items[i].state == ITEM_SKIPPED)
-                memcpy(p->seen + HASH_LEN * p->n_seen++, b->items[i].hash, HASH_LEN);
-        qsort(p->seen, p->n_seen, HASH_LEN, hash_cmp);
-    }
+    poll_seen_update(&p->seen, b);
 
-    bool ok = done == b->n && err[0] == '\0';
-    if (done == b->n) {
+    bool ok = out.complete && err[0] == '\0';
+    if (out.complete) {
         free(p->etag);
         free(p->etag_url);
-        p->etag = b->etag;
-        p->etag_url = b->url;
-        b->etag = b->url = NULL;
+        p->etag = p->batch_etag;
+        p->etag_url = p->batch_url;
+        p->batch_etag = p->batch_url = NULL;
     }
     p->batch = NULL;
-    if (done < b->n) {
-        poll_failed(p, 0, "%s", b->failure ? b->failure : "not every item was stored");
+    if (!out.complete) {
+        poll_failed(p, 0, "%s", out.failure ? out.failure : "not every item was stored");
     } else if (!ok) {
         set_last_error(p, err);
         poll_schedule(p, o->interval);
     } else {
         poll_succeeded(p);
         /* More may be waiting behind a cursor that moved: ask again at once. */
-        poll_schedule(p, b->published > 0 && moved ? 0 : o->interval);
+        poll_schedule(p, out.published > 0 && moved ? 0 : o->interval);
     }
-    batch_free(b);
+    poll_batch_free(b);
 }
 
-/* Publisher's thread → poll thread: one item's result. */
-static void item_settled_on_thread(void *arg)
-{
-    struct poll_item *it = arg;
-    struct poll_batch *b = it->batch;
-    struct poll_in *p = b->p;
-    b->in_flight--;
-    if (it->status == PUBLISH_OK || it->status == PUBLISH_UNROUTABLE) {
-        it->state = ITEM_STORED;
-        b->published++;
-    } else {
-        it->state = ITEM_FAILED;
-        b->stopped = true;
-        if (b->failure == NULL)
-            b->failure = xasprintf("publishing item %zu (id %s) failed: %s", it->index + 1,
-                                   it->id ? it->id : "-",
-                                   it->detail ? it->detail : publish_status_name(it->status));
-    }
-    batch_submit_more(b);
-    if (b->in_flight == 0 && (b->stopped || b->next == b->n))
-        batch_finish(p, b);
-    atomic_fetch_sub(&p->outstanding, 1); /* after the cursor is stored: see busy */
-}
-
-/* Publisher's thread: keep it short, hand it back. */
-static void item_published(void *arg, struct publish_result *res)
-{
-    struct poll_item *it = arg;
-    it->status = res->status;
-    it->detail = res->detail ? xstrdup(res->detail) : NULL;
-    if (loop_post(it->batch->p->loop, item_settled_on_thread, it) != 0) {
-        log_error(it->batch->p->route->name, "out of memory handing back a confirm");
-        abort();
-    }
-}
-
-static struct message *item_message(struct poll_in *p, struct poll_item *it)
-{
-    struct route *r = p->route;
-    char hex[2 * HASH_LEN + 8];
-    const char *id = it->id;
-    if (it->problem && (id == NULL || !inbound_id_acceptable(id))) {
-        memcpy(hex, "sha256:", 7);
-        for (int i = 0; i < HASH_LEN; i++)
-            snprintf(hex + 7 + 2 * i, 3, "%02x", it->hash[i]);
-        id = hex;
-    }
-    struct inbound_ids ids = {.message_id = id};
-    struct message *m = inbound_message(r, xstrndup(it->body, it->body_len), it->body_len,
-                                        "application/json", &ids);
-    if (it->problem) {
-        /* Parked where unroutable input goes: the route's DLQ, with the reason. */
-        message_set(&m->exchange, r->dlx);
-        message_set(&m->routing_key, r->dlq_key);
-        message_set_header(m, "x-sidecar-error", it->problem);
-    } else {
-        message_set(&m->routing_key, it->routing_key);
-    }
-    return m;
-}
-
-static void batch_submit_more(struct poll_batch *b)
-{
-    struct poll_in *p = b->p;
-    struct route *r = p->route;
-    while (!b->stopped && b->next < b->n && b->in_flight < SUBMIT_WINDOW) {
-        struct poll_item *it = &b->items[b->next];
-        if (atomic_load(&p->draining)) {
-            b->stopped = true;
-            if (b->failure == NULL)
-                b->failure = xstrdup("shutting down");
-            break;
-        }
-        b->next++;
-        if (it->state == ITEM_SKIPPED)
-            continue;
-        metric_inc(r->metrics.received);
-        if (it->problem)
-            log_event(LOG_WARN, &(struct log_ctx){.route = r->name, .message_id = it->id},
-                      "parking item %zu in %s: %s", it->index + 1, r->dlq, it->problem);
-        const char *why = NULL;
-        it->state = ITEM_SUBMITTED;
-        b->in_flight++;
-        atomic_fetch_add(&p->outstanding, 1);
-        if (inbound_publish(r, item_message(p, it), false, 0, item_published, it, &why) != 0) {
-            it->state = ITEM_FAILED;
-            b->in_flight--;
-            atomic_fetch_sub(&p->outstanding, 1);
-            b->stopped = true;
-            if (b->failure == NULL)
-                b->failure = xasprintf("the broker did not take item %zu: %s", it->index + 1,
-                                       why ? why : "unavailable");
-        }
-    }
-}
-
-/* The response parsed: build the batch and start publishing. */
+/* The response parsed (consumed): build the batch and start publishing. */
 static void poll_process(struct poll_in *p, jv response, const char *etag, const char *url)
 {
     struct route *r = p->route;
     const struct poll_in_opts *o = opts(r);
-    char err[512] = "";
-    jv items = jv_array();
-    if (poll_jq_run(p->jq_items, jv_copy(response), &items, SIZE_MAX, err, sizeof(err)) != 0) {
-        jv_free(items);
-        jv_free(response);
-        poll_failed(p, 0, "items expression %s failed: %s", o->items, err);
+    struct poll_batch_config c = {
+        .route = r,
+        .loop = p->loop,
+        .items = p->jq_items,
+        .id = p->jq_id,
+        .cursor = p->jq_cursor,
+        .items_expr = o->items,
+        .id_expr = o->id,
+        .cursor_expr = o->cursor,
+        .cursor_per_item = strcmp(o->cursor_from, "item") == 0,
+        .draining = &p->draining,
+        .outstanding = &p->outstanding,
+        .finished = batch_finished,
+        .arg = p,
+    };
+    char err[1536]; /* as poll_failed's */
+    struct poll_batch *b = poll_batch_new(&c, response, &p->seen, err, sizeof(err));
+    if (b == NULL) {
+        poll_failed(p, 0, "%s", err);
         return;
     }
-    char *response_cursor = NULL;
-    if (p->jq_cursor && strcmp(o->cursor_from, "response") == 0) {
-        response_cursor = poll_jq_scalar(p->jq_cursor, jv_copy(response), err, sizeof(err));
-        if (response_cursor == NULL && err[0]) {
-            jv_free(items);
-            jv_free(response);
-            poll_failed(p, 0, "cursor expression %s failed: %s", o->cursor, err);
-            return;
-        }
-    }
-    jv_free(response);
-
-    struct poll_batch *b = xcalloc(1, sizeof(*b));
-    b->p = p;
-    b->n = (size_t)jv_array_length(jv_copy(items));
-    b->items = xcalloc(b->n ? b->n : 1, sizeof(*b->items));
-    b->response_cursor = response_cursor;
-    b->etag = xstrdup(etag);
-    b->url = xstrdup(url);
-    for (size_t i = 0; i < b->n; i++) {
-        struct poll_item *it = &b->items[i];
-        it->batch = b;
-        it->index = i;
-        item_build(p, it, jv_array_get(jv_copy(items), (int)i));
-        if (seen_contains(p, it->hash))
-            it->state = ITEM_SKIPPED;
-    }
-    jv_free(items);
-    log_debug(r->name, "poll: %zu item(s)", b->n);
+    free(p->batch_etag);
+    free(p->batch_url);
+    p->batch_etag = xstrdup(etag);
+    p->batch_url = xstrdup(url);
+    log_debug(r->name, "poll: %zu item(s)", poll_batch_size(b));
     p->batch = b;
-    batch_submit_more(b);
-    if (b->in_flight == 0)
-        batch_finish(p, b);
+    poll_batch_start(b);
 }
 
 /* Poll thread: the GET finished. */
@@ -583,64 +275,24 @@ static void poll_answered(void *arg, const struct httpc_response *resp)
         return; /* nothing of it was published: the next run asks again */
     }
     histogram_observe(&p->route->metrics.legacy_seconds, resp->seconds);
-    struct buf where = {0};
-    buf_puts(&where, "GET ");
-    http_text_url_redacted(&where, requested);
-
-    if (resp->status == 0) {
-        poll_failed(p, 0, "%s %s: %s", where.data, resp->timed_out ? "timed out" : "failed",
-                    resp->error ? resp->error : "no response");
-    } else if (resp->status == 304 || resp->status == 204) {
-        log_debug(p->route->name, "%s", resp->status == 304 ? "not modified" : "no content");
+    char why[1536]; /* as poll_failed's */
+    double retry_after = 0;
+    jv response = jv_null();
+    switch (poll_http_answer(resp, requested, o->max_response, &response, why, sizeof(why),
+                             &retry_after)) {
+    case POLL_ANSWER_FAILED:
+        poll_failed(p, retry_after, "%s", why);
+        break;
+    case POLL_ANSWER_UNCHANGED:
+        log_debug(p->route->name, "%s", why);
         poll_succeeded(p);
         poll_schedule(p, o->interval);
-    } else if (resp->status < 200 || resp->status >= 300) {
-        struct buf ex = {0};
-        http_text_excerpt(&ex, resp->body, resp->body_len, EXCERPT_MAX);
-        poll_failed(p, resp->retry_after, "HTTP %ld from %s: %s", resp->status, where.data,
-                    ex.data);
-        buf_free(&ex);
-    } else if (resp->truncated) {
-        poll_failed(p, 0, "the response of %s is over max_response (%d bytes)", where.data,
-                    o->max_response);
-    } else {
-        jv response = jv_parse_sized(resp->body, (int)resp->body_len);
-        if (!jv_is_valid(response)) {
-            jv msg = jv_invalid_get_msg(response);
-            const char *text =
-                jv_get_kind(msg) == JV_KIND_STRING ? jv_string_value(msg) : "parse error";
-            /* jq quotes the whole input after "(while parsing": keep the log line
-             * short */
-            const char *quote = strstr(text, " (while parsing");
-            int len = quote ? (int)(quote - text) : (int)strlen(text);
-            struct buf ex = {0};
-            http_text_excerpt(&ex, resp->body, resp->body_len, EXCERPT_MAX);
-            poll_failed(p, 0, "the response of %s is not JSON: %.*s; it begins: %s", where.data,
-                        len > 300 ? 300 : len, text, ex.data);
-            buf_free(&ex);
-            jv_free(msg);
-        } else {
-            poll_process(p, response, resp->etag, requested);
-        }
+        break;
+    case POLL_ANSWER_JSON:
+        poll_process(p, response, resp->etag, requested);
+        break;
     }
     free(requested);
-    buf_free(&where);
-}
-
-static const char *cursor_lookup(void *arg, const char *name, char *why, size_t whylen)
-{
-    struct buf *b = arg;
-    return b->data ? b->data : "";
-}
-
-/* The URL of the next GET (caller frees). */
-static char *poll_url(struct poll_in *p, char *err, size_t errlen)
-{
-    struct buf encoded = {0};
-    http_text_url_encode(&encoded, p->cursor);
-    char *url = template_expand(opts(p->route)->url, cursor_lookup, &encoded, err, errlen);
-    buf_free(&encoded);
-    return url;
 }
 
 static void poll_tick(struct loop *loop, void *arg)
@@ -663,36 +315,20 @@ static void poll_tick(struct loop *loop, void *arg)
     }
     p->waiting_broker = false;
     char err[512];
-    char *url = poll_url(p, err, sizeof(err));
+    char *url = poll_http_url(o->url, p->cursor, err, sizeof(err));
     if (url == NULL) {
         poll_failed(p, 0, "cannot build the url: %s", err);
         return;
     }
-    struct header h[8 + 64];
-    size_t n = 0;
-    char *auth = NULL;
-    h[n++] = (struct header){"Accept", "application/json"};
-    if (p->etag && p->etag_url && strcmp(p->etag_url, url) == 0)
-        h[n++] = (struct header){"If-None-Match", p->etag};
-    secrets_read_lock();
-    if (o->bearer_token.value)
-        auth = xasprintf("Bearer %s", o->bearer_token.value);
-    secrets_read_unlock();
-    if (auth)
-        h[n++] = (struct header){"Authorization", auth};
-    for (size_t i = 0; i < o->headers.n && n < sizeof(h) / sizeof(h[0]); i++)
-        h[n++] = (struct header){o->headers.names[i], o->headers.values[i]};
-    struct httpc_request req = {
-        .method = "GET",
+    struct poll_http_get get = {
         .url = url,
-        .headers = h,
-        .n_headers = n,
+        .etag = p->etag && p->etag_url && strcmp(p->etag_url, url) == 0 ? p->etag : NULL,
+        .bearer_token = &o->bearer_token,
+        .headers = &o->headers,
         .timeout = o->timeout,
         .max_response = (size_t)o->max_response,
     };
-    int rc = httpc_start(p->client, &req, poll_answered, p);
-    free(auth);
-    if (rc != 0) {
+    if (poll_http_start(p->client, &get, poll_answered, p) != 0) {
         free(url);
         poll_failed(p, 0, "the HTTP client refused the request");
         return;
@@ -724,7 +360,7 @@ static bool compile_expression(struct poll_in *p, const char *key, const char *p
     if (*out)
         return true;
     char *why = xasprintf("route \"%s\": %s does not compile as jq: %s", p->route->name, key, err);
-    sidecar_fatal(p->route->sc, why);
+    p->route->services->fatal(p->route, why);
     free(why);
     return false;
 }
@@ -824,7 +460,7 @@ static void poll_in_describe(const struct route *r, struct buf *out)
 
 static void poll_in_free_state(struct poll_in *p)
 {
-    batch_free(p->batch);
+    poll_batch_free(p->batch);
     poll_jq_free(p->jq_items); /* the poll thread has ended */
     poll_jq_free(p->jq_id);
     poll_jq_free(p->jq_cursor);
@@ -832,7 +468,9 @@ static void poll_in_free_state(struct poll_in *p)
     free(p->request_url);
     free(p->etag);
     free(p->etag_url);
-    free(p->seen);
+    poll_seen_free(&p->seen);
+    free(p->batch_etag);
+    free(p->batch_url);
     free(p->cursor_path);
     free(p->state_dir);
     free(p->last_error);
@@ -843,7 +481,7 @@ static void poll_in_free_state(struct poll_in *p)
 static int poll_in_start(struct route *r, char *err, size_t errlen)
 {
     const struct poll_in_opts *o = opts(r);
-    const char *dir = r->sc->cfg->state_dir;
+    const char *dir = r->services->state_dir;
     if (poll_cursor_dir_create(dir) != 0) {
         snprintf(err, errlen, "cannot create state_dir \"%s\": %s", dir, strerror(errno));
         return -1;

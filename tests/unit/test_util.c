@@ -1,0 +1,44 @@
+/*
+ * Unit tests for adapter/util.c's content hashes: SHA-256 over parts is the
+ * hash of their concatenation, and sha256_id spells it as poll and http_out
+ * ids do ("sha256:" and lowercase hex).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "util.h"
+
+static void test_sha256_parts_concatenate(void **state)
+{
+    unsigned char whole[SHA256_BYTES], split[SHA256_BYTES];
+    struct byte_span one[] = {{"abc", 3}};
+    struct byte_span two[] = {{"a", 1}, {"", 0}, {"bc", 2}};
+    sha256_parts(one, 1, whole);
+    sha256_parts(two, 3, split);
+    assert_memory_equal(whole, split, SHA256_BYTES);
+    char id[8 + 2 * SHA256_BYTES];
+    sha256_id(whole, SHA256_BYTES, id);
+    assert_string_equal(id,
+                        "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+static void test_sha256_id_of_a_prefix(void **state)
+{
+    unsigned char md[SHA256_BYTES];
+    sha256_parts(NULL, 0, md); /* the empty input */
+    char id[8 + 2 * 16];
+    sha256_id(md, 16, id);
+    assert_string_equal(id, "sha256:e3b0c44298fc1c149afbf4c8996fb924");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sha256_parts_concatenate),
+        cmocka_unit_test(test_sha256_id_of_a_prefix),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
