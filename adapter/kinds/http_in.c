@@ -26,7 +26,6 @@
 #include "message.h"
 #include "publisher.h"
 #include "route.h"
-#include "sidecar.h"
 #include "template.h"
 #include "util.h"
 
@@ -187,14 +186,8 @@ static const char *key_lookup(void *arg, const char *name, char *why, size_t why
         return http_request_query(k->req, name + 6);
     if (strcmp(name, "path") == 0)
         return http_request_path(k->req);
-    if (strncmp(name, "json.", 5) == 0) {
-        if (k->json == NULL) {
-            snprintf(why, whylen, "the body is not JSON");
-            return NULL;
-        }
-        return inbound_json_path(k->json, name + 5, k->buf, sizeof(k->buf), why, whylen);
-    }
-    return NULL;
+    return inbound_json_placeholder(k->json, name, "the body is not JSON", k->buf, sizeof(k->buf),
+                                    why, whylen);
 }
 
 static const char *request_header(void *arg, const char *name)

@@ -36,7 +36,6 @@
 #include "message.h"
 #include "publisher.h"
 #include "route.h"
-#include "sidecar.h"
 #include "soap_envelope.h"
 #include "soap_in_answer.h"
 #include "soap_wsdl.h"
