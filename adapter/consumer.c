@@ -11,6 +11,7 @@
 
 #include "amqp_message.h"
 #include "broker_internal.h"
+#include "circuit.h"
 #include "log.h"
 #include "loop.h"
 #include "message.h"
@@ -27,8 +28,6 @@
 
 #define REASON_MAX 1000
 
-enum circuit_state { CIRCUIT_CLOSED, CIRCUIT_OPEN, CIRCUIT_HALF_OPEN };
-
 struct consumer {
     struct route *route;
     struct broker *broker;
@@ -36,12 +35,7 @@ struct consumer {
     bool consuming;
     bool draining;
     atomic_int unsettled;
-    /* circuit breaker */
-    enum circuit_state circuit;
-    int failures;
-    uint64_t circuit_timer;
-    int64_t circuit_until_ms;
-    atomic_llong circuit_until_wall; /* for /readyz, any thread */
+    struct circuit *circuit;
     struct delivery_impl *waiting;   /* ordered routes: deliveries waiting for their retry */
     /* Coalesced acks: tags of this connection the kind still holds (ascending, as
      * they arrive), and tags settled since the last flush. */
@@ -69,12 +63,24 @@ static struct delivery_impl *impl_of(struct delivery *d)
     return (struct delivery_impl *)d;
 }
 
+static void circuit_pause(void *arg);
+static void circuit_resume(void *arg);
+
 struct consumer *consumer_new(struct route *r, struct broker *b)
 {
     struct consumer *c = xcalloc(1, sizeof(*c));
     c->route = r;
     c->broker = b;
     c->tag = xasprintf("amqp-sidecar/%s", r->name);
+    c->circuit = circuit_new(&(struct circuit_config){.route = r->name,
+                                                      .queue = r->queue,
+                                                      .failures = r->circuit_failures,
+                                                      .cooldown = r->circuit_cooldown,
+                                                      .gauge = &r->metrics.circuit,
+                                                      .loop = broker_loop(b),
+                                                      .pause = circuit_pause,
+                                                      .resume = circuit_resume,
+                                                      .arg = c});
     return c;
 }
 
@@ -82,6 +88,7 @@ void consumer_free(struct consumer *c)
 {
     if (c == NULL)
         return;
+    circuit_free(c->circuit);
     free(c->held);
     free(c->settled);
     free(c->tag);
@@ -132,7 +139,7 @@ static void stop_consuming(struct consumer *c)
 
 static int prefetch_of(const struct consumer *c)
 {
-    if (c->circuit == CIRCUIT_HALF_OPEN || c->route->ordered)
+    if (circuit_probing(c->circuit) || c->route->ordered)
         return 1;
     return c->route->concurrency;
 }
@@ -140,7 +147,7 @@ static int prefetch_of(const struct consumer *c)
 int consumer_on_open(struct consumer *c, char *err, size_t errlen)
 {
     c->consuming = false;
-    if (c->draining || c->circuit == CIRCUIT_OPEN)
+    if (c->draining || circuit_is_open(c->circuit))
         return 0;
     return start_consuming(c, prefetch_of(c), err, errlen);
 }
@@ -170,10 +177,7 @@ static void waiting_remove(struct delivery_impl *di);
 void consumer_drain(struct consumer *c)
 {
     c->draining = true;
-    if (c->circuit_timer) {
-        loop_timer_cancel(broker_loop(c->broker), c->circuit_timer);
-        c->circuit_timer = 0;
-    }
+    circuit_stop(c->circuit);
     /* Ordered retries waiting in place go back to the head of the queue now
      * rather than hold the shutdown for their delay. */
     while (c->waiting) {
@@ -193,78 +197,26 @@ bool consumer_busy(const struct consumer *c)
 
 bool consumer_ready(const struct consumer *c, struct buf *detail)
 {
-    long long until = atomic_load(&((struct consumer *)c)->circuit_until_wall);
-    if (until == 0)
-        return true;
-    if (detail)
-        buf_printf(detail, "circuit open: the legacy side kept failing; next probe in %llds",
-                   until - (long long)time(NULL) > 0 ? until - (long long)time(NULL) : 0);
-    return false;
+    return circuit_ready(c->circuit, detail);
 }
 
-/* ---- circuit breaker ------------------------------------------------------------ */
+/* ---- what the circuit breaker decides ---------------------------------------------- */
 
-static void circuit_set(struct consumer *c, enum circuit_state state)
+static void circuit_pause(void *arg)
 {
-    c->circuit = state;
-    atomic_store(&c->route->metrics.circuit, (int)state);
+    stop_consuming(arg);
 }
 
-static void circuit_half_open(struct loop *loop, void *arg)
+/* Half-open (prefetch 1) or closed again (the route's prefetch): a consume
+ * with the new prefetch replaces the old one. */
+static void circuit_resume(void *arg)
 {
     struct consumer *c = arg;
-    c->circuit_timer = 0;
-    if (c->draining)
-        return;
-    circuit_set(c, CIRCUIT_HALF_OPEN);
-    log_info(log_route(c), "circuit half-open: letting one probe delivery through");
-    char err[256];
-    if (broker_amqp(c->broker) && start_consuming(c, 1, err, sizeof(err)) != 0)
-        broker_fail(c->broker, err);
-}
-
-static void circuit_open(struct consumer *c)
-{
-    circuit_set(c, CIRCUIT_OPEN);
-    double cooldown = c->route->circuit_cooldown;
-    log_warn(log_route(c),
-             "circuit open after %d consecutive failures: pausing deliveries for %.1fs "
-             "(messages wait in \"%s\")",
-             c->failures, cooldown, c->route->queue);
-    atomic_store(&c->circuit_until_wall, (long long)time(NULL) + (long long)cooldown + 1);
-    stop_consuming(c);
-    c->circuit_timer =
-        loop_timer(broker_loop(c->broker), (int64_t)(cooldown * 1000), circuit_half_open, c);
-}
-
-static void circuit_close(struct consumer *c)
-{
-    log_info(log_route(c), "circuit closed: the legacy side answers again");
-    circuit_set(c, CIRCUIT_CLOSED);
-    atomic_store(&c->circuit_until_wall, 0);
-    c->failures = 0;
     stop_consuming(c);
     char err[256];
     if (!c->draining && broker_amqp(c->broker) &&
         start_consuming(c, prefetch_of(c), err, sizeof(err)) != 0)
         broker_fail(c->broker, err);
-}
-
-/* Feeds one outcome to the breaker. */
-static void circuit_record(struct consumer *c, enum outcome outcome)
-{
-    if (c->route->circuit_failures <= 0)
-        return;
-    if (outcome != OUTCOME_RETRY) {
-        c->failures = 0;
-        if (c->circuit == CIRCUIT_HALF_OPEN)
-            circuit_close(c);
-        return;
-    }
-    c->failures++;
-    if (c->circuit == CIRCUIT_HALF_OPEN ||
-        (c->circuit == CIRCUIT_CLOSED && c->failures >= c->route->circuit_failures))
-        circuit_open(c);
 }
 
 /* ---- deliveries ----------------------------------------------------------------- */
@@ -402,7 +354,7 @@ void consumer_on_deliver(struct consumer *c, const amqp_basic_deliver_t *d, amqp
     atomic_fetch_add(&c->unsettled, 1);
     atomic_fetch_add(&c->route->metrics.inflight, 1);
 
-    if (c->draining || c->circuit == CIRCUIT_OPEN) {
+    if (c->draining || circuit_is_open(c->circuit)) {
         /* Sent before our cancel reached the broker: back to the queue, no attempt used. */
         requeue(di);
         return;
@@ -660,7 +612,7 @@ void consumer_settle(struct delivery *d, const struct settle *s)
 {
     struct delivery_impl *di = impl_of(d);
     struct consumer *c = di->c;
-    circuit_record(c, s->outcome);
+    circuit_record(c->circuit, s->outcome != OUTCOME_RETRY);
     if (stale(di)) {
         log_delivery(LOG_INFO, di,
                      "broker connection was reset meanwhile; the broker will redeliver it");

@@ -16,9 +16,9 @@
  * duplicates, never loses. Attempts are counted in our own header, never
  * with broker redelivery counters.
  *
- * The circuit breaker lives here too: after `circuit.failures` consecutive
- * RETRY outcomes the consumer stops taking deliveries for `circuit.cooldown`
- * seconds, then lets one probe through.
+ * Each outcome feeds the route's circuit breaker (circuit.h): RETRY counts as
+ * a failure, ACK and DEAD as successes; while it is open the consumer takes
+ * no deliveries.
  */
 #ifndef SIDECAR_CONSUMER_H
 #define SIDECAR_CONSUMER_H
