@@ -26,7 +26,7 @@
 #include <string.h>
 #include <time.h>
 
-#define REASON_MAX 1000
+#define REASON_MAX 1000 /* bytes of a reason kept in x-sidecar-error */
 
 struct consumer {
     struct route *route;
@@ -48,7 +48,7 @@ struct consumer {
 };
 
 struct delivery_impl {
-    struct delivery pub; /* first: consumer_settle casts back */
+    struct delivery pub; /* first: the settle_* exits cast back */
     struct consumer *c;
     amqp_message_t raw;
     uint64_t tag;
@@ -608,47 +608,74 @@ static void send_reply(struct delivery_impl *di, struct message *reply, publish_
         done(arg, (enum publish_status)rc, why);
 }
 
-void consumer_settle(struct delivery *d, const struct settle *s)
+/* Every verdict feeds the breaker first. False when d's connection is gone:
+ * then d and reply are freed, and the broker redelivers the message. */
+static bool settle_begin(struct delivery_impl *di, bool ok, struct message *reply)
+{
+    circuit_record(di->c->circuit, ok);
+    if (!stale(di))
+        return true;
+    log_delivery(LOG_INFO, di,
+                 "broker connection was reset meanwhile; the broker will redeliver it");
+    message_free(reply);
+    delivery_free(di);
+    return false;
+}
+
+/* The reason carried into the republished copy (x-sidecar-error). */
+static void set_reason(struct delivery_impl *di, const char *fmt, va_list ap)
+{
+    char reason[REASON_MAX + 1];
+    vsnprintf(reason, sizeof(reason), fmt, ap);
+    free(di->reason); /* an ordered route's earlier round in place */
+    di->reason = xstrdup(reason);
+}
+
+void settle_ack(struct delivery *d, struct message *reply)
 {
     struct delivery_impl *di = impl_of(d);
-    struct consumer *c = di->c;
-    circuit_record(c->circuit, s->outcome != OUTCOME_RETRY);
-    if (stale(di)) {
-        log_delivery(LOG_INFO, di,
-                     "broker connection was reset meanwhile; the broker will redeliver it");
-        message_free(s->reply);
-        delivery_free(di);
+    if (!settle_begin(di, true, reply))
+        return;
+    metric_inc(di->c->route->metrics.delivered);
+    if (reply && d->msg->reply_to) {
+        send_reply(di, reply, replied, di);
         return;
     }
-    int attempts = d->attempts + s->calls;
-    if (s->outcome != OUTCOME_ACK) {
-        const char *reason = s->reason ? s->reason : "unknown error";
-        size_t len = strlen(reason);
-        free(di->reason); /* an ordered route's earlier round in place */
-        di->reason = xstrndup(reason, len < REASON_MAX ? len : REASON_MAX);
-    }
-    switch (s->outcome) {
-    case OUTCOME_ACK:
-        metric_inc(c->route->metrics.delivered);
-        if (s->reply && d->msg->reply_to) {
-            send_reply(di, s->reply, replied, di);
-            return;
-        }
-        message_free(s->reply);
-        ack(di);
+    message_free(reply);
+    ack(di);
+}
+
+void settle_retry(struct delivery *d, int calls, double retry_after, const char *fmt, ...)
+{
+    struct delivery_impl *di = impl_of(d);
+    if (!settle_begin(di, false, NULL))
         return;
-    case OUTCOME_RETRY:
-        message_free(s->reply); /* the requester keeps waiting for the final answer */
-        retry(di, attempts, s->retry_after);
+    va_list ap;
+    va_start(ap, fmt);
+    set_reason(di, fmt, ap);
+    va_end(ap);
+    /* No reply: the requester keeps waiting for the final answer. */
+    retry(di, d->attempts + calls, retry_after);
+}
+
+void settle_dead(struct delivery *d, int calls, enum dead_reason reason, struct message *reply,
+                 const char *fmt, ...)
+{
+    struct delivery_impl *di = impl_of(d);
+    if (!settle_begin(di, true, reply))
         return;
-    case OUTCOME_DEAD:
-        /* The requester learns of the failure now (e.g. the legacy 4xx, a SOAP
-         * Client fault) instead of waiting for its timeout. */
-        if (s->reply && d->msg->reply_to)
-            send_reply(di, s->reply, reply_sent, (void *)c->route->name);
-        else
-            message_free(s->reply);
-        dead_letter(di, attempts, s->dead_reason);
-        return;
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    set_reason(di, fmt, ap);
+    va_end(ap);
+    if (reply && d->msg->reply_to)
+        send_reply(di, reply, reply_sent, (void *)di->c->route->name);
+    else
+        message_free(reply);
+    dead_letter(di, d->attempts + calls, reason);
+}
+
+void abandon(struct delivery *d)
+{
+    requeue(impl_of(d));
 }
