@@ -221,11 +221,6 @@ static void circuit_resume(void *arg)
 
 /* ---- deliveries ----------------------------------------------------------------- */
 
-static bool key_is(amqp_bytes_t k, const char *s)
-{
-    return k.len == strlen(s) && memcmp(k.bytes, s, k.len) == 0;
-}
-
 static struct message *message_from_delivery(const amqp_message_t *raw,
                                              const amqp_basic_deliver_t *d)
 {
@@ -383,28 +378,9 @@ size_t consumer_retry_step(const double *delays, size_t n, int attempts, double 
 static int republish(struct delivery_impl *di, const char *exchange, const char *key, int attempts,
                      publish_raw_done_fn done, char *why, size_t whylen)
 {
-    amqp_basic_properties_t props = di->raw.properties;
-    const amqp_table_t *old = &di->raw.properties.headers;
-    int n_old = (props._flags & AMQP_BASIC_HEADERS_FLAG) ? old->num_entries : 0;
-    amqp_table_entry_t *e = xcalloc((size_t)n_old + 3, sizeof(*e));
-    int n = 0;
-    for (int i = 0; i < n_old; i++) {
-        amqp_bytes_t k = old->entries[i].key;
-        if (!key_is(k, "x-sidecar-error") && !key_is(k, "x-sidecar-attempts") &&
-            !key_is(k, "x-sidecar-route"))
-            e[n++] = old->entries[i];
-    }
-    e[n++] = (amqp_table_entry_t){
-        amqp_cstring_bytes("x-sidecar-error"),
-        {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(di->reason)}};
-    e[n++] = (amqp_table_entry_t){amqp_cstring_bytes("x-sidecar-attempts"),
-                                  {.kind = AMQP_FIELD_KIND_I64, .value.i64 = attempts}};
-    e[n++] = (amqp_table_entry_t){
-        amqp_cstring_bytes("x-sidecar-route"),
-        {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(di->c->route->name)}};
-    props._flags |= AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
-    props.delivery_mode = AMQP_DELIVERY_PERSISTENT;
-    props.headers = (amqp_table_t){.num_entries = n, .entries = e};
+    amqp_basic_properties_t props;
+    amqp_table_entry_t *e =
+        amqp_copy_properties(&di->raw, di->reason, attempts, di->c->route->name, &props);
     int rc = publisher_publish_raw(broker_publisher(di->c->broker), exchange, key, &props,
                                    di->raw.body, done, di, why, whylen);
     free(e);
@@ -574,30 +550,8 @@ static void send_reply(struct delivery_impl *di, struct message *reply, publish_
                      strlen(reply->content_type));
         message_set(&reply->content_type, "application/octet-stream");
     }
-    amqp_table_entry_t *e = xcalloc(reply->n_headers + 1, sizeof(*e));
-    for (size_t i = 0; i < reply->n_headers; i++)
-        e[i] = (amqp_table_entry_t){
-            amqp_cstring_bytes(reply->headers[i].name),
-            {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(reply->headers[i].value)}};
-    amqp_basic_properties_t props = {0};
-    props._flags = AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
-    props.delivery_mode = AMQP_DELIVERY_PERSISTENT;
-    props.headers = (amqp_table_t){.num_entries = (int)reply->n_headers, .entries = e};
-    if (reply->content_type) {
-        props._flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
-        props.content_type = amqp_cstring_bytes(reply->content_type);
-    }
-    const char *corr = di->pub.msg->correlation_id;
-    if (corr) {
-        props._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
-        props.correlation_id = amqp_cstring_bytes(corr);
-    }
-    if (di->pub.msg->message_id) {
-        props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
-        props.message_id = amqp_cstring_bytes(di->pub.msg->message_id);
-    }
-    props._flags |= AMQP_BASIC_APP_ID_FLAG;
-    props.app_id = amqp_cstring_bytes(di->c->route->app_id);
+    amqp_basic_properties_t props;
+    amqp_table_entry_t *e = amqp_reply_properties(reply, di->pub.msg, di->c->route->app_id, &props);
     amqp_bytes_t body = {.len = reply->body_len, .bytes = reply->body};
     char why[300];
     int rc = publisher_publish_raw(broker_publisher(di->c->broker), "", di->pub.msg->reply_to,
