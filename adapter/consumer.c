@@ -9,6 +9,7 @@
  */
 #include "consumer.h"
 
+#include "ack_batch.h"
 #include "amqp_message.h"
 #include "broker_internal.h"
 #include "circuit.h"
@@ -37,14 +38,8 @@ struct consumer {
     atomic_int unsettled;
     struct circuit *circuit;
     struct delivery_impl *waiting;   /* ordered routes: deliveries waiting for their retry */
-    /* Coalesced acks: tags of this connection the kind still holds (ascending, as
-     * they arrive), and tags settled since the last flush. */
-    uint64_t ack_generation;
-    uint64_t *held;
-    size_t n_held, cap_held;
-    uint64_t *settled;
-    size_t n_settled, cap_settled;
-    atomic_size_t unflushed;
+    struct ack_batch acks;
+    atomic_size_t unflushed; /* acks.n_settled, for consumer_busy on any thread */
 };
 
 struct delivery_impl {
@@ -89,8 +84,7 @@ void consumer_free(struct consumer *c)
     if (c == NULL)
         return;
     circuit_free(c->circuit);
-    free(c->held);
-    free(c->settled);
+    ack_batch_free(&c->acks);
     free(c->tag);
     free(c);
 }
@@ -155,7 +149,7 @@ int consumer_on_open(struct consumer *c, char *err, size_t errlen)
 void consumer_on_lost(struct consumer *c)
 {
     c->consuming = false;
-    c->n_held = c->n_settled = 0; /* those deliveries will be redelivered */
+    ack_batch_forget(&c->acks); /* those deliveries will be redelivered */
     atomic_store(&c->unflushed, 0);
 }
 
@@ -256,62 +250,25 @@ static bool stale(const struct delivery_impl *di)
            broker_generation(di->c->broker) != di->generation;
 }
 
-/* ---- coalesced acks ------------------------------------------------------------
- * One basic.ack per loop turn instead of one per message: every settled tag below
- * the oldest tag the kind still holds is covered by a single multiple=true ack (no
- * held delivery can be below it), settled tags above it are acked one by one. The
- * broker thread flushes before it sleeps (broker_prepare) and before a graceful
- * close; acks of a connection that is gone are dropped (redelivered, never lost). */
+/* ---- coalesced acks (ack_batch.h) ----------------------------------------------
+ * The broker thread flushes before it sleeps (broker_prepare) and before a
+ * graceful close; acks of a connection that is gone are dropped (redelivered,
+ * never lost). */
 
-static void tags_push(uint64_t **v, size_t *n, size_t *cap, uint64_t tag)
+static void send_ack(void *arg, uint64_t tag, bool multiple)
 {
-    if (*n == *cap) {
-        *cap = *cap ? *cap * 2 : 64;
-        *v = xrealloc(*v, *cap * sizeof(**v));
-    }
-    (*v)[(*n)++] = tag;
-}
-
-static void held_add(struct consumer *c, uint64_t generation, uint64_t tag)
-{
-    if (c->ack_generation != generation) {
-        c->ack_generation = generation;
-        c->n_held = c->n_settled = 0;
-        atomic_store(&c->unflushed, 0);
-    }
-    tags_push(&c->held, &c->n_held, &c->cap_held, tag);
-}
-
-static void held_remove(struct consumer *c, uint64_t tag)
-{
-    for (size_t i = 0; i < c->n_held; i++) {
-        if (c->held[i] == tag) {
-            memmove(&c->held[i], &c->held[i + 1], (c->n_held - i - 1) * sizeof(*c->held));
-            c->n_held--;
-            return;
-        }
-    }
+    amqp_basic_ack(arg, BROKER_CHANNEL, tag, multiple);
 }
 
 void consumer_flush_acks(struct consumer *c)
 {
-    if (c->n_settled == 0)
+    if (c->acks.n_settled == 0)
         return;
     amqp_connection_state_t conn = broker_amqp(c->broker);
-    if (conn != NULL && broker_generation(c->broker) == c->ack_generation) {
-        uint64_t oldest_held = c->n_held ? c->held[0] : UINT64_MAX;
-        uint64_t below = 0;
-        for (size_t i = 0; i < c->n_settled; i++) {
-            uint64_t t = c->settled[i];
-            if (t < oldest_held)
-                below = t > below ? t : below;
-            else
-                amqp_basic_ack(conn, BROKER_CHANNEL, t, 0);
-        }
-        if (below)
-            amqp_basic_ack(conn, BROKER_CHANNEL, below, 1);
-    }
-    c->n_settled = 0;
+    if (conn != NULL && broker_generation(c->broker) == c->acks.generation)
+        ack_batch_flush(&c->acks, send_ack, conn);
+    else
+        ack_batch_flush(&c->acks, NULL, NULL);
     atomic_store(&c->unflushed, 0);
 }
 
@@ -319,8 +276,7 @@ static void ack(struct delivery_impl *di)
 {
     struct consumer *c = di->c;
     if (!stale(di)) {
-        held_remove(c, di->tag);
-        tags_push(&c->settled, &c->n_settled, &c->cap_settled, di->tag);
+        ack_batch_settle(&c->acks, di->tag);
         atomic_fetch_add(&c->unflushed, 1);
     }
     delivery_free(di);
@@ -329,7 +285,7 @@ static void ack(struct delivery_impl *di)
 static void requeue(struct delivery_impl *di)
 {
     if (!stale(di)) {
-        held_remove(di->c, di->tag);
+        ack_batch_release(&di->c->acks, di->tag);
         amqp_basic_nack(broker_amqp(di->c->broker), BROKER_CHANNEL, di->tag, 0, 1);
     }
     delivery_free(di);
@@ -345,7 +301,8 @@ void consumer_on_deliver(struct consumer *c, const amqp_basic_deliver_t *d, amqp
     di->pub.msg = message_from_delivery(msg, d);
     di->pub.attempts = attempts_of(di->pub.msg);
     di->pub.redelivered = d->redelivered;
-    held_add(c, di->generation, di->tag);
+    if (!ack_batch_hold(&c->acks, di->generation, di->tag))
+        atomic_store(&c->unflushed, 0); /* a new connection: the old one's acks are gone */
     atomic_fetch_add(&c->unsettled, 1);
     atomic_fetch_add(&c->route->metrics.inflight, 1);
 
@@ -430,7 +387,7 @@ static void reject_to_dlq(struct delivery_impl *di, const char *why)
                  "queue's dead-letter exchange (see its x-death header)",
                  why, r->dlq);
     if (!stale(di)) {
-        held_remove(di->c, di->tag);
+        ack_batch_release(&di->c->acks, di->tag);
         amqp_basic_reject(broker_amqp(di->c->broker), BROKER_CHANNEL, di->tag, 0);
     }
     delivery_free(di);
