@@ -525,6 +525,9 @@ static void soap_out_stop(struct route *r)
     while (st->calls) {
         struct call *c = st->calls;
         st->calls = c->next;
+        log_delivery(LOG_WARN, r, c->delivery,
+                     "call abandoned at shutdown; the broker will deliver the message again");
+        abandon(c->delivery); /* the connection is closed: this only frees it */
         free(c);
     }
     free(st);
