@@ -23,9 +23,9 @@
  * confirmed: don't touch it afterwards) and the reply it is given; reasons
  * are formatted and copied (cut at 1000 bytes).
  *
- * Each outcome feeds the route's circuit breaker (circuit.h): RETRY counts as
- * a failure, ACK and DEAD as successes; while it is open the consumer takes
- * no deliveries.
+ * Each verdict feeds the route's circuit breaker (circuit.h): settle_retry
+ * counts as a failure, settle_ack and settle_dead as successes, abandon not at
+ * all; while the circuit is open the consumer takes no deliveries.
  */
 #ifndef SIDECAR_CONSUMER_H
 #define SIDECAR_CONSUMER_H
