@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static char *bytes_dup(amqp_bytes_t b)
 {
@@ -206,4 +207,69 @@ int amqp_publish_check(amqp_bytes_t exchange, amqp_bytes_t routing_key,
         return -1;
     }
     return 0;
+}
+
+/* ---- what the consumer sends back ------------------------------------------------ */
+
+static bool key_is(amqp_bytes_t k, const char *s)
+{
+    return k.len == strlen(s) && memcmp(k.bytes, s, k.len) == 0;
+}
+
+amqp_table_entry_t *amqp_copy_properties(const amqp_message_t *raw, const char *error, int attempts,
+                                         const char *route, amqp_basic_properties_t *props)
+{
+    *props = raw->properties;
+    const amqp_table_t *old = &raw->properties.headers;
+    int n_old = (props->_flags & AMQP_BASIC_HEADERS_FLAG) ? old->num_entries : 0;
+    amqp_table_entry_t *e = xcalloc((size_t)n_old + 3, sizeof(*e));
+    int n = 0;
+    for (int i = 0; i < n_old; i++) {
+        amqp_bytes_t k = old->entries[i].key;
+        if (!key_is(k, "x-sidecar-error") && !key_is(k, "x-sidecar-attempts") &&
+            !key_is(k, "x-sidecar-route"))
+            e[n++] = old->entries[i];
+    }
+    e[n++] = (amqp_table_entry_t){
+        amqp_cstring_bytes("x-sidecar-error"),
+        {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(error)}};
+    e[n++] = (amqp_table_entry_t){amqp_cstring_bytes("x-sidecar-attempts"),
+                                  {.kind = AMQP_FIELD_KIND_I64, .value.i64 = attempts}};
+    e[n++] = (amqp_table_entry_t){
+        amqp_cstring_bytes("x-sidecar-route"),
+        {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(route)}};
+    props->_flags |= AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
+    props->delivery_mode = AMQP_DELIVERY_PERSISTENT;
+    props->headers = (amqp_table_t){.num_entries = n, .entries = e};
+    return e;
+}
+
+amqp_table_entry_t *amqp_reply_properties(const struct message *reply,
+                                          const struct message *request, const char *app_id,
+                                          amqp_basic_properties_t *props)
+{
+    amqp_table_entry_t *e = xcalloc(reply->n_headers + 1, sizeof(*e));
+    for (size_t i = 0; i < reply->n_headers; i++)
+        e[i] = (amqp_table_entry_t){amqp_cstring_bytes(reply->headers[i].name),
+                                    {.kind = AMQP_FIELD_KIND_UTF8,
+                                     .value.bytes = amqp_cstring_bytes(reply->headers[i].value)}};
+    *props = (amqp_basic_properties_t){0};
+    props->_flags = AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
+    props->delivery_mode = AMQP_DELIVERY_PERSISTENT;
+    props->headers = (amqp_table_t){.num_entries = (int)reply->n_headers, .entries = e};
+    if (reply->content_type) {
+        props->_flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
+        props->content_type = amqp_cstring_bytes(reply->content_type);
+    }
+    if (request->correlation_id) {
+        props->_flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
+        props->correlation_id = amqp_cstring_bytes(request->correlation_id);
+    }
+    if (request->message_id) {
+        props->_flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
+        props->message_id = amqp_cstring_bytes(request->message_id);
+    }
+    props->_flags |= AMQP_BASIC_APP_ID_FLAG;
+    props->app_id = amqp_cstring_bytes(app_id);
+    return e;
 }

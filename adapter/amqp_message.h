@@ -1,7 +1,9 @@
 /*
  * amqp_message — convert a received rabbitmq-c message into a `struct
- * message` (strings only). Used by the consumer for deliveries and by the
- * publisher for rpc replies; only broker-side files include it.
+ * message` (strings only), and build the properties of what the consumer
+ * sends back (a retry/dead-letter copy, a reply). Used by the consumer for
+ * deliveries and by the publisher for rpc replies; only broker-side files
+ * include it.
  */
 #ifndef SIDECAR_AMQP_MESSAGE_H
 #define SIDECAR_AMQP_MESSAGE_H
@@ -24,5 +26,21 @@ struct message *amqp_message_convert(const amqp_message_t *raw);
 int amqp_publish_check(amqp_bytes_t exchange, amqp_bytes_t routing_key,
                        const amqp_basic_properties_t *props, size_t frame_max, char *why,
                        size_t whylen);
+
+/* The properties of a copy of raw (a retry or a dead letter): raw's own, made
+ * persistent, with our three headers x-sidecar-error, x-sidecar-attempts and
+ * x-sidecar-route in place of any earlier ones. Returns the header table the
+ * caller frees once props is sent; every string stays borrowed (from raw and
+ * the arguments). */
+amqp_table_entry_t *amqp_copy_properties(const amqp_message_t *raw, const char *error, int attempts,
+                                         const char *route, amqp_basic_properties_t *props);
+
+/* The properties of reply to request: reply's text headers and content type,
+ * persistent, request's correlation_id and message_id echoed, app_id set.
+ * Returns the header table the caller frees once props is sent; every string
+ * stays borrowed. */
+amqp_table_entry_t *amqp_reply_properties(const struct message *reply,
+                                          const struct message *request, const char *app_id,
+                                          amqp_basic_properties_t *props);
 
 #endif

@@ -9,8 +9,10 @@
  */
 #include "consumer.h"
 
+#include "ack_batch.h"
 #include "amqp_message.h"
 #include "broker_client.h"
+#include "circuit.h"
 #include "log.h"
 #include "loop.h"
 #include "message.h"
@@ -26,9 +28,7 @@
 #include <string.h>
 #include <time.h>
 
-#define REASON_MAX 1000
-
-enum circuit_state { CIRCUIT_CLOSED, CIRCUIT_OPEN, CIRCUIT_HALF_OPEN };
+#define REASON_MAX 1000 /* bytes of a reason kept in x-sidecar-error */
 
 struct consumer {
     struct route *route;
@@ -40,25 +40,14 @@ struct consumer {
     bool consuming;
     bool draining;
     atomic_int unsettled;
-    /* circuit breaker */
-    enum circuit_state circuit;
-    int failures;
-    uint64_t circuit_timer;
-    int64_t circuit_until_ms;
-    atomic_llong circuit_until_wall; /* for /readyz, any thread */
+    struct circuit *circuit;
     struct delivery_impl *waiting;   /* ordered routes: deliveries waiting for their retry */
-    /* Coalesced acks: tags of this connection the kind still holds (ascending, as
-     * they arrive), and tags settled since the last flush. */
-    uint64_t ack_generation;
-    uint64_t *held;
-    size_t n_held, cap_held;
-    uint64_t *settled;
-    size_t n_settled, cap_settled;
-    atomic_size_t unflushed;
+    struct ack_batch acks;
+    atomic_size_t unflushed; /* acks.n_settled, for consumer_busy on any thread */
 };
 
 struct delivery_impl {
-    struct delivery pub; /* first: consumer_settle casts back */
+    struct delivery pub; /* first: the settle_* exits cast back */
     struct consumer *c;
     amqp_message_t raw;
     uint64_t tag;
@@ -79,6 +68,9 @@ static amqp_connection_state_t channel_conn(const struct consumer *c)
     return c->ch && c->ch->open ? c->ch->conn : NULL;
 }
 
+static void circuit_pause(void *arg);
+static void circuit_resume(void *arg);
+
 static const struct broker_client consumer_client_template;
 
 struct consumer *consumer_new(struct route *r, struct publisher *pub, struct loop *loop)
@@ -90,6 +82,15 @@ struct consumer *consumer_new(struct route *r, struct publisher *pub, struct loo
     c->client = consumer_client_template;
     c->client.arg = c;
     c->tag = xasprintf("amqp-sidecar/%s", r->name);
+    c->circuit = circuit_new(&(struct circuit_config){.route = r->name,
+                                                      .queue = r->queue,
+                                                      .failures = r->circuit_failures,
+                                                      .cooldown = r->circuit_cooldown,
+                                                      .gauge = &r->metrics.circuit,
+                                                      .loop = loop,
+                                                      .pause = circuit_pause,
+                                                      .resume = circuit_resume,
+                                                      .arg = c});
     return c;
 }
 
@@ -97,8 +98,8 @@ void consumer_free(struct consumer *c)
 {
     if (c == NULL)
         return;
-    free(c->held);
-    free(c->settled);
+    circuit_free(c->circuit);
+    ack_batch_free(&c->acks);
     free(c->tag);
     free(c);
 }
@@ -147,7 +148,7 @@ static void stop_consuming(struct consumer *c)
 
 static int prefetch_of(const struct consumer *c)
 {
-    if (c->circuit == CIRCUIT_HALF_OPEN || c->route->ordered)
+    if (circuit_probing(c->circuit) || c->route->ordered)
         return 1;
     return c->route->concurrency;
 }
@@ -155,7 +156,7 @@ static int prefetch_of(const struct consumer *c)
 static int consumer_on_open(struct consumer *c, char *err, size_t errlen)
 {
     c->consuming = false;
-    if (c->draining || c->circuit == CIRCUIT_OPEN)
+    if (c->draining || circuit_is_open(c->circuit))
         return 0;
     return start_consuming(c, prefetch_of(c), err, errlen);
 }
@@ -163,7 +164,7 @@ static int consumer_on_open(struct consumer *c, char *err, size_t errlen)
 static void consumer_on_lost(struct consumer *c)
 {
     c->consuming = false;
-    c->n_held = c->n_settled = 0; /* those deliveries will be redelivered */
+    ack_batch_forget(&c->acks); /* those deliveries will be redelivered */
     atomic_store(&c->unflushed, 0);
 }
 
@@ -185,10 +186,7 @@ static void waiting_remove(struct delivery_impl *di);
 void consumer_drain(struct consumer *c)
 {
     c->draining = true;
-    if (c->circuit_timer) {
-        loop_timer_cancel(c->loop, c->circuit_timer);
-        c->circuit_timer = 0;
-    }
+    circuit_stop(c->circuit);
     /* Ordered retries waiting in place go back to the head of the queue now
      * rather than hold the shutdown for their delay. */
     while (c->waiting) {
@@ -208,56 +206,21 @@ bool consumer_busy(const struct consumer *c)
 
 bool consumer_ready(const struct consumer *c, struct buf *detail)
 {
-    long long until = atomic_load(&((struct consumer *)c)->circuit_until_wall);
-    if (until == 0)
-        return true;
-    if (detail)
-        buf_printf(detail, "circuit open: the legacy side kept failing; next probe in %llds",
-                   until - (long long)time(NULL) > 0 ? until - (long long)time(NULL) : 0);
-    return false;
+    return circuit_ready(c->circuit, detail);
 }
 
-/* ---- circuit breaker ------------------------------------------------------------ */
+/* ---- what the circuit breaker decides ---------------------------------------------- */
 
-static void circuit_set(struct consumer *c, enum circuit_state state)
+static void circuit_pause(void *arg)
 {
-    c->circuit = state;
-    atomic_store(&c->route->metrics.circuit, (int)state);
+    stop_consuming(arg);
 }
 
-static void circuit_half_open(struct loop *loop, void *arg)
+/* Half-open (prefetch 1) or closed again (the route's prefetch): a consume
+ * with the new prefetch replaces the old one. */
+static void circuit_resume(void *arg)
 {
     struct consumer *c = arg;
-    c->circuit_timer = 0;
-    if (c->draining)
-        return;
-    circuit_set(c, CIRCUIT_HALF_OPEN);
-    log_info(log_route(c), "circuit half-open: letting one probe delivery through");
-    char err[256];
-    if (channel_conn(c) && start_consuming(c, 1, err, sizeof(err)) != 0)
-        c->ch->fail(c->ch, err);
-}
-
-static void circuit_open(struct consumer *c)
-{
-    circuit_set(c, CIRCUIT_OPEN);
-    double cooldown = c->route->circuit_cooldown;
-    log_warn(log_route(c),
-             "circuit open after %d consecutive failures: pausing deliveries for %.1fs "
-             "(messages wait in \"%s\")",
-             c->failures, cooldown, c->route->queue);
-    atomic_store(&c->circuit_until_wall, (long long)time(NULL) + (long long)cooldown + 1);
-    stop_consuming(c);
-    c->circuit_timer =
-        loop_timer(c->loop, (int64_t)(cooldown * 1000), circuit_half_open, c);
-}
-
-static void circuit_close(struct consumer *c)
-{
-    log_info(log_route(c), "circuit closed: the legacy side answers again");
-    circuit_set(c, CIRCUIT_CLOSED);
-    atomic_store(&c->circuit_until_wall, 0);
-    c->failures = 0;
     stop_consuming(c);
     char err[256];
     if (!c->draining && channel_conn(c) &&
@@ -265,29 +228,7 @@ static void circuit_close(struct consumer *c)
         c->ch->fail(c->ch, err);
 }
 
-/* Feeds one outcome to the breaker. */
-static void circuit_record(struct consumer *c, enum outcome outcome)
-{
-    if (c->route->circuit_failures <= 0)
-        return;
-    if (outcome != OUTCOME_RETRY) {
-        c->failures = 0;
-        if (c->circuit == CIRCUIT_HALF_OPEN)
-            circuit_close(c);
-        return;
-    }
-    c->failures++;
-    if (c->circuit == CIRCUIT_HALF_OPEN ||
-        (c->circuit == CIRCUIT_CLOSED && c->failures >= c->route->circuit_failures))
-        circuit_open(c);
-}
-
 /* ---- deliveries ----------------------------------------------------------------- */
-
-static bool key_is(amqp_bytes_t k, const char *s)
-{
-    return k.len == strlen(s) && memcmp(k.bytes, s, k.len) == 0;
-}
 
 static struct message *message_from_delivery(const amqp_message_t *raw,
                                              const amqp_basic_deliver_t *d)
@@ -324,62 +265,25 @@ static bool stale(const struct delivery_impl *di)
            di->c->ch->generation != di->generation;
 }
 
-/* ---- coalesced acks ------------------------------------------------------------
- * One basic.ack per loop turn instead of one per message: every settled tag below
- * the oldest tag the kind still holds is covered by a single multiple=true ack (no
- * held delivery can be below it), settled tags above it are acked one by one. The
- * broker thread flushes before it sleeps (broker_prepare) and before a graceful
- * close; acks of a connection that is gone are dropped (redelivered, never lost). */
+/* ---- coalesced acks (ack_batch.h) ----------------------------------------------
+ * The broker thread flushes before it sleeps (broker_prepare) and before a
+ * graceful close; acks of a connection that is gone are dropped (redelivered,
+ * never lost). */
 
-static void tags_push(uint64_t **v, size_t *n, size_t *cap, uint64_t tag)
+static void send_ack(void *arg, uint64_t tag, bool multiple)
 {
-    if (*n == *cap) {
-        *cap = *cap ? *cap * 2 : 64;
-        *v = xrealloc(*v, *cap * sizeof(**v));
-    }
-    (*v)[(*n)++] = tag;
-}
-
-static void held_add(struct consumer *c, uint64_t generation, uint64_t tag)
-{
-    if (c->ack_generation != generation) {
-        c->ack_generation = generation;
-        c->n_held = c->n_settled = 0;
-        atomic_store(&c->unflushed, 0);
-    }
-    tags_push(&c->held, &c->n_held, &c->cap_held, tag);
-}
-
-static void held_remove(struct consumer *c, uint64_t tag)
-{
-    for (size_t i = 0; i < c->n_held; i++) {
-        if (c->held[i] == tag) {
-            memmove(&c->held[i], &c->held[i + 1], (c->n_held - i - 1) * sizeof(*c->held));
-            c->n_held--;
-            return;
-        }
-    }
+    amqp_basic_ack(arg, BROKER_CHANNEL, tag, multiple);
 }
 
 static void consumer_flush_acks(struct consumer *c)
 {
-    if (c->n_settled == 0)
+    if (c->acks.n_settled == 0)
         return;
     amqp_connection_state_t conn = channel_conn(c);
-    if (conn != NULL && c->ch->generation == c->ack_generation) {
-        uint64_t oldest_held = c->n_held ? c->held[0] : UINT64_MAX;
-        uint64_t below = 0;
-        for (size_t i = 0; i < c->n_settled; i++) {
-            uint64_t t = c->settled[i];
-            if (t < oldest_held)
-                below = t > below ? t : below;
-            else
-                amqp_basic_ack(conn, BROKER_CHANNEL, t, 0);
-        }
-        if (below)
-            amqp_basic_ack(conn, BROKER_CHANNEL, below, 1);
-    }
-    c->n_settled = 0;
+    if (conn != NULL && c->ch->generation == c->acks.generation)
+        ack_batch_flush(&c->acks, send_ack, conn);
+    else
+        ack_batch_flush(&c->acks, NULL, NULL);
     atomic_store(&c->unflushed, 0);
 }
 
@@ -387,8 +291,7 @@ static void ack(struct delivery_impl *di)
 {
     struct consumer *c = di->c;
     if (!stale(di)) {
-        held_remove(c, di->tag);
-        tags_push(&c->settled, &c->n_settled, &c->cap_settled, di->tag);
+        ack_batch_settle(&c->acks, di->tag);
         atomic_fetch_add(&c->unflushed, 1);
     }
     delivery_free(di);
@@ -397,7 +300,7 @@ static void ack(struct delivery_impl *di)
 static void requeue(struct delivery_impl *di)
 {
     if (!stale(di)) {
-        held_remove(di->c, di->tag);
+        ack_batch_release(&di->c->acks, di->tag);
         amqp_basic_nack(channel_conn(di->c), BROKER_CHANNEL, di->tag, 0, 1);
     }
     delivery_free(di);
@@ -413,11 +316,12 @@ static void consumer_on_deliver(struct consumer *c, const amqp_basic_deliver_t *
     di->pub.msg = message_from_delivery(msg, d);
     di->pub.attempts = attempts_of(di->pub.msg);
     di->pub.redelivered = d->redelivered;
-    held_add(c, di->generation, di->tag);
+    if (!ack_batch_hold(&c->acks, di->generation, di->tag))
+        atomic_store(&c->unflushed, 0); /* a new connection: the old one's acks are gone */
     atomic_fetch_add(&c->unsettled, 1);
     atomic_fetch_add(&c->route->metrics.inflight, 1);
 
-    if (c->draining || c->circuit == CIRCUIT_OPEN) {
+    if (c->draining || circuit_is_open(c->circuit)) {
         /* Sent before our cancel reached the broker: back to the queue, no attempt used. */
         requeue(di);
         return;
@@ -446,28 +350,9 @@ size_t consumer_retry_step(const double *delays, size_t n, int attempts, double 
 static int republish(struct delivery_impl *di, const char *exchange, const char *key, int attempts,
                      publish_raw_done_fn done, char *why, size_t whylen)
 {
-    amqp_basic_properties_t props = di->raw.properties;
-    const amqp_table_t *old = &di->raw.properties.headers;
-    int n_old = (props._flags & AMQP_BASIC_HEADERS_FLAG) ? old->num_entries : 0;
-    amqp_table_entry_t *e = xcalloc((size_t)n_old + 3, sizeof(*e));
-    int n = 0;
-    for (int i = 0; i < n_old; i++) {
-        amqp_bytes_t k = old->entries[i].key;
-        if (!key_is(k, "x-sidecar-error") && !key_is(k, "x-sidecar-attempts") &&
-            !key_is(k, "x-sidecar-route"))
-            e[n++] = old->entries[i];
-    }
-    e[n++] = (amqp_table_entry_t){
-        amqp_cstring_bytes("x-sidecar-error"),
-        {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(di->reason)}};
-    e[n++] = (amqp_table_entry_t){amqp_cstring_bytes("x-sidecar-attempts"),
-                                  {.kind = AMQP_FIELD_KIND_I64, .value.i64 = attempts}};
-    e[n++] = (amqp_table_entry_t){
-        amqp_cstring_bytes("x-sidecar-route"),
-        {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(di->c->route->name)}};
-    props._flags |= AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
-    props.delivery_mode = AMQP_DELIVERY_PERSISTENT;
-    props.headers = (amqp_table_t){.num_entries = n, .entries = e};
+    amqp_basic_properties_t props;
+    amqp_table_entry_t *e =
+        amqp_copy_properties(&di->raw, di->reason, attempts, di->c->route->name, &props);
     int rc = publisher_publish_raw(di->c->pub, exchange, key, &props,
                                    di->raw.body, done, di, why, whylen);
     free(e);
@@ -517,7 +402,7 @@ static void reject_to_dlq(struct delivery_impl *di, const char *why)
                  "queue's dead-letter exchange (see its x-death header)",
                  why, r->dlq);
     if (!stale(di)) {
-        held_remove(di->c, di->tag);
+        ack_batch_release(&di->c->acks, di->tag);
         amqp_basic_reject(channel_conn(di->c), BROKER_CHANNEL, di->tag, 0);
     }
     delivery_free(di);
@@ -637,30 +522,8 @@ static void send_reply(struct delivery_impl *di, struct message *reply, publish_
                      strlen(reply->content_type));
         message_set(&reply->content_type, "application/octet-stream");
     }
-    amqp_table_entry_t *e = xcalloc(reply->n_headers + 1, sizeof(*e));
-    for (size_t i = 0; i < reply->n_headers; i++)
-        e[i] = (amqp_table_entry_t){
-            amqp_cstring_bytes(reply->headers[i].name),
-            {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(reply->headers[i].value)}};
-    amqp_basic_properties_t props = {0};
-    props._flags = AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG;
-    props.delivery_mode = AMQP_DELIVERY_PERSISTENT;
-    props.headers = (amqp_table_t){.num_entries = (int)reply->n_headers, .entries = e};
-    if (reply->content_type) {
-        props._flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
-        props.content_type = amqp_cstring_bytes(reply->content_type);
-    }
-    const char *corr = di->pub.msg->correlation_id;
-    if (corr) {
-        props._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
-        props.correlation_id = amqp_cstring_bytes(corr);
-    }
-    if (di->pub.msg->message_id) {
-        props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
-        props.message_id = amqp_cstring_bytes(di->pub.msg->message_id);
-    }
-    props._flags |= AMQP_BASIC_APP_ID_FLAG;
-    props.app_id = amqp_cstring_bytes(di->c->route->app_id);
+    amqp_basic_properties_t props;
+    amqp_table_entry_t *e = amqp_reply_properties(reply, di->pub.msg, di->c->route->app_id, &props);
     amqp_bytes_t body = {.len = reply->body_len, .bytes = reply->body};
     char why[300];
     int rc = publisher_publish_raw(di->c->pub, "", di->pub.msg->reply_to,
@@ -671,49 +534,76 @@ static void send_reply(struct delivery_impl *di, struct message *reply, publish_
         done(arg, (enum publish_status)rc, why);
 }
 
-void consumer_settle(struct delivery *d, const struct settle *s)
+/* Every verdict feeds the breaker first. False when d's connection is gone:
+ * then d and reply are freed, and the broker redelivers the message. */
+static bool settle_begin(struct delivery_impl *di, bool ok, struct message *reply)
+{
+    circuit_record(di->c->circuit, ok);
+    if (!stale(di))
+        return true;
+    log_delivery(LOG_INFO, di,
+                 "broker connection was reset meanwhile; the broker will redeliver it");
+    message_free(reply);
+    delivery_free(di);
+    return false;
+}
+
+/* The reason carried into the republished copy (x-sidecar-error). */
+static void set_reason(struct delivery_impl *di, const char *fmt, va_list ap)
+{
+    char reason[REASON_MAX + 1];
+    vsnprintf(reason, sizeof(reason), fmt, ap);
+    free(di->reason); /* an ordered route's earlier round in place */
+    di->reason = xstrdup(reason);
+}
+
+void settle_ack(struct delivery *d, struct message *reply)
 {
     struct delivery_impl *di = impl_of(d);
-    struct consumer *c = di->c;
-    circuit_record(c, s->outcome);
-    if (stale(di)) {
-        log_delivery(LOG_INFO, di,
-                     "broker connection was reset meanwhile; the broker will redeliver it");
-        message_free(s->reply);
-        delivery_free(di);
+    if (!settle_begin(di, true, reply))
+        return;
+    metric_inc(di->c->route->metrics.delivered);
+    if (reply && d->msg->reply_to) {
+        send_reply(di, reply, replied, di);
         return;
     }
-    int attempts = d->attempts + s->calls;
-    if (s->outcome != OUTCOME_ACK) {
-        const char *reason = s->reason ? s->reason : "unknown error";
-        size_t len = strlen(reason);
-        free(di->reason); /* an ordered route's earlier round in place */
-        di->reason = xstrndup(reason, len < REASON_MAX ? len : REASON_MAX);
-    }
-    switch (s->outcome) {
-    case OUTCOME_ACK:
-        metric_inc(c->route->metrics.delivered);
-        if (s->reply && d->msg->reply_to) {
-            send_reply(di, s->reply, replied, di);
-            return;
-        }
-        message_free(s->reply);
-        ack(di);
+    message_free(reply);
+    ack(di);
+}
+
+void settle_retry(struct delivery *d, int calls, double retry_after, const char *fmt, ...)
+{
+    struct delivery_impl *di = impl_of(d);
+    if (!settle_begin(di, false, NULL))
         return;
-    case OUTCOME_RETRY:
-        message_free(s->reply); /* the requester keeps waiting for the final answer */
-        retry(di, attempts, s->retry_after);
+    va_list ap;
+    va_start(ap, fmt);
+    set_reason(di, fmt, ap);
+    va_end(ap);
+    /* No reply: the requester keeps waiting for the final answer. */
+    retry(di, d->attempts + calls, retry_after);
+}
+
+void settle_dead(struct delivery *d, int calls, enum dead_reason reason, struct message *reply,
+                 const char *fmt, ...)
+{
+    struct delivery_impl *di = impl_of(d);
+    if (!settle_begin(di, true, reply))
         return;
-    case OUTCOME_DEAD:
-        /* The requester learns of the failure now (e.g. the legacy 4xx, a SOAP
-         * Client fault) instead of waiting for its timeout. */
-        if (s->reply && d->msg->reply_to)
-            send_reply(di, s->reply, reply_sent, (void *)c->route->name);
-        else
-            message_free(s->reply);
-        dead_letter(di, attempts, s->dead_reason);
-        return;
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    set_reason(di, fmt, ap);
+    va_end(ap);
+    if (reply && d->msg->reply_to)
+        send_reply(di, reply, reply_sent, (void *)di->c->route->name);
+    else
+        message_free(reply);
+    dead_letter(di, d->attempts + calls, reason);
+}
+
+void abandon(struct delivery *d)
+{
+    requeue(impl_of(d));
 }
 
 /* ---- as a client of the connection ------------------------------------------------ */
@@ -732,7 +622,8 @@ static enum broker_handled client_method(void *arg, const amqp_method_t *method,
     switch (method->id) {
     case AMQP_BASIC_DELIVER_METHOD: {
         const amqp_basic_deliver_t *d = method->decoded;
-        if (!key_is(d->consumer_tag, c->tag))
+        if (d->consumer_tag.len != strlen(c->tag) ||
+            memcmp(d->consumer_tag.bytes, c->tag, d->consumer_tag.len) != 0)
             return BROKER_PASS;
         consumer_on_deliver(c, d, content); /* takes content */
         return BROKER_TOOK;

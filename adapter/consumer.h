@@ -3,22 +3,29 @@
  * legacy side answered: ack, retry through the ladder, or dead letter.
  *
  * Runs on the route's broker thread. The kind gets each delivery through its
- * `deliver` callback and settles it exactly once with consumer_settle, on the
- * same thread, with one of three outcomes (Fluent Bit's OK/RETRY/ERROR):
- *   ACK   — the legacy side accepted it: ack (after publishing the reply to
- *           reply_to, if the kind gave one);
- *   RETRY — a temporary failure: republish to `Q.retry.<n>` with the attempt
- *           count and reason in headers, ack once that is confirmed; past
- *           the last delay it becomes a dead letter;
- *   DEAD  — a permanent failure: republish to the DLX (→ `Q.dlq`) with
- *           `x-sidecar-error`, `x-sidecar-attempts`, `x-sidecar-route`, then ack.
+ * `deliver` callback and settles it exactly once, on the same thread, through
+ * one of four exits (Fluent Bit's OK/RETRY/ERROR, plus a give-back):
+ *   settle_ack   — the legacy side accepted it: ack (after publishing the
+ *                  reply to reply_to, if the kind gave one);
+ *   settle_retry — a temporary failure: republish to `Q.retry.<n>` with the
+ *                  attempt count and reason in headers, ack once that is
+ *                  confirmed; past the last delay it becomes a dead letter;
+ *   settle_dead  — a permanent failure: republish to the DLX (→ `Q.dlq`) with
+ *                  `x-sidecar-error`, `x-sidecar-attempts`, `x-sidecar-route`,
+ *                  then ack;
+ *   abandon      — no verdict (shutdown cut the call short): back to the
+ *                  queue as it came, no attempt counted.
  * The original is acked only after its copy is confirmed: a crash in between
  * duplicates, never loses. Attempts are counted in our own header, never
  * with broker redelivery counters.
  *
- * The circuit breaker lives here too: after `circuit.failures` consecutive
- * RETRY outcomes the consumer stops taking deliveries for `circuit.cooldown`
- * seconds, then lets one probe through.
+ * Ownership: each exit takes d (it is freed, now or once its copy is
+ * confirmed: don't touch it afterwards) and the reply it is given; reasons
+ * are formatted and copied (cut at 1000 bytes).
+ *
+ * Each verdict feeds the route's circuit breaker (circuit.h): settle_retry
+ * counts as a failure, settle_ack and settle_dead as successes, abandon not at
+ * all; while the circuit is open the consumer takes no deliveries.
  */
 #ifndef SIDECAR_CONSUMER_H
 #define SIDECAR_CONSUMER_H
@@ -41,20 +48,6 @@ struct delivery {
     void *kind_data; /* free for the kind */
 };
 
-enum outcome { OUTCOME_ACK, OUTCOME_RETRY, OUTCOME_DEAD };
-
-struct settle {
-    enum outcome outcome;
-    int calls;                    /* legacy calls made this round (usually 1; 0 if none) */
-    const char *reason;           /* RETRY/DEAD: why (x-sidecar-error); copied */
-    enum dead_reason dead_reason; /* DEAD: the metrics class */
-    double retry_after;           /* RETRY: the legacy side's Retry-After (seconds; 0 = none):
-                                   * picks a later ladder step, never a longer wait */
-    struct message *reply;        /* taken; when the delivery has reply_to it is published
-                                   * there: on ACK before the ack, on DEAD alongside the
-                                   * dead letter; ignored on RETRY */
-};
-
 /* A consumer for outbound route r on the connection whose thread runs loop;
  * pub is that connection's publisher (retries, dead letters, replies). */
 struct consumer *consumer_new(struct route *r, struct publisher *pub, struct loop *loop);
@@ -63,8 +56,32 @@ struct broker_client;
 const struct broker_client *consumer_client(struct consumer *c);
 void consumer_free(struct consumer *c);
 
-/* Route thread: settle d exactly once; d is freed (now or after the republish). */
-void consumer_settle(struct delivery *d, const struct settle *s);
+/* ---- the four exits: exactly one per delivery, on the route's thread ----
+ * `calls` is the number of legacy calls made for d in this round (1, or 0 when
+ * it failed before any call); it is added to d->attempts. */
+
+/* Done. reply (taken, may be NULL) goes to d's reply_to before the ack; without
+ * a reply_to it is freed. */
+void settle_ack(struct delivery *d, struct message *reply);
+
+/* Try again later: the retry step follows the attempts made so far and
+ * retry_after (the legacy side's Retry-After in seconds, 0 for none; it may pick
+ * a later step, never a longer wait). Past the ladder: a dead letter,
+ * DEAD_EXHAUSTED. Counts as a failure for the circuit breaker. */
+void settle_retry(struct delivery *d, int calls, double retry_after, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Never works as it is: dead-letter it, counted under reason in the metrics.
+ * reply (taken, may be NULL) goes to d's reply_to alongside, so an rpc caller
+ * learns of the failure now (a 4xx, a SOAP Client fault). */
+void settle_dead(struct delivery *d, int calls, enum dead_reason reason, struct message *reply,
+                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* No verdict: give d back to the queue as it came, no attempt counted, nothing
+ * told to the circuit breaker; for a call cut short at shutdown. The route's
+ * thread, or the kind's stop once that thread ended: the connection is gone
+ * then, so d is only freed and the broker redelivers the message. */
+void abandon(struct delivery *d);
 
 /* Route thread: stop taking deliveries (SIGTERM); in-flight ones still settle. */
 void consumer_drain(struct consumer *c);

@@ -38,7 +38,8 @@ enum publish_status {
 struct publish_result {
     enum publish_status status;
     const char *detail;    /* human-readable why, for logs and error bodies */
-    struct message *reply; /* rpc replies; the callback takes ownership */
+    struct message *reply; /* rpc replies, or NULL; freed after the callback returns
+                            * unless it keeps it by setting reply to NULL */
     double confirm_seconds;
 };
 

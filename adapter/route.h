@@ -112,7 +112,7 @@ struct route_kind {
 
     /* 0, or -1 with err filled: `run` then exits 1 naming the route. */
     int (*start)(struct route *r, char *err, size_t errlen);
-    /* Outbound: one delivery to handle; settle it with consumer_settle. */
+    /* Outbound: one delivery to handle; settle it with settle_ack/_retry/_dead (consumer.h). */
     void (*deliver)(struct route *r, struct delivery *d);
     void (*drain)(struct route *r);
     bool (*busy)(struct route *r);

@@ -149,8 +149,14 @@ static char *file_name_for(const struct route *r, const struct message *m, char 
 
 /* ---- writing ---------------------------------------------------------------------------- */
 
-/* Writes body as dir/name; the outcome and, unless ACK, why. */
-static enum outcome write_file(const struct route *r, const char *name, const char *body,
+enum written {
+    WRITTEN,       /* in place (or already there with the same content) */
+    WRITE_FAILED,  /* may pass later: why says what failed */
+    WRITE_REFUSED, /* never will as it is: why, and *dead the metrics class */
+};
+
+/* Writes body as dir/name; WRITTEN, or why not. */
+static enum written write_file(const struct route *r, const char *name, const char *body,
                                size_t len, char *why, size_t whylen, enum dead_reason *dead)
 {
     const struct file_out_opts *o = opts(r);
@@ -178,17 +184,17 @@ static enum outcome write_file(const struct route *r, const char *name, const ch
         free(tmp);
         free(path);
         if (same == 1)
-            return OUTCOME_ACK; /* a redelivery of what is already there */
+            return WRITTEN; /* a redelivery of what is already there */
         if (same < 0) {
             snprintf(why, whylen, "\"%s\" exists and cannot be read to compare: %s", name,
                      strerror(-same));
-            return OUTCOME_RETRY;
+            return WRITE_FAILED;
         }
         snprintf(why, whylen,
                  "\"%s\" already exists in %s with different content (overwrite = false)", name,
                  o->dir);
         *dead = DEAD_REJECTED;
-        return OUTCOME_DEAD;
+        return WRITE_REFUSED;
     }
     if (rc == 0) {
         step = "syncing";
@@ -199,13 +205,13 @@ static enum outcome write_file(const struct route *r, const char *name, const ch
     free(tmp);
     free(path);
     if (rc == 0)
-        return OUTCOME_ACK;
+        return WRITTEN;
     snprintf(why, whylen, "%s %s for \"%s\" failed: %s", step, o->dir, name, strerror(-rc));
     if (rc == -ENAMETOOLONG) {
         *dead = DEAD_INVALID;
-        return OUTCOME_DEAD;
+        return WRITE_REFUSED;
     }
-    return OUTCOME_RETRY; /* disk full, permissions, a missing directory: may pass later */
+    return WRITE_FAILED; /* disk full, permissions, a missing directory: may pass later */
 }
 
 static void file_out_deliver(struct route *r, struct delivery *d)
@@ -214,10 +220,7 @@ static void file_out_deliver(struct route *r, struct delivery *d)
     char why[1024];
     char *name = file_name_for(r, m, why, sizeof(why));
     if (name == NULL) {
-        consumer_settle(d, &(struct settle){.outcome = OUTCOME_DEAD,
-                                            .calls = 0,
-                                            .reason = why,
-                                            .dead_reason = DEAD_INVALID});
+        settle_dead(d, 0, DEAD_INVALID, NULL, "%s", why);
         return;
     }
     const char *body = m->body ? m->body : "";
@@ -229,27 +232,26 @@ static void file_out_deliver(struct route *r, struct delivery *d)
         if (transformed == NULL) {
             snprintf(why, sizeof(why), "transform failed: %s", err);
             free(name);
-            consumer_settle(d, &(struct settle){.outcome = OUTCOME_DEAD,
-                                                .calls = 0,
-                                                .reason = why,
-                                                .dead_reason = DEAD_TRANSFORM});
+            settle_dead(d, 0, DEAD_TRANSFORM, NULL, "%s", why);
             return;
         }
         body = transformed;
     }
     int64_t started = loop_now_ms();
     enum dead_reason dead = DEAD_REJECTED;
-    enum outcome outcome = write_file(r, name, body, len, why, sizeof(why), &dead);
+    enum written written = write_file(r, name, body, len, why, sizeof(why), &dead);
     histogram_observe(&r->metrics.legacy_seconds, (double)(loop_now_ms() - started) / 1000.0);
-    if (outcome == OUTCOME_ACK)
+    if (written == WRITTEN)
         log_event(LOG_DEBUG, &(struct log_ctx){.route = r->name, .message_id = m->message_id},
                   "wrote %s/%s (%zu bytes)", opts(r)->dir, name, len);
     free(transformed);
     free(name);
-    consumer_settle(d, &(struct settle){.outcome = outcome,
-                                        .calls = 1,
-                                        .reason = outcome == OUTCOME_ACK ? NULL : why,
-                                        .dead_reason = dead});
+    if (written == WRITTEN)
+        settle_ack(d, NULL);
+    else if (written == WRITE_FAILED)
+        settle_retry(d, 1, 0, "%s", why);
+    else
+        settle_dead(d, 1, dead, NULL, "%s", why);
 }
 
 /* ---- the kind --------------------------------------------------------------------------- */

@@ -104,24 +104,6 @@ static void derived_key(const struct message *m, char out[72])
 
 /* ---- settling ----------------------------------------------------------------------- */
 
-static void settle(struct delivery *d, enum outcome outcome, int calls, enum dead_reason why,
-                   double retry_after, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-
-static void settle(struct delivery *d, enum outcome outcome, int calls, enum dead_reason why,
-                   double retry_after, const char *fmt, ...)
-{
-    char reason[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(reason, sizeof(reason), fmt, ap);
-    va_end(ap);
-    consumer_settle(d, &(struct settle){.outcome = outcome,
-                                        .calls = calls,
-                                        .reason = reason,
-                                        .dead_reason = why,
-                                        .retry_after = retry_after});
-}
-
 static bool status_retryable(long status)
 {
     return status == 408 || status == 429 || status >= 500 || status < 200 ||
@@ -177,9 +159,7 @@ static void http_out_answered(void *arg, const struct httpc_response *resp)
                                         .correlation_id = m->correlation_id},
                       "the response is larger than 16 MiB: the reply carries only its start "
                       "(header x-sidecar-truncated)");
-        consumer_settle(d, &(struct settle){.outcome = OUTCOME_ACK,
-                                            .calls = 1,
-                                            .reply = m->reply_to ? reply_of(resp) : NULL});
+        settle_ack(d, m->reply_to ? reply_of(resp) : NULL);
         return;
     }
     struct buf where = {0}; /* "POST http://host/path", for the reason */
@@ -187,11 +167,11 @@ static void http_out_answered(void *arg, const struct httpc_response *resp)
     http_text_url_redacted(&where, opts(r)->url);
     if (resp->status == 0) {
         if (resp->timed_out)
-            settle(d, OUTCOME_RETRY, 1, DEAD_EXHAUSTED, 0, "%s timed out after %.1fs: %s",
-                   where.data, opts(r)->timeout, resp->error ? resp->error : "timeout");
+            settle_retry(d, 1, 0, "%s timed out after %.1fs: %s", where.data, opts(r)->timeout,
+                         resp->error ? resp->error : "timeout");
         else
-            settle(d, OUTCOME_RETRY, 1, DEAD_EXHAUSTED, 0, "%s failed: %s", where.data,
-                   resp->error ? resp->error : "no response");
+            settle_retry(d, 1, 0, "%s failed: %s", where.data,
+                         resp->error ? resp->error : "no response");
         buf_free(&where);
         return;
     }
@@ -201,13 +181,9 @@ static void http_out_answered(void *arg, const struct httpc_response *resp)
     if (resp->status >= 300 && resp->status < 400)
         buf_puts(&reason, " (redirects are not followed: point url at the final location)");
     if (status_retryable(resp->status))
-        settle(d, OUTCOME_RETRY, 1, DEAD_EXHAUSTED, resp->retry_after, "%s", reason.data);
+        settle_retry(d, 1, resp->retry_after, "%s", reason.data);
     else /* the rejection also goes back to an rpc caller at once (x-http-status 4xx) */
-        consumer_settle(d, &(struct settle){.outcome = OUTCOME_DEAD,
-                                            .calls = 1,
-                                            .reason = reason.data,
-                                            .dead_reason = DEAD_REJECTED,
-                                            .reply = m->reply_to ? reply_of(resp) : NULL});
+        settle_dead(d, 1, DEAD_REJECTED, m->reply_to ? reply_of(resp) : NULL, "%s", reason.data);
     buf_free(&reason);
     buf_free(&where);
 }
@@ -286,7 +262,7 @@ static void http_out_deliver(struct route *r, struct delivery *d)
         transformed =
             transform_apply(r->transform, m->body, m->body_len, &transformed_len, err, sizeof(err));
         if (transformed == NULL) {
-            settle(d, OUTCOME_DEAD, 0, DEAD_TRANSFORM, 0, "transform failed: %s", err);
+            settle_dead(d, 0, DEAD_TRANSFORM, NULL, "transform failed: %s", err);
             return;
         }
     }
@@ -301,7 +277,7 @@ static void http_out_deliver(struct route *r, struct delivery *d)
     buf_free(&u.value);
     if (url == NULL) {
         free(transformed);
-        settle(d, OUTCOME_DEAD, 0, DEAD_INVALID, 0, "cannot build the url: %s", err);
+        settle_dead(d, 0, DEAD_INVALID, NULL, "cannot build the url: %s", err);
         return;
     }
 
@@ -333,7 +309,7 @@ static void http_out_deliver(struct route *r, struct delivery *d)
     if (rc != 0) {
         free(c);
         /* Counted as an attempt: the ladder only moves on attempts, and this may repeat. */
-        settle(d, OUTCOME_RETRY, 1, DEAD_EXHAUSTED, 0, "the HTTP client refused the call");
+        settle_retry(d, 1, 0, "the HTTP client refused the call");
         return;
     }
     c->next = s->calls;
@@ -408,8 +384,8 @@ static bool http_out_busy(struct route *r)
 }
 
 /* After the route's thread ended. Calls still running (the drain deadline passed)
- * are aborted; their deliveries belong to a closed connection, so settling them
- * only frees them: the broker redelivers the messages. */
+ * are aborted and their deliveries abandoned: they belong to a closed connection,
+ * so that only frees them and the broker redelivers the messages. */
 static void http_out_stop(struct route *r)
 {
     struct http_out *s = r->state;
@@ -424,7 +400,7 @@ static void http_out_stop(struct route *r)
                                     .message_id = c->d->msg->message_id,
                                     .correlation_id = c->d->msg->correlation_id},
                   "call abandoned at shutdown; the broker will deliver the message again");
-        consumer_settle(c->d, &(struct settle){.outcome = OUTCOME_ACK});
+        abandon(c->d);
         free(c);
     }
     free(s);

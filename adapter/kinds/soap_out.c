@@ -117,13 +117,6 @@ static void log_delivery(enum log_level level, const struct route *r, const stru
     va_end(ap);
 }
 
-static void settle_dead(struct delivery *d, enum dead_reason why, int calls, const char *reason)
-{
-    consumer_settle(
-        d, &(struct settle){
-               .outcome = OUTCOME_DEAD, .calls = calls, .reason = reason, .dead_reason = why});
-}
-
 /* ---- the request -------------------------------------------------------------------- */
 
 /* The XML element to wrap: the body as it is, or JSON (transformed) converted.
@@ -305,7 +298,7 @@ static const char *snippet(const char *body, size_t len, char *out, size_t n)
     return out;
 }
 
-/* The message for reply_to, from a 2xx answer (taken by consumer_settle). */
+/* The message for reply_to, from a 2xx answer (taken by settle_ack). */
 static struct message *reply_of(const struct route *r, const struct httpc_response *resp,
                                 const struct soap_response *sr, bool parsed, const char *perr)
 {
@@ -356,17 +349,10 @@ static void settle_fault(struct route *r, struct delivery *d, const struct httpc
             message_set(&reply->content_type, "text/plain");
             message_set_header(reply, "x-soap-fault", "client");
         }
-        consumer_settle(d, &(struct settle){.outcome = OUTCOME_DEAD,
-                                            .calls = 1,
-                                            .reason = reason,
-                                            .dead_reason = DEAD_REJECTED,
-                                            .reply = reply});
+        settle_dead(d, 1, DEAD_REJECTED, reply, "%s", reason);
         return;
     }
-    consumer_settle(d, &(struct settle){.outcome = OUTCOME_RETRY,
-                                        .calls = 1,
-                                        .reason = reason,
-                                        .retry_after = resp->retry_after});
+    settle_retry(d, 1, resp->retry_after, "%s", reason);
 }
 
 static void settle_success(struct route *r, struct delivery *d, const struct httpc_response *resp,
@@ -382,7 +368,7 @@ static void settle_success(struct route *r, struct delivery *d, const struct htt
         log_delivery(LOG_DEBUG, r, d, "delivered: HTTP %ld in %.3fs", resp->status, resp->seconds);
     }
     struct message *reply = d->msg->reply_to ? reply_of(r, resp, sr, parsed, perr) : NULL;
-    consumer_settle(d, &(struct settle){.outcome = OUTCOME_ACK, .calls = 1, .reply = reply});
+    settle_ack(d, reply);
 }
 
 static void settle_status(struct route *r, struct delivery *d, const struct httpc_response *resp)
@@ -393,13 +379,10 @@ static void settle_status(struct route *r, struct delivery *d, const struct http
     snprintf(reason, sizeof(reason), "HTTP %ld without a SOAP fault: %s", st,
              snippet(resp->body, resp->body_len, text, sizeof(text)));
     if (st == 408 || st == 429 || st >= 500) {
-        consumer_settle(d, &(struct settle){.outcome = OUTCOME_RETRY,
-                                            .calls = 1,
-                                            .reason = reason,
-                                            .retry_after = resp->retry_after});
+        settle_retry(d, 1, resp->retry_after, "%s", reason);
         return;
     }
-    settle_dead(d, DEAD_REJECTED, 1, reason);
+    settle_dead(d, 1, DEAD_REJECTED, NULL, "%s", reason);
 }
 
 /* Route thread: the service answered, or the call failed. */
@@ -412,12 +395,8 @@ static void called(void *arg, const struct httpc_response *resp)
     free(c);
     histogram_observe(&r->metrics.legacy_seconds, resp->seconds);
     if (resp->status == 0) {
-        char reason[REASON_MAX];
-        snprintf(reason, sizeof(reason), "%s: %s",
-                 resp->timed_out ? "no answer in time" : "call failed",
-                 resp->error ? resp->error : "unknown transport error");
-        consumer_settle(d,
-                        &(struct settle){.outcome = OUTCOME_RETRY, .calls = 1, .reason = reason});
+        settle_retry(d, 1, 0, "%s: %s", resp->timed_out ? "no answer in time" : "call failed",
+                     resp->error ? resp->error : "unknown transport error");
         return;
     }
     struct soap_response sr;
@@ -451,22 +430,20 @@ static void soap_out_deliver(struct route *r, struct delivery *d)
     enum dead_reason why = DEAD_INVALID;
     char *element = request_element(r, m, &len, &why, err, sizeof(err));
     if (element == NULL) {
-        settle_dead(d, why, 0, err);
+        settle_dead(d, 0, why, NULL, "%s", err);
         return;
     }
     size_t env_len = 0;
     char *envelope = envelope_of(r, element, len, &env_len, err, sizeof(err));
     free(element);
     if (envelope == NULL) {
-        settle_dead(d, DEAD_INVALID, 0, err);
+        settle_dead(d, 0, DEAD_INVALID, NULL, "%s", err);
         return;
     }
     char *action = action_of(r, m, err, sizeof(err));
     if (action == NULL) {
         free(envelope);
-        char reason[1100];
-        snprintf(reason, sizeof(reason), "cannot build the action: %s", err);
-        settle_dead(d, DEAD_INVALID, 0, reason);
+        settle_dead(d, 0, DEAD_INVALID, NULL, "cannot build the action: %s", err);
         return;
     }
     struct header_list h = {0};
@@ -488,9 +465,7 @@ static void soap_out_deliver(struct route *r, struct delivery *d)
     free(envelope);
     if (rc != 0) {
         free(c);
-        consumer_settle(d, &(struct settle){.outcome = OUTCOME_RETRY,
-                                            .calls = 0,
-                                            .reason = "the HTTP client refused to start the call"});
+        settle_retry(d, 0, 0, "the HTTP client refused to start the call");
         return;
     }
     struct soap_out_state *st = state(r);
@@ -550,6 +525,9 @@ static void soap_out_stop(struct route *r)
     while (st->calls) {
         struct call *c = st->calls;
         st->calls = c->next;
+        log_delivery(LOG_WARN, r, c->delivery,
+                     "call abandoned at shutdown; the broker will deliver the message again");
+        abandon(c->delivery); /* the connection is closed: this only frees it */
         free(c);
     }
     free(st);

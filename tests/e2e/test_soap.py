@@ -722,6 +722,26 @@ def test_soap_out_statuses_wsse_and_unparseable_answers(broker, sidecar, uid, pe
     assert sum(1 for _, b in legacy.requests if b">slow<" in b) == 3
 
 
+def test_soap_out_shutdown_mid_call_gives_the_delivery_back(broker, sidecar, uid, peers):
+    """A call still running when drain_timeout passes is abandoned: its delivery is freed
+    (the sanitizer check at stop finds no leak) and the broker keeps the message."""
+    def respond(headers, body):
+        time.sleep(8)
+        return 500, {}, b"too late"
+    legacy = Recorder(respond)
+    peers.append(legacy)
+    s = sidecar(name=uid, outbound=soap_out_route(legacy.url).replace("timeout = 5.0",
+                                                                      "timeout = 30.0"),
+                extra="drain_timeout = 1;")
+    broker.publish("", f"{uid}.legacy", update_xml("1").encode(), content_type="application/xml",
+                   message_id="m-1")
+    wait_for(lambda: len(legacy.requests) == 1, 10, what="the legacy call")
+    s.stop()
+    assert "call abandoned at shutdown" in s.log()
+    got = broker.get_all(f"{uid}.legacy")
+    assert [p.message_id for p, _ in got] == ["m-1"]
+
+
 def test_soap_bridge_zeep_to_spyne_through_rabbitmq(broker, sidecar, uid, peers, tmp_path):
     """zeep → soap in (rpc) → RabbitMQ → soap out → spyne, and the answer all the way back:
     the sidecar as a SOAP proxy whose traffic is visible, retried and dead-lettered in
