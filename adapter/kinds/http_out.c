@@ -22,7 +22,6 @@
 #include "template.h"
 #include "util.h"
 
-#include <openssl/evp.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,21 +84,14 @@ static const struct http_out_opts *opts(const struct route *r)
  * correlation_id, timestamp and body, which every retry carries unchanged. */
 static void derived_key(const struct message *m, char out[72])
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int md_len = 0;
+    unsigned char md[SHA256_BYTES];
     char stamp[32];
     snprintf(stamp, sizeof(stamp), "%lld", (long long)m->timestamp);
     const char *corr = m->correlation_id ? m->correlation_id : "";
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
-    EVP_DigestUpdate(ctx, corr, strlen(corr) + 1);
-    EVP_DigestUpdate(ctx, stamp, strlen(stamp) + 1);
-    EVP_DigestUpdate(ctx, m->body, m->body_len);
-    EVP_DigestFinal_ex(ctx, md, &md_len);
-    EVP_MD_CTX_free(ctx);
-    memcpy(out, "sha256:", 7);
-    for (unsigned int i = 0; i < md_len && i < 32; i++)
-        snprintf(out + 7 + 2 * i, 3, "%02x", md[i]);
+    struct byte_span parts[] = {
+        {corr, strlen(corr) + 1}, {stamp, strlen(stamp) + 1}, {m->body, m->body_len}};
+    sha256_parts(parts, 3, md);
+    sha256_id(md, SHA256_BYTES, out);
 }
 
 /* ---- settling ----------------------------------------------------------------------- */
