@@ -25,8 +25,6 @@
 #include "topology.h"
 #include "util.h"
 
-#include <amqp_ssl_socket.h>
-#include <amqp_tcp_socket.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -37,7 +35,6 @@
 #define BACKOFF_BASE 0.5
 #define BACKOFF_MAX 30.0
 #define TICK_MS 500
-#define FRAME_MAX 131072
 
 struct broker {
     char *label;
@@ -82,165 +79,6 @@ static void broker_set_desc(struct broker *b, const char *fmt, ...)
     vsnprintf(b->desc, sizeof(b->desc), fmt, ap);
     pthread_mutex_unlock(&b->desc_lock);
     va_end(ap);
-}
-
-/* ---- opening a connection (shared with broker_probe) ----------------------- */
-
-static const char *open_hint(int status)
-{
-    switch (status) {
-    case AMQP_STATUS_SOCKET_ERROR:
-    case AMQP_STATUS_CONNECTION_CLOSED:
-        return "; is RabbitMQ running and listening there?";
-    case AMQP_STATUS_TIMEOUT:
-        return "; no answer in time: check host, port and firewalls, or raise "
-               "broker.connect_timeout";
-    case AMQP_STATUS_SSL_PEER_VERIFY_FAILED:
-        return "; the broker's certificate is not trusted: set broker.tls.ca to the CA that "
-               "signed it";
-    case AMQP_STATUS_SSL_HOSTNAME_VERIFY_FAILED:
-        return "; the certificate does not name this host: connect with the name it was issued "
-               "for";
-    case AMQP_STATUS_SSL_CONNECTION_FAILED:
-    case AMQP_STATUS_SSL_ERROR:
-        return "; is the port a TLS listener (amqps://, usually 5671)?";
-    default:
-        return "";
-    }
-}
-
-static void reply_describe(amqp_rpc_reply_t r, char *out, size_t n)
-{
-    switch (r.reply_type) {
-    case AMQP_RESPONSE_NORMAL:
-        snprintf(out, n, "ok");
-        break;
-    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-        snprintf(out, n, "%s%s", amqp_error_string2(r.library_error),
-                 open_hint(r.library_error));
-        break;
-    case AMQP_RESPONSE_SERVER_EXCEPTION:
-        if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
-            amqp_connection_close_t *c = r.reply.decoded;
-            snprintf(out, n, "broker closed the connection: %.*s", (int)c->reply_text.len,
-                     (char *)c->reply_text.bytes);
-        } else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-            amqp_channel_close_t *c = r.reply.decoded;
-            snprintf(out, n, "broker closed the channel: %.*s", (int)c->reply_text.len,
-                     (char *)c->reply_text.bytes);
-        } else {
-            snprintf(out, n, "broker error (method 0x%08x)", r.reply.id);
-        }
-        break;
-    default:
-        snprintf(out, n, "no reply");
-        break;
-    }
-}
-
-static void timeval_from(double seconds, struct timeval *tv)
-{
-    tv->tv_sec = (time_t)seconds;
-    tv->tv_usec = (suseconds_t)((seconds - (double)tv->tv_sec) * 1e6);
-}
-
-static int open_connection(const struct broker_config *cfg, const struct broker_url *u,
-                           const char *connection_name, amqp_connection_state_t *out, char *err,
-                           size_t errlen)
-{
-    *out = NULL;
-    amqp_connection_state_t conn = amqp_new_connection();
-    amqp_socket_t *sock = u->tls ? amqp_ssl_socket_new(conn) : amqp_tcp_socket_new(conn);
-    if (sock == NULL) {
-        snprintf(err, errlen, "cannot create a %s socket", u->tls ? "TLS" : "TCP");
-        amqp_destroy_connection(conn);
-        return -1;
-    }
-    if (u->tls) {
-        amqp_ssl_socket_set_verify_peer(sock, cfg->tls.verify);
-        amqp_ssl_socket_set_verify_hostname(sock, cfg->tls.verify);
-        if (cfg->tls.ca && amqp_ssl_socket_set_cacert(sock, cfg->tls.ca) != AMQP_STATUS_OK) {
-            snprintf(err, errlen, "cannot load broker.tls.ca \"%s\" (is it PEM?)", cfg->tls.ca);
-            amqp_destroy_connection(conn);
-            return -1;
-        }
-        if (cfg->tls.cert &&
-            amqp_ssl_socket_set_key(sock, cfg->tls.cert, cfg->tls.key.path) != AMQP_STATUS_OK) {
-            snprintf(err, errlen,
-                     "cannot load client certificate \"%s\" and key \"%s\" (PEM, and do they "
-                     "match?)",
-                     cfg->tls.cert, cfg->tls.key.path);
-            amqp_destroy_connection(conn);
-            return -1;
-        }
-    }
-
-    struct timeval tv;
-    timeval_from(cfg->connect_timeout, &tv);
-    int rc = amqp_socket_open_noblock(sock, u->host, u->port, &tv);
-    if (rc != AMQP_STATUS_OK) {
-        snprintf(err, errlen, "cannot connect: %s%s", amqp_error_string2(rc), open_hint(rc));
-        amqp_destroy_connection(conn);
-        return -1;
-    }
-    amqp_set_handshake_timeout(conn, &tv);
-    struct timeval rpc_tv;
-    timeval_from(cfg->connect_timeout * 4 < 30 ? 30 : cfg->connect_timeout * 4, &rpc_tv);
-    amqp_set_rpc_timeout(conn, &rpc_tv);
-
-    amqp_table_entry_t caps[] = {
-        {amqp_cstring_bytes("connection.blocked"), {.kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1}},
-        {amqp_cstring_bytes("consumer_cancel_notify"), {.kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1}},
-        {amqp_cstring_bytes("publisher_confirms"), {.kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1}},
-        {amqp_cstring_bytes("basic.nack"), {.kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1}},
-    };
-    amqp_table_t caps_table = {.num_entries = 4, .entries = caps};
-    amqp_table_entry_t props[] = {
-        {amqp_cstring_bytes("connection_name"), {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(connection_name)}},
-        {amqp_cstring_bytes("product"), {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes("amqp-sidecar")}},
-        {amqp_cstring_bytes("version"), {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(SIDECAR_VERSION)}},
-        {amqp_cstring_bytes("capabilities"), {.kind = AMQP_FIELD_KIND_TABLE, .value.table = caps_table}},
-    };
-    amqp_table_t props_table = {.num_entries = 4, .entries = props};
-    const char *password = cfg->password.value ? cfg->password.value : u->password;
-    amqp_rpc_reply_t r =
-        amqp_login_with_properties(conn, u->vhost, 0, FRAME_MAX, cfg->heartbeat, &props_table,
-                                   AMQP_SASL_METHOD_PLAIN, u->user, password);
-    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-        char why[512];
-        reply_describe(r, why, sizeof(why));
-        snprintf(err, errlen, "login as \"%s\" on vhost \"%s\" failed: %s%s", u->user, u->vhost,
-                 why,
-                 r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION
-                     ? "; check the user, password (broker.password_file) and the user's "
-                       "permissions on the vhost"
-                     : "");
-        amqp_destroy_connection(conn);
-        return -1;
-    }
-    amqp_channel_open(conn, BROKER_CHANNEL);
-    r = amqp_get_rpc_reply(conn);
-    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-        char why[512];
-        reply_describe(r, why, sizeof(why));
-        snprintf(err, errlen, "opening a channel failed: %s", why);
-        amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
-        amqp_destroy_connection(conn);
-        return -1;
-    }
-    *out = conn;
-    return 0;
-}
-
-static void close_connection(amqp_connection_state_t conn, bool graceful)
-{
-    if (conn == NULL)
-        return;
-    if (graceful) {
-        amqp_channel_close(conn, BROKER_CHANNEL, AMQP_REPLY_SUCCESS);
-        amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
-    }
-    amqp_destroy_connection(conn);
 }
 
 /* ---- the broker object ------------------------------------------------------ */
@@ -432,7 +270,7 @@ static void drop_connection(struct broker *b, bool graceful, const char *why)
     atomic_store(&b->blocked, false);
     set_up(b, false);
     clients_lost(b, why);
-    close_connection(conn, graceful);
+    broker_close(conn, graceful);
 }
 
 static void broker_fail(struct broker *b, const char *why)
@@ -502,7 +340,7 @@ static int setup_connection(struct broker *b, bool *fatal, char *err, size_t err
     amqp_rpc_reply_t r = amqp_get_rpc_reply(b->conn);
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
         char why[256];
-        reply_describe(r, why, sizeof(why));
+        broker_reply_describe(r, why, sizeof(why));
         snprintf(err, errlen, "enabling publisher confirms failed: %s", why);
         return -1;
     }
@@ -529,7 +367,7 @@ static void broker_connect(struct loop *loop, void *arg)
     bool fatal = false;
 
     broker_set_desc(b, "connecting to %s", where);
-    if (open_connection(b->cfg, u, name, &b->conn, err, sizeof(err)) == 0) {
+    if (broker_open(b->cfg, u, name, &b->conn, err, sizeof(err)) == 0) {
         b->fd = amqp_get_sockfd(b->conn);
         if (setup_connection(b, &fatal, err, sizeof(err)) == 0) {
             loop_watch(loop, b->fd, POLLIN, on_readable, b);
@@ -553,7 +391,7 @@ static void broker_connect(struct loop *loop, void *arg)
         b->fd = -1;
         channel_close(b);
         clients_lost(b, err);
-        close_connection(conn, false);
+        broker_close(conn, false);
     }
 
     log_error(b->label, "%s: %s", where, err);
@@ -609,7 +447,7 @@ static bool read_content(struct broker *b, amqp_channel_t ch, amqp_message_t *ms
     if (r.reply_type == AMQP_RESPONSE_NORMAL)
         return true;
     char why[512];
-    reply_describe(r, why, sizeof(why));
+    broker_reply_describe(r, why, sizeof(why));
     broker_fail(b, why);
     return false;
 }
@@ -712,61 +550,4 @@ void broker_stop(struct broker *b)
     b->thread_started = false;
     /* Submits that raced the stop are answered now, while their kinds still live. */
     clients_lost(b, "the sidecar is shutting down");
-}
-
-/* ---- one-shot connections (check --connect, replay) -------------------------- */
-
-int broker_connect_once(const struct broker_config *cfg, const char *system_name, const char *label,
-                        amqp_connection_state_t *out, char **vhost, char **where, char *err,
-                        size_t errlen)
-{
-    struct buf tried = {0};
-    char *name = xasprintf("amqp-sidecar/%s/%s", system_name, label);
-    for (size_t i = 0; i < cfg->urls.n; i++) {
-        struct broker_url u;
-        if (broker_url_parse(cfg->urls.v[i], &u, err, errlen) != 0)
-            break;
-        char *display = broker_url_display(&u);
-        char why[1024];
-        if (open_connection(cfg, &u, name, out, why, sizeof(why)) == 0) {
-            *vhost = xstrdup(u.vhost);
-            *where = display;
-            broker_url_free(&u);
-            buf_free(&tried);
-            free(name);
-            return 0;
-        }
-        buf_printf(&tried, "%s%s: %s", tried.len ? "; " : "", display, why);
-        free(display);
-        broker_url_free(&u);
-    }
-    if (tried.len)
-        snprintf(err, errlen, "no broker reachable: %s", tried.data);
-    buf_free(&tried);
-    free(name);
-    return -1;
-}
-
-void broker_close_once(amqp_connection_state_t conn)
-{
-    close_connection(conn, true);
-}
-
-int broker_probe(const struct broker_config *cfg, const char *system_name,
-                 const struct topology *t, char *err, size_t errlen)
-{
-    amqp_connection_state_t conn;
-    char *vhost, *where;
-    if (broker_connect_once(cfg, system_name, "check", &conn, &vhost, &where, err, errlen) != 0)
-        return -1;
-    /* Only the passive checks: `check` must change nothing on the broker. */
-    struct topology passive = {.checked = t->checked, .n_checked = t->n_checked};
-    bool fatal;
-    int rc = topology_declare(conn, BROKER_CHANNEL, &passive, vhost, &fatal, err, errlen);
-    close_connection(conn, true);
-    if (rc == 0)
-        snprintf(err, errlen, "%s", where);
-    free(vhost);
-    free(where);
-    return rc;
 }

@@ -1,7 +1,8 @@
 /*
- * broker_once — a synchronous connection for commands that run once and
- * exit (replay, check --connect): connect trying each URL in turn, open
- * channel BROKER_CHANNEL, use it directly, close. No thread, no clients.
+ * broker_once — opening a connection (for the broker's thread, which owns
+ * the connections it opens), and synchronous connections for commands that
+ * run once and exit (replay, check --connect): connect trying each URL in
+ * turn, open channel BROKER_CHANNEL, use it directly, close.
  */
 #ifndef SIDECAR_BROKER_ONCE_H
 #define SIDECAR_BROKER_ONCE_H
@@ -9,9 +10,21 @@
 #include "broker_client.h"
 
 #include <amqp.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 struct broker_config;
+struct broker_url;
+
+/* Opens one connection to u (TLS per cfg) named connection_name, logged in,
+ * channel BROKER_CHANNEL open. 0, or -1 with err saying what and how to fix. */
+int broker_open(const struct broker_config *cfg, const struct broker_url *u,
+                const char *connection_name, amqp_connection_state_t *out, char *err,
+                size_t errlen);
+/* Closes (gracefully: channel.close and connection.close first) and frees conn. */
+void broker_close(amqp_connection_state_t conn, bool graceful);
+/* A reply as words for a log line or an error. */
+void broker_reply_describe(amqp_rpc_reply_t r, char *out, size_t n);
 
 /* vhost and where ("amqp://…", without the password) are the caller's to
  * free. 0, or -1 with err. */
