@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static char *bytes_dup(amqp_bytes_t b)
 {
@@ -272,4 +273,68 @@ amqp_table_entry_t *amqp_reply_properties(const struct message *reply,
     props->_flags |= AMQP_BASIC_APP_ID_FLAG;
     props->app_id = amqp_cstring_bytes(app_id);
     return e;
+}
+
+amqp_table_entry_t *amqp_publish_properties(const struct message *m, const char *correlation,
+                                            const char *app_id, const char *route,
+                                            amqp_basic_properties_t *props)
+{
+    *props = (amqp_basic_properties_t){0};
+    props->_flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_HEADERS_FLAG |
+                    AMQP_BASIC_TIMESTAMP_FLAG;
+    props->delivery_mode = AMQP_DELIVERY_PERSISTENT;
+    props->timestamp = (uint64_t)(m->timestamp ? m->timestamp : time(NULL));
+    if (m->content_type) {
+        props->_flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
+        props->content_type = amqp_cstring_bytes(m->content_type);
+    }
+    if (m->message_id) {
+        props->_flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
+        props->message_id = amqp_cstring_bytes(m->message_id);
+    }
+    if (correlation) {
+        props->_flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
+        props->correlation_id = amqp_cstring_bytes(correlation);
+    }
+    if (m->reply_to) {
+        props->_flags |= AMQP_BASIC_REPLY_TO_FLAG;
+        props->reply_to = amqp_cstring_bytes(m->reply_to);
+    }
+    if (app_id) {
+        props->_flags |= AMQP_BASIC_APP_ID_FLAG;
+        props->app_id = amqp_cstring_bytes(app_id);
+    }
+    amqp_table_entry_t *entries = xcalloc(m->n_headers + 1, sizeof(*entries));
+    int n = 0;
+    for (size_t i = 0; i < m->n_headers; i++)
+        entries[n++] = (amqp_table_entry_t){
+            amqp_cstring_bytes(m->headers[i].name),
+            {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(m->headers[i].value)}};
+    if (route && message_header(m, "x-sidecar-route") == NULL)
+        entries[n++] = (amqp_table_entry_t){
+            amqp_cstring_bytes("x-sidecar-route"),
+            {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(route)}};
+    props->headers = (amqp_table_t){.num_entries = n, .entries = entries};
+    return entries;
+}
+
+amqp_table_entry_t *amqp_park_properties(const amqp_message_t *returned, const char *reason,
+                                         amqp_basic_properties_t *props)
+{
+    *props = returned->properties;
+    const amqp_table_t *old = &returned->properties.headers;
+    int n_old = (props->_flags & AMQP_BASIC_HEADERS_FLAG) ? old->num_entries : 0;
+    amqp_table_entry_t *entries = xcalloc((size_t)n_old + 1, sizeof(*entries));
+    int n = 0;
+    for (int i = 0; i < n_old; i++) {
+        amqp_bytes_t k = old->entries[i].key;
+        if (k.len != 15 || memcmp(k.bytes, "x-sidecar-error", 15) != 0)
+            entries[n++] = old->entries[i];
+    }
+    entries[n++] = (amqp_table_entry_t){
+        amqp_cstring_bytes("x-sidecar-error"),
+        {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(reason)}};
+    props->_flags |= AMQP_BASIC_HEADERS_FLAG;
+    props->headers = (amqp_table_t){.num_entries = n, .entries = entries};
+    return entries;
 }

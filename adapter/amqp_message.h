@@ -35,6 +35,21 @@ int amqp_publish_check(amqp_bytes_t exchange, amqp_bytes_t routing_key,
 amqp_table_entry_t *amqp_copy_properties(const amqp_message_t *raw, const char *error, int attempts,
                                          const char *route, amqp_basic_properties_t *props);
 
+/* The properties of a new message m: persistent, its content type, message id,
+ * reply_to and timestamp (now when unset), correlation (the id to send:
+ * the message's, or an rpc call id), app_id and header x-sidecar-route
+ * unless m has one (when not NULL), and m's headers as strings. Returns the
+ * header table the caller frees once props is sent; strings stay borrowed. */
+amqp_table_entry_t *amqp_publish_properties(const struct message *m, const char *correlation,
+                                            const char *app_id, const char *route,
+                                            amqp_basic_properties_t *props);
+
+/* The properties of a returned message parked in a DLQ: its own, with header
+ * x-sidecar-error = reason in place of an earlier one. Returns the header
+ * table the caller frees once props is sent; strings stay borrowed. */
+amqp_table_entry_t *amqp_park_properties(const amqp_message_t *returned, const char *reason,
+                                         amqp_basic_properties_t *props);
+
 /* The properties of reply to request: reply's text headers and content type,
  * persistent, request's correlation_id and message_id echoed, app_id set.
  * Returns the header table the caller frees once props is sent; every string

@@ -422,43 +422,10 @@ static enum send_result send_request(struct publisher *p, struct request *r, cha
     const struct route *route = r->opt.route;
     if (r->opt.rpc)
         rpc_prepare(r, m);
-    amqp_basic_properties_t props = {0};
-    props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_HEADERS_FLAG;
-    props.delivery_mode = AMQP_DELIVERY_PERSISTENT;
-    if (m->content_type) {
-        props._flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
-        props.content_type = amqp_cstring_bytes(m->content_type);
-    }
-    if (m->message_id) {
-        props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
-        props.message_id = amqp_cstring_bytes(m->message_id);
-    }
-    const char *correlation = r->opt.rpc ? r->call_id : m->correlation_id;
-    if (correlation) {
-        props._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
-        props.correlation_id = amqp_cstring_bytes(correlation);
-    }
-    if (m->reply_to) {
-        props._flags |= AMQP_BASIC_REPLY_TO_FLAG;
-        props.reply_to = amqp_cstring_bytes(m->reply_to);
-    }
-    props._flags |= AMQP_BASIC_TIMESTAMP_FLAG;
-    props.timestamp = (uint64_t)(m->timestamp ? m->timestamp : time(NULL));
-    if (route) {
-        props._flags |= AMQP_BASIC_APP_ID_FLAG;
-        props.app_id = amqp_cstring_bytes(route->app_id);
-    }
-    amqp_table_entry_t *entries = xcalloc(m->n_headers + 1, sizeof(*entries));
-    int n = 0;
-    for (size_t i = 0; i < m->n_headers; i++)
-        entries[n++] = (amqp_table_entry_t){
-            amqp_cstring_bytes(m->headers[i].name),
-            {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(m->headers[i].value)}};
-    if (route && message_header(m, "x-sidecar-route") == NULL)
-        entries[n++] = (amqp_table_entry_t){
-            amqp_cstring_bytes("x-sidecar-route"),
-            {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(route->name)}};
-    props.headers = (amqp_table_t){.num_entries = n, .entries = entries};
+    amqp_basic_properties_t props;
+    amqp_table_entry_t *entries = amqp_publish_properties(
+        m, r->opt.rpc ? r->call_id : m->correlation_id, route ? route->app_id : NULL,
+        route ? route->name : NULL, &props);
 
     amqp_bytes_t exchange = bytes_or_empty(m->exchange), key = bytes_or_empty(m->routing_key);
     if (amqp_publish_check(exchange, key, &props, frame_max(p), why, whylen) != 0) {
@@ -724,19 +691,8 @@ static void park(struct publisher *p, struct request *r, const amqp_basic_return
         .route = route->name, .message_id = r->message_id, .correlation_id = r->correlation_id};
     log_event(LOG_WARN, &ctx, "%s; parking it in %s", reason, route->dlq);
 
-    amqp_basic_properties_t props = msg->properties;
-    amqp_table_t *old = &msg->properties.headers;
-    int n_old = (props._flags & AMQP_BASIC_HEADERS_FLAG) ? old->num_entries : 0;
-    amqp_table_entry_t *entries = xcalloc((size_t)n_old + 1, sizeof(*entries));
-    int n = 0;
-    for (int i = 0; i < n_old; i++)
-        if (!bytes_is(old->entries[i].key, "x-sidecar-error"))
-            entries[n++] = old->entries[i];
-    entries[n++] = (amqp_table_entry_t){
-        amqp_cstring_bytes("x-sidecar-error"),
-        {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(reason)}};
-    props._flags |= AMQP_BASIC_HEADERS_FLAG;
-    props.headers = (amqp_table_t){.num_entries = n, .entries = entries};
+    amqp_basic_properties_t props;
+    amqp_table_entry_t *entries = amqp_park_properties(msg, reason, &props);
 
     char why[300];
     amqp_bytes_t dlx = amqp_cstring_bytes(route->dlx), key = amqp_cstring_bytes(route->dlq_key);
