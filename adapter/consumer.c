@@ -1,5 +1,8 @@
 /*
  * consumer — see consumer.h for the contract.
+ * (About 670 lines: a delivery's whole life — arrival, settling, its copy in
+ * a retry queue or the DLQ, its ack — is one state machine over one struct;
+ * the breaker and the ack bookkeeping are in circuit.c and ack_batch.c.)
  *
  * Each delivery keeps the rabbitmq-c message it arrived as (`raw`), so a
  * retry or dead letter republishes the original body and every original

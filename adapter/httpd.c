@@ -1,5 +1,8 @@
 /*
  * httpd — libmicrohttpd glue (see httpd.h).
+ * (About 610 lines: the access handler's calls, suspend/resume and the
+ * server's options are one protocol with libmicrohttpd; deadlines are in
+ * httpd_watch.c.)
  *
  * MHD calls the access handler several times per request: once with the
  * headers, then with body chunks, then with none. We check the route, the

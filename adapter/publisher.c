@@ -1,5 +1,8 @@
 /*
  * publisher — the confirm pipeline (see publisher.h for the contract).
+ * (About 650 lines: submitting, sending and the connection's events are one
+ * pipeline over one set of structures; the broker's answers are in
+ * publisher_answers.c.)
  *
  * A submit becomes a `struct request`, queued under a mutex. The broker's
  * thread takes the whole queue at once and publishes it back to back; each
@@ -25,17 +28,14 @@
  * amqp_publish_check before the write): a message rabbitmq-c could not
  * encode would break the connection for everyone in flight.
  */
-#include "publisher.h"
+#include "publisher_internal.h"
 
 #include "amqp_message.h"
-#include "broker_client.h"
 #include "config.h"
-#include "confirm_ring.h"
 #include "log.h"
 #include "loop.h"
 #include "message.h"
 #include "metrics.h"
-#include "publisher_raw.h"
 #include "route.h"
 #include "util.h"
 
@@ -45,65 +45,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#define DIRECT_REPLY_TO           "amq.rabbitmq.reply-to"
-#define RPC_CONSUMER_TAG          "amqp-sidecar-rpc"
-#define CALLER_CORRELATION_HEADER "x-correlation-id"
-#define NACK_STREAK               20
-#define NACK_STREAK_MS            1000
-
-struct request {
-    struct message *msg; /* until published */
-    char *message_id;
-    char *correlation_id; /* the caller's */
-    char *call_id;        /* rpc: ours, the AMQP correlation_id replies must carry */
-    char *exchange;
-    char *routing_key;
-    struct publish_options opt;
-    publish_done_fn done;
-    void *arg;
-    int64_t sent_ms;
-    int64_t rpc_deadline_ms;
-    int refs; /* ring entries pointing here */
-    bool confirmed, returned, parked, park_failed, replied, finished, waiting_reply;
-    struct message *reply;
-    struct request *next;     /* queue / backlog */
-    struct request *rpc_next; /* the rpc waiters' bucket */
-};
-
-/* Ring entry kinds. */
-enum { PENDING_REQUEST, PENDING_PARK, PENDING_RAW };
-
-/* An owner-thread publish (publisher_publish_raw) waiting for its confirm. */
-struct raw_publish {
-    publish_raw_done_fn done;
-    void *arg;
-    char *message_id, *exchange, *routing_key; /* to match a return */
-};
-
-struct publisher {
-    char *label;                     /* the connection's, for logs */
-    const struct broker_config *cfg; /* max_inflight, confirm_timeout, max_message */
-    struct loop *loop;               /* the connection's thread */
-    struct process_metrics *metrics; /* may be NULL */
-    const struct broker_channel *ch; /* from on_open; NULL before the first */
-    struct broker_client client;
-    atomic_bool up, blocked_published; /* for submitting threads */
-    /* shared with submitting threads */
-    pthread_mutex_t lock;
-    struct request *queue_head, *queue_tail;
-    bool flush_posted;
-    atomic_size_t outstanding; /* submitted and not yet finished */
-    /* broker thread only */
-    struct request *backlog_head, *backlog_tail;
-    struct confirm_ring ring;
-    struct request **rpc_buckets; /* rpc waiters by call id */
-    size_t n_rpc_buckets;         /* power of two */
-    bool rpc;
-    bool blocked;
-    int nacks_in_a_row;
-    int64_t first_nack_ms;
-};
 
 const char *publish_status_name(enum publish_status status)
 {
@@ -156,7 +97,7 @@ static void request_free(struct request *r)
     free(r);
 }
 
-static void raw_free(struct raw_publish *w)
+void publisher_raw_free(struct raw_publish *w)
 {
     free(w->message_id);
     free(w->exchange);
@@ -195,7 +136,7 @@ bool publisher_idle(const struct publisher *p)
 
 /* ---- rpc waiters, by call id ------------------------------------------------ */
 
-static size_t bucket_of(const struct publisher *p, const void *id, size_t len)
+size_t publisher_rpc_bucket(const struct publisher *p, const void *id, size_t len)
 {
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
     for (size_t i = 0; i < len; i++)
@@ -205,18 +146,18 @@ static size_t bucket_of(const struct publisher *p, const void *id, size_t len)
 
 static void rpc_wait(struct publisher *p, struct request *r)
 {
-    struct request **b = &p->rpc_buckets[bucket_of(p, r->call_id, strlen(r->call_id))];
+    struct request **b = &p->rpc_buckets[publisher_rpc_bucket(p, r->call_id, strlen(r->call_id))];
     r->rpc_next = *b;
     *b = r;
     r->waiting_reply = true;
 }
 
-static void rpc_forget(struct publisher *p, struct request *r)
+void publisher_rpc_forget(struct publisher *p, struct request *r)
 {
     if (!r->waiting_reply)
         return;
     r->waiting_reply = false;
-    struct request **pp = &p->rpc_buckets[bucket_of(p, r->call_id, strlen(r->call_id))];
+    struct request **pp = &p->rpc_buckets[publisher_rpc_bucket(p, r->call_id, strlen(r->call_id))];
     for (; *pp; pp = &(*pp)->rpc_next) {
         if (*pp == r) {
             *pp = r->rpc_next;
@@ -227,30 +168,30 @@ static void rpc_forget(struct publisher *p, struct request *r)
 
 /* ---- finishing ------------------------------------------------------------- */
 
-static const char *route_name(const struct publisher *p, const struct request *r)
+const char *publisher_route_name(const struct publisher *p, const struct request *r)
 {
     return r->opt.route ? r->opt.route->name : p->label;
 }
 
-static bool channel_open(const struct publisher *p)
+bool publisher_channel_open(const struct publisher *p)
 {
     return p->ch != NULL && p->ch->open;
 }
 
-static void request_release(struct request *r)
+void publisher_release(struct request *r)
 {
     if (r->finished && r->refs == 0)
         request_free(r);
 }
 
 /* Calls the submitter back exactly once. The caller releases r afterwards. */
-static void request_finish(struct publisher *p, struct request *r, enum publish_status status,
+void publisher_finish(struct publisher *p, struct request *r, enum publish_status status,
                            const char *detail)
 {
     if (r->finished)
         return;
     r->finished = true;
-    rpc_forget(p, r);
+    publisher_rpc_forget(p, r);
     struct route_metrics *m = r->opt.route ? &((struct route *)r->opt.route)->metrics : NULL;
     double seconds = r->sent_ms ? (double)(loop_now_ms() - r->sent_ms) / 1000.0 : 0;
     if (m) {
@@ -282,28 +223,28 @@ static void request_finish(struct publisher *p, struct request *r, enum publish_
 }
 
 /* Finishes r if everything it waits for has arrived. */
-static void request_maybe_finish(struct publisher *p, struct request *r)
+void publisher_maybe_finish(struct publisher *p, struct request *r)
 {
     if (r->finished || !r->confirmed)
         return;
     if (r->returned && !r->parked && !r->park_failed)
         return;
     if (r->returned && r->park_failed) {
-        request_finish(p, r, PUBLISH_UNAVAILABLE,
+        publisher_finish(p, r, PUBLISH_UNAVAILABLE,
                        "unroutable, and the route's dead-letter queue did not take it either");
         return;
     }
     if (r->opt.rpc && !r->replied)
         return;
-    request_finish(p, r, r->returned ? PUBLISH_UNROUTABLE : PUBLISH_OK, NULL);
+    publisher_finish(p, r, r->returned ? PUBLISH_UNROUTABLE : PUBLISH_OK, NULL);
 }
 
 static void queue_fail_all(struct publisher *p, struct request *list, const char *why)
 {
     while (list) {
         struct request *next = list->next;
-        request_finish(p, list, PUBLISH_UNAVAILABLE, why);
-        request_release(list);
+        publisher_finish(p, list, PUBLISH_UNAVAILABLE, why);
+        publisher_release(list);
         list = next;
     }
 }
@@ -394,7 +335,7 @@ static bool window_full(const struct publisher *p)
            !confirm_ring_has_room(&p->ring);
 }
 
-static size_t frame_max(const struct publisher *p)
+size_t publisher_frame_max(const struct publisher *p)
 {
     return p->ch && p->ch->frame_max > 0 ? p->ch->frame_max : AMQP_FRAME_MIN_SIZE;
 }
@@ -428,7 +369,7 @@ static enum send_result send_request(struct publisher *p, struct request *r, cha
         route ? route->name : NULL, &props);
 
     amqp_bytes_t exchange = bytes_or_empty(m->exchange), key = bytes_or_empty(m->routing_key);
-    if (amqp_publish_check(exchange, key, &props, frame_max(p), why, whylen) != 0) {
+    if (amqp_publish_check(exchange, key, &props, publisher_frame_max(p), why, whylen) != 0) {
         free(entries);
         return SEND_INVALID;
     }
@@ -462,14 +403,14 @@ static enum send_result send_request(struct publisher *p, struct request *r, cha
 }
 
 /* Sends what the window allows from the backlog; the rest stays queued. */
-static void send_backlog(struct publisher *p)
+void publisher_send_backlog(struct publisher *p)
 {
     while (p->backlog_head) {
-        if (!channel_open(p) || p->blocked) {
+        if (!publisher_channel_open(p) || p->blocked) {
             struct request *list = p->backlog_head;
             p->backlog_head = p->backlog_tail = NULL;
             queue_fail_all(p, list,
-                           !channel_open(p) ? "broker connection is down"
+                           !publisher_channel_open(p) ? "broker connection is down"
                                         : "broker is blocking publishes (resource alarm)");
             return;
         }
@@ -485,14 +426,14 @@ static void send_backlog(struct publisher *p)
         case SENT:
             break;
         case SEND_INVALID:
-            log_event(LOG_WARN, &(struct log_ctx){.route = route_name(p, r)},
+            log_event(LOG_WARN, &(struct log_ctx){.route = publisher_route_name(p, r)},
                       "message not published: %s", why);
-            request_finish(p, r, PUBLISH_INVALID, why);
-            request_release(r);
+            publisher_finish(p, r, PUBLISH_INVALID, why);
+            publisher_release(r);
             break;
         case SEND_FAILED:
-            request_finish(p, r, PUBLISH_UNAVAILABLE, "writing to the broker failed");
-            request_release(r);
+            publisher_finish(p, r, PUBLISH_UNAVAILABLE, "writing to the broker failed");
+            publisher_release(r);
             p->ch->fail(p->ch, "writing a publish to the socket failed");
             return; /* the failure failed the rest */
         }
@@ -515,22 +456,22 @@ static void publisher_flush(void *arg)
             p->backlog_head = list;
         p->backlog_tail = tail;
     }
-    send_backlog(p);
+    publisher_send_backlog(p);
 }
 
 int publisher_publish_raw(struct publisher *p, const char *exchange, const char *routing_key,
                           const amqp_basic_properties_t *props, amqp_bytes_t body,
                           publish_raw_done_fn done, void *arg, char *why, size_t whylen)
 {
-    if (!channel_open(p) || p->blocked || window_full(p)) {
+    if (!publisher_channel_open(p) || p->blocked || window_full(p)) {
         snprintf(why, whylen, "%s",
-                 !channel_open(p) ? "broker connection down"
+                 !publisher_channel_open(p) ? "broker connection down"
                  : p->blocked ? "broker is blocking publishes (resource alarm)"
                               : "too many publishes waiting for confirms");
         return PUBLISH_UNAVAILABLE;
     }
     if (amqp_publish_check(amqp_cstring_bytes(exchange), amqp_cstring_bytes(routing_key), props,
-                           frame_max(p), why, whylen) != 0)
+                           publisher_frame_max(p), why, whylen) != 0)
         return PUBLISH_INVALID;
     if (p->ch->publish(p->ch, amqp_cstring_bytes(exchange), amqp_cstring_bytes(routing_key), props,
                        body) != AMQP_STATUS_OK) {
@@ -547,229 +488,6 @@ int publisher_publish_raw(struct publisher *p, const char *exchange, const char 
         w->message_id = xstrndup(props->message_id.bytes, props->message_id.len);
     confirm_ring_take(&p->ring, PENDING_RAW, w, loop_now_ms()); /* room: window_full */
     return 0;
-}
-
-/* ---- answers from the broker ------------------------------------------------ */
-
-static void resolve(struct publisher *p, uint64_t tag, bool nack)
-{
-    struct ring_entry done;
-    if (!confirm_ring_remove(&p->ring, tag, &done))
-        return; /* already resolved (or a tag we never sent) */
-
-    switch (done.kind) {
-    case PENDING_REQUEST: {
-        struct request *r = done.item;
-        r->refs--;
-        r->confirmed = true;
-        if (nack)
-            request_finish(p, r, PUBLISH_NACKED, "the broker refused the message (nack)");
-        else
-            request_maybe_finish(p, r);
-        request_release(r);
-        break;
-    }
-    case PENDING_PARK: {
-        struct request *r = done.item;
-        r->refs--;
-        if (nack || done.returned)
-            r->park_failed = true;
-        else
-            r->parked = true;
-        request_maybe_finish(p, r);
-        request_release(r);
-        break;
-    }
-    case PENDING_RAW: {
-        struct raw_publish *w = done.item;
-        w->done(w->arg,
-                nack            ? PUBLISH_NACKED
-                : done.returned ? PUBLISH_UNROUTABLE
-                                : PUBLISH_OK,
-                nack            ? "nacked by the broker"
-                : done.returned ? "unroutable"
-                                : NULL);
-        raw_free(w);
-        break;
-    }
-    }
-}
-
-/* A channel that nacks everything (seen with quorum queues right after a
- * cluster node died: the channel keeps a stale view of the queue leader) is
- * reopened; a new channel looks the leader up afresh. */
-static void nack_streak(struct publisher *p, bool nack)
-{
-    if (!nack) {
-        p->nacks_in_a_row = 0;
-        return;
-    }
-    int64_t now = loop_now_ms();
-    if (p->nacks_in_a_row++ == 0)
-        p->first_nack_ms = now;
-    if (p->nacks_in_a_row >= NACK_STREAK && now - p->first_nack_ms >= NACK_STREAK_MS)
-        p->ch->fail(p->ch, "the broker nacked every publish for a while; reopening the "
-                           "connection to get a fresh view of its queues");
-}
-
-static void publisher_on_ack(struct publisher *p, uint64_t tag, bool multiple, bool nack)
-{
-    nack_streak(p, nack);
-    if (!channel_open(p))
-        return; /* nack_streak reset the connection: everything was failed */
-    if (multiple) {
-        for (uint64_t t = p->ring.low_tag; t <= tag && t < p->ring.next_tag; t++)
-            resolve(p, t, nack);
-    } else {
-        resolve(p, tag, nack);
-    }
-    send_backlog(p);
-}
-
-static bool bytes_is(amqp_bytes_t b, const char *s)
-{
-    if (s == NULL)
-        return b.len == 0;
-    return b.len == strlen(s) && memcmp(b.bytes, s, b.len) == 0;
-}
-
-/* What a ring entry was published as: to match a return against. */
-static void entry_address(const struct ring_entry *e, const char **message_id,
-                          const char **exchange, const char **routing_key)
-{
-    if (e->kind == PENDING_RAW) {
-        const struct raw_publish *w = e->item;
-        *message_id = w->message_id;
-        *exchange = w->exchange;
-        *routing_key = w->routing_key;
-        return;
-    }
-    const struct request *r = e->item;
-    *message_id = r->message_id;
-    if (e->kind == PENDING_PARK) {
-        *exchange = r->opt.route->dlx;
-        *routing_key = r->opt.route->dlq_key;
-    } else {
-        *exchange = r->exchange;
-        *routing_key = r->routing_key;
-    }
-}
-
-/* The oldest unresolved, unreturned entry this returned message belongs to
- * (the broker sends basic.return before the publish's ack). */
-static struct ring_entry *find_returned(struct publisher *p, const amqp_basic_return_t *ret,
-                                        const amqp_message_t *msg)
-{
-    amqp_bytes_t id = (msg->properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG)
-                          ? msg->properties.message_id
-                          : amqp_empty_bytes;
-    for (uint64_t t = p->ring.low_tag; t < p->ring.next_tag; t++) {
-        struct ring_entry *e = confirm_ring_get(&p->ring, t);
-        if (e == NULL || e->returned)
-            continue;
-        const char *mid, *ex, *key;
-        entry_address(e, &mid, &ex, &key);
-        if (bytes_is(id, mid) && bytes_is(ret->exchange, ex) && bytes_is(ret->routing_key, key))
-            return e;
-    }
-    return NULL;
-}
-
-/* Publishes the returned message into the route's DLQ with the reason; on
- * any failure the park fails (and with it the request: never "parked"). */
-static void park(struct publisher *p, struct request *r, const amqp_basic_return_t *ret,
-                 amqp_message_t *msg)
-{
-    const struct route *route = r->opt.route;
-    char reason[512];
-    snprintf(reason, sizeof(reason),
-             "unroutable: no binding of exchange \"%.*s\" matches routing key \"%.*s\" (%.*s)",
-             (int)ret->exchange.len, (char *)ret->exchange.bytes, (int)ret->routing_key.len,
-             (char *)ret->routing_key.bytes, (int)ret->reply_text.len,
-             (char *)ret->reply_text.bytes);
-    struct log_ctx ctx = {
-        .route = route->name, .message_id = r->message_id, .correlation_id = r->correlation_id};
-    log_event(LOG_WARN, &ctx, "%s; parking it in %s", reason, route->dlq);
-
-    amqp_basic_properties_t props;
-    amqp_table_entry_t *entries = amqp_park_properties(msg, reason, &props);
-
-    char why[300];
-    amqp_bytes_t dlx = amqp_cstring_bytes(route->dlx), key = amqp_cstring_bytes(route->dlq_key);
-    if (!confirm_ring_has_room(&p->ring)) {
-        snprintf(why, sizeof(why), "too many publishes waiting for confirms");
-    } else if (amqp_publish_check(dlx, key, &props, frame_max(p), why, sizeof(why)) == 0) {
-        int rc = p->ch->publish(p->ch, dlx, key, &props, msg->body);
-        free(entries);
-        if (rc != AMQP_STATUS_OK) {
-            r->park_failed = true;
-            p->ch->fail(p->ch, "writing a publish to the socket failed");
-            return;
-        }
-        confirm_ring_take(&p->ring, PENDING_PARK, r, loop_now_ms());
-        r->refs++;
-        return;
-    }
-    free(entries);
-    log_event(LOG_ERROR, &ctx, "cannot park the unroutable message in %s: %s", route->dlq, why);
-    r->park_failed = true;
-}
-
-static void publisher_on_return(struct publisher *p, const amqp_basic_return_t *ret,
-                                amqp_message_t *msg)
-{
-    struct ring_entry *e = find_returned(p, ret, msg);
-    if (e == NULL) {
-        log_warn(p->label, "broker returned a message we cannot match (%.*s)",
-                 (int)ret->reply_text.len, (char *)ret->reply_text.bytes);
-        return;
-    }
-    e->returned = true;
-    if (e->kind == PENDING_PARK) {
-        /* The DLQ itself is gone or unbound: the request fails when the ack comes. */
-        struct request *r = e->item;
-        log_event(LOG_ERROR,
-                  &(struct log_ctx){.route = r->opt.route->name,
-                                    .message_id = r->message_id,
-                                    .correlation_id = r->correlation_id},
-                  "the dead-letter queue %s did not take the unroutable message either: it was "
-                  "deleted or unbound from %s while the sidecar ran; the sender is told to retry. "
-                  "Restart the sidecar (it redeclares its queues) or recreate it with "
-                  "`amqp-sidecar topology` and `rabbitmqctl import_definitions`",
-                  r->opt.route->dlq, r->opt.route->dlx);
-        return;
-    }
-    if (e->kind == PENDING_REQUEST) {
-        struct request *r = e->item;
-        r->returned = true;
-        if (r->opt.route)
-            park(p, r, ret, msg);
-        else
-            r->park_failed = true;
-    }
-}
-
-static void publisher_on_reply(struct publisher *p, amqp_message_t *msg)
-{
-    amqp_basic_properties_t *pr = &msg->properties;
-    if (pr->_flags & AMQP_BASIC_CORRELATION_ID_FLAG) {
-        amqp_bytes_t id = pr->correlation_id;
-        for (struct request *r = p->rpc_buckets[bucket_of(p, id.bytes, id.len)]; r;
-             r = r->rpc_next) {
-            if (!bytes_is(id, r->call_id))
-                continue;
-            rpc_forget(p, r);
-            r->reply = amqp_message_convert(msg);
-            r->replied = true;
-            request_maybe_finish(p, r);
-            request_release(r);
-            return;
-        }
-    }
-    /* Late (its caller timed out), duplicated, or not ours: nobody gets it. */
-    if (p->metrics)
-        metric_inc(p->metrics->rpc_replies_unmatched);
-    log_debug(p->label, "dropped an rpc reply that no caller waits for");
 }
 
 /* ---- connection events ------------------------------------------------------- */
@@ -809,21 +527,21 @@ static void publisher_on_lost(void *arg, const char *why)
         if (done.kind == PENDING_RAW) {
             struct raw_publish *w = done.item;
             w->done(w->arg, PUBLISH_UNAVAILABLE, detail);
-            raw_free(w);
+            publisher_raw_free(w);
         } else {
             struct request *r = done.item;
             r->refs--;
-            request_finish(p, r, PUBLISH_UNAVAILABLE, detail);
-            request_release(r);
+            publisher_finish(p, r, PUBLISH_UNAVAILABLE, detail);
+            publisher_release(r);
         }
     }
     /* rpc requests already confirmed but still waiting: their reply cannot come now. */
     for (size_t i = 0; i < p->n_rpc_buckets; i++) {
         while (p->rpc_buckets[i]) {
             struct request *r = p->rpc_buckets[i];
-            request_finish(p, r, PUBLISH_UNAVAILABLE,
+            publisher_finish(p, r, PUBLISH_UNAVAILABLE,
                            "broker connection lost before the rpc reply");
-            request_release(r);
+            publisher_release(r);
         }
     }
     confirm_ring_reset(&p->ring);
@@ -862,12 +580,12 @@ static void expire_rpc(struct publisher *p, int64_t now)
                 continue;
             }
             log_event(LOG_WARN,
-                      &(struct log_ctx){.route = route_name(p, r),
+                      &(struct log_ctx){.route = publisher_route_name(p, r),
                                         .message_id = r->message_id,
                                         .correlation_id = r->correlation_id},
                       "no rpc reply within %.1fs", r->opt.rpc_timeout);
-            request_finish(p, r, PUBLISH_RPC_TIMEOUT, "no reply in time"); /* unlinks r */
-            request_release(r);
+            publisher_finish(p, r, PUBLISH_RPC_TIMEOUT, "no reply in time"); /* unlinks r */
+            publisher_release(r);
         }
     }
 }
@@ -888,7 +606,7 @@ static void publisher_tick(void *arg)
             if (e && e->kind == PENDING_REQUEST && (double)(now - e->sent_ms) > limit * 1000) {
                 struct request *r = e->item;
                 if (!r->finished)
-                    request_finish(p, r, PUBLISH_UNAVAILABLE,
+                    publisher_finish(p, r, PUBLISH_UNAVAILABLE,
                                    "broker is blocking publishes (resource alarm); not "
                                    "confirmed in time");
             }
@@ -926,7 +644,7 @@ static enum broker_handled publisher_on_method(void *arg, const amqp_method_t *m
         return BROKER_DONE;
     case AMQP_BASIC_DELIVER_METHOD: {
         const amqp_basic_deliver_t *d = method->decoded;
-        if (!bytes_is(d->consumer_tag, RPC_CONSUMER_TAG))
+        if (!publisher_bytes_is(d->consumer_tag, RPC_CONSUMER_TAG))
             return BROKER_PASS;
         publisher_on_reply(p, content);
         return BROKER_DONE;

@@ -1,5 +1,7 @@
 /*
  * sidecar — start everything in order, run the main loop, drain on SIGTERM.
+ * (About 615 lines: start, readiness, drain and shutdown walk the same list
+ * of brokers, routes and listeners, in orders that depend on each other.)
  *
  * Start: inbound routes get the shared publisher (its broker connects in
  * the background); each outbound route gets its own broker, consumer and

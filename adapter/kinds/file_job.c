@@ -1,5 +1,7 @@
 /*
  * file_job — one claimed file, from .processing/ to done_dir or failed_dir.
+ * (About 620 lines: the two passes, the re-checks and the ending share one
+ * job's state; claiming and messages are in file_claim.c and file_message.c.)
  *
  * Pass 1 (CHECK) reads the whole file: every record parsed (and transformed
  * and keyed, when the route does that), every byte hashed. A malformed file

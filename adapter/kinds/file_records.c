@@ -1,5 +1,7 @@
 /*
  * file_records — see file_records.h.
+ * (About 610 lines: one streaming reader for every format, whose passes must
+ * agree byte for byte on record boundaries.)
  *
  * One reader per file pass. Input comes from read(2) in 64 KiB chunks, each
  * hashed as it is read. The whole-file formats gather the file (up to
