@@ -35,7 +35,7 @@ UNITS    := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 ASAN     := -fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer \
             -fno-sanitize-recover=undefined,float-cast-overflow
 
-.PHONY: docs bench-tools all asan units deps test unit e2e demo bench deb format clean install fuzz check-deps man
+.PHONY: docs bench-tools all asan units deps test unit e2e demo bench deb format format-check clean install fuzz check-deps man
 all: $(B)/amqp-sidecar
 
 ASAN_DIR ?= build/asan
@@ -129,8 +129,13 @@ install: all man
 docs: all
 	@$(PYTHON) tests/update-docs.py
 
+FORMAT_FILES = $(SRC) $(wildcard adapter/*.h adapter/kinds/*.h transforms/*.h tests/unit/*.c tests/unit/*.h)
 format:
-	clang-format -i $(SRC) $(wildcard adapter/*.h adapter/kinds/*.h transforms/*.h tests/unit/*.c tests/unit/*.h)
+	clang-format -i $(FORMAT_FILES)
+
+# What `make test` checks: every C file is as `make format` would write it.
+format-check:
+	@clang-format --dry-run --Werror $(FORMAT_FILES)
 
 clean:
 	rm -rf build

@@ -280,8 +280,8 @@ amqp_table_entry_t *amqp_publish_properties(const struct message *m, const char 
                                             amqp_basic_properties_t *props)
 {
     *props = (amqp_basic_properties_t){0};
-    props->_flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_HEADERS_FLAG |
-                    AMQP_BASIC_TIMESTAMP_FLAG;
+    props->_flags =
+        AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_HEADERS_FLAG | AMQP_BASIC_TIMESTAMP_FLAG;
     props->delivery_mode = AMQP_DELIVERY_PERSISTENT;
     props->timestamp = (uint64_t)(m->timestamp ? m->timestamp : time(NULL));
     if (m->content_type) {

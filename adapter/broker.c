@@ -33,8 +33,8 @@
 #include <string.h>
 
 #define BACKOFF_BASE 0.5
-#define BACKOFF_MAX 30.0
-#define TICK_MS 500
+#define BACKOFF_MAX  30.0
+#define TICK_MS      500
 
 struct broker {
     char *label;
@@ -333,8 +333,8 @@ static int setup_connection(struct broker *b, bool *fatal, char *err, size_t err
 {
     /* Topology first: a failed passive check or declare may reopen the channel,
      * which would drop confirm mode. */
-    if (b->topo && topology_declare(b->conn, BROKER_CHANNEL, b->topo,
-                                    b->urls[b->url_index].vhost, fatal, err, errlen) != 0)
+    if (b->topo && topology_declare(b->conn, BROKER_CHANNEL, b->topo, b->urls[b->url_index].vhost,
+                                    fatal, err, errlen) != 0)
         return -1;
     amqp_confirm_select(b->conn, BROKER_CHANNEL);
     amqp_rpc_reply_t r = amqp_get_rpc_reply(b->conn);

@@ -68,7 +68,7 @@ void broker_describe(const struct broker *b, char *out, size_t n);
 
 /* `check --connect`: connect (trying each URL), passively check the exchanges
  * in t, close. Declares nothing. 0, or -1 with err saying what and how to fix. */
-int broker_probe(const struct broker_config *cfg, const char *system_name,
-                 const struct topology *t, char *err, size_t errlen);
+int broker_probe(const struct broker_config *cfg, const char *system_name, const struct topology *t,
+                 char *err, size_t errlen);
 
 #endif

@@ -33,9 +33,8 @@ struct broker_channel {
     size_t frame_max;    /* negotiated */
     struct loop *loop;   /* the broker thread's */
     /* basic.publish with mandatory set: an AMQP_STATUS_* code. */
-    int (*publish)(const struct broker_channel *ch, amqp_bytes_t exchange,
-                   amqp_bytes_t routing_key, const amqp_basic_properties_t *props,
-                   amqp_bytes_t body);
+    int (*publish)(const struct broker_channel *ch, amqp_bytes_t exchange, amqp_bytes_t routing_key,
+                   const amqp_basic_properties_t *props, amqp_bytes_t body);
     /* Drop the connection (logging why) and reconnect; every client's on_lost runs. */
     void (*fail)(const struct broker_channel *ch, const char *why);
     /* Read frames soon: a synchronous call may have left some buffered. */

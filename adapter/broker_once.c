@@ -53,8 +53,7 @@ void broker_reply_describe(amqp_rpc_reply_t r, char *out, size_t n)
         snprintf(out, n, "ok");
         break;
     case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-        snprintf(out, n, "%s%s", amqp_error_string2(r.library_error),
-                 open_hint(r.library_error));
+        snprintf(out, n, "%s%s", amqp_error_string2(r.library_error), open_hint(r.library_error));
         break;
     case AMQP_RESPONSE_SERVER_EXCEPTION:
         if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
@@ -82,8 +81,7 @@ static void timeval_from(double seconds, struct timeval *tv)
 }
 
 int broker_open(const struct broker_config *cfg, const struct broker_url *u,
-                           const char *connection_name, amqp_connection_state_t *out, char *err,
-                           size_t errlen)
+                const char *connection_name, amqp_connection_state_t *out, char *err, size_t errlen)
 {
     *out = NULL;
     amqp_connection_state_t conn = amqp_new_connection();
@@ -126,17 +124,24 @@ int broker_open(const struct broker_config *cfg, const struct broker_url *u,
     amqp_set_rpc_timeout(conn, &rpc_tv);
 
     amqp_table_entry_t caps[] = {
-        {amqp_cstring_bytes("connection.blocked"), {.kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1}},
-        {amqp_cstring_bytes("consumer_cancel_notify"), {.kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1}},
-        {amqp_cstring_bytes("publisher_confirms"), {.kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1}},
+        {amqp_cstring_bytes("connection.blocked"),
+         {.kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1}},
+        {amqp_cstring_bytes("consumer_cancel_notify"),
+         {.kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1}},
+        {amqp_cstring_bytes("publisher_confirms"),
+         {.kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1}},
         {amqp_cstring_bytes("basic.nack"), {.kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1}},
     };
     amqp_table_t caps_table = {.num_entries = 4, .entries = caps};
     amqp_table_entry_t props[] = {
-        {amqp_cstring_bytes("connection_name"), {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(connection_name)}},
-        {amqp_cstring_bytes("product"), {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes("amqp-sidecar")}},
-        {amqp_cstring_bytes("version"), {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(SIDECAR_VERSION)}},
-        {amqp_cstring_bytes("capabilities"), {.kind = AMQP_FIELD_KIND_TABLE, .value.table = caps_table}},
+        {amqp_cstring_bytes("connection_name"),
+         {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(connection_name)}},
+        {amqp_cstring_bytes("product"),
+         {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes("amqp-sidecar")}},
+        {amqp_cstring_bytes("version"),
+         {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(SIDECAR_VERSION)}},
+        {amqp_cstring_bytes("capabilities"),
+         {.kind = AMQP_FIELD_KIND_TABLE, .value.table = caps_table}},
     };
     amqp_table_t props_table = {.num_entries = 4, .entries = props};
     const char *password = cfg->password.value ? cfg->password.value : u->password;
@@ -218,8 +223,8 @@ void broker_close_once(amqp_connection_state_t conn)
     broker_close(conn, true);
 }
 
-int broker_probe(const struct broker_config *cfg, const char *system_name,
-                 const struct topology *t, char *err, size_t errlen)
+int broker_probe(const struct broker_config *cfg, const char *system_name, const struct topology *t,
+                 char *err, size_t errlen)
 {
     amqp_connection_state_t conn;
     char *vhost, *where;

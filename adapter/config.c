@@ -244,8 +244,9 @@ static void check_broker(struct sidecar_config *cfg, config_t *lc, struct config
         return;
     }
     if (b->url == NULL && b->urls.n == 0) {
-        config_report_add(rep, line,
-                          "broker: missing url (e.g. url = \"amqp://guest:guest@127.0.0.1:5672/%%2f\";)");
+        config_report_add(
+            rep, line,
+            "broker: missing url (e.g. url = \"amqp://guest:guest@127.0.0.1:5672/%%2f\";)");
         return;
     }
     if (b->url != NULL) {
@@ -420,8 +421,8 @@ int config_load(const char *path, struct sidecar_config *cfg, struct config_repo
         check_broker(cfg, &lc, rep);
     if (cfg->state_dir == NULL) {
         const char *env = getenv("STATE_DIRECTORY"); /* systemd's StateDirectory= */
-        cfg->state_dir = env ? xstrdup(env)
-                             : xasprintf("/var/lib/amqp-sidecar/%s", cfg->name ? cfg->name : "");
+        cfg->state_dir =
+            env ? xstrdup(env) : xasprintf("/var/lib/amqp-sidecar/%s", cfg->name ? cfg->name : "");
     }
 
     routes_parse(&lc, "inbound", ROUTE_INBOUND, cfg, rep);

@@ -44,7 +44,7 @@ struct consumer {
     bool draining;
     atomic_int unsettled;
     struct circuit *circuit;
-    struct delivery_impl *waiting;   /* ordered routes: deliveries waiting for their retry */
+    struct delivery_impl *waiting; /* ordered routes: deliveries waiting for their retry */
     struct ack_batch acks;
     atomic_size_t unflushed; /* acks.n_settled, for consumer_busy on any thread */
 };
@@ -55,8 +55,8 @@ struct delivery_impl {
     amqp_message_t raw;
     uint64_t tag;
     uint64_t generation;
-    char *reason;          /* the reason carried into the republished copy */
-    uint64_t retry_timer;  /* ordered routes: waiting to be retried in place */
+    char *reason;         /* the reason carried into the republished copy */
+    uint64_t retry_timer; /* ordered routes: waiting to be retried in place */
     struct delivery_impl *next_waiting;
 };
 
@@ -264,8 +264,7 @@ static void delivery_free(struct delivery_impl *di)
 /* True when d's connection is gone: it will be redelivered, so just forget it. */
 static bool stale(const struct delivery_impl *di)
 {
-    return channel_conn(di->c) == NULL ||
-           di->c->ch->generation != di->generation;
+    return channel_conn(di->c) == NULL || di->c->ch->generation != di->generation;
 }
 
 /* ---- coalesced acks (ack_batch.h) ----------------------------------------------
@@ -309,7 +308,8 @@ static void requeue(struct delivery_impl *di)
     delivery_free(di);
 }
 
-static void consumer_on_deliver(struct consumer *c, const amqp_basic_deliver_t *d, amqp_message_t *msg)
+static void consumer_on_deliver(struct consumer *c, const amqp_basic_deliver_t *d,
+                                amqp_message_t *msg)
 {
     struct delivery_impl *di = xcalloc(1, sizeof(*di));
     di->c = c;
@@ -356,17 +356,16 @@ static int republish(struct delivery_impl *di, const char *exchange, const char 
     amqp_basic_properties_t props;
     amqp_table_entry_t *e =
         amqp_copy_properties(&di->raw, di->reason, attempts, di->c->route->name, &props);
-    int rc = publisher_publish_raw(di->c->pub, exchange, key, &props,
-                                   di->raw.body, done, di, why, whylen);
+    int rc = publisher_publish_raw(di->c->pub, exchange, key, &props, di->raw.body, done, di, why,
+                                   whylen);
     free(e);
     return rc;
 }
 
-static void log_delivery(enum log_level level, const struct delivery_impl *di, const char *fmt,
-                         ...) __attribute__((format(printf, 3, 4)));
+static void log_delivery(enum log_level level, const struct delivery_impl *di, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
-static void log_delivery(enum log_level level, const struct delivery_impl *di, const char *fmt,
-                         ...)
+static void log_delivery(enum log_level level, const struct delivery_impl *di, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -459,8 +458,7 @@ static void retry(struct delivery_impl *di, int attempts, double retry_after)
         log_delivery(LOG_INFO, di, "attempt %d failed (%s); retrying in %.1fs, holding the line",
                      attempts, di->reason, delay);
         di->pub.attempts = attempts;
-        di->retry_timer =
-            loop_timer(di->c->loop, loop_ms(delay), retry_in_place, di);
+        di->retry_timer = loop_timer(di->c->loop, loop_ms(delay), retry_in_place, di);
         di->next_waiting = di->c->waiting;
         di->c->waiting = di;
         return;
@@ -529,8 +527,8 @@ static void send_reply(struct delivery_impl *di, struct message *reply, publish_
     amqp_table_entry_t *e = amqp_reply_properties(reply, di->pub.msg, di->c->route->app_id, &props);
     amqp_bytes_t body = {.len = reply->body_len, .bytes = reply->body};
     char why[300];
-    int rc = publisher_publish_raw(di->c->pub, "", di->pub.msg->reply_to,
-                                   &props, body, done, arg, why, sizeof(why));
+    int rc = publisher_publish_raw(di->c->pub, "", di->pub.msg->reply_to, &props, body, done, arg,
+                                   why, sizeof(why));
     free(e);
     message_free(reply);
     if (rc != 0)
@@ -647,9 +645,7 @@ static void client_lost(void *arg, const char *why)
     consumer_on_lost(arg);
 }
 
-static void client_blocked(void *arg, bool blocked)
-{
-}
+static void client_blocked(void *arg, bool blocked) {}
 
 static void client_before_sleep(void *arg)
 {

@@ -31,8 +31,7 @@ const char *http_auth_describe(const struct http_auth *a)
     return a->hmac_secret.path ? "hmac" : a->bearer_token.path ? "bearer" : "none";
 }
 
-void http_auth_hmac_hex(const char *key, size_t key_len, const void *data, size_t len,
-                        char out[65])
+void http_auth_hmac_hex(const char *key, size_t key_len, const void *data, size_t len, char out[65])
 {
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned int mac_len = 0;

@@ -41,9 +41,10 @@
 #include <unistd.h>
 
 #define MAX_HEADERS 100
-#define THREADS 2
-#define MEMORY_LIMIT (16 * 1024) /* per connection: bounds request line + headers; MHD zeroes
-                                    * it for every request, so bigger costs CPU */
+#define THREADS     2
+#define MEMORY_LIMIT                                                                               \
+    (16 * 1024) /* per connection: bounds request line + headers; MHD zeroes                       \
+                 * it for every request, so bigger costs CPU */
 
 struct http_route {
     char *path;
@@ -94,8 +95,8 @@ static int parse_addr(const char *listen, struct sockaddr_storage *out, char *er
         snprintf(err, errlen, "listen address \"%s\" is not host:port", listen);
         return -1;
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE};
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
     struct addrinfo *res = NULL;
     char service[16];
     snprintf(service, sizeof(service), "%d", port);
@@ -295,8 +296,8 @@ void http_respond_headers(struct http_request *req, int status, const char *cont
     pthread_mutex_unlock(&req->lock);
 }
 
-void http_respond(struct http_request *req, int status, const char *content_type,
-                  const char *body, size_t len)
+void http_respond(struct http_request *req, int status, const char *content_type, const char *body,
+                  size_t len)
 {
     http_respond_headers(req, status, content_type, body, len, NULL, 0);
 }
@@ -338,8 +339,7 @@ static enum MHD_Result answer_now(struct MHD_Connection *conn, int status, const
 }
 
 /* 413 in the route's own words when it has a refusal hook. */
-static enum MHD_Result answer_too_large(struct MHD_Connection *conn,
-                                        const struct http_route *route)
+static enum MHD_Result answer_too_large(struct MHD_Connection *conn, const struct http_route *route)
 {
     if (route->refusal == NULL)
         return answer_now(conn, 413, "request body too large");
@@ -438,9 +438,8 @@ static void dispatch(struct http_request *req)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     struct http_server *s = cls;
     struct http_request *req = *con_cls;

@@ -87,8 +87,8 @@ bool http_request_has_query(const struct http_request *req);
 bool http_request_has_query_key(const struct http_request *req, const char *name);
 
 /* Answer req (any thread, exactly once); body is copied. */
-void http_respond(struct http_request *req, int status, const char *content_type,
-                  const char *body, size_t len);
+void http_respond(struct http_request *req, int status, const char *content_type, const char *body,
+                  size_t len);
 void http_respond_headers(struct http_request *req, int status, const char *content_type,
                           const char *body, size_t len, const struct header *headers,
                           size_t n_headers);

@@ -17,7 +17,7 @@
 #include <strings.h>
 #include <time.h>
 
-#define ID_MAX 255
+#define ID_MAX       255
 #define SHORTSTR_MAX 255 /* AMQP short strings: routing keys, exchange names */
 
 struct message *inbound_message(const struct route *r, char *body, size_t len,

@@ -57,13 +57,9 @@ void log_flush_suppressed(bool all);
 void log_set_rate_limit(unsigned burst, int window_ms);
 
 /* Shorthands for route-level events (route may be NULL for process events). */
-#define log_info(rt, ...)                                                                       \
-    log_event(LOG_INFO, &(struct log_ctx){.route = (rt)}, __VA_ARGS__)
-#define log_warn(rt, ...)                                                                       \
-    log_event(LOG_WARN, &(struct log_ctx){.route = (rt)}, __VA_ARGS__)
-#define log_error(rt, ...)                                                                      \
-    log_event(LOG_ERROR, &(struct log_ctx){.route = (rt)}, __VA_ARGS__)
-#define log_debug(rt, ...)                                                                      \
-    log_event(LOG_DEBUG, &(struct log_ctx){.route = (rt)}, __VA_ARGS__)
+#define log_info(rt, ...)  log_event(LOG_INFO, &(struct log_ctx){.route = (rt)}, __VA_ARGS__)
+#define log_warn(rt, ...)  log_event(LOG_WARN, &(struct log_ctx){.route = (rt)}, __VA_ARGS__)
+#define log_error(rt, ...) log_event(LOG_ERROR, &(struct log_ctx){.route = (rt)}, __VA_ARGS__)
+#define log_debug(rt, ...) log_event(LOG_DEBUG, &(struct log_ctx){.route = (rt)}, __VA_ARGS__)
 
 #endif

@@ -87,8 +87,7 @@ static int load(const char *path, struct sidecar_config *cfg)
         return 0;
     }
     config_report_print(&rep);
-    fprintf(stderr, "%s: %zu problem%s; nothing was started\n", path, rep.n,
-            rep.n == 1 ? "" : "s");
+    fprintf(stderr, "%s: %zu problem%s; nothing was started\n", path, rep.n, rep.n == 1 ? "" : "s");
     config_report_free(&rep);
     config_free(cfg);
     return -1;
@@ -167,8 +166,8 @@ static int cmd_transform(struct sidecar_config *cfg, const char *name)
         buf_append(&in, chunk, n);
     char err[1024];
     size_t out_len;
-    char *out = transform_apply(r->transform, in.data ? in.data : "", in.len, &out_len, err,
-                                sizeof(err));
+    char *out =
+        transform_apply(r->transform, in.data ? in.data : "", in.len, &out_len, err, sizeof(err));
     buf_free(&in);
     if (out == NULL) {
         fprintf(stderr, "%s: %s\n", r->transform_file, err);
@@ -243,8 +242,8 @@ int main(int argc, char **argv)
     if (rc != 0)
         return rc;
 
-    static const char *const commands[] = {"run", "check", "topology", "replay", "transform",
-                                           "keys"};
+    static const char *const commands[] = {"run",    "check",     "topology",
+                                           "replay", "transform", "keys"};
     bool known = false;
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         known = known || strcmp(o.command, commands[i]) == 0;
@@ -281,9 +280,9 @@ int main(int argc, char **argv)
     else if (strcmp(o.command, "transform") == 0)
         rc = cmd_transform(&cfg, o.route);
     else if (strcmp(o.command, "replay") == 0)
-        rc = find_route(&cfg, o.route) ? replay_run(&cfg, find_route(&cfg, o.route), o.max,
-                                                    o.dry_run)
-                                       : EXIT_USAGE;
+        rc = find_route(&cfg, o.route)
+                 ? replay_run(&cfg, find_route(&cfg, o.route), o.max, o.dry_run)
+                 : EXIT_USAGE;
     else
         rc = sidecar_run(&cfg);
 

@@ -57,9 +57,10 @@ const char *message_caller_correlation_id(const struct message *m);
  * lost for every message in flight on it: every message is checked here,
  * where it is still one caller's problem.
  */
-#define MESSAGE_SHORTSTR_MAX   255
-#define MESSAGE_PROPERTIES_MAX 65536 /* our budget for properties + headers (frames are 128 KiB)   \
-                                      */
+#define MESSAGE_SHORTSTR_MAX 255
+#define MESSAGE_PROPERTIES_MAX                                                                     \
+    65536 /* our budget for properties + headers (frames are 128 KiB)                              \
+           */
 
 /* Is s usable as a short string (NULL is: the property is unset)? */
 bool message_shortstr_ok(const char *s);

@@ -60,8 +60,8 @@ static void family(struct buf *out, const struct metrics_sources *src, const cha
     }
 }
 
-static void histogram_family(struct buf *out, const struct metrics_sources *src,
-                             const char *name, const char *help, size_t offset)
+static void histogram_family(struct buf *out, const struct metrics_sources *src, const char *name,
+                             const char *help, size_t offset)
 {
     buf_printf(out, "# HELP amqp_sidecar_%s %s\n# TYPE amqp_sidecar_%s histogram\n", name, help,
                name);

@@ -74,8 +74,8 @@ struct metrics_sources {
 };
 
 #define metric_add(counter, n) atomic_fetch_add_explicit(&(counter), (n), memory_order_relaxed)
-#define metric_inc(counter) metric_add(counter, 1)
-#define metric_get(counter) atomic_load_explicit(&(counter), memory_order_relaxed)
+#define metric_inc(counter)    metric_add(counter, 1)
+#define metric_get(counter)    atomic_load_explicit(&(counter), memory_order_relaxed)
 
 void histogram_observe(struct histogram *h, double seconds);
 const char *dead_reason_name(enum dead_reason reason);

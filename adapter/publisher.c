@@ -186,7 +186,7 @@ void publisher_release(struct request *r)
 
 /* Calls the submitter back exactly once. The caller releases r afterwards. */
 void publisher_finish(struct publisher *p, struct request *r, enum publish_status status,
-                           const char *detail)
+                      const char *detail)
 {
     if (r->finished)
         return;
@@ -231,7 +231,7 @@ void publisher_maybe_finish(struct publisher *p, struct request *r)
         return;
     if (r->returned && r->park_failed) {
         publisher_finish(p, r, PUBLISH_UNAVAILABLE,
-                       "unroutable, and the route's dead-letter queue did not take it either");
+                         "unroutable, and the route's dead-letter queue did not take it either");
         return;
     }
     if (r->opt.rpc && !r->replied)
@@ -331,8 +331,7 @@ static amqp_bytes_t bytes_or_empty(const char *s)
 static bool window_full(const struct publisher *p)
 {
     return confirm_ring_span(&p->ring) >= p->ring.size / 2 ||
-           p->ring.waiting >= (size_t)p->cfg->max_inflight ||
-           !confirm_ring_has_room(&p->ring);
+           p->ring.waiting >= (size_t)p->cfg->max_inflight || !confirm_ring_has_room(&p->ring);
 }
 
 size_t publisher_frame_max(const struct publisher *p)
@@ -364,9 +363,9 @@ static enum send_result send_request(struct publisher *p, struct request *r, cha
     if (r->opt.rpc)
         rpc_prepare(r, m);
     amqp_basic_properties_t props;
-    amqp_table_entry_t *entries = amqp_publish_properties(
-        m, r->opt.rpc ? r->call_id : m->correlation_id, route ? route->app_id : NULL,
-        route ? route->name : NULL, &props);
+    amqp_table_entry_t *entries =
+        amqp_publish_properties(m, r->opt.rpc ? r->call_id : m->correlation_id,
+                                route ? route->app_id : NULL, route ? route->name : NULL, &props);
 
     amqp_bytes_t exchange = bytes_or_empty(m->exchange), key = bytes_or_empty(m->routing_key);
     if (amqp_publish_check(exchange, key, &props, publisher_frame_max(p), why, whylen) != 0) {
@@ -410,8 +409,9 @@ void publisher_send_backlog(struct publisher *p)
             struct request *list = p->backlog_head;
             p->backlog_head = p->backlog_tail = NULL;
             queue_fail_all(p, list,
-                           !publisher_channel_open(p) ? "broker connection is down"
-                                        : "broker is blocking publishes (resource alarm)");
+                           !publisher_channel_open(p)
+                               ? "broker connection is down"
+                               : "broker is blocking publishes (resource alarm)");
             return;
         }
         if (window_full(p))
@@ -466,8 +466,8 @@ int publisher_publish_raw(struct publisher *p, const char *exchange, const char 
     if (!publisher_channel_open(p) || p->blocked || window_full(p)) {
         snprintf(why, whylen, "%s",
                  !publisher_channel_open(p) ? "broker connection down"
-                 : p->blocked ? "broker is blocking publishes (resource alarm)"
-                              : "too many publishes waiting for confirms");
+                 : p->blocked               ? "broker is blocking publishes (resource alarm)"
+                                            : "too many publishes waiting for confirms");
         return PUBLISH_UNAVAILABLE;
     }
     if (amqp_publish_check(amqp_cstring_bytes(exchange), amqp_cstring_bytes(routing_key), props,
@@ -492,8 +492,7 @@ int publisher_publish_raw(struct publisher *p, const char *exchange, const char 
 
 /* ---- connection events ------------------------------------------------------- */
 
-static int publisher_on_open(void *arg, const struct broker_channel *ch, char *err,
-                             size_t errlen)
+static int publisher_on_open(void *arg, const struct broker_channel *ch, char *err, size_t errlen)
 {
     struct publisher *p = arg;
     p->ch = ch;
@@ -540,7 +539,7 @@ static void publisher_on_lost(void *arg, const char *why)
         while (p->rpc_buckets[i]) {
             struct request *r = p->rpc_buckets[i];
             publisher_finish(p, r, PUBLISH_UNAVAILABLE,
-                           "broker connection lost before the rpc reply");
+                             "broker connection lost before the rpc reply");
             publisher_release(r);
         }
     }
@@ -607,8 +606,8 @@ static void publisher_tick(void *arg)
                 struct request *r = e->item;
                 if (!r->finished)
                     publisher_finish(p, r, PUBLISH_UNAVAILABLE,
-                                   "broker is blocking publishes (resource alarm); not "
-                                   "confirmed in time");
+                                     "broker is blocking publishes (resource alarm); not "
+                                     "confirmed in time");
             }
         }
         return;

@@ -139,7 +139,8 @@ static struct ring_entry *find_returned(struct publisher *p, const amqp_basic_re
             continue;
         const char *mid, *ex, *key;
         entry_address(e, &mid, &ex, &key);
-        if (publisher_bytes_is(id, mid) && publisher_bytes_is(ret->exchange, ex) && publisher_bytes_is(ret->routing_key, key))
+        if (publisher_bytes_is(id, mid) && publisher_bytes_is(ret->exchange, ex) &&
+            publisher_bytes_is(ret->routing_key, key))
             return e;
     }
     return NULL;
@@ -168,7 +169,8 @@ static void park(struct publisher *p, struct request *r, const amqp_basic_return
     amqp_bytes_t dlx = amqp_cstring_bytes(route->dlx), key = amqp_cstring_bytes(route->dlq_key);
     if (!confirm_ring_has_room(&p->ring)) {
         snprintf(why, sizeof(why), "too many publishes waiting for confirms");
-    } else if (amqp_publish_check(dlx, key, &props, publisher_frame_max(p), why, sizeof(why)) == 0) {
+    } else if (amqp_publish_check(dlx, key, &props, publisher_frame_max(p), why, sizeof(why)) ==
+               0) {
         int rc = p->ch->publish(p->ch, dlx, key, &props, msg->body);
         free(entries);
         if (rc != AMQP_STATUS_OK) {
@@ -185,8 +187,7 @@ static void park(struct publisher *p, struct request *r, const amqp_basic_return
     r->park_failed = true;
 }
 
-void publisher_on_return(struct publisher *p, const amqp_basic_return_t *ret,
-                                amqp_message_t *msg)
+void publisher_on_return(struct publisher *p, const amqp_basic_return_t *ret, amqp_message_t *msg)
 {
     struct ring_entry *e = find_returned(p, ret, msg);
     if (e == NULL) {

@@ -98,8 +98,7 @@ void publisher_send_backlog(struct publisher *p);
 /* publisher_answers.c */
 bool publisher_bytes_is(amqp_bytes_t b, const char *s);
 void publisher_on_ack(struct publisher *p, uint64_t tag, bool multiple, bool nack);
-void publisher_on_return(struct publisher *p, const amqp_basic_return_t *ret,
-                         amqp_message_t *msg);
+void publisher_on_return(struct publisher *p, const amqp_basic_return_t *ret, amqp_message_t *msg);
 void publisher_on_reply(struct publisher *p, amqp_message_t *msg);
 
 #endif

@@ -35,9 +35,8 @@ static bool is_reset_header(amqp_bytes_t k)
 /* How many messages the queue holds (passive declare). -1 if it does not exist. */
 static long queue_depth(amqp_connection_state_t conn, const char *queue)
 {
-    amqp_queue_declare_ok_t *ok =
-        amqp_queue_declare(conn, BROKER_CHANNEL, amqp_cstring_bytes(queue), 1, 0, 0, 0,
-                           amqp_empty_table);
+    amqp_queue_declare_ok_t *ok = amqp_queue_declare(
+        conn, BROKER_CHANNEL, amqp_cstring_bytes(queue), 1, 0, 0, 0, amqp_empty_table);
     if (ok == NULL)
         return -1;
     return (long)ok->message_count;
@@ -158,9 +157,7 @@ static int dry_run(amqp_connection_state_t conn, const struct route *r, long dep
         printf("  message_id=%.*s attempts=%s error=%s\n",
                (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) ? (int)p->message_id.len : 1,
                (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) ? (char *)p->message_id.bytes : "-",
-               header_text(p, "x-sidecar-attempts", attempts, sizeof(attempts))
-                   ? attempts
-                   : "-",
+               header_text(p, "x-sidecar-attempts", attempts, sizeof(attempts)) ? attempts : "-",
                header_text(p, "x-sidecar-error", err, sizeof(err)) ? err : "-");
         amqp_destroy_message(&msg);
     }
@@ -171,8 +168,9 @@ static int dry_run(amqp_connection_state_t conn, const struct route *r, long dep
 int replay_run(const struct sidecar_config *cfg, const struct route *r, long max, bool dry)
 {
     if (r->direction != ROUTE_OUTBOUND) {
-        fprintf(stderr, "amqp-sidecar: replay works on outbound routes; \"%s\" is inbound (its "
-                        "dead letters are in %s; move them with the RabbitMQ shovel or by hand)\n",
+        fprintf(stderr,
+                "amqp-sidecar: replay works on outbound routes; \"%s\" is inbound (its "
+                "dead letters are in %s; move them with the RabbitMQ shovel or by hand)\n",
                 r->name, r->dlq);
         return 2;
     }

@@ -98,8 +98,8 @@ struct route {
 struct route_kind {
     const char *name; /* "http", "file", ... */
     enum route_direction direction;
-    const char *summary;            /* one line for `keys` and --help */
-    const struct config_key *keys;  /* the kind's own keys, stored in opts */
+    const char *summary;           /* one line for `keys` and --help */
+    const struct config_key *keys; /* the kind's own keys, stored in opts */
     size_t opts_size;
     /* Cross-key checks after the keys were applied; report problems into rep. */
     void (*validate)(struct route *r, const struct sidecar_config *cfg, struct config_report *rep);

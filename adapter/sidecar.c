@@ -42,8 +42,8 @@
 #include <unistd.h>
 
 #define SUMMARY_INTERVAL_MS 60000
-#define READY_CHECK_MS 200
-#define LOG_FLUSH_MS 5000 /* summaries of suppressed log lines, once a flood stopped */
+#define READY_CHECK_MS      200
+#define LOG_FLUSH_MS        5000 /* summaries of suppressed log lines, once a flood stopped */
 
 struct http_server *sidecar_http_server(struct sidecar *sc, const char *listen, char *err,
                                         size_t errlen)
@@ -151,7 +151,10 @@ bool sidecar_ready(struct sidecar *sc, struct buf *detail)
         buf_free(&why);
     }
     if (detail) {
-        buf_printf(detail, "{\"status\":\"%s\"", all ? "ready" : sc->draining ? "draining" : "not ready");
+        buf_printf(detail, "{\"status\":\"%s\"",
+                   all            ? "ready"
+                   : sc->draining ? "draining"
+                                  : "not ready");
         if (sc->publisher_broker) {
             char desc[512];
             broker_describe(sc->publisher_broker, desc, sizeof(desc));
@@ -304,12 +307,14 @@ static int start_inbound(struct sidecar *sc, char *err, size_t errlen)
         return 0;
     snprintf(sc->publisher_connection.name, sizeof(sc->publisher_connection.name), "publisher");
     sc->connections[sc->n_connections++] = &sc->publisher_connection;
-    struct broker_events ev = {.fatal = on_broker_fatal, .arg = sc, .metrics = &sc->metrics,
+    struct broker_events ev = {.fatal = on_broker_fatal,
+                               .arg = sc,
+                               .metrics = &sc->metrics,
                                .connection = &sc->publisher_connection};
     sc->publisher_broker = broker_new("publisher", sc->cfg->name, &sc->cfg->broker,
                                       topology_for_inbound(sc->cfg), &ev);
-    sc->publisher = publisher_new("publisher", &sc->cfg->broker,
-                                  broker_loop(sc->publisher_broker), &sc->metrics);
+    sc->publisher = publisher_new("publisher", &sc->cfg->broker, broker_loop(sc->publisher_broker),
+                                  &sc->metrics);
     broker_attach(sc->publisher_broker, publisher_client(sc->publisher));
     for (size_t i = 0; i < sc->cfg->n_routes; i++) {
         struct route *r = sc->cfg->routes[i];
@@ -338,14 +343,16 @@ static int start_outbound(struct sidecar *sc, char *err, size_t errlen)
         o->route = r;
         snprintf(o->connection.name, sizeof(o->connection.name), "%s", r->name);
         sc->connections[sc->n_connections++] = &o->connection;
-        struct broker_events ev = {.fatal = on_broker_fatal, .arg = sc, .metrics = &sc->metrics,
+        struct broker_events ev = {.fatal = on_broker_fatal,
+                                   .arg = sc,
+                                   .metrics = &sc->metrics,
                                    .connection = &o->connection};
         o->broker = broker_new(r->name, sc->cfg->name, &sc->cfg->broker,
                                topology_for_route(sc->cfg, r), &ev);
         /* The route's connection carries its publisher (retries, dead letters,
          * replies) and its consumer, attached in that order. */
-        o->publisher = publisher_new(r->name, &sc->cfg->broker, broker_loop(o->broker),
-                                     &sc->metrics);
+        o->publisher =
+            publisher_new(r->name, &sc->cfg->broker, broker_loop(o->broker), &sc->metrics);
         o->consumer = consumer_new(r, o->publisher, broker_loop(o->broker));
         broker_attach(o->broker, publisher_client(o->publisher));
         broker_attach(o->broker, consumer_client(o->consumer));
@@ -393,8 +400,7 @@ static bool busy(struct sidecar *sc, struct buf *why)
     if (sc->publisher && !publisher_idle(sc->publisher))
         buf_puts(why, " publishes awaiting confirms;");
     for (size_t i = 0; i < sc->n_outbound; i++)
-        if (consumer_busy(sc->outbound[i].consumer) ||
-            !publisher_idle(sc->outbound[i].publisher))
+        if (consumer_busy(sc->outbound[i].consumer) || !publisher_idle(sc->outbound[i].publisher))
             buf_printf(why, " %s: deliveries in flight;", sc->outbound[i].route->name);
     return why->len > 0;
 }
@@ -428,8 +434,7 @@ static bool drain(struct sidecar *sc)
             r->kind->drain(r);
     }
     for (size_t i = 0; i < sc->n_outbound; i++)
-        loop_post(broker_loop(sc->outbound[i].broker), drain_outbound_on_thread,
-                  &sc->outbound[i]);
+        loop_post(broker_loop(sc->outbound[i].broker), drain_outbound_on_thread, &sc->outbound[i]);
 
     int64_t deadline = loop_now_ms() + (int64_t)(sc->cfg->drain_timeout * 1000);
     int64_t next_log = loop_now_ms() + 2000;
@@ -441,8 +446,9 @@ static bool drain(struct sidecar *sc)
             return true;
         }
         if (loop_now_ms() >= deadline) {
-            log_error(NULL, "drain_timeout (%.0fs) passed with work in flight:%s closing anyway "
-                            "(unconfirmed input was not acknowledged and will be retried)",
+            log_error(NULL,
+                      "drain_timeout (%.0fs) passed with work in flight:%s closing anyway "
+                      "(unconfirmed input was not acknowledged and will be retried)",
                       sc->cfg->drain_timeout, why.data);
             buf_free(&why);
             return false;

@@ -36,7 +36,7 @@ struct outbound_runtime {
 
 struct sidecar {
     struct sidecar_config *cfg;
-    struct loop *loop; /* the main thread's */
+    struct loop *loop;               /* the main thread's */
     struct broker *publisher_broker; /* NULL without inbound routes */
     struct publisher *publisher;     /* the inbound routes' publisher, on publisher_broker */
     struct outbound_runtime *outbound;

@@ -82,12 +82,13 @@ static void add_outbound_route(struct topology *t, const struct route *r)
     if (!r->ordered) {
         /* Ordered routes retry in place (the line must not be overtaken). */
         for (size_t i = 0; i < r->retry_delays.n; i++)
-            add_queue(t, (struct topo_queue){.name = topology_retry_queue(r->queue, i + 1),
-                                             .quorum = quorum,
-                                             .ttl_ms = (int64_t)llround(r->retry_delays.v[i] * 1000),
-                                             .dlx = xstrdup(""),
-                                             .dlk = xstrdup(r->queue),
-                                             .owner = r->name});
+            add_queue(t,
+                      (struct topo_queue){.name = topology_retry_queue(r->queue, i + 1),
+                                          .quorum = quorum,
+                                          .ttl_ms = (int64_t)llround(r->retry_delays.v[i] * 1000),
+                                          .dlx = xstrdup(""),
+                                          .dlk = xstrdup(r->queue),
+                                          .owner = r->name});
     }
     add_queue(t, (struct topo_queue){.name = xstrdup(r->dlq), .quorum = quorum, .owner = r->name});
     add_binding(t, r->dlx, r->dlq, r->dlq_key);
@@ -169,17 +170,16 @@ char *topology_definitions_json(const struct topology *t, const char *vhost)
     json_t *root = json_object();
     json_t *exchanges = json_array();
     for (size_t i = 0; i < t->n_exchanges; i++)
-        json_array_append_new(exchanges,
-                              json_pack("{s:s, s:s, s:s, s:b, s:b, s:b, s:{}}", "name",
-                                        t->exchanges[i], "vhost", vhost, "type", "direct",
-                                        "durable", 1, "auto_delete", 0, "internal", 0,
-                                        "arguments"));
+        json_array_append_new(exchanges, json_pack("{s:s, s:s, s:s, s:b, s:b, s:b, s:{}}", "name",
+                                                   t->exchanges[i], "vhost", vhost, "type",
+                                                   "direct", "durable", 1, "auto_delete", 0,
+                                                   "internal", 0, "arguments"));
     json_t *queues = json_array();
     for (size_t i = 0; i < t->n_queues; i++)
-        json_array_append_new(queues, json_pack("{s:s, s:s, s:b, s:b, s:o}", "name",
-                                                t->queues[i].name, "vhost", vhost, "durable", 1,
-                                                "auto_delete", 0, "arguments",
-                                                queue_arguments_json(&t->queues[i])));
+        json_array_append_new(queues,
+                              json_pack("{s:s, s:s, s:b, s:b, s:o}", "name", t->queues[i].name,
+                                        "vhost", vhost, "durable", 1, "auto_delete", 0, "arguments",
+                                        queue_arguments_json(&t->queues[i])));
     json_t *bindings = json_array();
     for (size_t i = 0; i < t->n_bindings; i++)
         json_array_append_new(bindings,
@@ -236,9 +236,10 @@ static int channel_reopen(amqp_connection_state_t conn, amqp_channel_t ch)
 static void queue_arguments_amqp(const struct topo_queue *q, amqp_table_entry_t *e, int *n)
 {
     *n = 0;
-    e[(*n)++] = (amqp_table_entry_t){
-        amqp_cstring_bytes("x-queue-type"),
-        {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(q->quorum ? "quorum" : "classic")}};
+    e[(*n)++] =
+        (amqp_table_entry_t){amqp_cstring_bytes("x-queue-type"),
+                             {.kind = AMQP_FIELD_KIND_UTF8,
+                              .value.bytes = amqp_cstring_bytes(q->quorum ? "quorum" : "classic")}};
     if (q->dlx != NULL)
         e[(*n)++] = (amqp_table_entry_t){
             amqp_cstring_bytes("x-dead-letter-exchange"),
@@ -287,8 +288,8 @@ static int declare_queue(amqp_connection_state_t conn, amqp_channel_t ch,
                  "elsewhere, delete it (rabbitmqctl delete_queue %s) and restart the sidecar so "
                  "it re-creates it, or change the route's config back to match",
                  q->owner, q->name, vhost, text, q->quorum ? " quorum" : " classic",
-                 q->dlx ? ", dead-lettering to \"" : "", q->dlx ? q->dlx : "",
-                 q->dlx ? "\"" : "", q->ttl_ms ? ", with a message TTL" : "",
+                 q->dlx ? ", dead-lettering to \"" : "", q->dlx ? q->dlx : "", q->dlx ? "\"" : "",
+                 q->ttl_ms ? ", with a message TTL" : "",
                  q->single_active ? ", single active consumer" : "", q->name);
     } else if (channel_closed_by(reply, AMQP_ACCESS_REFUSED)) {
         *fatal = true;
@@ -314,9 +315,8 @@ int topology_declare(amqp_connection_state_t conn, amqp_channel_t ch, const stru
         if (reply.reply_type != AMQP_RESPONSE_NORMAL) {
             reply_text(reply, text, sizeof(text));
             *fatal = channel_closed_by(reply, AMQP_PRECONDITION_FAILED);
-            snprintf(err, errlen,
-                     "declaring exchange \"%s\" on vhost \"%s\": %s%s", t->exchanges[i], vhost,
-                     text,
+            snprintf(err, errlen, "declaring exchange \"%s\" on vhost \"%s\": %s%s",
+                     t->exchanges[i], vhost, text,
                      *fatal ? "; it exists with another type: the sidecar needs a durable "
                               "direct exchange of that name"
                             : "");

@@ -1,7 +1,7 @@
 /*
- * jq_transform — see jq_transform.h (named so it cannot shadow libjq's <jq.h>). Ownership follows jv's rule: most jv_* calls consume their
- * arguments, so every jv below is either passed on (consumed) or freed
- * exactly once; comments mark the few borrowed uses.
+ * jq_transform — see jq_transform.h (named so it cannot shadow libjq's <jq.h>). Ownership follows
+ * jv's rule: most jv_* calls consume their arguments, so every jv below is either passed on
+ * (consumed) or freed exactly once; comments mark the few borrowed uses.
  */
 #include "jq_transform.h"
 
@@ -73,8 +73,7 @@ static jq_state *compile(const char *program, const char *name, char *err, size_
     return jq;
 }
 
-struct transform *transform_compile(const char *program, const char *name, char *err,
-                                    size_t errlen)
+struct transform *transform_compile(const char *program, const char *name, char *err, size_t errlen)
 {
     jq_state *jq = compile(program, name, err, errlen);
     if (jq == NULL)
@@ -184,7 +183,8 @@ char *transform_apply(struct transform *t, const char *in, size_t len, size_t *o
         }
         if (++results > 1) {
             jv_free(r);
-            fail(err, errlen, "the transform produced more than one result; it must produce exactly one");
+            fail(err, errlen,
+                 "the transform produced more than one result; it must produce exactly one");
             break;
         }
         jv dumped = jv_dump_string(r, 0); /* consumes r */

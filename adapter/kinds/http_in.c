@@ -256,8 +256,8 @@ static void handle(struct http_request *req, void *arg)
         json_error_t jerr;
         json = json_loadb(body, len, JSON_DECODE_ANY, &jerr);
         if (json == NULL) {
-            refuse(r, req, 400, NULL, "body is not valid JSON: %s at line %d, column %d",
-                   jerr.text, jerr.line, jerr.column);
+            refuse(r, req, 400, NULL, "body is not valid JSON: %s at line %d, column %d", jerr.text,
+                   jerr.line, jerr.column);
             return;
         }
     }
@@ -277,7 +277,9 @@ static void handle(struct http_request *req, void *arg)
             return;
         }
         json_decref(json);
-        json = strstr(r->routing_key, "{json.") ? json_loadb(payload, payload_len, JSON_DECODE_ANY, NULL) : NULL;
+        json = strstr(r->routing_key, "{json.")
+                   ? json_loadb(payload, payload_len, JSON_DECODE_ANY, NULL)
+                   : NULL;
     } else {
         payload = xstrndup(body, len);
         payload_len = len;
@@ -293,11 +295,12 @@ static void handle(struct http_request *req, void *arg)
         return;
     }
 
-    struct inbound_ids ids = {.message_id = idem, .correlation_id = corr,
+    struct inbound_ids ids = {.message_id = idem,
+                              .correlation_id = corr,
                               .traceparent = http_request_header(req, "traceparent")};
-    struct message *m = inbound_message(r, payload, payload_len,
-                                        r->transform ? "application/json" : (ct ? ct : "application/octet-stream"),
-                                        &ids);
+    struct message *m = inbound_message(
+        r, payload, payload_len,
+        r->transform ? "application/json" : (ct ? ct : "application/octet-stream"), &ids);
     m->routing_key = key;
     http_front_pass_headers(r, req, m);
     http_front_publish(&(struct http_front_request){.route = r,

@@ -117,9 +117,9 @@ static void test_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_full_url),          cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_vhost_escapes),     cmocka_unit_test(test_user_without_password),
-        cmocka_unit_test(test_ipv6),              cmocka_unit_test(test_display_hides_password),
+        cmocka_unit_test(test_full_url),      cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_vhost_escapes), cmocka_unit_test(test_user_without_password),
+        cmocka_unit_test(test_ipv6),          cmocka_unit_test(test_display_hides_password),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

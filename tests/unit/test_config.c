@@ -16,7 +16,7 @@ static char *dir;
 
 #define BROKER "broker = { url = \"amqp://guest:guest@127.0.0.1:5672/%2f\"; };\n"
 #define ROUTE_HTTP                                                                                 \
-    "  { name = \"orders\"; kind = \"http\"; listen = \"127.0.0.1:18081\"; path = \"/orders\";\n" \
+    "  { name = \"orders\"; kind = \"http\"; listen = \"127.0.0.1:18081\"; path = \"/orders\";\n"  \
     "    exchange = \"crm.events\"; routing_key = \"order.created\"; }\n"
 
 struct loaded {
@@ -53,8 +53,9 @@ static void assert_error(const struct loaded *l, int line, const char *needle)
 static void test_valid_config_fills_defaults(void **state)
 {
     struct loaded l;
-    load_text(&l, "name = \"crm\";\n" BROKER "inbound = (\n" ROUTE_HTTP ");\n"
-                  "outbound = ( { name = \"customers\"; kind = \"http\"; url = \"http://x/\"; } );\n");
+    load_text(&l,
+              "name = \"crm\";\n" BROKER "inbound = (\n" ROUTE_HTTP ");\n"
+              "outbound = ( { name = \"customers\"; kind = \"http\"; url = \"http://x/\"; } );\n");
     assert_int_equal(l.rc, 0);
     assert_int_equal(l.rep.n, 0);
     assert_string_equal(l.cfg.name, "crm");
@@ -112,10 +113,10 @@ static void test_missing_file(void **state)
 static void test_unknown_key_suggests(void **state)
 {
     struct loaded l;
-    load_text(&l, "name = \"crm\";\n" BROKER
-                  "inbound = (\n"
-                  "  { name = \"orders\"; kind = \"http\"; lisen = \"127.0.0.1:1\"; path = \"/o\";\n"
-                  "    exchange = \"e\"; }\n);\nlog_formt = \"json\";\n");
+    load_text(&l,
+              "name = \"crm\";\n" BROKER "inbound = (\n"
+              "  { name = \"orders\"; kind = \"http\"; lisen = \"127.0.0.1:1\"; path = \"/o\";\n"
+              "    exchange = \"e\"; }\n);\nlog_formt = \"json\";\n");
     assert_int_equal(l.rc, -1);
     assert_error(&l, 4, "unknown key \"lisen\" (did you mean \"listen\"?)");
     assert_error(&l, 7, "unknown key \"log_formt\" (did you mean \"log_format\"?)");
@@ -164,9 +165,10 @@ static void test_bad_values(void **state)
 static void test_duplicate_route_names(void **state)
 {
     struct loaded l;
-    load_text(&l, "name = \"crm\";\n" BROKER "inbound = (\n" ROUTE_HTTP ",\n"
-                  "  { name = \"orders\"; kind = \"http\"; listen = \"127.0.0.1:18082\"; path = \"/o\";\n"
-                  "    exchange = \"e\"; }\n);\n");
+    load_text(
+        &l, "name = \"crm\";\n" BROKER "inbound = (\n" ROUTE_HTTP ",\n"
+            "  { name = \"orders\"; kind = \"http\"; listen = \"127.0.0.1:18082\"; path = \"/o\";\n"
+            "    exchange = \"e\"; }\n);\n");
     assert_int_equal(l.rc, -1);
     assert_error(&l, 7, "route name \"orders\" is used twice (first at line 4)");
     loaded_free(&l);
@@ -175,9 +177,11 @@ static void test_duplicate_route_names(void **state)
 static void test_endpoint_clash(void **state)
 {
     struct loaded l;
-    load_text(&l, "name = \"crm\";\n" BROKER "inbound = (\n" ROUTE_HTTP ",\n"
-                  "  { name = \"other\"; kind = \"http\"; listen = \"127.0.0.1:18081\"; path = \"/orders\";\n"
-                  "    exchange = \"e\"; }\n);\n");
+    load_text(
+        &l,
+        "name = \"crm\";\n" BROKER "inbound = (\n" ROUTE_HTTP ",\n"
+        "  { name = \"other\"; kind = \"http\"; listen = \"127.0.0.1:18081\"; path = \"/orders\";\n"
+        "    exchange = \"e\"; }\n);\n");
     assert_int_equal(l.rc, -1);
     assert_error(&l, 7, "is already served by route \"orders\"");
     loaded_free(&l);
@@ -223,8 +227,9 @@ static void test_secret_permissions(void **state)
     assert_error(&l, 6, "cannot read secret file");
     loaded_free(&l);
 
-    load_text(&l, "name = \"crm\";\nbroker = { url = \"amqp://h/\"; password_file = \"good.secret\"; };\n"
-                  "inbound = (\n" ROUTE_HTTP ");\n");
+    load_text(
+        &l, "name = \"crm\";\nbroker = { url = \"amqp://h/\"; password_file = \"good.secret\"; };\n"
+            "inbound = (\n" ROUTE_HTTP ");\n");
     assert_int_equal(l.rc, 0);
     assert_string_equal(l.cfg.broker.password.value, "s3cret"); /* newline trimmed */
     loaded_free(&l);
@@ -233,7 +238,8 @@ static void test_secret_permissions(void **state)
 static void test_broker_url_problems(void **state)
 {
     struct loaded l;
-    load_text(&l, "name = \"crm\";\nbroker = {\n  url = \"http://h/\"; };\ninbound = (\n" ROUTE_HTTP ");\n");
+    load_text(&l, "name = \"crm\";\nbroker = {\n  url = \"http://h/\"; };\ninbound = (\n" ROUTE_HTTP
+                  ");\n");
     assert_int_equal(l.rc, -1);
     assert_error(&l, 3, "must start with amqp:// or amqps://");
     loaded_free(&l);

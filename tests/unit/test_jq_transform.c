@@ -33,9 +33,10 @@ static char *apply(const char *program, const char *input, char *err, size_t err
 static void test_reshapes(void **state)
 {
     char err[512];
-    char *out = apply("{id: .order.id, total: (.lines | map(.qty * .price) | add)}",
-                      "{\"order\":{\"id\":\"A1\"},\"lines\":[{\"qty\":2,\"price\":3},{\"qty\":1,\"price\":4}]}",
-                      err, sizeof(err));
+    char *out = apply(
+        "{id: .order.id, total: (.lines | map(.qty * .price) | add)}",
+        "{\"order\":{\"id\":\"A1\"},\"lines\":[{\"qty\":2,\"price\":3},{\"qty\":1,\"price\":4}]}",
+        err, sizeof(err));
     assert_non_null(out);
     assert_string_equal(out, "{\"id\":\"A1\",\"total\":10}");
     free(out);

@@ -73,9 +73,7 @@ static void fake_fail(const struct broker_channel *ch, const char *why)
     f->client->on_lost(f->client->arg, why);
 }
 
-static void fake_kick(const struct broker_channel *ch)
-{
-}
+static void fake_kick(const struct broker_channel *ch) {}
 
 /* ---- fixture -------------------------------------------------------------- */
 
@@ -98,18 +96,26 @@ struct world {
 static int setup(void **state)
 {
     struct world *w = calloc(1, sizeof(*w));
-    w->cfg = (struct broker_config){.max_inflight = 8, .confirm_timeout = 15,
-                                    .max_message = 1 << 20};
+    w->cfg =
+        (struct broker_config){.max_inflight = 8, .confirm_timeout = 15, .max_message = 1 << 20};
     w->loop = loop_new();
     loop_stop(w->loop); /* loop_run now runs what was posted, and returns */
     w->pub = publisher_new("test", &w->cfg, w->loop, &w->metrics);
     publisher_enable_rpc(w->pub);
-    w->route = (struct route){.name = "orders", .dlx = "crm.dlx", .dlq = "crm.orders.dlq",
-                              .dlq_key = "crm.orders", .app_id = "amqp-sidecar/crm"};
-    w->fake.ch = (struct broker_channel){.open = true, .number = 1, .generation = 1,
-                                         .frame_max = 131072, .loop = w->loop,
-                                         .publish = fake_publish, .fail = fake_fail,
-                                         .kick = fake_kick, .owner = &w->fake};
+    w->route = (struct route){.name = "orders",
+                              .dlx = "crm.dlx",
+                              .dlq = "crm.orders.dlq",
+                              .dlq_key = "crm.orders",
+                              .app_id = "amqp-sidecar/crm"};
+    w->fake.ch = (struct broker_channel){.open = true,
+                                         .number = 1,
+                                         .generation = 1,
+                                         .frame_max = 131072,
+                                         .loop = w->loop,
+                                         .publish = fake_publish,
+                                         .fail = fake_fail,
+                                         .kick = fake_kick,
+                                         .owner = &w->fake};
     w->fake.client = publisher_client(w->pub);
     char err[128];
     assert_int_equal(w->fake.client->on_open(w->fake.client->arg, &w->fake.ch, err, sizeof(err)),
@@ -162,8 +168,7 @@ static void submit(struct world *w, int first, int n, bool rpc)
     loop_run(w->loop);
 }
 
-static void method(struct world *w, amqp_method_number_t id, void *decoded,
-                   amqp_message_t *content)
+static void method(struct world *w, amqp_method_number_t id, void *decoded, amqp_message_t *content)
 {
     amqp_method_t m = {.id = id, .decoded = decoded};
     w->fake.client->on_method(w->fake.client->arg, &m, content);

@@ -26,7 +26,8 @@ static const char *lookup(void *arg, const char *name, char *why, size_t whylen)
 static void test_expands(void **state)
 {
     char err[256];
-    char *s = template_expand("order.{json.type}.{header.X-Region}", lookup, NULL, err, sizeof(err));
+    char *s =
+        template_expand("order.{json.type}.{header.X-Region}", lookup, NULL, err, sizeof(err));
     assert_string_equal(s, "order.created.eu");
     free(s);
     s = template_expand("plain.key", lookup, NULL, err, sizeof(err));
@@ -49,7 +50,8 @@ static void test_missing_value_named(void **state)
 {
     char err[256];
     assert_null(template_expand("a.{json.missing}", lookup, NULL, err, sizeof(err)));
-    assert_string_equal(err, "placeholder {json.missing} has no value: the body has no field \"missing\"");
+    assert_string_equal(
+        err, "placeholder {json.missing} has no value: the body has no field \"missing\"");
     assert_null(template_expand("a.{header.Nope}", lookup, NULL, err, sizeof(err)));
     assert_string_equal(err, "placeholder {header.Nope} has no value");
 }
@@ -71,7 +73,8 @@ static void test_check(void **state)
     char err[256];
     assert_int_equal(template_check("o.{json.a.b}.{path}", allowed, err, sizeof(err)), 0);
     assert_int_equal(template_check("o.{body.a}", allowed, err, sizeof(err)), -1);
-    assert_non_null(strstr(err, "unknown placeholder {body.a}; use {json.NAME}, {header.NAME}, {path}"));
+    assert_non_null(
+        strstr(err, "unknown placeholder {body.a}; use {json.NAME}, {header.NAME}, {path}"));
     assert_int_equal(template_check("o.{json.}", allowed, err, sizeof(err)), -1);
     assert_true(template_has_placeholders("a{b}"));
     assert_false(template_has_placeholders("a{{b}}"));
@@ -80,8 +83,10 @@ static void test_check(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_expands),          cmocka_unit_test(test_literal_braces),
-        cmocka_unit_test(test_missing_value_named), cmocka_unit_test(test_syntax_errors),
+        cmocka_unit_test(test_expands),
+        cmocka_unit_test(test_literal_braces),
+        cmocka_unit_test(test_missing_value_named),
+        cmocka_unit_test(test_syntax_errors),
         cmocka_unit_test(test_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
