@@ -33,9 +33,13 @@
 #define RESPONSE_KEEP_MAX   4096 /* enough for the error excerpt otherwise */
 #define MAX_REQUEST_HEADERS 64
 
+/* What the method means for the body, resolved once by validate. */
+enum http_out_body { BODY_ALWAYS, BODY_NEVER /* GET */, BODY_IF_ANY /* DELETE */ };
+
 struct http_out_opts {
     char *url;
     char *method;
+    enum http_out_body body; /* not a key: from method */
     double timeout;
     double connect_timeout;
     struct strmap headers;
@@ -273,8 +277,8 @@ static void http_out_deliver(struct route *r, struct delivery *d)
         return;
     }
 
-    bool with_body = strcmp(o->method, "GET") != 0 &&
-                     (strcmp(o->method, "DELETE") != 0 || m->body_len > 0 || transformed);
+    bool with_body =
+        o->body == BODY_ALWAYS || (o->body == BODY_IF_ANY && (m->body_len > 0 || transformed));
     const char *content_type = !with_body        ? NULL
                                : transformed     ? "application/json"
                                : m->content_type ? m->content_type
@@ -316,8 +320,12 @@ static void http_out_deliver(struct route *r, struct delivery *d)
 static void http_out_validate(struct route *r, const struct sidecar_config *cfg,
                               struct config_report *rep)
 {
-    const struct http_out_opts *o = opts(r);
+    struct http_out_opts *o = r->opts;
     char err[512];
+    o->body = !o->method                         ? BODY_ALWAYS
+              : strcmp(o->method, "GET") == 0    ? BODY_NEVER
+              : strcmp(o->method, "DELETE") == 0 ? BODY_IF_ANY
+                                                 : BODY_ALWAYS;
     if (o->url && template_check(o->url, url_placeholders, err, sizeof(err)) != 0)
         config_report_add(rep, r->line, "outbound route \"%s\": url %s", r->name, err);
     for (size_t i = 0; i < o->headers.n; i++) {

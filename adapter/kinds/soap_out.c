@@ -49,6 +49,7 @@ struct soap_out_opts {
     char *wsse_username;
     struct secret wsse_password;
     char *format;
+    bool json; /* not a key: format = "json", resolved by validate */
     int max_response;
 };
 
@@ -315,7 +316,7 @@ static struct message *reply_of(const struct route *r, const struct httpc_respon
         return reply;
     }
     message_set_header(reply, "x-soap-version", sr->version == SOAP_1_2 ? "1.2" : "1.1");
-    if (strcmp(opts(r)->format, "json") == 0) {
+    if (opts(r)->json) {
         message_set(&reply->content_type, "application/json");
         json_t *j = sr->content ? xmljson_from_node(sr->content) : NULL;
         char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
@@ -478,8 +479,9 @@ static void soap_out_deliver(struct route *r, struct delivery *d)
 static void soap_out_validate(struct route *r, const struct sidecar_config *cfg,
                               struct config_report *rep)
 {
-    const struct soap_out_opts *o = opts(r);
+    struct soap_out_opts *o = r->opts;
     char err[512];
+    o->json = o->format && strcmp(o->format, "json") == 0;
     if ((o->wsse_username == NULL) != (o->wsse_password.path == NULL))
         config_report_add(rep, r->line,
                           "route \"%s\": set both wsse_username and wsse_password_file, or neither",
