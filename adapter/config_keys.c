@@ -5,11 +5,14 @@
  * config_apply_tables walks a group's settings, refuses keys no table knows
  * (suggesting the nearest known one), checks each value's type, range or
  * choices, resolves file paths against the config's directory, hands secret
- * files to config_secrets, and fills defaults. config_free_keys frees what it
+ * files to config_secrets, and fills defaults. Every string it reads passes
+ * through setting_text, which expands ${VAR} (config_env.h) before any check
+ * sees the value. config_free_keys frees what it
  * filled. The tables themselves live with their owners (config.c, route.c, each
  * kind); config_reference.c prints the same tables as the key reference.
  */
 #include "config.h"
+#include "config_env.h"
 #include "config_internal.h"
 
 #include "util.h"
@@ -312,6 +315,22 @@ static void wrong_type(const struct value_ctx *c, const config_setting_t *s)
                       expected_name(c->key->type), type_name(config_setting_type(s)));
 }
 
+/* The one place a string is read from libconfig: s's text with environment
+ * variables expanded. Returns a malloc'd string the caller frees, or NULL with
+ * the problem reported at s's line (label names the key, e.g. "url" or
+ * "headers.X-Token"). */
+static char *setting_text(const struct value_ctx *c, const config_setting_t *s, const char *label)
+{
+    char err[512];
+    char *text =
+        config_env_expand(config_setting_get_string(s), config_env_getenv, NULL, err, sizeof(err));
+    if (text == NULL) {
+        int line = config_line_of(s);
+        config_report_add(c->rep, line > 0 ? line : c->line, "%s: %s: %s", c->where, label, err);
+    }
+    return text;
+}
+
 static void apply_value(const struct value_ctx *c, config_setting_t *s);
 
 static void apply_map(const struct value_ctx *c, config_setting_t *s)
@@ -325,10 +344,15 @@ static void apply_map(const struct value_ctx *c, config_setting_t *s)
                               c->key->name, config_setting_name(e));
             continue;
         }
+        char *label = xasprintf("%s.%s", c->key->name, config_setting_name(e));
+        char *value = setting_text(c, e, label);
+        free(label);
+        if (value == NULL)
+            continue;
         m->names = xrealloc(m->names, (m->n + 1) * sizeof(char *));
         m->values = xrealloc(m->values, (m->n + 1) * sizeof(char *));
         m->names[m->n] = xstrdup(config_setting_name(e));
-        m->values[m->n] = xstrdup(config_setting_get_string(e));
+        m->values[m->n] = value; /* takes ownership */
         m->n++;
     }
 }
@@ -362,9 +386,12 @@ static void apply_value(const struct value_ctx *c, config_setting_t *s)
         for (int i = 0; i < n; i++) {
             config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
             int et = config_setting_type(e);
-            if (c->key->type == KEY_STRINGS && et == CONFIG_TYPE_STRING)
-                list_append_text(c, config_setting_get_string(e));
-            else if (c->key->type == KEY_NUMBERS && is_number(et))
+            if (c->key->type == KEY_STRINGS && et == CONFIG_TYPE_STRING) {
+                char *text = setting_text(c, e, c->key->name);
+                if (text != NULL)
+                    list_append_text(c, text);
+                free(text);
+            } else if (c->key->type == KEY_NUMBERS && is_number(et))
                 list_append_number(c, et == CONFIG_TYPE_FLOAT
                                           ? config_setting_get_float(e)
                                           : (double)config_setting_get_int64(e));
@@ -386,7 +413,10 @@ static void apply_value(const struct value_ctx *c, config_setting_t *s)
     default:
         if (type != CONFIG_TYPE_STRING)
             return wrong_type(c, s);
-        store_text(c, config_setting_get_string(s));
+        char *text = setting_text(c, s, c->key->name);
+        if (text != NULL)
+            store_text(c, text);
+        free(text);
         return;
     }
 }

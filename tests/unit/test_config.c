@@ -162,6 +162,49 @@ static void test_bad_values(void **state)
     loaded_free(&l);
 }
 
+/* ${VAR} is expanded before validation; an undefined one names its line. */
+static void test_environment_variables(void **state)
+{
+    setenv("SIDECAR_TEST_HOST", "rabbit.example", 1);
+    setenv("SIDECAR_TEST_FORMAT", "json", 1);
+    setenv("SIDECAR_TEST_EXCHANGE", "crm.events", 1);
+    unsetenv("SIDECAR_TEST_UNSET");
+    const char *text =
+        "name = \"${SIDECAR_TEST_UNSET:-crm}\";\n"
+        "broker = { urls = [ \"amqp://guest@${SIDECAR_TEST_HOST}:5672/$$\" ]; };\n"
+        "log_format = \"${SIDECAR_TEST_FORMAT}\";\n"
+        "inbound = (\n"
+        "  { name = \"orders\"; kind = \"http\"; listen = \"127.0.0.1:18081\"; path = \"/o\";\n"
+        "    exchange = \"${SIDECAR_TEST_EXCHANGE:?the exchange to publish to}\"; }\n);\n";
+    struct loaded l;
+    load_text(&l, text);
+    assert_int_equal(l.rc, 0);
+    assert_string_equal(l.cfg.name, "crm");
+    assert_string_equal(l.cfg.broker.urls.v[0], "amqp://guest@rabbit.example:5672/$");
+    assert_string_equal(l.cfg.log_format, "json");
+    assert_string_equal(l.cfg.routes[0]->exchange, "crm.events");
+    loaded_free(&l);
+
+    /* validation sees the expanded value */
+    setenv("SIDECAR_TEST_FORMAT", "xml", 1);
+    unsetenv("SIDECAR_TEST_HOST");
+    unsetenv("SIDECAR_TEST_EXCHANGE");
+    load_text(&l, text);
+    assert_int_equal(l.rc, -1);
+    assert_error(&l, 2,
+                 "environment variable SIDECAR_TEST_HOST is not set; set SIDECAR_TEST_HOST "
+                 "in the unit's Environment= or EnvironmentFile=");
+    assert_error(&l, 3, "\"xml\" is not one of: logfmt|json");
+    assert_error(&l, 6, "exchange: SIDECAR_TEST_EXCHANGE: the exchange to publish to");
+    loaded_free(&l);
+
+    load_text(&l, BROKER "name = \"a${SIDECAR_TEST_HOST\";\n");
+    assert_int_equal(l.rc, -1);
+    assert_error(&l, 2, "unterminated \"${\"");
+    loaded_free(&l);
+    unsetenv("SIDECAR_TEST_FORMAT");
+}
+
 static void test_duplicate_route_names(void **state)
 {
     struct loaded l;
@@ -421,6 +464,7 @@ int main(void)
         cmocka_unit_test(test_wrong_type),
         cmocka_unit_test(test_missing_required),
         cmocka_unit_test(test_bad_values),
+        cmocka_unit_test(test_environment_variables),
         cmocka_unit_test(test_duplicate_route_names),
         cmocka_unit_test(test_endpoint_clash),
         cmocka_unit_test(test_unreadable_transform),
