@@ -12,6 +12,7 @@
  * shows them all.
  */
 #include "config.h"
+#include "config_env.h"
 #include "config_internal.h"
 
 #include "broker_url.h"
@@ -146,6 +147,18 @@ static void route_derive(struct route *r, const struct sidecar_config *cfg)
     }
 }
 
+/* A route's name and kind label its errors and pick its kind's table before
+ * the tables run, so they are expanded the way the tables will expand them.
+ * NULL when absent, not a string, or not expandable: the tables report that. */
+static char *route_label(config_setting_t *s, const char *key)
+{
+    const char *raw = NULL;
+    if (!config_setting_lookup_string(s, key, &raw))
+        return NULL;
+    char err[256];
+    return config_env_expand(raw, config_env_getenv, NULL, err, sizeof(err));
+}
+
 static struct route *route_parse(config_setting_t *s, enum route_direction dir,
                                  struct sidecar_config *cfg, struct config_report *rep)
 {
@@ -159,9 +172,8 @@ static struct route *route_parse(config_setting_t *s, enum route_direction dir,
     r->direction = dir;
     r->line = config_line_of(s);
 
-    const char *name = NULL, *kind = NULL;
-    config_setting_lookup_string(s, "name", &name);
-    config_setting_lookup_string(s, "kind", &kind);
+    char *name = route_label(s, "name");
+    char *kind = route_label(s, "kind");
     char *where = name ? xasprintf("%s route \"%s\"", list, name)
                        : xasprintf("%s route at line %d", list, r->line);
 
@@ -203,7 +215,10 @@ static struct route *route_parse(config_setting_t *s, enum route_direction dir,
         }
     }
     free(where);
-    if (r->name == NULL || (kind != NULL && r->kind == NULL) || kind == NULL) {
+    bool usable = r->name != NULL && kind != NULL && r->kind != NULL;
+    free(name);
+    free(kind);
+    if (!usable) {
         route_free(r);
         return NULL;
     }
@@ -244,6 +259,11 @@ static void check_broker(struct sidecar_config *cfg, config_t *lc, struct config
         return;
     }
     if (b->url == NULL && b->urls.n == 0) {
+        /* A url that is there but did not expand (or had the wrong type) was
+         * reported already. */
+        config_setting_t *urls = config_lookup(lc, "broker.urls");
+        if (config_lookup(lc, "broker.url") || (urls && config_setting_length(urls) > 0))
+            return;
         config_report_add(
             rep, line,
             "broker: missing url (e.g. url = \"amqp://guest:guest@127.0.0.1:5672/%%2f\";)");

@@ -174,7 +174,8 @@ static void test_environment_variables(void **state)
         "broker = { urls = [ \"amqp://guest@${SIDECAR_TEST_HOST}:5672/$$\" ]; };\n"
         "log_format = \"${SIDECAR_TEST_FORMAT}\";\n"
         "inbound = (\n"
-        "  { name = \"orders\"; kind = \"http\"; listen = \"127.0.0.1:18081\"; path = \"/o\";\n"
+        "  { name = \"${SIDECAR_TEST_UNSET:-orders}\"; kind = \"${SIDECAR_TEST_UNSET:-http}\";\n"
+        "    listen = \"127.0.0.1:18081\"; path = \"/o\";\n"
         "    exchange = \"${SIDECAR_TEST_EXCHANGE:?the exchange to publish to}\"; }\n);\n";
     struct loaded l;
     load_text(&l, text);
@@ -182,6 +183,9 @@ static void test_environment_variables(void **state)
     assert_string_equal(l.cfg.name, "crm");
     assert_string_equal(l.cfg.broker.urls.v[0], "amqp://guest@rabbit.example:5672/$");
     assert_string_equal(l.cfg.log_format, "json");
+    assert_int_equal(l.cfg.n_routes, 1);
+    assert_string_equal(l.cfg.routes[0]->name, "orders");
+    assert_string_equal(l.cfg.routes[0]->kind->name, "http");
     assert_string_equal(l.cfg.routes[0]->exchange, "crm.events");
     loaded_free(&l);
 
@@ -195,7 +199,9 @@ static void test_environment_variables(void **state)
                  "environment variable SIDECAR_TEST_HOST is not set; set SIDECAR_TEST_HOST "
                  "in the unit's Environment= or EnvironmentFile=");
     assert_error(&l, 3, "\"xml\" is not one of: logfmt|json");
-    assert_error(&l, 6, "exchange: SIDECAR_TEST_EXCHANGE: the exchange to publish to");
+    assert_error(&l, 7,
+                 "inbound route \"orders\": exchange: SIDECAR_TEST_EXCHANGE: the exchange to "
+                 "publish to");
     loaded_free(&l);
 
     load_text(&l, BROKER "name = \"a${SIDECAR_TEST_HOST\";\n");
