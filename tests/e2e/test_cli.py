@@ -4,7 +4,8 @@ import json
 import os
 import subprocess
 
-from conftest import make_config, plain, run_cli, wait_for
+from conftest import (assert_no_sanitizer_report, make_config, plain, run_cli, sidecar_bin,
+                      wait_for)
 
 
 def write(tmp_path, text, name="c.conf"):
@@ -103,3 +104,37 @@ def test_check_bad_secret_mode(broker, tmp_path, uid):
     r = run_cli("check", "-c", path)
     assert r.returncode == 2
     assert f"chmod 600 {secret}" in r.stderr
+
+
+def check_unset(path, var):
+    """`check -c path` with var removed from the environment."""
+    env = {k: v for k, v in os.environ.items() if k != var}
+    env.setdefault("ASAN_OPTIONS", "detect_leaks=1")
+    r = subprocess.run([sidecar_bin(), "check", "-c", path], capture_output=True, text=True,
+                       timeout=60, env=env)
+    assert_no_sanitizer_report(r.stderr)
+    return r
+
+
+def test_check_environment_variables(broker, tmp_path, uid):
+    required = "${SIDECAR_E2E_EXCHANGE:?the exchange orders go to}"
+    text = make_config(broker, uid, inbound=http_route("orders", required,
+                                                       path="${SIDECAR_E2E_PATH:-/in}"))
+    path = write(tmp_path, text)
+    r = run_cli("check", "-c", path, env={"SIDECAR_E2E_EXCHANGE": "crm.events"})
+    assert r.returncode == 0, r.stderr
+    assert "ok, 1 route" in r.stdout and "/in" in r.stdout
+
+    line = [i + 1 for i, l in enumerate(text.splitlines()) if "SIDECAR_E2E_EXCHANGE" in l][0]
+    where = f'{path}:{line}: inbound route "orders": exchange: '
+    r = check_unset(path, "SIDECAR_E2E_EXCHANGE")
+    assert r.returncode == 2
+    assert where + "SIDECAR_E2E_EXCHANGE: the exchange orders go to" in r.stderr
+
+    path = write(tmp_path, text.replace(required, "${SIDECAR_E2E_EXCHANGE}"), "plain.conf")
+    where = f'{path}:{line}: inbound route "orders": exchange: '
+    r = check_unset(path, "SIDECAR_E2E_EXCHANGE")
+    assert r.returncode == 2
+    assert (where + "environment variable SIDECAR_E2E_EXCHANGE is not set; set SIDECAR_E2E_EXCHANGE"
+            " in the unit's Environment= or EnvironmentFile=, or give a default:"
+            " ${SIDECAR_E2E_EXCHANGE:-…}") in r.stderr
