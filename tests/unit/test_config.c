@@ -282,6 +282,16 @@ static void test_secret_permissions(void **state)
     assert_int_equal(l.rc, 0);
     assert_string_equal(l.cfg.broker.password.value, "s3cret"); /* newline trimmed */
     loaded_free(&l);
+
+    /* a secret file's path may come from the environment (systemd's credentials) */
+    setenv("SIDECAR_TEST_CREDENTIALS", dir, 1);
+    load_text(&l, "name = \"crm\";\nbroker = { url = \"amqp://h/\";\n"
+                  "  password_file = \"${SIDECAR_TEST_CREDENTIALS}/good.secret\"; };\n"
+                  "inbound = (\n" ROUTE_HTTP ");\n");
+    assert_int_equal(l.rc, 0);
+    assert_string_equal(l.cfg.broker.password.value, "s3cret");
+    loaded_free(&l);
+    unsetenv("SIDECAR_TEST_CREDENTIALS");
 }
 
 static void test_broker_url_problems(void **state)
