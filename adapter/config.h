@@ -29,6 +29,7 @@ enum key_type {
     KEY_MAP,     /* struct strmap: a group of name = "value" */
     KEY_FILE,    /* char *: path (relative to the config file), must be readable */
     KEY_SECRET,  /* struct secret: file, not group/world readable, content loaded */
+    KEY_SECRETS, /* struct secretlist: an array of KEY_SECRET files */
     KEY_PATH,    /* char *: path (relative to the config file), not checked here */
     KEY_LISTEN,  /* char *: "host:port" */
     KEY_URL,     /* char *: http:// or https:// URL */
@@ -70,6 +71,12 @@ struct secret {
     char *path;
     char *value; /* file content without trailing newline; NULL when unset */
     size_t len;
+    int line; /* where the file was named, for messages (0: unknown) */
+};
+
+struct secretlist {
+    struct secret *v;
+    size_t n;
 };
 
 /* Collected errors: each `file:line: message`. */

@@ -62,6 +62,8 @@ static const char *expected_name(enum key_type type)
         return "true or false";
     case KEY_STRINGS:
         return "an array of strings [\"a\", \"b\"]";
+    case KEY_SECRETS:
+        return "an array of file names [\"a.key\", \"b.key\"]";
     case KEY_NUMBERS:
         return "an array of numbers [1, 5, 30]";
     case KEY_MAP:
@@ -217,6 +219,7 @@ static void store_text(const struct value_ctx *c, const char *text)
         char *path = config_resolve_path(c->cfg ? c->cfg->dir : NULL, text);
         free(sec->path);
         sec->path = path;
+        sec->line = c->line;
         config_secret_load(sec, path, c->line, c->where, k->name, c->rep);
         return;
     }
@@ -232,6 +235,24 @@ static void list_append_text(const struct value_ctx *c, const char *text)
     struct strlist *l = config_key_field(c->base, c->key);
     l->v = xrealloc(l->v, (l->n + 1) * sizeof(*l->v));
     l->v[l->n++] = xstrdup(text);
+}
+
+static void list_append_secret(const struct value_ctx *c, const char *text, int line)
+{
+    struct secretlist *l = config_key_field(c->base, c->key);
+    l->v = xrealloc(l->v, (l->n + 1) * sizeof(*l->v));
+    struct secret *sec = &l->v[l->n++];
+    *sec = (struct secret){.path = config_resolve_path(c->cfg ? c->cfg->dir : NULL, text),
+                           .line = line};
+    config_secret_load(sec, sec->path, line, c->where, c->key->name, c->rep);
+}
+
+static void free_secrets(struct secretlist *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        config_secret_free(&l->v[i]);
+    free(l->v);
+    *l = (struct secretlist){0};
 }
 
 static void list_append_number(const struct value_ctx *c, double v)
@@ -402,6 +423,21 @@ static void apply_value(const struct value_ctx *c, config_setting_t *s)
             config_report_add(c->rep, c->line, "%s: %s must not be empty", c->where, c->key->name);
         return;
     }
+    case KEY_SECRETS: {
+        if (type != CONFIG_TYPE_ARRAY && type != CONFIG_TYPE_LIST)
+            return wrong_type(c, s);
+        free_secrets(config_key_field(c->base, c->key));
+        int n = config_setting_length(s);
+        for (int i = 0; i < n; i++) {
+            config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+            if (config_setting_type(e) != CONFIG_TYPE_STRING)
+                return wrong_type(c, s);
+            list_append_secret(c, config_setting_get_string(e), config_line_of(e));
+        }
+        if (n == 0)
+            config_report_add(c->rep, c->line, "%s: %s must not be empty", c->where, c->key->name);
+        return;
+    }
     case KEY_MAP:
         if (type != CONFIG_TYPE_GROUP)
             return wrong_type(c, s);
@@ -556,6 +592,9 @@ static void free_value(const struct config_key *k, void *base)
     }
     case KEY_SECRET:
         config_secret_free(slot);
+        break;
+    case KEY_SECRETS:
+        free_secrets(slot);
         break;
     default:
         free(*(char **)slot);

@@ -32,6 +32,8 @@ static const char *type_label(const struct config_key *k)
         return "file";
     case KEY_SECRET:
         return "secret file";
+    case KEY_SECRETS:
+        return "[secret files]";
     case KEY_PATH:
         return "path";
     case KEY_LISTEN:

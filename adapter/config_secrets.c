@@ -1,5 +1,5 @@
 /*
- * config_secrets — KEY_SECRET values: files that hold a password or a private
+ * config_secrets — KEY_SECRET (and KEY_SECRETS) values: files that hold a password or a private
  * key, loaded into the config after checking they are private to their owner.
  *
  * The key engine calls config_secret_load for each secret key at load time;
@@ -111,6 +111,10 @@ static void reload_secrets_in(const struct config_key *keys, void *base, const c
             struct secret *sec = config_key_field(base, k);
             if (sec->path)
                 config_secret_load(sec, sec->path, 0, where, k->name, rep);
+        } else if (k->type == KEY_SECRETS) {
+            struct secretlist *l = config_key_field(base, k);
+            for (size_t i = 0; i < l->n; i++)
+                config_secret_load(&l->v[i], l->v[i].path, 0, where, k->name, rep);
         }
     }
 }

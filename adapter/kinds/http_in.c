@@ -237,9 +237,13 @@ static void handle(struct http_request *req, void *arg)
         refuse(r, req, 401, why, "unauthorized");
         return;
     }
+    /* A sender's retry is the same message: the scheme's id (webhook-id) stands in. */
     const char *idem = http_request_header(req, "Idempotency-Key");
+    const char *idem_name = "Idempotency-Key";
+    if (idem == NULL && (idem = http_auth_message_id(&o->front.auth, request_header, req)))
+        idem_name = "webhook-id";
     if (idem && !inbound_id_acceptable(idem)) {
-        refuse(r, req, 400, NULL, "Idempotency-Key must be 1 to 255 printable characters");
+        refuse(r, req, 400, NULL, "%s must be 1 to 255 printable characters", idem_name);
         return;
     }
     const char *corr = http_request_header(req, "X-Correlation-ID");

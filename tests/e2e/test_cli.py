@@ -61,6 +61,28 @@ def test_check_errors_name_file_and_line(broker, tmp_path, uid):
     assert run_cli("run", "-c", path).returncode == 2
 
 
+def test_check_auth_scheme_errors(broker, tmp_path, uid):
+    bad = tmp_path / "bad.key"
+    bad.write_text("not-whsec\n")
+    os.chmod(bad, 0o600)
+    routes = (http_route("a", "ex", extra=f'auth = {{ scheme = "standard";\n'
+                                          f'hmac_secret_file = "{bad}";\ntolerance = 0; }};')
+              + ",\n" + http_route("b", "ex", path="/b", extra='auth = { scheme = "gitlab"; };'))
+    text = make_config(broker, uid, inbound=routes)
+    path = write(tmp_path, text)
+    r = run_cli("check", "-c", path)
+    assert r.returncode == 2
+    lines = text.splitlines()
+
+    def line_of(word):
+        return [i + 1 for i, l in enumerate(lines) if word in l][0]
+
+    assert f"{path}:{line_of('hmac_secret_file')}:" in r.stderr and "whsec_" in r.stderr
+    assert f"{path}:{line_of('tolerance')}:" in r.stderr and "tolerance = 0 is out of range" in r.stderr
+    assert f"{path}:{line_of('gitlab')}:" in r.stderr
+    assert 'scheme = "gitlab" is not one of: github|stripe|slack|shopify|standard' in r.stderr
+
+
 def test_check_connect(broker, tmp_path, uid):
     broker.declare_exchange(f"{uid}.events")
     ok = write(tmp_path, make_config(broker, uid, inbound=http_route("orders", f"{uid}.events")), "ok.conf")

@@ -1,10 +1,14 @@
 """REST inbound (legacy HTTP → AMQP): every status DESIGN.md names, auth,
 properties, unroutable parking, broker outages, rpc, and the promise that no
 request answered 2xx is missing from the broker."""
+import base64
 import concurrent.futures
+import hashlib
+import hmac
 import json
 import os
 import re
+import signal
 import threading
 import time
 import uuid
@@ -145,6 +149,116 @@ def test_hmac_github_vector(broker, sidecar, uid, tmp_path):
     assert len(t.messages()) == 2
     log = plain(t.sidecar.log())
     assert "signature does not match the body" in log and "missing signature header" in log
+
+
+def _secret(path, text):
+    path.write_text(text + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+def _scheme_route(scheme, *keys, tolerance=None):
+    files = ", ".join(f'"{k}"' for k in keys[1:])
+    extra = f' hmac_secret_files = [ {files} ];' if files else ""
+    extra += f" tolerance = {tolerance};" if tolerance else ""
+    return (f'content_types = ["*/*"]; auth = {{ scheme = "{scheme}"; '
+            f'hmac_secret_file = "{keys[0]}";{extra} }};')
+
+
+def _hmac(key, data):
+    return hmac.new(key, data, hashlib.sha256)
+
+
+def test_hmac_stripe(broker, sidecar, uid, tmp_path):
+    old = _secret(tmp_path / "old.key", "whsec_old")
+    new = _secret(tmp_path / "new.key", "whsec_new")
+    t = Inbound(broker, sidecar, uid, _scheme_route("stripe", old, new))
+    body = b'{"id": "evt_1"}'
+
+    def sign(key, ts, extra=""):
+        v1 = _hmac(key, f"{ts}.".encode() + body).hexdigest()
+        return {"Stripe-Signature": f"t={ts},v1={v1}{extra}"}
+
+    now = int(time.time())
+    assert t.post(body, headers=sign(b"whsec_old", now)).status_code == 202
+    assert t.post(body, headers=sign(b"whsec_new", now)).status_code == 202   # rotated in
+    assert t.post(body, headers=sign(b"whsec_other", now)).status_code == 401
+    assert t.post(body, headers=sign(b"whsec_old", now - 301)).status_code == 401  # stale
+    assert t.post(body, headers=sign(b"whsec_old", now + 400)).status_code == 401  # future
+    many = ",v1=" + "0" * 64
+    flood = t.post(body, headers=sign(b"whsec_old", now, many * 10000), timeout=10)
+    assert flood.status_code in (401, 431)            # bounded, whatever the header size limit
+    assert len(t.messages()) == 2
+    log = plain(t.sidecar.log())
+    assert "timestamp outside tolerance" in log
+    # SIGHUP re-reads every file of the list too
+    _secret(new, "whsec_newer")
+    t.sidecar.proc.send_signal(signal.SIGHUP)
+    t.sidecar.wait_log(r"SIGHUP: secret files re-read")
+    assert t.post(body, headers=sign(b"whsec_newer", now)).status_code == 202
+    assert t.post(body, headers=sign(b"whsec_new", now)).status_code == 401
+
+
+def test_hmac_slack(broker, sidecar, uid, tmp_path):
+    key = _secret(tmp_path / "slack.key", "8f742231b10e8888abcd99yyyzzz85a5")
+    t = Inbound(broker, sidecar, uid, _scheme_route("slack", key))
+    body = b"token=abc&command=%2Fwebhook-collect"
+
+    def sign(ts, signed_ts=None):
+        base = f"v0:{signed_ts or ts}:".encode() + body
+        return {"X-Slack-Request-Timestamp": str(ts),
+                "X-Slack-Signature": "v0=" + _hmac(b"8f742231b10e8888abcd99yyyzzz85a5", base).hexdigest()}
+
+    now = int(time.time())
+    ct = "application/x-www-form-urlencoded"
+    assert t.post(body, ct, sign(now)).status_code == 202
+    assert t.post(body, ct, sign(now, now + 1)).status_code == 401
+    r = t.post(body, ct, sign(now - 3600))
+    assert r.status_code == 401 and r.json() == {"error": "unauthorized"}
+    assert len(t.messages()) == 1
+
+
+def test_hmac_shopify(broker, sidecar, uid, tmp_path):
+    key = _secret(tmp_path / "shop.key", "shpss_one")
+    second = _secret(tmp_path / "shop2.key", "shpss_two")
+    t = Inbound(broker, sidecar, uid, _scheme_route("shopify", key, second))
+    body = b'{"id":820982911946154508}'
+
+    def sign(k, data=body):
+        return {"X-Shopify-Hmac-Sha256": base64.b64encode(_hmac(k, data).digest()).decode()}
+
+    assert t.post(body, headers=sign(b"shpss_one")).status_code == 202
+    assert t.post(body, headers=sign(b"shpss_two")).status_code == 202
+    assert t.post(body, headers=sign(b"shpss_one", b"{}")).status_code == 401
+    assert t.post(body).status_code == 401
+    assert len(t.messages()) == 2
+
+
+def test_hmac_standard_webhook_id_is_the_message_id(broker, sidecar, uid, tmp_path):
+    raw_old, raw_new = b"old-key-0123456789abcdef", b"new-key-0123456789abcdef"
+    old = _secret(tmp_path / "std.key", "whsec_" + base64.b64encode(raw_old).decode())
+    new = _secret(tmp_path / "std2.key", "whsec_" + base64.b64encode(raw_new).decode())
+    t = Inbound(broker, sidecar, uid, _scheme_route("standard", old, new))
+    body = b'{"type": "invoice.paid"}'
+
+    def sign(k, msg_id, ts):
+        sig = base64.b64encode(_hmac(k, f"{msg_id}.{ts}.".encode() + body).digest()).decode()
+        return {"webhook-id": msg_id, "webhook-timestamp": str(ts),
+                "webhook-signature": f"v1,bm9wZQ== v1,{sig}"}
+
+    now = int(time.time())
+    r = t.post(body, headers=sign(raw_old, "msg_2Lq8", now))
+    assert r.status_code == 202 and r.json()["message_id"] == "msg_2Lq8"
+    r = t.post(body, headers=sign(raw_new, "msg_2Lq9", now))                # rotated in
+    assert r.status_code == 202 and r.json()["message_id"] == "msg_2Lq9"
+    h = sign(raw_old, "msg_3", now)
+    h["Idempotency-Key"] = "mine"
+    assert t.post(body, headers=h).json()["message_id"] == "mine"          # the caller's wins
+    assert t.post(body, headers=sign(b"whsec_wrong", "msg_4", now)).status_code == 401
+    assert t.post(body, headers=sign(raw_old, "msg_5", now - 3600)).status_code == 401
+    ids = [props.message_id for props, _ in t.messages()]
+    assert ids == ["msg_2Lq8", "msg_2Lq9", "mine"]
+    assert "timestamp outside tolerance" in plain(t.sidecar.log())
 
 
 def test_bearer_token(broker, sidecar, uid, tmp_path):

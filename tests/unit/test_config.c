@@ -294,6 +294,47 @@ static void test_secret_permissions(void **state)
     unsetenv("SIDECAR_TEST_CREDENTIALS");
 }
 
+/* auth.hmac_secret_files: each file is checked like a secret file, at its own
+ * line, and config_reload_secrets re-reads every one. */
+static void test_secret_file_list(void **state)
+{
+    free(test_write(dir, "one.secret", "whsec_b25l\n", 0600));
+    free(test_write(dir, "two.secret", "whsec_dHdv\n", 0600));
+    free(test_write(dir, "open.secret", "x\n", 0644));
+    struct loaded l;
+    load_text(&l, "name = \"crm\";\n" BROKER "inbound = (\n"
+                  "  { name = \"orders\"; kind = \"http\"; path = \"/o\"; exchange = \"e\";\n"
+                  "    auth = { scheme = \"standard\"; hmac_secret_files = [\n"
+                  "      \"one.secret\",\n"
+                  "      \"open.secret\",\n"
+                  "      \"nope.secret\" ]; }; }\n);\n");
+    assert_int_equal(l.rc, -1);
+    assert_error(&l, 7, "readable by group or others");
+    assert_error(&l, 8, "cannot read secret file");
+    loaded_free(&l);
+
+    load_text(&l, "name = \"crm\";\n" BROKER "inbound = (\n"
+                  "  { name = \"orders\"; kind = \"http\"; path = \"/o\"; exchange = \"e\";\n"
+                  "    auth = { scheme = \"standard\";\n"
+                  "      hmac_secret_files = [ \"one.secret\", \"two.secret\" ]; }; }\n);\n");
+    assert_int_equal(l.rc, 0);
+    free(test_write(dir, "two.secret", "whsec_dGhyZWU=\n", 0600));
+    assert_int_equal(config_reload_secrets(&l.cfg, &l.rep), 0);
+    free(test_write(dir, "two.secret", "whsec_Zm91cg==\n", 0644)); /* the list is re-read */
+    assert_int_equal(config_reload_secrets(&l.cfg, &l.rep), -1);
+    assert_non_null(strstr(l.rep.errors[l.rep.n - 1].msg, "two.secret"));
+    loaded_free(&l);
+
+    load_text(&l, "name = \"crm\";\n" BROKER "inbound = (\n"
+                  "  { name = \"orders\"; kind = \"http\"; path = \"/o\"; exchange = \"e\";\n"
+                  "    auth = { scheme = \"standard\";\n"
+                  "      hmac_secret_files = [ ]; tolerance = 100000; }; }\n);\n");
+    assert_int_equal(l.rc, -1);
+    assert_error(&l, 6, "hmac_secret_files must not be empty");
+    assert_error(&l, 6, "tolerance = 100000 is out of range");
+    loaded_free(&l);
+}
+
 static void test_broker_url_problems(void **state)
 {
     struct loaded l;
@@ -486,6 +527,7 @@ int main(void)
         cmocka_unit_test(test_unreadable_transform),
         cmocka_unit_test(test_transform_that_does_not_compile),
         cmocka_unit_test(test_secret_permissions),
+        cmocka_unit_test(test_secret_file_list),
         cmocka_unit_test(test_broker_url_problems),
         cmocka_unit_test(test_unknown_kind_lists_kinds),
         cmocka_unit_test(test_no_routes),
