@@ -1,9 +1,13 @@
 /*
  * metrics — histograms and the Prometheus text exposition (format 0.0.4).
  *
- * Every route series carries route, kind and direction labels. Counters are
- * read with relaxed atomics: a scrape sees each value whole, not a snapshot
- * of all values at one instant, which Prometheus does not need.
+ * Every route series carries route, kind and direction labels. A route shows
+ * only the families (and dead-letter reasons) its kind can move — the tables
+ * below, taken from where each counter is written — and shows each of them
+ * always, zero until counted, so series never appear or vanish. A family no
+ * route shows is its HELP and TYPE lines alone. Counters are read with
+ * relaxed atomics: a scrape sees each value whole, not a snapshot of all
+ * values at one instant, which Prometheus does not need.
  */
 #include "metrics.h"
 
@@ -36,21 +40,70 @@ const char *dead_reason_name(enum dead_reason reason)
     return names[reason];
 }
 
+/* One bit per (direction, kind): where a family applies. */
+enum {
+    HTTP_IN = 1 << 0,
+    SOAP_IN = 1 << 1,
+    FILE_IN = 1 << 2,
+    POLL_IN = 1 << 3,
+    HTTP_OUT = 1 << 4,
+    SOAP_OUT = 1 << 5,
+    FILE_OUT = 1 << 6,
+    INBOUND = HTTP_IN | SOAP_IN | FILE_IN | POLL_IN,
+    OUTBOUND = HTTP_OUT | SOAP_OUT | FILE_OUT,
+};
+
+/* The route's bit. A kind missing here gets every family of its direction:
+ * a new kind shows too much until it is added, never too little. */
+static unsigned route_bit(const struct route *r)
+{
+    static const struct {
+        const char *kind;
+        unsigned in, out;
+    } bits[] = {
+        {"http", HTTP_IN, HTTP_OUT},
+        {"soap", SOAP_IN, SOAP_OUT},
+        {"file", FILE_IN, FILE_OUT},
+        {"poll", POLL_IN, 0},
+    };
+    bool in = r->direction == ROUTE_INBOUND;
+    for (size_t i = 0; i < sizeof(bits) / sizeof(bits[0]); i++) {
+        unsigned bit = in ? bits[i].in : bits[i].out;
+        if (bit && strcmp(r->kind->name, bits[i].kind) == 0)
+            return bit;
+    }
+    return in ? INBOUND : OUTBOUND;
+}
+
+static bool applies(unsigned where, const struct route *r)
+{
+    return (where & route_bit(r)) != 0;
+}
+
 static void labels(struct buf *out, const struct route *r)
 {
     buf_printf(out, "route=\"%s\",kind=\"%s\",direction=\"%s\"", r->name, r->kind->name,
                route_direction_name(r->direction));
 }
 
-/* One counter or gauge family over all routes. */
-static void family(struct buf *out, const struct metrics_sources *src, const char *name,
-                   const char *type, const char *help, size_t offset)
+/* A route family: its name, TYPE and HELP, and the routes that show it. */
+struct family {
+    const char *name, *type, *help;
+    size_t offset;  /* of the field in struct route_metrics */
+    unsigned where; /* the routes it applies to */
+};
+
+/* One counter or gauge family over the routes it applies to. */
+static void family(struct buf *out, const struct metrics_sources *src, const struct family *f)
 {
-    buf_printf(out, "# HELP amqp_sidecar_%s %s\n# TYPE amqp_sidecar_%s %s\n", name, help, name,
+    const char *name = f->name, *type = f->type;
+    buf_printf(out, "# HELP amqp_sidecar_%s %s\n# TYPE amqp_sidecar_%s %s\n", name, f->help, name,
                type);
     for (size_t i = 0; i < src->n_routes; i++) {
         struct route *r = src->routes[i];
-        void *field = (char *)&r->metrics + offset;
+        if (!applies(f->where, r))
+            continue;
+        void *field = (char *)&r->metrics + f->offset;
         buf_printf(out, "amqp_sidecar_%s{", name);
         labels(out, r);
         if (strcmp(type, "gauge") == 0) /* gauges are signed: never print -1 as 2^64-1 */
@@ -60,14 +113,17 @@ static void family(struct buf *out, const struct metrics_sources *src, const cha
     }
 }
 
-static void histogram_family(struct buf *out, const struct metrics_sources *src, const char *name,
-                             const char *help, size_t offset)
+static void histogram_family(struct buf *out, const struct metrics_sources *src,
+                             const struct family *f)
 {
-    buf_printf(out, "# HELP amqp_sidecar_%s %s\n# TYPE amqp_sidecar_%s histogram\n", name, help,
+    const char *name = f->name;
+    buf_printf(out, "# HELP amqp_sidecar_%s %s\n# TYPE amqp_sidecar_%s histogram\n", name, f->help,
                name);
     for (size_t i = 0; i < src->n_routes; i++) {
         struct route *r = src->routes[i];
-        struct histogram *h = (struct histogram *)((char *)&r->metrics + offset);
+        if (!applies(f->where, r))
+            continue;
+        struct histogram *h = (struct histogram *)((char *)&r->metrics + f->offset);
         uint64_t cumulative = 0;
         for (int b = 0; b < HISTOGRAM_BUCKETS; b++) {
             cumulative += metric_get(h->buckets[b]);
@@ -101,6 +157,49 @@ static long resident_bytes(void)
 }
 
 #define M(field) offsetof(struct route_metrics, field)
+
+/* Where each family applies: the kinds whose code writes it. Inbound routes
+ * publish through the shared publisher (inbound.c names the route, so it
+ * counts them); outbound routes consume (consumer.c: received, inflight,
+ * delivered, retries, circuit, dead letters) and call the legacy side. */
+static const struct family families[] = {
+    {"messages_received_total", "counter", "Requests, records or deliveries taken in.", M(received),
+     INBOUND | OUTBOUND},
+    /* poll has no sender to hand anything back to */
+    {"messages_refused_total", "counter", "Inbound input handed back to the sender with an error.",
+     M(refused), HTTP_IN | SOAP_IN | FILE_IN},
+    {"published_total", "counter", "Publishes sent to the broker.", M(published), INBOUND},
+    {"confirmed_total", "counter", "Publishes confirmed by the broker.", M(confirmed), INBOUND},
+    {"nacked_total", "counter", "Publishes refused by the broker.", M(nacked), INBOUND},
+    {"unroutable_total", "counter", "Publishes no binding routed, parked in the route's DLQ.",
+     M(returned), INBOUND},
+    {"publish_failed_total", "counter",
+     "Publishes that failed (broker down, blocked, connection lost).", M(publish_failed), INBOUND},
+    {"delivered_total", "counter", "Outbound deliveries the legacy side accepted (acked).",
+     M(delivered), OUTBOUND},
+    {"retries_total", "counter", "Outbound deliveries sent to the retry ladder.", M(retries),
+     OUTBOUND},
+    {"inflight", "gauge", "Outbound deliveries taken and not yet settled.", M(inflight), OUTBOUND},
+    {"circuit_state", "gauge", "Circuit breaker: 0 closed, 1 open, 2 half-open.", M(circuit),
+     OUTBOUND},
+};
+
+static const struct family histograms[] = {
+    /* poll is the one inbound kind that calls out; file_out times its write */
+    {"legacy_call_seconds", "histogram", "Latency of calls to the legacy system.",
+     M(legacy_seconds), OUTBOUND | POLL_IN},
+    {"confirm_seconds", "histogram", "Time from publish to broker confirm.", M(confirm_seconds),
+     INBOUND},
+};
+
+/* Where each dead-letter reason is counted (outbound: the kinds' settle_dead). */
+static const unsigned dead_reason_where[DEAD_REASONS] = {
+    [DEAD_REJECTED] = OUTBOUND,          /* a 4xx, a Client fault, a refused write */
+    [DEAD_EXHAUSTED] = OUTBOUND,         /* consumer.c: the retry ladder ran out */
+    [DEAD_TRANSFORM] = OUTBOUND,         /* inbound answers the sender (refused) instead */
+    [DEAD_INVALID] = OUTBOUND | FILE_IN, /* file_job.c files a file it cannot take */
+    [DEAD_UNROUTABLE] = INBOUND,         /* publisher.c parks what no binding routed */
+};
 
 void metrics_render(const struct metrics_sources *src, struct buf *out)
 {
@@ -141,39 +240,22 @@ void metrics_render(const struct metrics_sources *src, struct buf *out)
                "amqp_sidecar_rpc_replies_unmatched_total %llu\n",
                (unsigned long long)metric_get(src->process->rpc_replies_unmatched));
 
-    family(out, src, "messages_received_total", "counter",
-           "Requests, records or deliveries taken in.", M(received));
-    family(out, src, "messages_refused_total", "counter",
-           "Inbound input handed back to the sender with an error.", M(refused));
-    family(out, src, "published_total", "counter", "Publishes sent to the broker.", M(published));
-    family(out, src, "confirmed_total", "counter", "Publishes confirmed by the broker.",
-           M(confirmed));
-    family(out, src, "nacked_total", "counter", "Publishes refused by the broker.", M(nacked));
-    family(out, src, "unroutable_total", "counter",
-           "Publishes no binding routed, parked in the route's DLQ.", M(returned));
-    family(out, src, "publish_failed_total", "counter",
-           "Publishes that failed (broker down, blocked, connection lost).", M(publish_failed));
-    family(out, src, "delivered_total", "counter",
-           "Outbound deliveries the legacy side accepted (acked).", M(delivered));
-    family(out, src, "retries_total", "counter", "Outbound deliveries sent to the retry ladder.",
-           M(retries));
-    family(out, src, "inflight", "gauge", "Work in progress.", M(inflight));
-    family(out, src, "circuit_state", "gauge", "Circuit breaker: 0 closed, 1 open, 2 half-open.",
-           M(circuit));
+    for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++)
+        family(out, src, &families[i]);
 
     buf_printf(out, "# HELP amqp_sidecar_dead_letters_total Dead letters by reason.\n"
                     "# TYPE amqp_sidecar_dead_letters_total counter\n");
     for (size_t i = 0; i < src->n_routes; i++) {
         struct route *r = src->routes[i];
         for (int d = 0; d < DEAD_REASONS; d++) {
+            if (!applies(dead_reason_where[d], r))
+                continue;
             buf_printf(out, "amqp_sidecar_dead_letters_total{");
             labels(out, r);
             buf_printf(out, ",reason=\"%s\"} %llu\n", dead_reason_name(d),
                        (unsigned long long)metric_get(r->metrics.dead[d]));
         }
     }
-    histogram_family(out, src, "legacy_call_seconds", "Latency of calls to the legacy system.",
-                     M(legacy_seconds));
-    histogram_family(out, src, "confirm_seconds", "Time from publish to broker confirm.",
-                     M(confirm_seconds));
+    for (size_t i = 0; i < sizeof(histograms) / sizeof(histograms[0]); i++)
+        histogram_family(out, src, &histograms[i]);
 }

@@ -80,7 +80,8 @@ struct metrics_sources {
 void histogram_observe(struct histogram *h, double seconds);
 const char *dead_reason_name(enum dead_reason reason);
 
-/* Appends the Prometheus text exposition of src. Any thread. */
+/* Appends the Prometheus text exposition of src: for each route, the series
+ * its kind and direction can move (metrics.c's tables). Any thread. */
 void metrics_render(const struct metrics_sources *src, struct buf *out);
 
 #endif

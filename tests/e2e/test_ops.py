@@ -22,6 +22,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import ROOT, free_port, make_config, run_cli, wait_for
+from http_poll_helpers import json_response, legacy_server
 
 VERSION = open(os.path.join(ROOT, "VERSION")).read().strip()
 
@@ -124,17 +125,20 @@ def test_metrics_count_traffic_exactly(broker, sidecar, uid, tmp_path):
     expect = {
         "orders": dict(messages_received_total=10, messages_refused_total=3, published_total=7,
                        confirmed_total=5, unroutable_total=2, nacked_total=0,
-                       publish_failed_total=0, inflight=0),
+                       publish_failed_total=0),
         "secured": dict(messages_received_total=3, messages_refused_total=2, published_total=1,
                         confirmed_total=1, unroutable_total=0, nacked_total=0,
-                        publish_failed_total=0, inflight=0),
+                        publish_failed_total=0),
     }
     for route, counters in expect.items():
         for name, want in counters.items():
             assert m.route("amqp_sidecar_" + name, route) == want, (route, name)
         assert m.route("amqp_sidecar_dead_letters_total", route, reason="unroutable") == \
             counters["unroutable_total"]
-        assert m.route("amqp_sidecar_dead_letters_total", route, reason="rejected") == 0
+        # Only what an inbound http route can count is shown (see the test below).
+        assert ("amqp_sidecar_dead_letters_total", tuple(sorted(dict(
+            route=route, kind="http", direction="inbound", reason="rejected").items()))) \
+            not in m.samples
         # The confirm-latency histogram saw every confirmed publish; buckets are cumulative.
         assert m.route("amqp_sidecar_confirm_seconds_count", route) == counters["confirmed_total"]
         buckets = sorted(((float(dict(k[1])["le"]), v) for k, v in m.samples.items()
@@ -143,11 +147,113 @@ def test_metrics_count_traffic_exactly(broker, sidecar, uid, tmp_path):
         assert [v for _, v in buckets] == sorted(v for _, v in buckets)
         assert buckets[-1] == (float("inf"), counters["confirmed_total"])
 
+    # A family no route here can move (only inbound http routes) is its HELP and TYPE alone.
+    for name, type_ in (("circuit_state", "gauge"), ("delivered_total", "counter"),
+                        ("legacy_call_seconds", "histogram")):
+        assert f"# TYPE amqp_sidecar_{name} {type_}\n" in m.text
+        assert not re.search(rf"^amqp_sidecar_{name}", m.text, re.M), name
+
     # The counters tell the truth about the broker's side.
     assert broker.count(f"{uid}.orders") == 6
     parked = broker.get_all(f"{uid}.orders.dlq")
     assert len(parked) == 2
     assert all(p.headers["x-sidecar-error"].startswith("unroutable") for p, _ in parked)
+
+
+# Which (direction, kind) each route family applies to: what the code counts for it.
+INBOUND = {("inbound", k) for k in ("http", "soap", "file", "poll")}
+OUTBOUND = {("outbound", k) for k in ("http", "soap", "file")}
+APPLIES = {
+    "messages_received_total": INBOUND | OUTBOUND,
+    "messages_refused_total": INBOUND - {("inbound", "poll")},  # poll has no sender to answer
+    **{name: INBOUND for name in ("published_total", "confirmed_total", "nacked_total",
+                                   "unroutable_total", "publish_failed_total",
+                                   "confirm_seconds")},
+    **{name: OUTBOUND for name in ("delivered_total", "retries_total", "inflight",
+                                    "circuit_state")},
+    "legacy_call_seconds": OUTBOUND | {("inbound", "poll")},
+}
+DEAD_REASONS = {
+    **{route: {"unroutable"} for route in INBOUND},
+    ("inbound", "file"): {"unroutable", "invalid"},
+    **{route: {"rejected", "retries_exhausted", "transform", "invalid"} for route in OUTBOUND},
+}
+
+
+def test_metrics_show_only_the_series_each_route_kind_can_count(broker, sidecar, uid, tmp_path):
+    """One route of each kind and direction, no traffic: every series that applies to a
+    route is there (zero), and none that cannot move for it (no circuit on inbound routes,
+    no confirm latency on outbound, no legacy-call latency where no legacy call is made)."""
+    exchange = f"{uid}.events"
+    broker.declare_exchange(exchange)
+    wsdl = os.path.join(ROOT, "configs", "crm.wsdl")
+    for d in ("drop", "done", "failed", "out", "state"):
+        os.makedirs(tmp_path / d)
+    http_port, soap_port = free_port(), free_port()
+    no_retry = "retry = { delays = [0.2]; };"
+    with legacy_server() as api:
+        api.default = json_response(200, [])
+        inbound = ", ".join([
+            http_route("hin", http_port, exchange, "h"),
+            f'{{ name = "sin"; kind = "soap"; listen = "127.0.0.1:{soap_port}"; path = "/ws"; '
+            f'exchange = "{exchange}"; routing_key = "s"; wsdl = "{wsdl}"; '
+            f'wsdl_address = "http://127.0.0.1:{soap_port}/ws"; }}',
+            f'{{ name = "fin"; kind = "file"; dir = "{tmp_path / "drop"}"; format = "json"; '
+            f'exchange = "{exchange}"; routing_key = "f"; done_dir = "{tmp_path / "done"}"; '
+            f'failed_dir = "{tmp_path / "failed"}"; }}',
+            f'{{ name = "pin"; kind = "poll"; url = "{api.url("/items")}"; interval = 60; '
+            f'id = ".id"; exchange = "{exchange}"; routing_key = "p"; }}',
+        ])
+        outbound = ", ".join([
+            f'{{ name = "hout"; kind = "http"; url = "{api.url("/x")}"; {no_retry} }}',
+            f'{{ name = "sout"; kind = "soap"; url = "{api.url("/ws")}"; '
+            f'action = "urn:example:legacy/UpdateCustomer"; {no_retry} }}',
+            f'{{ name = "fout"; kind = "file"; dir = "{tmp_path / "out"}"; {no_retry} }}',
+        ])
+        sc = sidecar(name=uid, inbound=inbound, outbound=outbound,
+                     extra=f'state_dir = "{tmp_path / "state"}";')
+        m = Metrics(sc)
+    routes = {"hin": ("inbound", "http"), "sin": ("inbound", "soap"),
+              "fin": ("inbound", "file"), "pin": ("inbound", "poll"),
+              "hout": ("outbound", "http"), "sout": ("outbound", "soap"),
+              "fout": ("outbound", "file")}
+
+    def labelled(sample_name):
+        """{(route, direction, kind, reason or None): value} of one sample name."""
+        out = {}
+        for (name, labels), value in m.samples.items():
+            labels = dict(labels)
+            if name == sample_name and "le" not in labels:
+                route = labels["route"]
+                assert routes[route] == (labels["direction"], labels["kind"]), labels
+                out[(route, labels.get("reason"))] = value
+        return out
+
+    for family, applies in APPLIES.items():
+        want = {(r, None) for r, dk in routes.items() if dk in applies}
+        if family.endswith("_seconds"):
+            for suffix in ("_count", "_sum"):
+                got = labelled(f"amqp_sidecar_{family}{suffix}")
+                assert set(got) == want, (family + suffix, sorted(got), sorted(want))
+                assert set(got.values()) == {0}, (family, got)
+            buckets = {(dict(k[1])["route"], dict(k[1])["le"]) for k, _ in m.samples.items()
+                       if k[0] == f"amqp_sidecar_{family}_bucket"}
+            assert {r for r, _ in buckets} == {r for r, _ in want}, (family, buckets)
+            assert all(len({le for r2, le in buckets if r2 == r}) == 14 for r, _ in want)
+        else:
+            got = labelled(f"amqp_sidecar_{family}")
+            assert set(got) == want, (family, sorted(got), sorted(want))
+            assert set(got.values()) == {0}, (family, got)
+    got = labelled("amqp_sidecar_dead_letters_total")
+    want = {(r, reason) for r, dk in routes.items() for reason in DEAD_REASONS[dk]}
+    assert set(got) == want, (sorted(got - want), sorted(want - got))
+    assert set(got.values()) == {0}
+    # Nothing else carries a route label: every route family is in the table above.
+    with_route = {name for name, labels in m.samples if "route" in dict(labels)}
+    assert with_route == {f"amqp_sidecar_{f}{suffix}" for f in APPLIES
+                          for suffix in (("_bucket", "_count", "_sum")
+                                         if f.endswith("_seconds") else ("",))} | \
+        {"amqp_sidecar_dead_letters_total"}, with_route
 
 
 def test_readyz_and_metrics_follow_the_broker(broker, sidecar, uid):
