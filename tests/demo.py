@@ -2,9 +2,18 @@
 """make demo: a private RabbitMQ, a sample legacy system, the sidecar on
 configs/demo.conf, a few realistic things happening, and what became of each.
 
-Leaves nothing running unless DEMO_KEEP=1 (then it prints how to stop)."""
+Leaves nothing running unless DEMO_KEEP=1: then this process stays up as the
+supervisor of everything it started (broker node, legacy stub, sidecar, temp
+dir), and the one `kill PID` it prints makes it clean all of it up. SIGTERM,
+SIGINT (Ctrl-C) and SIGHUP all end the demo through the same cleanup.
+
+Output order: the legacy stub answers on its own threads, while the main thread
+prints each sender's answer. The stub's lines are therefore queued and printed
+by the main thread after the answer to the POST that caused them, so a message's
+202 to the sender always comes before the CRM's 201 for it."""
 import json
 import os
+import queue
 import re
 import shutil
 import signal
@@ -33,6 +42,27 @@ def show(text):
     print(f"   {text}", flush=True)
 
 
+# Lines from the legacy stub's threads, printed in order by the main thread
+# (see the module comment): one writer to stdout, so nothing interleaves.
+legacy_lines = queue.SimpleQueue()
+
+
+def flush_legacy():
+    while True:
+        try:
+            show(legacy_lines.get_nowait())
+        except queue.Empty:
+            return
+
+
+class Stop(Exception):
+    """A signal asked the demo to stop: unwind into the cleanup."""
+
+
+def on_signal(signum, frame):
+    raise Stop(signal.Signals(signum).name)
+
+
 class CRM(BaseHTTPRequestHandler):
     """The legacy CRM: 201 for a customer with an email, 400 without one, and a
     customer named 'flaky' meets a CRM that is overloaded twice (503) first."""
@@ -50,7 +80,7 @@ class CRM(BaseHTTPRequestHandler):
         else:
             status, answer = 201, {"created": body["customer_id"]}
         CRM.calls.append((status, body.get("customer_id"), key))
-        show(f"{DIM}legacy CRM: POST /api/customers customer={body.get('customer_id')} "
+        legacy_lines.put(f"{DIM}legacy CRM: POST /api/customers customer={body.get('customer_id')} "
              f"Idempotency-Key={key} → {status}{OFF}")
         data = json.dumps(answer).encode()
         self.send_response(status)
@@ -63,8 +93,23 @@ class CRM(BaseHTTPRequestHandler):
         pass
 
 
+ADMIN_STEPS = [  # what the RabbitMQ admin does, as rabbitmqadmin/rabbitmqctl would
+    "rabbitmqadmin declare exchange name=demo.events type=topic durable=true",
+    "rabbitmqadmin declare exchange name=demo.dlx type=direct durable=true",
+    "rabbitmqadmin declare queue name=demo.customers durable=true "
+    "arguments='{\"x-queue-type\":\"classic\",\"x-dead-letter-exchange\":\"demo.dlx\",\"x-dead-letter-routing-key\":\"demo.customers\"}'",
+    "rabbitmqadmin declare queue name=demo.archive durable=true "
+    "arguments='{\"x-queue-type\":\"classic\",\"x-dead-letter-exchange\":\"demo.dlx\",\"x-dead-letter-routing-key\":\"demo.archive\"}'",
+    "rabbitmqadmin declare binding source=demo.events destination=demo.customers routing_key=order.created",
+    "rabbitmqadmin declare binding source=demo.events destination=demo.archive routing_key=order.created",
+    "rabbitmqadmin declare binding source=demo.events destination=demo.archive routing_key=order.cancelled",
+    "rabbitmqadmin declare binding source=demo.events destination=demo.archive routing_key='invoice.#'",
+]
+
+
 def admin_wiring(broker):
-    """What the RabbitMQ admin does: the exchange and the bindings."""
+    """What the RabbitMQ admin does: the exchange and the bindings (ADMIN_STEPS,
+    done here through AMQP because the private node runs no management plugin)."""
     with broker.channel() as ch:
         ch.exchange_declare("demo.events", "topic", durable=True)
         for q in ("demo.customers", "demo.archive"):
@@ -94,7 +139,17 @@ def runtime_config(work, broker, ports):
 def post(url, body):
     r = requests.post(url, data=body, headers={"Content-Type": "application/json"}, timeout=10)
     show(f"POST {body[:60]}{'…' if len(body) > 60 else ''}  →  {r.status_code} {r.text.strip()}")
+    flush_legacy()
     return r
+
+
+def wait_printing(predicate, timeout, what):
+    """wait_for that keeps printing the legacy stub's lines meanwhile."""
+    def step():
+        flush_legacy()
+        return predicate()
+    wait_for(step, timeout, what=what)
+    flush_legacy()
 
 
 def main():
@@ -102,11 +157,16 @@ def main():
     work = tempfile.mkdtemp(prefix="amqp-sidecar-demo-")
     binary = os.path.join(ROOT, "build", "amqp-sidecar")
     broker = crm = sidecar = None
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, on_signal)
     try:
         say("starting a private RabbitMQ (throwaway data in %s)" % work)
         broker = Broker(work, name="demo")
         broker.start()
-        show(f"broker on 127.0.0.1:{broker.port}; the admin declares exchange demo.events and its bindings")
+        show(f"broker URL {broker.url}  (node {broker.node})")
+        say("the RabbitMQ admin wires the exchange, its queues and bindings")
+        for step in ADMIN_STEPS:
+            show(step)
         admin_wiring(broker)
 
         ports = {18081: free_port(), 19101: free_port(), 18090: free_port()}
@@ -116,6 +176,7 @@ def main():
         show(f"sample legacy CRM on 127.0.0.1:{ports[18090]}")
 
         conf = runtime_config(work, broker, ports)
+        show(f"sidecar config {conf}")
         say("amqp-sidecar check -c demo.conf --connect")
         r = subprocess.run([binary, "check", "-c", conf, "--connect"], capture_output=True, text=True)
         print(re.sub(r"^", "   ", r.stdout + r.stderr, flags=re.M).rstrip())
@@ -134,6 +195,7 @@ def main():
             except requests.RequestException:
                 return False
         wait_for(ready, 30, what="the sidecar to be ready")
+        show(f"admin URL {admin}  (/healthz /readyz /metrics)")
         show(f"ready: {requests.get(admin + '/readyz').text.strip()[:110]}…")
 
         orders = f"http://127.0.0.1:{ports[18081]}/orders"
@@ -148,13 +210,13 @@ def main():
         with open(os.path.join(work, "drop", ".invoices.csv.part"), "w", encoding="utf-8-sig") as f:
             f.write('invoice,customer,amount\r\nINV-1,"Alice, Ltd",19.00\r\nINV-2,Bob,20.00\r\nINV-3,Flaky,0.10\r\n')
         os.rename(os.path.join(work, "drop", ".invoices.csv.part"), os.path.join(work, "drop", "invoices.csv"))
-        wait_for(lambda: os.path.exists(os.path.join(work, "done", "invoices.csv")), 30,
+        wait_printing(lambda: os.path.exists(os.path.join(work, "done", "invoices.csv")), 30,
                  what="the invoice file to be done")
         show("drop/invoices.csv → done/invoices.csv after all 3 records were confirmed")
 
         say("waiting for the CRM route: retries with backoff, dead letters with a reason")
-        wait_for(lambda: sum(1 for c in CRM.calls if c[0] == 201) >= 2 and broker.count("demo.customers.dlq") >= 1,
-                 30, what="the CRM outcomes")
+        wait_printing(lambda: sum(1 for c in CRM.calls if c[0] == 201) >= 2
+                      and broker.count("demo.customers.dlq") >= 1, 30, what="the CRM outcomes")
         archived = lambda: sorted(f for f in os.listdir(os.path.join(work, "archive"))
                                   if not f.startswith("."))  # .tmp-…: being written
         wait_for(lambda: len(archived()) >= 5, 30, what="archive files")
@@ -182,11 +244,23 @@ def main():
 
         if keep:
             say("DEMO_KEEP=1: everything keeps running")
-            show(f"POST http://127.0.0.1:{ports[18081]}/orders   admin {admin}/metrics")
-            show(f"drop files into {work}/drop ; sidecar log {work}/sidecar.log")
-            show(f"stop with: kill {os.getpid()}   (Ctrl-C)")
-            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+            show(f"broker URL {broker.url}")
+            show(f"sidecar config {conf} ; log {work}/sidecar.log")
+            show(f"admin URL {admin}/metrics ; POST http://127.0.0.1:{ports[18081]}/orders")
+            show(f"drop files into {work}/drop")
+            show(f"this process ({os.getpid()}) supervises the broker node, the legacy CRM, "
+                 f"the sidecar and {work}")
+            show(f"stop everything with: kill {os.getpid()}   (or Ctrl-C)")
+            while True:  # a signal raises Stop out of the sleep
+                time.sleep(0.5)
+                flush_legacy()
+    except Stop as stop:
+        say(f"{stop} received")
     finally:
+        # A second signal must not cut the cleanup short.
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
+        flush_legacy()
         say("cleaning up")
         if sidecar is not None:
             sidecar.send_signal(signal.SIGTERM)
