@@ -195,6 +195,7 @@ void publisher_finish(struct publisher *p, struct request *r, enum publish_statu
     struct route_metrics *m = r->opt.route ? &((struct route *)r->opt.route)->metrics : NULL;
     double seconds = r->sent_ms ? (double)(loop_now_ms() - r->sent_ms) / 1000.0 : 0;
     if (m) {
+        atomic_fetch_sub(&m->publishing, 1);
         switch (status) {
         case PUBLISH_OK:
         case PUBLISH_RPC_TIMEOUT:
@@ -305,6 +306,8 @@ int publisher_submit(struct publisher *p, struct message *msg, const struct publ
     r->done = done;
     r->arg = arg;
     atomic_fetch_add(&p->outstanding, 1);
+    if (opt->route)
+        atomic_fetch_add(&((struct route *)opt->route)->metrics.publishing, 1);
 
     pthread_mutex_lock(&p->lock);
     if (p->queue_tail)

@@ -169,8 +169,13 @@ bool sidecar_ready(struct sidecar *sc, struct buf *detail)
 
 /* ---- periodic work on the main loop ----------------------------------------------- */
 
+/* The summary line counts events in its interval (a confirm of a message received
+ * in the previous one counts in this one, so confirmed may exceed received) and
+ * adds in_flight, a gauge at the time of the line: inbound, publishes awaiting the
+ * broker's answer; outbound, deliveries taken and not yet settled. */
 struct summary_snapshot {
     uint64_t received, confirmed, returned, failed, delivered, retries, dead;
+    int64_t in_flight;
 };
 
 static uint64_t dead_total(const struct route_metrics *m)
@@ -202,23 +207,27 @@ static void summary_tick(struct loop *loop, void *arg)
             .delivered = metric_get(m->delivered),
             .retries = metric_get(m->retries),
             .dead = dead_total(m),
+            .in_flight = r->direction == ROUTE_INBOUND ? atomic_load(&m->publishing)
+                                                       : atomic_load(&m->inflight),
         };
         struct summary_snapshot *was = &last[i];
         if (memcmp(&now, was, sizeof(now)) != 0) {
             if (r->direction == ROUTE_INBOUND)
                 log_info(r->name,
-                         "last %ds: received=%llu confirmed=%llu unroutable=%llu failed=%llu",
+                         "last %ds: received=%llu confirmed=%llu unroutable=%llu failed=%llu "
+                         "in_flight=%lld",
                          seconds, (unsigned long long)(now.received - was->received),
                          (unsigned long long)(now.confirmed - was->confirmed),
                          (unsigned long long)(now.returned - was->returned),
-                         (unsigned long long)(now.failed - was->failed));
+                         (unsigned long long)(now.failed - was->failed), (long long)now.in_flight);
             else
                 log_info(r->name,
-                         "last %ds: received=%llu delivered=%llu retried=%llu dead_lettered=%llu",
+                         "last %ds: received=%llu delivered=%llu retried=%llu dead_lettered=%llu "
+                         "in_flight=%lld",
                          seconds, (unsigned long long)(now.received - was->received),
                          (unsigned long long)(now.delivered - was->delivered),
                          (unsigned long long)(now.retries - was->retries),
-                         (unsigned long long)(now.dead - was->dead));
+                         (unsigned long long)(now.dead - was->dead), (long long)now.in_flight);
         }
         *was = now;
     }

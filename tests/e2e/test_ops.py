@@ -354,6 +354,9 @@ def test_json_log_one_object_per_line(broker, sidecar, uid):
     seconds = int(re.match(r"last (\d+)s: ", summary[-1]["msg"])[1])
     assert seconds < 60, "the closing summary covers this short run, not a full minute"
     assert "unroutable=1" in summary[-1]["msg"]
+    # Counts are events in the interval; in_flight is what still awaited the broker
+    # when the line was written: nothing, after a drain.
+    assert re.search(r" confirmed=1 unroutable=1 failed=0 in_flight=0$", summary[-1]["msg"]), summary
     assert any(o["msg"].startswith("stopped (exit 0)") for o in objects)
 
 
