@@ -363,6 +363,14 @@ static void wrong_type(const struct value_ctx *c, const config_setting_t *s)
                           name, expected_name(c->key->type), name, config_setting_get_string(s));
         return;
     }
+    if ((c->key->type == KEY_INT || c->key->type == KEY_NUMBER) && type == CONFIG_TYPE_STRING) {
+        /* "30s", "1MB": the unit is implied by the key, not written. */
+        config_report_add(c->rep, c->line,
+                          "%s: %s must be %s, not a string; write a plain number without "
+                          "quotes or units (`amqp-sidecar keys` gives its unit)",
+                          c->where, name, expected_name(c->key->type));
+        return;
+    }
     config_report_add(c->rep, c->line, "%s: %s must be %s, not %s", c->where, name,
                       expected_name(c->key->type), type_name(type));
 }

@@ -138,6 +138,12 @@ static void test_numbers_given_strings(void **state)
                  "heartbeat must be an integer, not a string; drop the quotes: heartbeat = 30");
     assert_error(&l, 4, "drop the quotes: drain_timeout = 2.5");
     loaded_free(&l);
+    load_text(&l, "name = \"crm\";\nbroker = { url = \"amqp://h/\";\n  heartbeat = \"30s\"; };\n"
+                  "inbound = (\n" ROUTE_HTTP ");\n");
+    assert_error(&l, 3,
+                 "heartbeat must be an integer, not a string; write a plain number without "
+                 "quotes or units");
+    loaded_free(&l);
 }
 
 /* Near misses that edit distance cannot see: synonyms and longer spellings. */
