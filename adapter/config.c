@@ -424,7 +424,11 @@ int config_load(const char *path, struct sidecar_config *cfg, struct config_repo
     if (config_read_file(&lc, path) != CONFIG_TRUE) {
         if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
             config_report_add(rep, 0, "cannot read config file: %s", strerror(errno));
-        else
+        else if (strcmp(config_error_text(&lc), "syntax error") == 0) {
+            char hint[256];
+            config_syntax_hint(path, hint, sizeof(hint));
+            config_report_add(rep, config_error_line(&lc), "syntax error: %s", hint);
+        } else
             config_report_add(rep, config_error_line(&lc), "syntax error: %s%s",
                               config_error_text(&lc),
                               strstr(config_error_text(&lc), "mismatched element type")
@@ -437,7 +441,8 @@ int config_load(const char *path, struct sidecar_config *cfg, struct config_repo
 
     struct key_table process = {config_process_keys, cfg};
     config_apply_tables(&process, 1, config_root_setting(&lc), "config", cfg, rep);
-    if (config_lookup(&lc, "broker") != NULL)
+    config_setting_t *broker = config_lookup(&lc, "broker");
+    if (broker != NULL && config_setting_type(broker) == CONFIG_TYPE_GROUP)
         check_broker(cfg, &lc, rep);
     if (cfg->state_dir == NULL) {
         const char *env = getenv("STATE_DIRECTORY"); /* systemd's StateDirectory= */

@@ -35,4 +35,8 @@ int config_secret_load(struct secret *sec, const char *path, int line, const cha
 /* Wipes and frees sec's value, frees its path, and zeroes it. */
 void config_secret_free(struct secret *sec);
 
+/* Writes to out a likely cause of the syntax error libconfig reported for the
+ * file at path (an unbalanced quote or bracket, else a missing ","). */
+void config_syntax_hint(const char *path, char *out, size_t size);
+
 #endif

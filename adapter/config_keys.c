@@ -330,10 +330,49 @@ static bool is_number(int type)
     return type == CONFIG_TYPE_INT || type == CONFIG_TYPE_INT64 || type == CONFIG_TYPE_FLOAT;
 }
 
+/* True if text is a whole number (or, unless integer_only, any number). */
+static bool text_is_number(const char *text, bool integer_only)
+{
+    char *end;
+    if (*text == '\0')
+        return false;
+    if (integer_only)
+        (void)strtoll(text, &end, 10);
+    else
+        (void)strtod(text, &end);
+    return *end == '\0';
+}
+
 static void wrong_type(const struct value_ctx *c, const config_setting_t *s)
 {
-    config_report_add(c->rep, c->line, "%s: %s must be %s, not %s", c->where, c->key->name,
-                      expected_name(c->key->type), type_name(config_setting_type(s)));
+    const char *name = c->key->name;
+    int type = config_setting_type(s);
+    bool is_list = type == CONFIG_TYPE_ARRAY || type == CONFIG_TYPE_LIST;
+    if (c->key->type == KEY_NUMBERS && is_list) {
+        /* The only array of numbers is a list of delays in seconds. */
+        config_report_add(c->rep, c->line,
+                          "%s: %s must be numbers of seconds without quotes or units, e.g. "
+                          "%s = [1, 5, 30]",
+                          c->where, name, name);
+        return;
+    }
+    if ((c->key->type == KEY_INT || c->key->type == KEY_NUMBER) && type == CONFIG_TYPE_STRING &&
+        text_is_number(config_setting_get_string(s), c->key->type == KEY_INT)) {
+        config_report_add(c->rep, c->line,
+                          "%s: %s must be %s, not a string; drop the quotes: %s = %s", c->where,
+                          name, expected_name(c->key->type), name, config_setting_get_string(s));
+        return;
+    }
+    if ((c->key->type == KEY_INT || c->key->type == KEY_NUMBER) && type == CONFIG_TYPE_STRING) {
+        /* "30s", "1MB": the unit is implied by the key, not written. */
+        config_report_add(c->rep, c->line,
+                          "%s: %s must be %s, not a string; write a plain number without "
+                          "quotes or units (`amqp-sidecar keys` gives its unit)",
+                          c->where, name, expected_name(c->key->type));
+        return;
+    }
+    config_report_add(c->rep, c->line, "%s: %s must be %s, not %s", c->where, name,
+                      expected_name(c->key->type), type_name(type));
 }
 
 /* The one place a string is read from libconfig: s's text with environment
@@ -468,17 +507,55 @@ static const struct config_key *key_find(const struct config_key *keys, const ch
     return NULL;
 }
 
-static void suggest(const struct key_table *tables, size_t n_tables, const char *name,
-                    const char **best, size_t *best_d)
+static const struct config_key *tables_find(const struct key_table *tables, size_t n_tables,
+                                            const char *name)
 {
+    const struct config_key *k = NULL;
+    for (size_t t = 0; t < n_tables && k == NULL; t++)
+        k = key_find(tables[t].keys, name);
+    return k;
+}
+
+/* Words people write for a key we spell otherwise; offered only where the
+ * group the unknown key sits in has the key. */
+static const char *const synonyms[][2] = {
+    {"retries", "retry"},
+    {"retry_delays", "retry"},
+    {"circuit_breaker", "circuit"},
+    {"breaker", "circuit"},
+    {"uri", "url"},
+};
+
+/* The known key an unknown `name` most likely meant, or NULL: a synonym, else
+ * the nearest by edit distance (at most 2), else a key that contains name or
+ * that name contains (at least 4 letters shared, e.g. "exchange_name"). */
+static const char *suggest(const struct key_table *tables, size_t n_tables, const char *name)
+{
+    for (size_t i = 0; i < sizeof(synonyms) / sizeof(synonyms[0]); i++)
+        if (strcmp(name, synonyms[i][0]) == 0 && tables_find(tables, n_tables, synonyms[i][1]))
+            return synonyms[i][1];
+    const char *best = NULL;
+    size_t best_d = 3; /* suggest only close matches */
     for (size_t t = 0; t < n_tables; t++)
         for (const struct config_key *k = tables[t].keys; k && k->name; k++) {
             size_t d = edit_distance(name, k->name);
-            if (d < *best_d) {
-                *best_d = d;
-                *best = k->name;
+            if (d < best_d) {
+                best_d = d;
+                best = k->name;
             }
         }
+    if (best != NULL)
+        return best;
+    size_t best_len = 3;
+    for (size_t t = 0; t < n_tables; t++)
+        for (const struct config_key *k = tables[t].keys; k && k->name; k++) {
+            size_t len = strlen(k->name) < strlen(name) ? strlen(k->name) : strlen(name);
+            if (len > best_len && (strstr(name, k->name) || strstr(k->name, name))) {
+                best_len = len;
+                best = k->name;
+            }
+        }
+    return best;
 }
 
 static void apply_group(const struct key_table *tables, size_t n_tables, config_setting_t *setting,
@@ -501,14 +578,9 @@ static void apply_group(const struct key_table *tables, size_t n_tables, config_
     for (int i = 0; i < n; i++) {
         config_setting_t *s = config_setting_get_elem(setting, (unsigned)i);
         const char *name = config_setting_name(s);
-        bool known = false;
-        for (size_t t = 0; t < n_tables && !known; t++)
-            known = key_find(tables[t].keys, name) != NULL;
-        if (known)
+        if (tables_find(tables, n_tables, name) != NULL)
             continue;
-        const char *best = NULL;
-        size_t best_d = 3; /* suggest only close matches */
-        suggest(tables, n_tables, name, &best, &best_d);
+        const char *best = suggest(tables, n_tables, name);
         if (best)
             config_report_add(rep, config_line_of(s),
                               "%s: unknown key \"%s\" (did you mean \"%s\"?)", where, name, best);
@@ -526,18 +598,22 @@ static void apply_group(const struct key_table *tables, size_t n_tables, config_
                                   .cfg = cfg,
                                   .rep = rep};
             if (k->type == KEY_GROUP) {
-                if (s != NULL && config_setting_type(s) != CONFIG_TYPE_GROUP) {
-                    wrong_type(&c, s);
-                    continue;
-                }
-                if (s == NULL && (k->flags & KEY_REQUIRED)) {
-                    config_report_add(rep, c.line, "%s: missing required group \"%s\"", where,
-                                      k->name);
-                    continue;
-                }
                 char *sub_where = xasprintf("%s.%s", where, k->name);
                 struct key_table sub = {.keys = k->group, .base = tables[t].base};
-                apply_group(&sub, 1, s, sub_where, cfg, rep);
+                if (s != NULL && config_setting_type(s) != CONFIG_TYPE_GROUP) {
+                    /* One error for the group; fill its defaults so later
+                     * checks see sane values, and drop what its children would
+                     * say about being missing. */
+                    wrong_type(&c, s);
+                    struct config_report quiet = {0};
+                    apply_group(&sub, 1, NULL, sub_where, cfg, &quiet);
+                    config_report_free(&quiet);
+                } else if (s == NULL && (k->flags & KEY_REQUIRED)) {
+                    config_report_add(rep, c.line, "%s: missing required group \"%s\"", where,
+                                      k->name);
+                } else {
+                    apply_group(&sub, 1, s, sub_where, cfg, rep);
+                }
                 free(sub_where);
                 continue;
             }

@@ -79,6 +79,23 @@ static int usage_error(const char *fmt, const char *arg)
     return EXIT_USAGE;
 }
 
+/* One line for a bad option (getopt's own messages are off), then the usage
+ * summary: the first line of usage_text. */
+static int option_error(char **argv, int opt)
+{
+    const char *what = "unknown option";
+    char name[64];
+    if (opt != 0 && strchr("cm", opt) != NULL)
+        what = "missing value for option";
+    if (opt != 0 && (strchr("cm", opt) == NULL || argv[optind - 1][1] != '-'))
+        snprintf(name, sizeof(name), "-%c", opt);
+    else
+        snprintf(name, sizeof(name), "%.*s", (int)strcspn(argv[optind - 1], "="), argv[optind - 1]);
+    fprintf(stderr, "amqp-sidecar: %s %s; see amqp-sidecar --help\n%.*s", what, name,
+            (int)(strchr(usage_text, '\n') - usage_text + 1), usage_text);
+    return EXIT_USAGE;
+}
+
 static int load(const char *path, struct sidecar_config *cfg)
 {
     struct config_report rep = {0};
@@ -190,6 +207,7 @@ static int parse_args(int argc, char **argv, struct options *o)
     bool have_command = false;
     int c;
     /* A leading "-" makes getopt hand us positional words in order (as c == 1). */
+    opterr = 0;
     while ((c = getopt_long(argc, argv, "-c:vVh", longopts, NULL)) != -1) {
         if (c == 1) {
             if (!have_command) {
@@ -229,7 +247,7 @@ static int parse_args(int argc, char **argv, struct options *o)
             fputs(usage_text, stdout);
             exit(0);
         default:
-            return usage_error("%s", "unknown option");
+            return option_error(argv, optopt);
         }
     }
     return 0;

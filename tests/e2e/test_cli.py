@@ -40,6 +40,15 @@ def test_usage_errors_exit_2(tmp_path):
     assert run_cli("--bogus").returncode == 2
 
 
+def test_unknown_option_is_one_line_and_usage():
+    r = run_cli("check", "--foo")
+    assert r.returncode == 2
+    assert r.stderr.splitlines() == [
+        "amqp-sidecar: unknown option --foo; see amqp-sidecar --help",
+        "usage: amqp-sidecar [COMMAND] -c FILE [OPTIONS]",
+    ]
+
+
 def test_check_valid(broker, tmp_path, uid):
     path = write(tmp_path, make_config(broker, uid, inbound=http_route("orders", "ex")))
     r = run_cli("check", "-c", path)

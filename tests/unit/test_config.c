@@ -88,6 +88,101 @@ static void test_syntax_error_has_line(void **state)
     loaded_free(&l);
 }
 
+/* Syntax errors name the likely cause, read from the text near the line. */
+static void test_syntax_error_names_likely_cause(void **state)
+{
+    struct loaded l;
+    /* libconfig 1.5 takes a missing ";" after a setting: not an error to explain. */
+    load_text(&l, "name = \"crm\"\n" BROKER "inbound = (\n" ROUTE_HTTP ");\n");
+    assert_int_equal(l.rc, 0);
+    loaded_free(&l);
+    load_text(&l, "name = \"crm\";\n" BROKER "outbound = (\n"
+                  "  { name = \"c\"; kind = \"http\"; url = \"http://x/\";\n"
+                  "    retry = { delays = [1 5]; }; }\n);\n");
+    assert_int_equal(l.rc, -1);
+    assert_error(&l, 5, "likely a missing \",\" between elements of an array [ … ]");
+    loaded_free(&l);
+    load_text(&l, "name = \"crm\";\n" BROKER "inbound = (\n" ROUTE_HTTP ROUTE_HTTP ");\n");
+    assert_int_equal(l.rc, -1);
+    assert_error(&l, 6,
+                 "or between routes in a list ( … ), or a missing value after \"=\", on or before "
+                 "this line");
+    loaded_free(&l);
+    load_text(&l, "name = \"crm\";\n" BROKER "inbound = (\n"
+                  "  { name = \"orders\"; kind = \"http\"; path = \"/o\";\n"
+                  "    exchange = \"e\";\n);\n");
+    assert_int_equal(l.rc, -1);
+    assert_error(&l, 6, "likely unbalanced { } or ( ): 2 \"{\" but 1 \"}\" in the file");
+    loaded_free(&l);
+    load_text(&l, "name = \"crm;\n" BROKER "inbound = (\n" ROUTE_HTTP ");\n");
+    assert_int_equal(l.rc, -1);
+    assert_true(l.rep.n == 1 && strstr(l.rep.errors[0].msg, "likely an unbalanced quote"));
+    loaded_free(&l);
+}
+
+/* A number written as a string is answered with how to write it. */
+static void test_numbers_given_strings(void **state)
+{
+    struct loaded l;
+    load_text(&l, "name = \"crm\";\n" BROKER "outbound = (\n"
+                  "  { name = \"c\"; kind = \"http\"; url = \"http://x/\";\n"
+                  "    retry = { delays = [\"1s\", \"5s\"]; }; }\n);\n");
+    assert_int_equal(l.rc, -1);
+    assert_error(&l, 5,
+                 "delays must be numbers of seconds without quotes or units, e.g. "
+                 "delays = [1, 5, 30]");
+    loaded_free(&l);
+    load_text(&l, "name = \"crm\";\nbroker = { url = \"amqp://h/\";\n  heartbeat = \"30\"; };\n"
+                  "drain_timeout = \"2.5\";\ninbound = (\n" ROUTE_HTTP ");\n");
+    assert_error(&l, 3,
+                 "heartbeat must be an integer, not a string; drop the quotes: heartbeat = 30");
+    assert_error(&l, 4, "drop the quotes: drain_timeout = 2.5");
+    loaded_free(&l);
+    load_text(&l, "name = \"crm\";\nbroker = { url = \"amqp://h/\";\n  heartbeat = \"30s\"; };\n"
+                  "inbound = (\n" ROUTE_HTTP ");\n");
+    assert_error(&l, 3,
+                 "heartbeat must be an integer, not a string; write a plain number without "
+                 "quotes or units");
+    loaded_free(&l);
+}
+
+/* Near misses that edit distance cannot see: synonyms and longer spellings. */
+static void test_unknown_key_synonyms(void **state)
+{
+    struct loaded l;
+    load_text(&l, "name = \"crm\";\n" BROKER "outbound = (\n"
+                  "  { name = \"c\"; kind = \"http\"; url = \"http://x/\";\n"
+                  "    retries = { delays = [1]; };\n"
+                  "    circuit_breaker = { };\n"
+                  "    dead_letter = \"x\"; }\n);\n");
+    assert_int_equal(l.rc, -1);
+    assert_error(&l, 5, "unknown key \"retries\" (did you mean \"retry\"?)");
+    assert_error(&l, 6, "unknown key \"circuit_breaker\" (did you mean \"circuit\"?)");
+    assert_error(&l, 7, "unknown key \"dead_letter\"");
+    for (size_t i = 0; i < l.rep.n; i++)
+        if (strstr(l.rep.errors[i].msg, "dead_letter"))
+            assert_null(strstr(l.rep.errors[i].msg, "did you mean"));
+    loaded_free(&l);
+}
+
+/* A group given the wrong type is one error, not one per missing child. */
+static void test_wrong_type_group_no_follow_on(void **state)
+{
+    struct loaded l;
+    load_text(&l, "name = \"crm\";\nbroker = \"amqp://h/\";\ninbound = (\n" ROUTE_HTTP ");\n");
+    assert_int_equal(l.rc, -1);
+    assert_error(&l, 2, "broker must be a group");
+    assert_int_equal(l.rep.n, 1);
+    loaded_free(&l);
+    load_text(&l, "name = \"crm\";\n" BROKER "outbound = (\n"
+                  "  { name = \"c\"; kind = \"http\"; url = \"http://x/\";\n"
+                  "    retry = \"5s\"; }\n);\n");
+    assert_int_equal(l.rc, -1);
+    assert_error(&l, 5, "retry must be a group");
+    assert_int_equal(l.rep.n, 1);
+    loaded_free(&l);
+}
+
 static void test_mixed_array_hint(void **state)
 {
     struct loaded l;
@@ -515,6 +610,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_config_fills_defaults),
         cmocka_unit_test(test_syntax_error_has_line),
+        cmocka_unit_test(test_syntax_error_names_likely_cause),
+        cmocka_unit_test(test_numbers_given_strings),
+        cmocka_unit_test(test_unknown_key_synonyms),
+        cmocka_unit_test(test_wrong_type_group_no_follow_on),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_mixed_array_hint),
         cmocka_unit_test(test_unknown_key_suggests),
