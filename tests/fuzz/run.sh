@@ -8,7 +8,8 @@
 #   fuzz_config         ${FUZZ_CONFIG_SECONDS:-5} s  config_load on a fuzzed file (errors: line, message)
 #   fuzz_xmljson        ${FUZZ_XMLJSON_SECONDS:-5} s  JSON -> XML -> JSON, round trip stable
 #   fuzz_http_auth      ${FUZZ_AUTH_SECONDS:-5} s   signature header parsers: nothing forged verifies
-# The last three link build/fuzz/libsidecar.a: every library source (all of
+#   fuzz_template       ${FUZZ_TEMPLATE_SECONDS:-5} s  routing keys: {json.…} lookups in fuzzed bodies
+# The last four link build/fuzz/libsidecar.a: every library source (all of
 # adapter/, adapter/kinds/, transforms/ but main.c) built with the sanitizers.
 # FUZZ_JOBS (default: nproc) compiles it in parallel. tests/fuzz/lsan.supp
 # names the library leaks (not ours) that LeakSanitizer ignores.
@@ -41,7 +42,7 @@ run() { # run NAME CORPUS SECONDS [libFuzzer flags...]
     mkdir -p "$SCRATCH/$name"
     cp "tests/fuzz/corpus/$corpus"/* "$SCRATCH/$name/"
     echo "fuzz: running $name for ${secs}s"
-    LSAN_OPTIONS=suppressions=$PWD/tests/fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS} \
+    TMPDIR=$SCRATCH LSAN_OPTIONS=suppressions=$PWD/tests/fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS} \
         "$OUT/$name" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
         -artifact_prefix="$OUT/" -print_final_stats=1 "$@" "$SCRATCH/$name"
     echo "fuzz: $name: no crash in ${secs}s"
@@ -81,6 +82,7 @@ build fuzz_file_records tests/fuzz/fuzz_file_records.c adapter/kinds/file_record
 build_lib fuzz_config tests/fuzz/fuzz_config.c
 build_lib fuzz_xmljson tests/fuzz/fuzz_xmljson.c
 build_lib fuzz_http_auth tests/fuzz/fuzz_http_auth.c
+build_lib fuzz_template tests/fuzz/fuzz_template.c
 
 run fuzz_soap_envelope soap "${FUZZ_SECONDS:-30}" -dict=tests/fuzz/soap.dict
 run fuzz_csv csv "${FUZZ_CSV_SECONDS:-10}"
@@ -88,3 +90,4 @@ run fuzz_file_records json_split "${FUZZ_FILE_SECONDS:-10}"
 run fuzz_config config "${FUZZ_CONFIG_SECONDS:-5}"
 run fuzz_xmljson xmljson "${FUZZ_XMLJSON_SECONDS:-5}"
 run fuzz_http_auth http_auth "${FUZZ_AUTH_SECONDS:-5}"
+run fuzz_template template "${FUZZ_TEMPLATE_SECONDS:-5}"
