@@ -229,13 +229,18 @@ def test_metrics_show_only_the_series_each_route_kind_can_count(broker, sidecar,
                 out[(route, labels.get("reason"))] = value
         return out
 
+    def idle(got):
+        """Zero everywhere, but for the poll route, which polls once when it starts
+        (an empty page: a legacy call, nothing published) whenever the scrape comes."""
+        return all(v == 0 for (r, _), v in got.items() if r != "pin")
+
     for family, applies in APPLIES.items():
         want = {(r, None) for r, dk in routes.items() if dk in applies}
         if family.endswith("_seconds"):
             for suffix in ("_count", "_sum"):
                 got = labelled(f"amqp_sidecar_{family}{suffix}")
                 assert set(got) == want, (family + suffix, sorted(got), sorted(want))
-                assert set(got.values()) == {0}, (family, got)
+                assert idle(got), (family, got)
             buckets = {(dict(k[1])["route"], dict(k[1])["le"]) for k, _ in m.samples.items()
                        if k[0] == f"amqp_sidecar_{family}_bucket"}
             assert {r for r, _ in buckets} == {r for r, _ in want}, (family, buckets)
@@ -243,7 +248,7 @@ def test_metrics_show_only_the_series_each_route_kind_can_count(broker, sidecar,
         else:
             got = labelled(f"amqp_sidecar_{family}")
             assert set(got) == want, (family, sorted(got), sorted(want))
-            assert set(got.values()) == {0}, (family, got)
+            assert idle(got), (family, got)
     got = labelled("amqp_sidecar_dead_letters_total")
     want = {(r, reason) for r, dk in routes.items() for reason in DEAD_REASONS[dk]}
     assert set(got) == want, (sorted(got - want), sorted(want - got))
