@@ -129,7 +129,8 @@ install: all man
 docs: all
 	@$(PYTHON) tests/update-docs.py
 
-FORMAT_FILES = $(SRC) $(wildcard adapter/*.h adapter/kinds/*.h transforms/*.h tests/unit/*.c tests/unit/*.h)
+FORMAT_FILES = $(SRC) $(wildcard adapter/*.h adapter/kinds/*.h transforms/*.h tests/unit/*.c tests/unit/*.h \
+                 tests/bench/*.c tests/fuzz/*.c)
 format:
 	clang-format -i $(FORMAT_FILES)
 

@@ -548,3 +548,18 @@ char *xmljson_to_xml(json_t *obj, size_t *len, char *err, size_t errlen)
     xmlFreeDoc(b.doc);
     return text;
 }
+
+char *xmljson_text_to_xml(const char *text, size_t n, size_t *len, bool *parsed, char *err,
+                          size_t errlen)
+{
+    json_error_t jerr;
+    json_t *j = json_loadb(text, n, 0, &jerr);
+    *parsed = j != NULL;
+    if (j == NULL) {
+        snprintf(err, errlen, "%s at line %d, column %d", jerr.text, jerr.line, jerr.column);
+        return NULL;
+    }
+    char *xml = xmljson_to_xml(j, len, err, errlen);
+    json_decref(j);
+    return xml;
+}

@@ -9,6 +9,7 @@
 #ifndef SIDECAR_XMLJSON_H
 #define SIDECAR_XMLJSON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <jansson.h>
@@ -29,5 +30,11 @@ json_t *xmljson_from_node(xmlNodePtr element);
  * Returns malloc'd NUL-terminated text the caller frees, its length in *len
  * (may be NULL); NULL with err filled on failure. */
 char *xmljson_to_xml(json_t *obj, size_t *len, char *err, size_t errlen);
+
+/* JSON text (n bytes) to XML, as xmljson_to_xml. NULL with err when it cannot
+ * be: *parsed false when the text is not JSON (err: "<what> at line L, column
+ * C"), true when it is JSON the convention cannot turn into XML. */
+char *xmljson_text_to_xml(const char *text, size_t n, size_t *len, bool *parsed, char *err,
+                          size_t errlen);
 
 #endif

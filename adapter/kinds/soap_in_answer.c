@@ -87,17 +87,12 @@ static char *reply_xml(const struct message *reply, size_t *len, bool *empty, ch
         *len = reply->body_len;
         return xstrndup(b, reply->body_len);
     }
-    json_error_t jerr;
-    json_t *j = json_loadb(b, reply->body_len, 0, &jerr);
-    if (j == NULL) {
-        snprintf(err, errlen, "the reply is not valid JSON: %s at line %d", jerr.text, jerr.line);
-        return NULL;
-    }
     char why[512];
-    char *xml = xmljson_to_xml(j, len, why, sizeof(why));
-    json_decref(j);
+    bool parsed;
+    char *xml = xmljson_text_to_xml(b, reply->body_len, len, &parsed, why, sizeof(why));
     if (xml == NULL)
-        snprintf(err, errlen, "the JSON reply cannot become XML: %s", why);
+        snprintf(err, errlen, "%s: %s",
+                 parsed ? "the JSON reply cannot become XML" : "the reply is not valid JSON", why);
     return xml;
 }
 

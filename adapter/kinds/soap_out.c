@@ -141,20 +141,19 @@ static char *request_element(struct route *r, const struct message *m, size_t *l
             return NULL;
         }
     }
-    json_error_t jerr;
-    json_t *j = json_loadb(json_text ? json_text : m->body ? m->body : "", json_len, 0, &jerr);
+    char xerr[900];
+    bool parsed;
+    char *xml = xmljson_text_to_xml(json_text ? json_text
+                                    : m->body ? m->body
+                                              : "",
+                                    json_len, len, &parsed, xerr, sizeof(xerr));
     free(json_text);
     *why = DEAD_INVALID;
-    if (j == NULL) {
-        snprintf(err, errlen, "JSON body does not parse: %s at line %d, column %d", jerr.text,
-                 jerr.line, jerr.column);
-        return NULL;
-    }
-    char xerr[900];
-    char *xml = xmljson_to_xml(j, len, xerr, sizeof(xerr));
-    json_decref(j);
     if (xml == NULL)
-        snprintf(err, errlen, "JSON body cannot become XML (see XMLJSON.md): %s", xerr);
+        snprintf(err, errlen, "%s: %s",
+                 parsed ? "JSON body cannot become XML (see XMLJSON.md)"
+                        : "JSON body does not parse",
+                 xerr);
     return xml;
 }
 

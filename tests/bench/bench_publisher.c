@@ -94,33 +94,51 @@ int main(int argc, char **argv)
     const char *url = "amqp://guest:guest@127.0.0.1:5672/%2f", *queue = "bench";
     long count = 50000, size = 200, threads = 4, window = 1024;
     static const struct option opts[] = {
-        {"url", required_argument, NULL, 'u'},     {"queue", required_argument, NULL, 'q'},
-        {"count", required_argument, NULL, 'n'},   {"size", required_argument, NULL, 's'},
-        {"threads", required_argument, NULL, 't'}, {"window", required_argument, NULL, 'w'},
+        {"url", required_argument, NULL, 'u'},
+        {"queue", required_argument, NULL, 'q'},
+        {"count", required_argument, NULL, 'n'},
+        {"size", required_argument, NULL, 's'},
+        {"threads", required_argument, NULL, 't'},
+        {"window", required_argument, NULL, 'w'},
         {NULL, 0, NULL, 0},
     };
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
-        case 'u': url = optarg; break;
-        case 'q': queue = optarg; break;
-        case 'n': count = atol(optarg); break;
-        case 's': size = atol(optarg); break;
-        case 't': threads = atol(optarg); break;
-        case 'w': window = atol(optarg); break;
-        default: return 2;
+        case 'u':
+            url = optarg;
+            break;
+        case 'q':
+            queue = optarg;
+            break;
+        case 'n':
+            count = atol(optarg);
+            break;
+        case 's':
+            size = atol(optarg);
+            break;
+        case 't':
+            threads = atol(optarg);
+            break;
+        case 'w':
+            window = atol(optarg);
+            break;
+        default:
+            return 2;
         }
     }
-    struct broker_config cfg = {.heartbeat = 30, .connect_timeout = 5, .confirm_timeout = 30,
-                                .max_inflight = (int)window, .tls.verify = true};
+    struct broker_config cfg = {.heartbeat = 30,
+                                .connect_timeout = 5,
+                                .confirm_timeout = 30,
+                                .max_inflight = (int)window,
+                                .tls.verify = true};
     char *urls[] = {(char *)url};
     cfg.urls = (struct strlist){urls, 1};
     cfg.max_message = 1 << 27;
     struct broker *broker = broker_new("bench", "bench", &cfg, NULL, NULL);
     struct publisher *pub = publisher_new("bench", &cfg, broker_loop(broker), NULL);
     broker_attach(broker, publisher_client(pub));
-    struct bench b = {.pub = pub, .queue = queue,
-                      .per_thread = count / threads, .size = size};
+    struct bench b = {.pub = pub, .queue = queue, .per_thread = count / threads, .size = size};
     count = b.per_thread * threads;
     b.latency = xcalloc((size_t)count, sizeof(double));
     sem_init(&b.window, 0, (unsigned)window);
@@ -138,7 +156,8 @@ int main(int argc, char **argv)
         usleep(1000);
     double secs = (double)(now_us() - start) / 1e6;
     qsort(b.latency, (size_t)count, sizeof(double), cmp);
-    printf("{\"rate\": %.1f, \"seconds\": %.3f, \"p50_ms\": %.2f, \"p99_ms\": %.2f, \"failed\": %ld}\n",
+    printf("{\"rate\": %.1f, \"seconds\": %.3f, \"p50_ms\": %.2f, \"p99_ms\": %.2f, \"failed\": "
+           "%ld}\n",
            (double)count / secs, secs, b.latency[count / 2], b.latency[count * 99 / 100],
            atomic_load(&b.failed));
     broker_stop(broker);

@@ -97,12 +97,13 @@ static void publish(const char *url, const char *queue, long count, long size, l
                                                AMQP_BASIC_CONTENT_TYPE_FLAG,
                                      .delivery_mode = 2,
                                      .content_type = amqp_cstring_bytes("application/json")};
-    amqp_table_entry_t route = {amqp_cstring_bytes("x-sidecar-route"),
-                                {.kind = AMQP_FIELD_KIND_UTF8,
-                                 .value.bytes = amqp_cstring_bytes("bench")}};
+    amqp_table_entry_t route = {
+        amqp_cstring_bytes("x-sidecar-route"),
+        {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes("bench")}};
     if (sidecar_props) {
         props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_CORRELATION_ID_FLAG |
-                        AMQP_BASIC_TIMESTAMP_FLAG | AMQP_BASIC_APP_ID_FLAG | AMQP_BASIC_HEADERS_FLAG;
+                        AMQP_BASIC_TIMESTAMP_FLAG | AMQP_BASIC_APP_ID_FLAG |
+                        AMQP_BASIC_HEADERS_FLAG;
         props.message_id = amqp_cstring_bytes("9a0f935a-06b9-4ea3-b169-cc103ee41f0d");
         props.correlation_id = amqp_cstring_bytes("2d89eafc-200f-48a3-a237-232835fbcf09");
         props.timestamp = (uint64_t)time(NULL);
@@ -116,8 +117,7 @@ static void publish(const char *url, const char *queue, long count, long size, l
             confirmed = wait_confirms(c, confirmed, sent - (uint64_t)window + 1);
         amqp_bytes_t b = {.len = (size_t)size, .bytes = body};
         if (amqp_basic_publish(c, 1, amqp_empty_bytes, amqp_cstring_bytes(queue), sidecar_props, 0,
-                               &props,
-                               b) != AMQP_STATUS_OK)
+                               &props, b) != AMQP_STATUS_OK)
             die("publish failed");
         sent++;
     }
@@ -155,31 +155,53 @@ static void consume(const char *url, const char *queue, long count, long prefetc
 int main(int argc, char **argv)
 {
     if (argc < 2)
-        die("usage: raw_amqp publish|consume --url U --queue Q --count N [--size B --window W | --prefetch P]");
+        die("usage: raw_amqp publish|consume --url U --queue Q --count N [--size B --window W | "
+            "--prefetch P]");
     const char *mode = argv[1];
     const char *url = "amqp://guest:guest@127.0.0.1:5672/%2f", *queue = "bench";
     long count = 10000, size = 200, window = 512, prefetch = 256;
     int passive = 0, sidecar_props = 0;
     static const struct option opts[] = {
-        {"url", required_argument, NULL, 'u'},   {"queue", required_argument, NULL, 'q'},
-        {"count", required_argument, NULL, 'n'}, {"size", required_argument, NULL, 's'},
-        {"window", required_argument, NULL, 'w'}, {"prefetch", required_argument, NULL, 'p'},
-        {"passive", no_argument, NULL, 'P'},      {"sidecar-props", no_argument, NULL, 'S'},
+        {"url", required_argument, NULL, 'u'},
+        {"queue", required_argument, NULL, 'q'},
+        {"count", required_argument, NULL, 'n'},
+        {"size", required_argument, NULL, 's'},
+        {"window", required_argument, NULL, 'w'},
+        {"prefetch", required_argument, NULL, 'p'},
+        {"passive", no_argument, NULL, 'P'},
+        {"sidecar-props", no_argument, NULL, 'S'},
         {NULL, 0, NULL, 0},
     };
     int o;
     optind = 2;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
-        case 'u': url = optarg; break;
-        case 'q': queue = optarg; break;
-        case 'n': count = atol(optarg); break;
-        case 's': size = atol(optarg); break;
-        case 'w': window = atol(optarg); break;
-        case 'p': prefetch = atol(optarg); break;
-        case 'P': passive = 1; break;
-        case 'S': sidecar_props = 1; break;
-        default: die("unknown option");
+        case 'u':
+            url = optarg;
+            break;
+        case 'q':
+            queue = optarg;
+            break;
+        case 'n':
+            count = atol(optarg);
+            break;
+        case 's':
+            size = atol(optarg);
+            break;
+        case 'w':
+            window = atol(optarg);
+            break;
+        case 'p':
+            prefetch = atol(optarg);
+            break;
+        case 'P':
+            passive = 1;
+            break;
+        case 'S':
+            sidecar_props = 1;
+            break;
+        default:
+            die("unknown option");
         }
     }
     if (strcmp(mode, "publish") == 0)

@@ -32,8 +32,12 @@ static int memfd_with(const uint8_t *data, size_t size)
 /* Reads every record of fd as format; returns them as a JSON array (NULL on error). */
 static json_t *records_of(int fd, enum file_format format, bool split)
 {
-    struct file_records_options opt = {.format = format, .split = split, .max_file = 1 << 20,
-                                       .max_record = 1 << 20, .check = true, .bodies = true,
+    struct file_records_options opt = {.format = format,
+                                       .split = split,
+                                       .max_file = 1 << 20,
+                                       .max_record = 1 << 20,
+                                       .check = true,
+                                       .bodies = true,
                                        .hash = true};
     char err[200];
     struct file_records *fr = file_records_open(&opt, fd, err, sizeof(err));

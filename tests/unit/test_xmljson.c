@@ -385,6 +385,26 @@ static void test_to_xml_element_limits(void **state)
     expect_to_xml(r, NULL); /* 128 in scope */
 }
 
+/* JSON text in one call: the three outcomes a caller must tell apart. */
+static void test_text_to_xml(void **state)
+{
+    char err[256];
+    size_t len = 0;
+    bool parsed = false;
+    char *xml =
+        xmljson_text_to_xml("{\"a\": {\"@id\": \"7\"}}", 19, &len, &parsed, err, sizeof(err));
+    assert_non_null(xml);
+    assert_true(parsed);
+    assert_string_equal(xml, "<a id=\"7\"/>");
+    assert_int_equal(len, strlen(xml));
+    free(xml);
+    assert_null(xmljson_text_to_xml("{\"a\": ", 7, &len, &parsed, err, sizeof(err)));
+    assert_false(parsed);
+    assert_non_null(strstr(err, "at line 1"));
+    assert_null(xmljson_text_to_xml("[1, 2]", 6, &len, &parsed, err, sizeof(err)));
+    assert_true(parsed); /* JSON, but not one root element */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -401,6 +421,7 @@ int main(void)
         cmocka_unit_test(test_to_xml_nul_in_key),
         cmocka_unit_test(test_to_xml_depth),
         cmocka_unit_test(test_to_xml_element_limits),
+        cmocka_unit_test(test_text_to_xml),
     };
     xmlInitParser();
     json_object_seed(1);
