@@ -2,6 +2,10 @@
  * broker — the connection's life: connect, set up, read frames, dispatch,
  * lose, back off, reconnect. See broker.h for the contract.
  *
+ * Connecting: each attempt runs on a thread of its own (broker_attempt.c),
+ * so the loop never waits for a connect, a handshake or the declarations;
+ * when it reports back, the clients set up on the new channel here.
+ *
  * Reading: the loop watches the socket; broker_read drains every frame that
  * is ready (amqp_simple_wait_frame_noblock with a zero timeout, which also
  * sends due heartbeats and notices a silent broker) and offers each method
@@ -15,6 +19,7 @@
 #include "broker.h"
 
 #include "backoff.h"
+#include "broker_attempt.h"
 #include "broker_client.h"
 #include "broker_once.h"
 #include "broker_url.h"
@@ -58,6 +63,7 @@ struct broker {
     bool stopping;
     struct backoff backoff;
     uint64_t reconnect_timer;
+    struct broker_attempt *attempt; /* connecting, on its own thread */
 
     const struct broker_client *clients[BROKER_MAX_CLIENTS];
     size_t n_clients;
@@ -329,21 +335,9 @@ static void broker_tick(struct loop *loop, void *arg)
     loop_timer(loop, TICK_MS, broker_tick, b);
 }
 
-static int setup_connection(struct broker *b, bool *fatal, char *err, size_t errlen)
+/* The channel is declared and in confirm mode: the clients set up on it. */
+static int open_clients(struct broker *b, char *err, size_t errlen)
 {
-    /* Topology first: a failed passive check or declare may reopen the channel,
-     * which would drop confirm mode. */
-    if (b->topo && topology_declare(b->conn, BROKER_CHANNEL, b->topo, b->urls[b->url_index].vhost,
-                                    fatal, err, errlen) != 0)
-        return -1;
-    amqp_confirm_select(b->conn, BROKER_CHANNEL);
-    amqp_rpc_reply_t r = amqp_get_rpc_reply(b->conn);
-    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-        char why[256];
-        broker_reply_describe(r, why, sizeof(why));
-        snprintf(err, errlen, "enabling publisher confirms failed: %s", why);
-        return -1;
-    }
     b->channel.open = true;
     b->channel.conn = b->conn;
     b->channel.generation++;
@@ -354,50 +348,75 @@ static int setup_connection(struct broker *b, bool *fatal, char *err, size_t err
     return 0;
 }
 
+static void attempt_over(struct broker_attempt *a, void *arg);
+
+/* Opening the connection happens on the attempt's thread (broker_attempt.h):
+ * the loop goes on serving until attempt_over. */
 static void broker_connect(struct loop *loop, void *arg)
 {
     struct broker *b = arg;
     b->reconnect_timer = 0;
-    if (b->stopping || b->conn)
+    if (b->stopping || b->conn || b->attempt)
         return;
     const struct broker_url *u = &b->urls[b->url_index];
     char *where = broker_url_display(u);
-    char *name = xasprintf("amqp-sidecar/%s/%s", b->system_name, b->label);
-    char err[1024];
-    bool fatal = false;
-
     broker_set_desc(b, "connecting to %s", where);
-    if (broker_open(b->cfg, u, name, &b->conn, err, sizeof(err)) == 0) {
-        b->fd = amqp_get_sockfd(b->conn);
-        if (setup_connection(b, &fatal, err, sizeof(err)) == 0) {
-            loop_watch(loop, b->fd, POLLIN, on_readable, b);
-            backoff_reset(&b->backoff);
-            if (b->ever_up && b->events.metrics)
-                metric_inc(b->events.metrics->reconnects);
-            if (b->ever_up)
-                log_info(b->label, "reconnected to %s", where);
-            else
-                log_info(b->label, "connected to %s", where);
-            broker_set_desc(b, "connected to %s", where);
-            b->ever_up = true;
-            set_up(b, true);
-            broker_kick(b);
+    free(where);
+    char *name = xasprintf("amqp-sidecar/%s/%s", b->system_name, b->label);
+    b->attempt = broker_attempt_start(b->cfg, u, name, b->topo, loop, attempt_over, b);
+    free(name);
+    if (b->attempt == NULL) {
+        log_error(b->label, "cannot start a thread to connect (out of memory or threads?)");
+        schedule_reconnect(b);
+    }
+}
+
+static void connected(struct broker *b, const char *where)
+{
+    loop_watch(b->loop, b->fd, POLLIN, on_readable, b);
+    backoff_reset(&b->backoff);
+    if (b->ever_up && b->events.metrics)
+        metric_inc(b->events.metrics->reconnects);
+    log_info(b->label, "%s to %s", b->ever_up ? "reconnected" : "connected", where);
+    broker_set_desc(b, "connected to %s", where);
+    b->ever_up = true;
+    set_up(b, true);
+    broker_kick(b);
+}
+
+static void attempt_over(struct broker_attempt *a, void *arg)
+{
+    struct broker *b = arg;
+    b->attempt = NULL;
+    const char *why;
+    bool fatal = false;
+    amqp_connection_state_t conn = broker_attempt_take(a, &why, &fatal);
+    char err[1024];
+    snprintf(err, sizeof(err), "%s", why);
+    broker_attempt_free(a); /* its thread has posted: it is ending */
+    if (b->stopping) {
+        if (conn)
+            broker_close(conn, false);
+        return;
+    }
+    char *where = broker_url_display(&b->urls[b->url_index]);
+    if (conn) {
+        b->conn = conn;
+        b->fd = amqp_get_sockfd(conn);
+        if (open_clients(b, err, sizeof(err)) == 0) {
+            connected(b, where);
             free(where);
-            free(name);
             return;
         }
-        amqp_connection_state_t conn = b->conn;
         b->conn = NULL;
         b->fd = -1;
         channel_close(b);
         clients_lost(b, err);
         broker_close(conn, false);
     }
-
     log_error(b->label, "%s: %s", where, err);
     broker_set_desc(b, "%s: %s", where, err);
     free(where);
-    free(name);
     if (fatal && !b->ever_up && b->events.fatal) {
         b->events.fatal(b->events.arg, err);
         return;
@@ -515,7 +534,7 @@ static void *broker_thread(void *arg)
 static void start_on_thread(void *arg)
 {
     struct broker *b = arg;
-    loop_set_prepare(b->loop, broker_prepare, b);
+    loop_add_prepare(b->loop, broker_prepare, b);
     loop_timer(b->loop, TICK_MS, broker_tick, b);
     broker_connect(b->loop, b);
 }
@@ -548,6 +567,9 @@ void broker_stop(struct broker *b)
     loop_post(b->loop, stop_on_thread, b);
     pthread_join(b->thread, NULL);
     b->thread_started = false;
+    /* An attempt the loop did not hear the end of: wait for it, drop its connection. */
+    broker_attempt_free(b->attempt);
+    b->attempt = NULL;
     /* Submits that raced the stop are answered now, while their kinds still live. */
     clients_lost(b, "the sidecar is shutting down");
 }

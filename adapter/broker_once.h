@@ -1,6 +1,6 @@
 /*
- * broker_once — opening a connection (for the broker's thread, which owns
- * the connections it opens), and synchronous connections for commands that
+ * broker_once — opening a connection (for a connect attempt's thread, which
+ * hands it to the broker's loop), and synchronous connections for commands that
  * run once and exit (replay, check --connect): connect trying each URL in
  * turn, open channel BROKER_CHANNEL, use it directly, close.
  */

@@ -1,15 +1,14 @@
 /*
- * httpd — libmicrohttpd glue (see httpd.h).
- * (About 610 lines: the access handler's calls, suspend/resume and the
- * server's options are one protocol with libmicrohttpd; deadlines are in
- * httpd_watch.c.)
+ * httpd — requests: libmicrohttpd's callbacks and the answers (see httpd.h);
+ * the server's life is httpd_server.c's, deadlines are httpd_watch.c's.
  *
  * MHD calls the access handler several times per request: once with the
  * headers, then with body chunks, then with none. We check the route, the
  * header count and Content-Length on the first call, gather the body
  * (bounded) on the next ones, and dispatch on the last. A response can only
- * be queued from inside the access handler, so an answer that comes later,
- * from another thread, is stored and the connection resumed; MHD then calls
+ * be queued from inside the access handler, so an answer that comes later
+ * (from the broker's confirm, on this thread or another) is stored and the
+ * connection resumed; MHD then calls
  * the handler again and we queue it. `state` (under the request's lock)
  * settles the race between the handler returning and the answer arriving.
  *
@@ -20,7 +19,7 @@
  * and find clients that went away, and drain can tell an upload that still
  * progresses from one that never will.
  */
-#include "httpd.h"
+#include "httpd_internal.h"
 
 #include "config.h"
 #include "httpd_watch.h"
@@ -41,31 +40,6 @@
 #include <unistd.h>
 
 #define MAX_HEADERS 100
-#define THREADS     2
-#define MEMORY_LIMIT                                                                               \
-    (16 * 1024) /* per connection: bounds request line + headers; MHD zeroes                       \
-                 * it for every request, so bigger costs CPU */
-
-struct http_route {
-    char *path;
-    bool prefix;
-    size_t max_body;
-    http_handler_fn fn;
-    void *arg;
-    http_refusal_fn refusal;
-};
-
-struct http_server {
-    char *listen;
-    struct sockaddr_storage addr;
-    struct MHD_Daemon *daemon;
-    struct http_route *routes;
-    size_t n_routes;
-    struct http_limits limits;
-    struct http_watch *watch; /* from start */
-    atomic_size_t dispatched; /* requests handed to their handler, not yet completed */
-    atomic_bool draining;     /* set by quiesce: new requests on kept-alive connections get 503 */
-};
 
 enum req_state { REQ_READING, REQ_HANDLING, REQ_SUSPENDED, REQ_ANSWERED };
 
@@ -84,106 +58,6 @@ struct http_request {
     struct MHD_Response *response;
     int status;
 };
-
-/* ---- server ------------------------------------------------------------------ */
-
-static int parse_addr(const char *listen, struct sockaddr_storage *out, char *err, size_t errlen)
-{
-    char host[256];
-    int port;
-    if (config_parse_listen(listen, host, sizeof(host), &port) != 0) {
-        snprintf(err, errlen, "listen address \"%s\" is not host:port", listen);
-        return -1;
-    }
-    struct addrinfo hints = {
-        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
-    struct addrinfo *res = NULL;
-    char service[16];
-    snprintf(service, sizeof(service), "%d", port);
-    int rc = getaddrinfo(host, service, &hints, &res);
-    if (rc != 0 || res == NULL) {
-        snprintf(err, errlen, "cannot resolve listen host \"%s\": %s", host, gai_strerror(rc));
-        return -1;
-    }
-    memcpy(out, res->ai_addr, res->ai_addrlen);
-    freeaddrinfo(res);
-    return 0;
-}
-
-struct http_server *http_server_new(const char *listen, char *err, size_t errlen)
-{
-    struct http_server *s = xcalloc(1, sizeof(*s));
-    if (parse_addr(listen, &s->addr, err, errlen) != 0) {
-        free(s);
-        return NULL;
-    }
-    s->listen = xstrdup(listen);
-    s->limits = HTTP_LIMITS_DEFAULT;
-    return s;
-}
-
-void http_server_set_limits(struct http_server *s, const struct http_limits *limits)
-{
-    s->limits = *limits;
-}
-
-const struct http_limits *http_server_limits(const struct http_server *s)
-{
-    return &s->limits;
-}
-
-const char *http_server_listen(const struct http_server *s)
-{
-    return s->listen;
-}
-
-int http_server_route(struct http_server *s, const char *path, size_t max_body, http_handler_fn fn,
-                      void *arg)
-{
-    for (size_t i = 0; i < s->n_routes; i++)
-        if (strcmp(s->routes[i].path, path) == 0)
-            return -1;
-    s->routes = xrealloc(s->routes, (s->n_routes + 1) * sizeof(*s->routes));
-    size_t len = strlen(path);
-    bool prefix = len > 0 && path[len - 1] == '*';
-    s->routes[s->n_routes++] = (struct http_route){
-        .path = prefix ? xstrndup(path, len - 1) : xstrdup(path),
-        .prefix = prefix,
-        .max_body = max_body,
-        .fn = fn,
-        .arg = arg,
-    };
-    return 0;
-}
-
-int http_server_route_refusal(struct http_server *s, const char *path, http_refusal_fn fn)
-{
-    for (size_t i = 0; i < s->n_routes; i++) {
-        if (strcmp(s->routes[i].path, path) == 0) {
-            s->routes[i].refusal = fn;
-            return 0;
-        }
-    }
-    return -1;
-}
-
-static const struct http_route *route_for(const struct http_server *s, const char *path)
-{
-    for (size_t i = 0; i < s->n_routes; i++) {
-        const struct http_route *r = &s->routes[i];
-        if (r->prefix ? strncmp(path, r->path, strlen(r->path)) == 0 : strcmp(path, r->path) == 0)
-            return r;
-    }
-    return NULL;
-}
-
-size_t http_server_active(const struct http_server *s)
-{
-    size_t n = atomic_load(&((struct http_server *)s)->dispatched);
-    if (s->watch)
-        n += http_watch_uploading(s->watch, HTTP_PROGRESS_MS);
-    return n;
-}
 
 /* The watch entry of an MHD connection (its socket context). */
 static struct http_conn *watched(struct MHD_Connection *conn)
@@ -294,6 +168,8 @@ void http_respond_headers(struct http_request *req, int status, const char *cont
     if (resume)
         MHD_resume_connection(req->conn);
     pthread_mutex_unlock(&req->lock);
+    if (resume)
+        http_server_resumed(req->server);
 }
 
 void http_respond(struct http_request *req, int status, const char *content_type, const char *body,
@@ -409,7 +285,7 @@ static enum MHD_Result first_call(struct http_server *s, struct MHD_Connection *
     if (http_conn_late(wc))
         return MHD_NO; /* the headers took longer than read_timeout: close */
     enum MHD_Result refused;
-    const struct http_route *route = route_for(s, url);
+    const struct http_route *route = http_route_for(s, url);
     int headers = 0;
     MHD_get_connection_values(conn, MHD_HEADER_KIND, count_value, &headers);
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
@@ -437,9 +313,9 @@ static void dispatch(struct http_request *req)
     req->route->fn(req, req->route->arg);
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version, const char *upload_data,
-                                  size_t *upload_data_size, void **con_cls)
+enum MHD_Result httpd_on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls)
 {
     struct http_server *s = cls;
     struct http_request *req = *con_cls;
@@ -487,8 +363,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 /* A request ended (answer sent, refused, or the connection failed): a kept-alive
  * connection is idle until its next request line. */
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-                         enum MHD_RequestTerminationCode toe)
+void httpd_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                        enum MHD_RequestTerminationCode toe)
 {
     http_conn_idle(watched(conn));
     struct http_request *req = *con_cls;
@@ -501,8 +377,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 }
 
 /* MHD's connection notifications: a connection is watched while it exists. */
-static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
-                          enum MHD_ConnectionNotificationCode code)
+void httpd_on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                         enum MHD_ConnectionNotificationCode code)
 {
     struct http_server *s = cls;
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
@@ -517,95 +393,8 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 
 /* MHD's URI log callback: a request line arrived. Returns the request's
  * initial context, which must stay NULL (on_request's first call sees it). */
-static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *conn)
+void *httpd_on_request_line(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     http_conn_request_line(watched(conn));
     return NULL;
-}
-
-/* MHD messages that clients cause: a refusal at a limit (which MHD words the
- * same for both limits) gets the keys that set them; a client going away is
- * routine, so info. Others stay warnings. */
-static const struct {
-    const char *start;
-    enum log_level level;
-    const char *hint;
-} mhd_messages[] = {
-    {"Server reached connection limit", LOG_WARN,
-     " (http.max_connections, or http.max_connections_per_ip for one client address)"},
-    {"Connection was closed by remote side", LOG_INFO, ""},
-    {"Socket has been disconnected when reading request", LOG_INFO, ""},
-    {"Connection socket is closed when reading request", LOG_INFO, ""},
-};
-
-/* MHD's messages go through the log's rate limit, one budget per MHD message
- * (its format string): a flood of refused connections is a few lines. */
-static void on_mhd_log(void *cls, const char *fmt, va_list ap)
-{
-    char msg[512];
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    str_trim_right(msg);
-    enum log_level level = LOG_WARN;
-    const char *hint = "";
-    for (size_t i = 0; i < sizeof(mhd_messages) / sizeof(mhd_messages[0]); i++) {
-        if (strncmp(msg, mhd_messages[i].start, strlen(mhd_messages[i].start)) == 0) {
-            level = mhd_messages[i].level;
-            hint = mhd_messages[i].hint;
-        }
-    }
-    log_event_site(level, NULL, fmt, "http server %s: %s%s", ((struct http_server *)cls)->listen,
-                   msg, hint);
-}
-
-int http_server_start(struct http_server *s, char *err, size_t errlen)
-{
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG;
-    if (s->addr.ss_family == AF_INET6)
-        flags |= MHD_USE_IPv6;
-    int port = ntohs(s->addr.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&s->addr)->sin6_port
-                                                   : ((struct sockaddr_in *)&s->addr)->sin_port);
-    const struct http_limits *l = &s->limits;
-    s->watch = http_watch_new(s->listen, (int64_t)(l->read_timeout * 1000),
-                              (int64_t)(l->idle_timeout * 1000));
-    s->daemon = MHD_start_daemon(
-        flags, (uint16_t)port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
-        MHD_OPTION_SOCK_ADDR, &s->addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)THREADS,
-        MHD_OPTION_CONNECTION_LIMIT, l->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        l->max_per_ip, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)ceil(l->idle_timeout),
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)MEMORY_LIMIT, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
-        MHD_OPTION_URI_LOG_CALLBACK, on_request_line, s, MHD_OPTION_END);
-    if (s->daemon == NULL || http_watch_start(s->watch) != 0) {
-        snprintf(err, errlen,
-                 "cannot listen on %s (is the port in use by another process, or the address "
-                 "not local?)",
-                 s->listen);
-        return -1;
-    }
-    return 0;
-}
-
-void http_server_quiesce(struct http_server *s)
-{
-    atomic_store(&s->draining, true);
-    if (s->daemon) {
-        MHD_socket fd = MHD_quiesce_daemon(s->daemon);
-        if (fd != MHD_INVALID_SOCKET)
-            close(fd);
-    }
-}
-
-void http_server_free(struct http_server *s)
-{
-    if (s == NULL)
-        return;
-    if (s->daemon)
-        MHD_stop_daemon(s->daemon); /* closes every connection: the watch is empty after */
-    http_watch_free(s->watch);
-    for (size_t i = 0; i < s->n_routes; i++)
-        free(s->routes[i].path);
-    free(s->routes);
-    free(s->listen);
-    free(s);
 }

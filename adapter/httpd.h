@@ -5,8 +5,11 @@
  * One server per listen address; several routes may share it by path. The
  * server reads the whole body (refusing more than the route's max_body with
  * 413 before reading it when Content-Length says so), then calls the route's
- * handler on a server thread. The handler answers with http_respond, either
- * at once or later from any thread (e.g. when the broker confirmed): the
+ * handler on the thread that runs the server: an event loop of ours (the
+ * route listeners run in the publisher's, so a request is read, published,
+ * confirmed and answered on one thread), or libmicrohttpd's own threads (the
+ * admin listener). The handler answers with http_respond, either at once or
+ * later from any thread (e.g. when the broker confirmed): the
  * connection is suspended meanwhile and resumed by the answer. Every request
  * handed to a handler must be answered exactly once.
  *
@@ -24,9 +27,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-struct http_server;
-struct http_request;
 struct header;
+struct http_request;
+struct http_server;
+struct loop;
 
 typedef void (*http_handler_fn)(struct http_request *req, void *arg);
 
@@ -62,8 +66,11 @@ int http_server_route(struct http_server *s, const char *path, size_t max_body, 
 /* Sets the refusal renderer of the route registered for path. 0, or -1 if none. */
 int http_server_route_refusal(struct http_server *s, const char *path, http_refusal_fn fn);
 const char *http_server_listen(const struct http_server *s);
-int http_server_start(struct http_server *s, char *err, size_t errlen);
-/* Stop accepting connections; requests already read still get answered. */
+/* Listen and serve: in loop (which must be running, or about to, on its own
+ * thread; the server joins it by a post), or on threads of its own when loop
+ * is NULL. In loop mode, stop the loop before http_server_free. */
+int http_server_start(struct http_server *s, struct loop *loop, char *err, size_t errlen);
+/* Any thread: stop accepting connections; requests already read still get answered. */
 void http_server_quiesce(struct http_server *s);
 /* Requests in flight, which drain waits for: those handed to their handler
  * whose answer is not yet completely sent (or the connection closed), and

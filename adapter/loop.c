@@ -35,6 +35,11 @@ struct timer {
     void *arg;
 };
 
+struct prepare {
+    loop_prepare_fn fn;
+    void *arg;
+};
+
 struct post {
     loop_post_fn fn;
     void *arg;
@@ -47,12 +52,14 @@ struct loop {
     struct timer *timers;
     size_t n_timers, cap_timers;
     uint64_t next_timer_id;
-    loop_prepare_fn prepare;
-    void *prepare_arg;
+    struct prepare *prepare;
+    size_t n_prepare;
     int wake_fd;
     pthread_mutex_t post_lock;
     struct post *post_head, *post_tail;
     atomic_bool stop;
+    pthread_t thread; /* valid while running */
+    atomic_bool running;
 };
 
 int64_t loop_now_ms(void)
@@ -91,6 +98,7 @@ void loop_free(struct loop *loop)
     pthread_mutex_destroy(&loop->post_lock);
     free(loop->watches);
     free(loop->timers);
+    free(loop->prepare);
     free(loop);
 }
 
@@ -172,10 +180,14 @@ void loop_timer_cancel(struct loop *loop, uint64_t id)
     }
 }
 
-void loop_set_prepare(struct loop *loop, loop_prepare_fn fn, void *arg)
+int loop_add_prepare(struct loop *loop, loop_prepare_fn fn, void *arg)
 {
-    loop->prepare = fn;
-    loop->prepare_arg = arg;
+    struct prepare *grown = realloc(loop->prepare, (loop->n_prepare + 1) * sizeof(*grown));
+    if (grown == NULL)
+        return -1;
+    loop->prepare = grown;
+    loop->prepare[loop->n_prepare++] = (struct prepare){.fn = fn, .arg = arg};
+    return 0;
 }
 
 int loop_post(struct loop *loop, loop_post_fn fn, void *arg)
@@ -191,18 +203,21 @@ int loop_post(struct loop *loop, loop_post_fn fn, void *arg)
         loop->post_head = p;
     loop->post_tail = p;
     pthread_mutex_unlock(&loop->post_lock);
+    loop_wake(loop);
+    return 0;
+}
+
+void loop_wake(struct loop *loop)
+{
     uint64_t one = 1;
     ssize_t ignored = write(loop->wake_fd, &one, sizeof(one));
     (void)ignored;
-    return 0;
 }
 
 void loop_stop(struct loop *loop)
 {
     atomic_store(&loop->stop, true);
-    uint64_t one = 1;
-    ssize_t ignored = write(loop->wake_fd, &one, sizeof(one));
-    (void)ignored;
+    loop_wake(loop);
 }
 
 bool loop_stopping(const struct loop *loop)
@@ -257,8 +272,8 @@ static int next_timeout(struct loop *loop, int64_t now)
         if (timeout < 0 || left < timeout)
             timeout = left;
     }
-    if (loop->prepare != NULL) {
-        int limit = loop->prepare(loop, loop->prepare_arg);
+    for (size_t i = 0; i < loop->n_prepare; i++) {
+        int limit = loop->prepare[i].fn(loop, loop->prepare[i].arg);
         if (limit >= 0 && (timeout < 0 || limit < timeout))
             timeout = limit;
     }
@@ -295,9 +310,18 @@ static void loop_once(struct loop *loop)
     watches_sweep(loop);
 }
 
+bool loop_on_thread(const struct loop *loop)
+{
+    return atomic_load(&((struct loop *)loop)->running) &&
+           pthread_equal(loop->thread, pthread_self());
+}
+
 void loop_run(struct loop *loop)
 {
+    loop->thread = pthread_self();
+    atomic_store(&loop->running, true);
     while (!atomic_load(&loop->stop))
         loop_once(loop);
     posts_run(loop);
+    atomic_store(&loop->running, false);
 }

@@ -4,8 +4,8 @@
  * Each thread that owns an AMQP connection (and, for outbound routes, a libcurl
  * multi handle) runs one loop: file descriptors with callbacks, one-shot
  * timers, and a thread-safe post queue so other threads can hand it work
- * (loop_post) without touching anything it owns. loop_post and loop_stop are
- * the only functions other threads may call.
+ * (loop_post) without touching anything it owns. loop_post, loop_wake and
+ * loop_stop are the only functions other threads may call.
  */
 #ifndef SIDECAR_LOOP_H
 #define SIDECAR_LOOP_H
@@ -42,7 +42,9 @@ uint64_t loop_timer(struct loop *loop, int64_t ms, loop_timer_fn fn, void *arg);
 int64_t loop_ms(double seconds);
 void loop_timer_cancel(struct loop *loop, uint64_t id);
 
-void loop_set_prepare(struct loop *loop, loop_prepare_fn fn, void *arg);
+/* Adds a hook run before each poll, after those added before it (the
+ * broker's, and one per HTTP server the loop runs). 0, or -1 if out of memory. */
+int loop_add_prepare(struct loop *loop, loop_prepare_fn fn, void *arg);
 
 /* Any thread: run fn(arg) on the loop's thread soon. 0, or -1 if out of memory. */
 int loop_post(struct loop *loop, loop_post_fn fn, void *arg);
@@ -50,7 +52,11 @@ int loop_post(struct loop *loop, loop_post_fn fn, void *arg);
 /* Run until loop_stop; then run what is still posted and return. */
 void loop_run(struct loop *loop);
 void loop_stop(struct loop *loop); /* any thread */
+/* Any thread: make the loop go round once (its prepare hooks run). */
+void loop_wake(struct loop *loop);
 bool loop_stopping(const struct loop *loop);
+/* Any thread: is the caller the thread running loop? */
+bool loop_on_thread(const struct loop *loop);
 
 /* Monotonic milliseconds. */
 int64_t loop_now_ms(void);

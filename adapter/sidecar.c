@@ -594,7 +594,11 @@ int sidecar_run(struct sidecar_config *cfg)
     if (code == 0)
         plan_listeners(&sc);
     for (size_t i = 0; code == 0 && i < sc.n_servers; i++) {
-        if (http_server_start(sc.servers[i], err, sizeof(err)) != 0) {
+        /* Route listeners run in the publisher's loop; the admin-only one on its own. */
+        struct loop *loop = is_admin_only(&sc, sc.servers[i]) || sc.publisher_broker == NULL
+                                ? NULL
+                                : broker_loop(sc.publisher_broker);
+        if (http_server_start(sc.servers[i], loop, err, sizeof(err)) != 0) {
             log_error(NULL, "cannot start: %s", err);
             code = 1;
         }

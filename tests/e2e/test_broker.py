@@ -3,7 +3,9 @@ client certificates, fail-over across `urls`, a blocked connection as
 backpressure, and heartbeats keeping an idle connection alive."""
 import concurrent.futures
 import os
+import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -175,3 +177,50 @@ def test_heartbeats_keep_an_idle_connection(broker, sidecar, uid):
     assert "connection lost" not in s.log()
     names = broker.ctl("list_connections", "client_properties")
     assert f"amqp-sidecar/{uid}/publisher" in names
+
+
+def test_a_silent_broker_does_not_stall_the_listener(broker, sidecar, uid):
+    """The route listeners run in the publisher connection's loop, and opening
+    that connection can take seconds (here: a peer that accepts TCP and never
+    speaks AMQP, so the handshake waits out connect_timeout, again and again).
+    Meanwhile every request must still be answered at once: 503 with
+    Retry-After, not a hang. Then, with the real broker, 202."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    held = []
+    stop = threading.Event()
+
+    def accept():
+        silent.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(silent.accept()[0])
+            except OSError:
+                pass
+    threading.Thread(target=accept, daemon=True).start()
+    port = free_port()
+    broker.declare_queue(f"{uid}.q", "amq.topic", f"{uid}.k")
+    route = (f'{{ name = "in"; kind = "http"; listen = "127.0.0.1:{port}"; path = "/in"; '
+             f'exchange = "amq.topic"; routing_key = "{uid}.k"; }}')
+    silent_url = f"amqp://guest:guest@127.0.0.1:{silent.getsockname()[1]}/%2f"
+    text = make_config(broker, uid, inbound=route).replace(
+        f'url = "{broker.url}"; heartbeat = 5; connect_timeout = 2;',
+        f'urls = [ "{silent_url}", "{broker.url}" ]; heartbeat = 5; connect_timeout = 4;')
+    assert silent_url in text
+    try:
+        s = sidecar(text, name=uid, ready=False)
+        wait_for(lambda: held, 10, what="the sidecar connecting to the silent peer")
+        post = lambda: requests.post(f"http://127.0.0.1:{port}/in", data=b"{}", timeout=2,
+                                     headers={"Content-Type": "application/json"})
+        answers = [post() for _ in range(5)]  # within the 4 s handshake wait
+        assert [r.status_code for r in answers] == [503] * 5
+        assert all("Retry-After" in r.headers for r in answers)
+        # after the silent peer's timeout, the next URL is the real broker
+        s.wait_ready(timeout=30)
+        assert post().status_code == 202
+    finally:
+        stop.set()
+        for c in held:
+            c.close()
+        silent.close()

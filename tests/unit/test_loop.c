@@ -1,7 +1,10 @@
 /*
- * Unit tests for loop_ms (adapter/loop.c): seconds become timer milliseconds
- * without undefined behaviour for any double — inf, nan, 1e30, negatives —
- * which a plain (int64_t) cast does not give (UBSan: float-cast-overflow).
+ * Unit tests for the loop (adapter/loop.c): loop_ms turns seconds into timer
+ * milliseconds without undefined behaviour for any double — inf, nan, 1e30,
+ * negatives — which a plain (int64_t) cast does not give (UBSan:
+ * float-cast-overflow); every prepare hook runs before each poll and the
+ * shortest limit wins (the broker's and each HTTP server's share a loop);
+ * loop_on_thread tells the loop's own thread from others.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +14,7 @@
 #include "loop.h"
 
 #include <math.h>
+#include <pthread.h>
 
 static void test_ordinary_seconds(void **state)
 {
@@ -39,12 +43,81 @@ static void test_huge_is_capped(void **state)
     assert_true(loop_ms((double)LOOP_MS_MAX / 1000 - 1) < LOOP_MS_MAX);
 }
 
+struct hooks {
+    int calls[2];
+    int64_t woke_ms;
+    bool on_thread;
+};
+
+static int prepare_first(struct loop *loop, void *arg)
+{
+    struct hooks *h = arg;
+    h->calls[0]++;
+    return -1; /* no limit of its own */
+}
+
+/* Limits the sleep to 20 ms; on its third call, stops the loop. */
+static int prepare_second(struct loop *loop, void *arg)
+{
+    struct hooks *h = arg;
+    h->on_thread = loop_on_thread(loop);
+    if (++h->calls[1] == 3) {
+        h->woke_ms = loop_now_ms();
+        loop_stop(loop);
+    }
+    return 20;
+}
+
+static void test_every_prepare_hook_runs_and_the_shortest_limit_wins(void **state)
+{
+    struct loop *loop = loop_new();
+    struct hooks h = {0};
+    assert_int_equal(loop_add_prepare(loop, prepare_first, &h), 0);
+    assert_int_equal(loop_add_prepare(loop, prepare_second, &h), 0);
+    int64_t start = loop_now_ms();
+    loop_run(loop); /* no fds, no timers: only the second hook's 20 ms wakes it */
+    assert_int_equal(h.calls[0], 3);
+    assert_int_equal(h.calls[1], 3);
+    assert_true(h.woke_ms - start < 5000); /* it did not sleep the default minute */
+    assert_true(h.on_thread);
+    assert_false(loop_on_thread(loop)); /* not running any more */
+    loop_free(loop);
+}
+
+static void *other_thread(void *arg)
+{
+    return (void *)(uintptr_t)loop_on_thread(arg);
+}
+
+static int check_from_another_thread(struct loop *loop, void *arg)
+{
+    pthread_t t;
+    void *res;
+    pthread_create(&t, NULL, other_thread, loop);
+    pthread_join(t, &res);
+    *(bool *)arg = (bool)(uintptr_t)res;
+    loop_stop(loop);
+    return 0;
+}
+
+static void test_another_thread_is_not_the_loop_thread(void **state)
+{
+    struct loop *loop = loop_new();
+    bool other = true;
+    loop_add_prepare(loop, check_from_another_thread, &other);
+    loop_run(loop);
+    assert_false(other);
+    loop_free(loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ordinary_seconds),
         cmocka_unit_test(test_nonsense_is_zero),
         cmocka_unit_test(test_huge_is_capped),
+        cmocka_unit_test(test_every_prepare_hook_runs_and_the_shortest_limit_wins),
+        cmocka_unit_test(test_another_thread_is_not_the_loop_thread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -34,11 +34,32 @@ static void test_sha256_id_of_a_prefix(void **state)
     assert_string_equal(id, "sha256:e3b0c44298fc1c149afbf4c8996fb924");
 }
 
+/* RFC 9562 version 4: 8-4-4-4-12 lowercase hex, version nibble 4, variant 10xx. */
+static void test_uuid_v4_shape(void **state)
+{
+    char a[37], b[37];
+    for (int n = 0; n < 1000; n++) {
+        uuid_v4(a);
+        assert_int_equal(strlen(a), 36);
+        for (int i = 0; i < 36; i++) {
+            if (i == 8 || i == 13 || i == 18 || i == 23)
+                assert_int_equal(a[i], '-');
+            else
+                assert_non_null(strchr("0123456789abcdef", a[i]));
+        }
+        assert_int_equal(a[14], '4');
+        assert_non_null(strchr("89ab", a[19]));
+    }
+    uuid_v4(b);
+    assert_string_not_equal(a, b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sha256_parts_concatenate),
         cmocka_unit_test(test_sha256_id_of_a_prefix),
+        cmocka_unit_test(test_uuid_v4_shape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,58 @@
+/*
+ * httpd_internal — what httpd.c (requests: libmicrohttpd's callbacks) and
+ * httpd_server.c (the server: routes, start, the loop it runs in, stop)
+ * share. Nothing outside those two includes it.
+ */
+#ifndef SIDECAR_HTTPD_INTERNAL_H
+#define SIDECAR_HTTPD_INTERNAL_H
+
+#include "httpd.h"
+
+#include <microhttpd.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+
+struct loop;
+
+struct http_route {
+    char *path;
+    bool prefix;
+    size_t max_body;
+    http_handler_fn fn;
+    void *arg;
+    http_refusal_fn refusal;
+};
+
+struct http_server {
+    char *listen;
+    struct sockaddr_storage addr;
+    struct MHD_Daemon *daemon;
+    struct http_route *routes;
+    size_t n_routes;
+    struct http_limits limits;
+    struct http_watch *watch; /* from start */
+    struct loop *loop;        /* the loop that runs the daemon, or NULL: MHD's own threads */
+    atomic_size_t dispatched; /* requests handed to their handler, not yet completed */
+    atomic_bool draining;     /* set by quiesce: new requests on kept-alive connections get 503 */
+    atomic_bool resumed;      /* loop mode: a connection was resumed; MHD_run must see it */
+    atomic_bool quiesced;     /* the listen socket is closed (in loop mode, by the loop's thread) */
+};
+
+/* A connection was resumed (MHD_resume_connection, any thread): in loop mode,
+ * make the loop run the daemon before it sleeps again (MHD 0.9.75 has no
+ * inter-thread channel without its own thread). */
+void http_server_resumed(struct http_server *s);
+
+const struct http_route *http_route_for(const struct http_server *s, const char *path);
+
+/* libmicrohttpd's callbacks (httpd.c); cls is the server. */
+enum MHD_Result httpd_on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls);
+void httpd_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                        enum MHD_RequestTerminationCode toe);
+void httpd_on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                         enum MHD_ConnectionNotificationCode code);
+void *httpd_on_request_line(void *cls, const char *uri, struct MHD_Connection *conn);
+
+#endif

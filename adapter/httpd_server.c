@@ -1,0 +1,320 @@
+/*
+ * httpd_server — an HTTP server's life: its address and routes, the
+ * libmicrohttpd daemon and where it runs, quiesce and stop (see httpd.h).
+ * Requests are httpd.c's.
+ *
+ * A server runs either on MHD's own threads (the admin listener: it must
+ * answer while the rest is busy) or in an event loop of ours (the route
+ * listeners, in the publisher connection's loop): MHD's epoll descriptor is
+ * one more watch in the loop, MHD_run serves every ready connection when it
+ * is readable, and the loop sleeps no longer than MHD's next timeout. Then a
+ * request is read, handed to its route, published, confirmed and answered on
+ * that one thread, with no hand-over between threads. Answers given from
+ * another thread still work: resuming a connection writes to MHD's
+ * inter-thread channel, which is in that epoll set.
+ *
+ * In loop mode only the loop's thread calls into the daemon while the loop
+ * runs; quiesce asks it to close the listen socket (a flag and a wake-up),
+ * and stop happens after the loop has ended.
+ */
+#include "httpd_internal.h"
+
+#include "config.h"
+#include "httpd_watch.h"
+#include "log.h"
+#include "loop.h"
+#include "util.h"
+
+#include <arpa/inet.h>
+#include <limits.h>
+#include <math.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define THREADS 2 /* MHD's own threads, when not in a loop */
+#define MEMORY_LIMIT                                                                               \
+    (16 * 1024)            /* per connection: bounds request line + headers; MHD zeroes            \
+                            * it for every request, so bigger costs CPU */
+#define FINAL_FLUSH_MS 200 /* at stop, after the loop ended: time to send answers given late */
+
+static int parse_addr(const char *listen, struct sockaddr_storage *out, char *err, size_t errlen)
+{
+    char host[256];
+    int port;
+    if (config_parse_listen(listen, host, sizeof(host), &port) != 0) {
+        snprintf(err, errlen, "listen address \"%s\" is not host:port", listen);
+        return -1;
+    }
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+    struct addrinfo *res = NULL;
+    char service[16];
+    snprintf(service, sizeof(service), "%d", port);
+    int rc = getaddrinfo(host, service, &hints, &res);
+    if (rc != 0 || res == NULL) {
+        snprintf(err, errlen, "cannot resolve listen host \"%s\": %s", host, gai_strerror(rc));
+        return -1;
+    }
+    memcpy(out, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    return 0;
+}
+
+struct http_server *http_server_new(const char *listen, char *err, size_t errlen)
+{
+    struct http_server *s = xcalloc(1, sizeof(*s));
+    if (parse_addr(listen, &s->addr, err, errlen) != 0) {
+        free(s);
+        return NULL;
+    }
+    s->listen = xstrdup(listen);
+    s->limits = HTTP_LIMITS_DEFAULT;
+    return s;
+}
+
+void http_server_set_limits(struct http_server *s, const struct http_limits *limits)
+{
+    s->limits = *limits;
+}
+
+const struct http_limits *http_server_limits(const struct http_server *s)
+{
+    return &s->limits;
+}
+
+const char *http_server_listen(const struct http_server *s)
+{
+    return s->listen;
+}
+
+/* ---- routes --------------------------------------------------------------------- */
+
+int http_server_route(struct http_server *s, const char *path, size_t max_body, http_handler_fn fn,
+                      void *arg)
+{
+    for (size_t i = 0; i < s->n_routes; i++)
+        if (strcmp(s->routes[i].path, path) == 0)
+            return -1;
+    s->routes = xrealloc(s->routes, (s->n_routes + 1) * sizeof(*s->routes));
+    size_t len = strlen(path);
+    bool prefix = len > 0 && path[len - 1] == '*';
+    s->routes[s->n_routes++] = (struct http_route){
+        .path = prefix ? xstrndup(path, len - 1) : xstrdup(path),
+        .prefix = prefix,
+        .max_body = max_body,
+        .fn = fn,
+        .arg = arg,
+    };
+    return 0;
+}
+
+int http_server_route_refusal(struct http_server *s, const char *path, http_refusal_fn fn)
+{
+    for (size_t i = 0; i < s->n_routes; i++) {
+        if (strcmp(s->routes[i].path, path) == 0) {
+            s->routes[i].refusal = fn;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+const struct http_route *http_route_for(const struct http_server *s, const char *path)
+{
+    for (size_t i = 0; i < s->n_routes; i++) {
+        const struct http_route *r = &s->routes[i];
+        if (r->prefix ? strncmp(path, r->path, strlen(r->path)) == 0 : strcmp(path, r->path) == 0)
+            return r;
+    }
+    return NULL;
+}
+
+size_t http_server_active(const struct http_server *s)
+{
+    size_t n = atomic_load(&((struct http_server *)s)->dispatched);
+    if (s->watch)
+        n += http_watch_uploading(s->watch, HTTP_PROGRESS_MS);
+    return n;
+}
+
+/* ---- MHD's log ------------------------------------------------------------------ */
+
+/* MHD messages that clients cause: a refusal at a limit (which MHD words the
+ * same for both limits) gets the keys that set them; a client going away is
+ * routine, so info. Others stay warnings. */
+static const struct {
+    const char *start;
+    enum log_level level;
+    const char *hint;
+} mhd_messages[] = {
+    {"Server reached connection limit", LOG_WARN,
+     " (http.max_connections, or http.max_connections_per_ip for one client address)"},
+    {"Connection was closed by remote side", LOG_INFO, ""},
+    {"Socket has been disconnected when reading request", LOG_INFO, ""},
+    {"Connection socket is closed when reading request", LOG_INFO, ""},
+};
+
+/* MHD's messages go through the log's rate limit, one budget per MHD message
+ * (its format string): a flood of refused connections is a few lines. */
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    str_trim_right(msg);
+    enum log_level level = LOG_WARN;
+    const char *hint = "";
+    for (size_t i = 0; i < sizeof(mhd_messages) / sizeof(mhd_messages[0]); i++) {
+        if (strncmp(msg, mhd_messages[i].start, strlen(mhd_messages[i].start)) == 0) {
+            level = mhd_messages[i].level;
+            hint = mhd_messages[i].hint;
+        }
+    }
+    log_event_site(level, NULL, fmt, "http server %s: %s%s", ((struct http_server *)cls)->listen,
+                   msg, hint);
+}
+
+/* ---- running in a loop ------------------------------------------------------------ */
+
+static void close_listener(struct http_server *s)
+{
+    MHD_socket fd = MHD_quiesce_daemon(s->daemon);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+    atomic_store(&s->quiesced, true);
+}
+
+/* MHD's epoll set has events: serve every ready connection. */
+static void on_daemon_ready(struct loop *loop, int fd, short revents, void *arg)
+{
+    MHD_run(((struct http_server *)arg)->daemon);
+}
+
+void http_server_resumed(struct http_server *s)
+{
+    if (s->loop == NULL)
+        return; /* MHD's own threads: its inter-thread channel wakes them */
+    atomic_store(&s->resumed, true);
+    if (!loop_on_thread(s->loop))
+        loop_wake(s->loop);
+}
+
+/* Before the loop sleeps: a quiesce asked for, a connection resumed, work MHD has without an event
+ * (a connection with more to read than one pass took, a timeout due), and
+ * how long the loop may sleep before MHD's next timeout. */
+static int daemon_prepare(struct loop *loop, void *arg)
+{
+    struct http_server *s = arg;
+    if (atomic_load(&s->draining) && !atomic_load(&s->quiesced))
+        close_listener(s);
+    if (atomic_exchange(&s->resumed, false))
+        MHD_run(s->daemon);
+    MHD_UNSIGNED_LONG_LONG ms = 0;
+    for (int pass = 0; pass < 4; pass++) {
+        if (MHD_get_timeout(s->daemon, &ms) != MHD_YES)
+            return -1;
+        if (ms > 0)
+            break;
+        MHD_run(s->daemon);
+    }
+    return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+static void attach_on_loop(void *arg)
+{
+    struct http_server *s = arg;
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+    if (info == NULL || loop_watch(s->loop, info->epoll_fd, POLLIN, on_daemon_ready, s) != 0 ||
+        loop_add_prepare(s->loop, daemon_prepare, s) != 0)
+        log_error(NULL, "http server %s: cannot join the event loop (out of memory?)", s->listen);
+}
+
+/* At stop, the loop has ended: answers given since (e.g. 503s for the submits
+ * the publisher failed as it stopped) go out now, for a short while. */
+static void final_flush(struct http_server *s)
+{
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+    int64_t until = loop_now_ms() + FINAL_FLUSH_MS;
+    while (info && atomic_load(&s->dispatched) > 0 && loop_now_ms() < until) {
+        MHD_run(s->daemon);
+        struct pollfd p = {.fd = info->epoll_fd, .events = POLLIN};
+        poll(&p, 1, 10);
+    }
+}
+
+/* ---- start and stop ----------------------------------------------------------------- */
+
+int http_server_start(struct http_server *s, struct loop *loop, char *err, size_t errlen)
+{
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (loop == NULL)
+        flags |= MHD_USE_INTERNAL_POLLING_THREAD;
+    if (s->addr.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    int port = ntohs(s->addr.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&s->addr)->sin6_port
+                                                   : ((struct sockaddr_in *)&s->addr)->sin_port);
+    const struct http_limits *l = &s->limits;
+    s->watch = http_watch_new(s->listen, (int64_t)(l->read_timeout * 1000),
+                              (int64_t)(l->idle_timeout * 1000));
+    s->loop = loop;
+    struct MHD_OptionItem opts[] = {
+        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, s},
+        {MHD_OPTION_SOCK_ADDR, 0, &s->addr},
+        {MHD_OPTION_CONNECTION_LIMIT, l->max_connections, NULL},
+        {MHD_OPTION_PER_IP_CONNECTION_LIMIT, l->max_per_ip, NULL},
+        {MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)ceil(l->idle_timeout), NULL},
+        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, MEMORY_LIMIT, NULL},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)httpd_on_completed, s},
+        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)httpd_on_connection, s},
+        {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)httpd_on_request_line, s},
+        /* last: a pool only with MHD's own threads */
+        {loop ? MHD_OPTION_END : MHD_OPTION_THREAD_POOL_SIZE, THREADS, NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    s->daemon = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, httpd_on_request, s,
+                                 MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+    if (s->daemon == NULL || http_watch_start(s->watch) != 0) {
+        snprintf(err, errlen,
+                 "cannot listen on %s (is the port in use by another process, or the address "
+                 "not local?)",
+                 s->listen);
+        return -1;
+    }
+    if (loop && loop_post(loop, attach_on_loop, s) != 0) {
+        snprintf(err, errlen, "http server %s: out of memory", s->listen);
+        return -1;
+    }
+    return 0;
+}
+
+void http_server_quiesce(struct http_server *s)
+{
+    atomic_store(&s->draining, true);
+    if (s->daemon == NULL || atomic_load(&s->quiesced))
+        return;
+    if (s->loop == NULL)
+        close_listener(s);
+    else
+        loop_wake(s->loop); /* its prepare closes the listener */
+}
+
+void http_server_free(struct http_server *s)
+{
+    if (s == NULL)
+        return;
+    if (s->daemon) {
+        if (s->loop)
+            final_flush(s);
+        MHD_stop_daemon(s->daemon); /* closes every connection: the watch is empty after */
+    }
+    http_watch_free(s->watch);
+    for (size_t i = 0; i < s->n_routes; i++)
+        free(s->routes[i].path);
+    free(s->routes);
+    free(s->listen);
+    free(s);
+}
