@@ -366,7 +366,9 @@ static void http_out_describe(const struct route *r, struct buf *out)
                r->ordered ? ", ordered" : "", o->timeout);
     for (size_t i = 0; i < r->retry_delays.n; i++)
         buf_printf(out, "%s%g", i ? "/" : " ", r->retry_delays.v[i]);
-    buf_printf(out, "s%s)", r->transform ? ", transform" : "");
+    buf_printf(out, "s%s", r->transform ? ", transform" : "");
+    route_describe_rate(r, out);
+    buf_puts(out, ")");
 }
 
 static int http_out_start(struct route *r, char *err, size_t errlen)
@@ -411,6 +413,7 @@ const struct route_kind kind_http_out = {
     .name = "http",
     .direction = ROUTE_OUTBOUND,
     .summary = "consume the queue and call the legacy REST API (ack on 2xx, retry, dead letter)",
+    .paced = true,
     .keys = http_out_keys,
     .opts_size = sizeof(struct http_out_opts),
     .validate = http_out_validate,

@@ -451,7 +451,9 @@ static void poll_in_describe(const struct route *r, struct buf *out)
     const struct poll_in_opts *o = opts(r);
     buf_puts(out, "GET ");
     http_text_url_redacted(out, o->url);
-    buf_printf(out, " every %gs, items %s, id %s", o->interval, o->items, o->id);
+    buf_printf(out, " every %gs", o->interval);
+    route_describe_rate(r, out);
+    buf_printf(out, ", items %s, id %s", o->items, o->id);
     if (o->cursor)
         buf_printf(out, ", cursor %s (per %s)", o->cursor, o->cursor_from);
     buf_printf(out, " → exchange \"%s\" key \"%s\"%s", r->exchange, r->routing_key,
@@ -568,6 +570,7 @@ const struct route_kind kind_poll_in = {
     .direction = ROUTE_INBOUND,
     .summary = "the sidecar GETs a legacy REST endpoint every interval and "
                "publishes new items",
+    .paced = true,
     .keys = poll_in_keys,
     .opts_size = sizeof(struct poll_in_opts),
     .validate = poll_in_validate,

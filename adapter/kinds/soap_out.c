@@ -502,10 +502,12 @@ static void soap_out_validate(struct route *r, const struct sidecar_config *cfg,
 static void soap_out_describe(const struct route *r, struct buf *out)
 {
     const struct soap_out_opts *o = opts(r);
-    buf_printf(out, "queue \"%s\" → SOAP %s POST %s (action \"%s\"%s%s, %d in flight)", r->queue,
+    buf_printf(out, "queue \"%s\" → SOAP %s POST %s (action \"%s\"%s%s, %d in flight", r->queue,
                o->soap_version, o->url, o->action ? o->action : "",
                o->wsse_username ? ", UsernameToken" : "", r->transform_file ? ", transform" : "",
                r->concurrency);
+    route_describe_rate(r, out);
+    buf_puts(out, ")");
 }
 
 static int soap_out_start(struct route *r, char *err, size_t errlen)
@@ -539,6 +541,7 @@ const struct route_kind kind_soap_out = {
     .name = "soap",
     .direction = ROUTE_OUTBOUND,
     .summary = "consume, wrap each body in a SOAP envelope and call the legacy SOAP service",
+    .paced = true,
     .keys = soap_out_keys,
     .opts_size = sizeof(struct soap_out_opts),
     .validate = soap_out_validate,
