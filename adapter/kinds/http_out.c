@@ -5,6 +5,8 @@
  * are in flight: the consumer's prefetch is the bound. The answer picks the
  * outcome and the consumer does the rest (see consumer.h):
  *   2xx                                     → ACK (reply_to gets the response)
+ *   429/503 with Retry-After                → THROTTLED (with a rate: the route
+ *                                              pauses, the call is made again)
  *   408, 429, 5xx, 1xx/3xx, no answer       → RETRY (Retry-After honoured)
  *   other 4xx                               → DEAD at once
  * Requests carry Content-Type, Idempotency-Key (the message_id, or a hash of
@@ -176,7 +178,9 @@ static void http_out_answered(void *arg, const struct httpc_response *resp)
     http_text_excerpt(&reason, resp->body, resp->body_len, EXCERPT_MAX);
     if (resp->status >= 300 && resp->status < 400)
         buf_puts(&reason, " (redirects are not followed: point url at the final location)");
-    if (status_retryable(resp->status))
+    if (httpc_asks_to_wait(resp))
+        settle_throttled(d, resp->retry_after, "%s", reason.data);
+    else if (status_retryable(resp->status))
         settle_retry(d, 1, resp->retry_after, "%s", reason.data);
     else /* the rejection also goes back to an rpc caller at once (x-http-status 4xx) */
         settle_dead(d, 1, DEAD_REJECTED, m->reply_to ? reply_of(resp) : NULL, "%s", reason.data);
