@@ -182,7 +182,7 @@ void pacer_hold(struct pacer *p, struct pacer_wait *w, double seconds, const cha
         publish_pause(p, (long long)time(NULL) + (long long)ceil(seconds), why);
         if (started)
             log_warn(p->cfg.route,
-                     "the legacy side asked to wait %.0fs (%.*s): pausing the route, not "
+                     "the legacy side asked to wait %gs (%.*s): pausing the route, not "
                      "counted as a failure; %zu %s held",
                      seconds, WHY_MAX, why, p->n_waiting, p->cfg.held);
         else
