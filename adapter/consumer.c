@@ -1,6 +1,6 @@
 /*
  * consumer — see consumer.h for the contract.
- * (About 740 lines: a delivery's whole life — arrival, its turn at the rate,
+ * (About 770 lines: a delivery's whole life — arrival, its turn at the rate,
  * settling, its copy in a retry queue or the DLQ, its ack — is one state
  * machine over one struct; the breaker, the pacing and the ack bookkeeping are
  * in circuit.c, pacer.c and ack_batch.c.)
