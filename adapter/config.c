@@ -22,6 +22,7 @@
 
 #include <errno.h>
 #include <libconfig.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -124,6 +125,7 @@ static void route_free(struct route *r)
     transform_free(r->transform);
     config_free_keys(route_common_keys, r);
     config_free_keys(r->direction == ROUTE_INBOUND ? route_inbound_keys : route_outbound_keys, r);
+    config_free_keys(route_rate_keys, r);
     free(r->dlx);
     free(r->dlq);
     free(r->dlq_key);
@@ -159,6 +161,20 @@ static char *route_label(config_setting_t *s, const char *key)
     return config_env_expand(raw, config_env_getenv, NULL, err, sizeof(err));
 }
 
+/* A paced kind's key on a route that makes no legacy calls: say so instead
+ * of guessing at a near name. */
+static void explain_unpaced_rate(struct config_report *rep, size_t from, const char *where)
+{
+    for (size_t i = from; i < rep->n; i++) {
+        if (strstr(rep->errors[i].msg, "unknown key \"rate\"") == NULL)
+            continue;
+        free(rep->errors[i].msg);
+        rep->errors[i].msg = xasprintf("%s: rate applies only to routes that call the legacy "
+                                       "side (outbound http and soap, inbound poll); remove it",
+                                       where);
+    }
+}
+
 static struct route *route_parse(config_setting_t *s, enum route_direction dir,
                                  struct sidecar_config *cfg, struct config_report *rep)
 {
@@ -191,17 +207,29 @@ static struct route *route_parse(config_setting_t *s, enum route_direction dir,
         }
     }
 
-    struct key_table tables[3] = {
+    struct key_table tables[4] = {
         {route_common_keys, r},
         {dir == ROUTE_INBOUND ? route_inbound_keys : route_outbound_keys, r},
+        {NULL, NULL},
         {NULL, NULL},
     };
     size_t n_tables = 2;
     if (r->kind != NULL) {
         r->opts = xcalloc(1, r->kind->opts_size ? r->kind->opts_size : 1);
-        tables[2] = (struct key_table){r->kind->keys, r->opts};
-        n_tables = 3;
+        tables[n_tables++] = (struct key_table){r->kind->keys, r->opts};
+        if (r->kind->paced) {
+            tables[n_tables++] = (struct key_table){route_rate_keys, r};
+            config_setting_t *rate = config_setting_get_member(s, "rate");
+            if (rate && config_setting_type(rate) != CONFIG_TYPE_GROUP)
+                rate = NULL; /* the tables report its type */
+            r->rate.line = rate ? config_line_of(rate) : 0;
+            r->rate.written = rate && (config_setting_get_member(rate, "per_second") ||
+                                       config_setting_get_member(rate, "per_minute"));
+        }
+        size_t before = rep->n;
         config_apply_tables(tables, n_tables, s, where, cfg, rep);
+        if (!r->kind->paced)
+            explain_unpaced_rate(rep, before, where);
     } else {
         /* Without a kind we cannot tell its keys from typos: check only the common ones. */
         size_t before = rep->n;
@@ -330,6 +358,34 @@ static void check_endpoints(struct sidecar_config *cfg, struct config_report *re
     }
 }
 
+/* rate = { … }: one of per_second and per_minute (their ranges were checked
+ * as they were read); derives the rate and the default burst. */
+static void check_rate(struct route *r, struct config_report *rep)
+{
+    struct rate_config *rc = &r->rate;
+    const char *dir = route_direction_name(r->direction);
+    if (rc->per_second > 0 && rc->per_minute > 0) {
+        config_report_add(rep, rc->line,
+                          "%s route \"%s\": rate sets both per_second and per_minute; keep one "
+                          "(per_minute = %g is per_second = %g)",
+                          dir, r->name, rc->per_minute, rc->per_minute / 60.0);
+        return;
+    }
+    if (rc->per_second <= 0 && rc->per_minute <= 0) {
+        /* A per_second out of range was reported where it was read. */
+        if (rc->line > 0 && !rc->written)
+            config_report_add(rep, rc->line,
+                              "%s route \"%s\": rate has no per_second or per_minute; add one, "
+                              "e.g. rate = { per_second = 10.0; }; (or remove rate to call the "
+                              "legacy side unpaced)",
+                              dir, r->name);
+        return;
+    }
+    rc->rate = rc->per_second > 0 ? rc->per_second : rc->per_minute / 60.0;
+    if (rc->burst == 0)
+        rc->burst = rc->rate < 1 ? 1 : (int)ceil(rc->rate);
+}
+
 static void check_routes(struct sidecar_config *cfg, struct config_report *rep)
 {
     for (size_t i = 0; i < cfg->n_routes; i++) {
@@ -382,6 +438,8 @@ static void check_routes(struct sidecar_config *cfg, struct config_report *rep)
     check_endpoints(cfg, rep);
     for (size_t i = 0; i < cfg->n_routes; i++) {
         struct route *r = cfg->routes[i];
+        if (r->kind->paced)
+            check_rate(r, rep);
         if (r->kind->validate)
             r->kind->validate(r, cfg, rep);
         if (r->transform_file != NULL && access(r->transform_file, R_OK) == 0) {

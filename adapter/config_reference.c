@@ -84,6 +84,8 @@ void config_print_reference(void)
     print_table("Every route", route_common_keys);
     print_table("Every inbound route", route_inbound_keys);
     print_table("Every outbound route", route_outbound_keys);
+    print_table("Every route that calls the legacy side (outbound http and soap, inbound poll)",
+                route_rate_keys);
     for (const struct route_kind *const *k = route_kinds(); *k; k++) {
         char *title =
             xasprintf("%s `%s` — %s", (*k)->direction == ROUTE_INBOUND ? "Inbound" : "Outbound",

@@ -1,8 +1,9 @@
 /*
  * consumer — see consumer.h for the contract.
- * (About 670 lines: a delivery's whole life — arrival, settling, its copy in
- * a retry queue or the DLQ, its ack — is one state machine over one struct;
- * the breaker and the ack bookkeeping are in circuit.c and ack_batch.c.)
+ * (About 770 lines: a delivery's whole life — arrival, its turn at the rate,
+ * settling, its copy in a retry queue or the DLQ, its ack — is one state
+ * machine over one struct; the breaker, the pacing and the ack bookkeeping are
+ * in circuit.c, pacer.c and ack_batch.c.)
  *
  * Each delivery keeps the rabbitmq-c message it arrived as (`raw`), so a
  * retry or dead letter republishes the original body and every original
@@ -19,6 +20,7 @@
 #include "log.h"
 #include "loop.h"
 #include "message.h"
+#include "pacer.h"
 #include "publisher.h"
 #include "publisher_raw.h"
 #include "route.h"
@@ -44,6 +46,7 @@ struct consumer {
     bool draining;
     atomic_int unsettled;
     struct circuit *circuit;
+    struct pacer *pacer;           /* rate = { … }: deliveries wait their turn; NULL unpaced */
     struct delivery_impl *waiting; /* ordered routes: deliveries waiting for their retry */
     struct ack_batch acks;
     atomic_size_t unflushed; /* acks.n_settled, for consumer_busy on any thread */
@@ -58,7 +61,13 @@ struct delivery_impl {
     char *reason;         /* the reason carried into the republished copy */
     uint64_t retry_timer; /* ordered routes: waiting to be retried in place */
     struct delivery_impl *next_waiting;
+    struct pacer_wait turn; /* waiting for its turn at the rate (c->pacer) */
 };
+
+static struct delivery_impl *impl_of_turn(struct pacer_wait *w)
+{
+    return (struct delivery_impl *)((char *)w - offsetof(struct delivery_impl, turn));
+}
 
 static struct delivery_impl *impl_of(struct delivery *d)
 {
@@ -94,6 +103,14 @@ struct consumer *consumer_new(struct route *r, struct publisher *pub, struct loo
                                                       .pause = circuit_pause,
                                                       .resume = circuit_resume,
                                                       .arg = c});
+    if (r->rate.rate > 0)
+        c->pacer = pacer_new(&(struct pacer_config){.route = r->name,
+                                                    .held = "deliveries",
+                                                    .per_second = r->rate.rate,
+                                                    .burst = r->rate.burst,
+                                                    .loop = loop,
+                                                    .throttled_ms = &r->metrics.throttled_ms,
+                                                    .gauge = &r->metrics.throttle});
     return c;
 }
 
@@ -102,6 +119,7 @@ void consumer_free(struct consumer *c)
     if (c == NULL)
         return;
     circuit_free(c->circuit);
+    pacer_free(c->pacer);
     ack_batch_free(&c->acks);
     free(c->tag);
     free(c);
@@ -164,9 +182,12 @@ static int consumer_on_open(struct consumer *c, char *err, size_t errlen)
     return start_consuming(c, prefetch_of(c), err, errlen);
 }
 
+static void requeue_paced(struct consumer *c);
+
 static void consumer_on_lost(struct consumer *c)
 {
     c->consuming = false;
+    requeue_paced(c);           /* stale now: only freed, the broker redelivers them */
     ack_batch_forget(&c->acks); /* those deliveries will be redelivered */
     atomic_store(&c->unflushed, 0);
 }
@@ -190,6 +211,10 @@ void consumer_drain(struct consumer *c)
 {
     c->draining = true;
     circuit_stop(c->circuit);
+    /* Deliveries waiting for their turn at the rate go back too, no attempt counted. */
+    requeue_paced(c);
+    if (c->pacer)
+        pacer_stop(c->pacer);
     /* Ordered retries waiting in place go back to the head of the queue now
      * rather than hold the shutdown for their delay. */
     while (c->waiting) {
@@ -209,13 +234,17 @@ bool consumer_busy(const struct consumer *c)
 
 bool consumer_ready(const struct consumer *c, struct buf *detail)
 {
-    return circuit_ready(c->circuit, detail);
+    bool ready = circuit_ready(c->circuit, detail);
+    if (c->pacer)
+        pacer_describe(c->pacer, detail); /* a pause is shown, but is no failure */
+    return ready;
 }
 
 /* ---- what the circuit breaker decides ---------------------------------------------- */
 
 static void circuit_pause(void *arg)
 {
+    requeue_paced(arg); /* an open circuit holds them in the queue, not here */
     stop_consuming(arg);
 }
 
@@ -308,6 +337,41 @@ static void requeue(struct delivery_impl *di)
     delivery_free(di);
 }
 
+/* ---- its turn at the rate (pacer.h) ---------------------------------------------- */
+
+/* The legacy call may go now: unless the delivery's moment passed meanwhile. */
+static void turn_come(struct pacer_wait *w)
+{
+    struct delivery_impl *di = impl_of_turn(w);
+    struct consumer *c = di->c;
+    if (stale(di) || c->draining || circuit_is_open(c->circuit)) {
+        requeue(di);
+        return;
+    }
+    c->route->kind->deliver(c->route, &di->pub);
+}
+
+/* Hands di to the kind: now when unpaced, else at its turn. */
+static void dispatch(struct delivery_impl *di)
+{
+    struct consumer *c = di->c;
+    if (c->pacer == NULL) {
+        c->route->kind->deliver(c->route, &di->pub);
+        return;
+    }
+    di->turn.go = turn_come;
+    pacer_submit(c->pacer, &di->turn);
+}
+
+/* Every delivery waiting for its turn back to the queue as it came. */
+static void requeue_paced(struct consumer *c)
+{
+    if (c->pacer == NULL)
+        return;
+    for (struct pacer_wait *w; (w = pacer_take(c->pacer)) != NULL;)
+        requeue(impl_of_turn(w));
+}
+
 static void consumer_on_deliver(struct consumer *c, const amqp_basic_deliver_t *d,
                                 amqp_message_t *msg)
 {
@@ -330,7 +394,7 @@ static void consumer_on_deliver(struct consumer *c, const amqp_basic_deliver_t *
         return;
     }
     metric_inc(c->route->metrics.received);
-    c->route->kind->deliver(c->route, &di->pub);
+    dispatch(di);
 }
 
 /* ---- settling ---------------------------------------------------------------------- */
@@ -489,7 +553,7 @@ static void retry_in_place(struct loop *loop, void *arg)
         requeue(di);
         return;
     }
-    di->c->route->kind->deliver(di->c->route, &di->pub);
+    dispatch(di); /* a retry is a legacy call too: it waits its turn */
 }
 
 static void replied(void *arg, enum publish_status status, const char *detail)
@@ -583,6 +647,40 @@ void settle_retry(struct delivery *d, int calls, double retry_after, const char 
     va_end(ap);
     /* No reply: the requester keeps waiting for the final answer. */
     retry(di, d->attempts + calls, retry_after);
+}
+
+void settle_throttled(struct delivery *d, double retry_after, const char *fmt, ...)
+{
+    struct delivery_impl *di = impl_of(d);
+    struct consumer *c = di->c;
+    va_list ap;
+    va_start(ap, fmt);
+    set_reason(di, fmt, ap);
+    va_end(ap);
+    if (c->pacer == NULL || retry_after <= 0) {
+        /* Unpaced: an ordinary temporary failure, Retry-After picking the step. */
+        if (!settle_begin(di, false, NULL))
+            return;
+        retry(di, d->attempts + 1, retry_after);
+        return;
+    }
+    /* Neither a failure nor a success: the breaker is not told. */
+    if (stale(di)) {
+        log_delivery(LOG_INFO, di,
+                     "broker connection was reset meanwhile; the broker will redeliver it");
+        delivery_free(di);
+        return;
+    }
+    if (c->draining) {
+        requeue(di); /* back to the queue as it came, no attempt counted */
+        return;
+    }
+    log_delivery(LOG_DEBUG, di,
+                 "told to wait %.0fs (%s): retried in place first, no attempt "
+                 "counted",
+                 retry_after, di->reason);
+    di->turn.go = turn_come;
+    pacer_hold(c->pacer, &di->turn, retry_after, di->reason);
 }
 
 void settle_dead(struct delivery *d, int calls, enum dead_reason reason, struct message *reply,

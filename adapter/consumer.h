@@ -4,12 +4,14 @@
  *
  * Runs on the route's broker thread. The kind gets each delivery through its
  * `deliver` callback and settles it exactly once, on the same thread, through
- * one of four exits (Fluent Bit's OK/RETRY/ERROR, plus a give-back):
+ * one of five exits (Fluent Bit's OK/RETRY/ERROR, a slow-down and a give-back):
  *   settle_ack   — the legacy side accepted it: ack (after publishing the
  *                  reply to reply_to, if the kind gave one);
  *   settle_retry — a temporary failure: republish to `Q.retry.<n>` with the
  *                  attempt count and reason in headers, ack once that is
  *                  confirmed; past the last delay it becomes a dead letter;
+ *   settle_throttled — the legacy side asked to wait (429/503 + Retry-After):
+ *                  with a rate, pause the route and retry in place (pacer.h);
  *   settle_dead  — a permanent failure: republish to the DLX (→ `Q.dlq`) with
  *                  `x-sidecar-error`, `x-sidecar-attempts`, `x-sidecar-route`,
  *                  then ack;
@@ -26,6 +28,11 @@
  * Each verdict feeds the route's circuit breaker (circuit.h): settle_retry
  * counts as a failure, settle_ack and settle_dead as successes, abandon not at
  * all; while the circuit is open the consumer takes no deliveries.
+ *
+ * With rate = { … } each delivery (and each ordered retry in place) waits for
+ * its turn at the rate before the kind sees it, still unacked in the prefetch
+ * window; drain, an open circuit or a lost connection give the waiting ones
+ * back to the queue, no attempt counted.
  */
 #ifndef SIDECAR_CONSUMER_H
 #define SIDECAR_CONSUMER_H
@@ -56,7 +63,7 @@ struct broker_client;
 const struct broker_client *consumer_client(struct consumer *c);
 void consumer_free(struct consumer *c);
 
-/* ---- the four exits: exactly one per delivery, on the route's thread ----
+/* ---- the five exits: exactly one per delivery, on the route's thread ----
  * `calls` is the number of legacy calls made for d in this round (1, or 0 when
  * it failed before any call); it is added to d->attempts. */
 
@@ -70,6 +77,13 @@ void settle_ack(struct delivery *d, struct message *reply);
  * DEAD_EXHAUSTED. Counts as a failure for the circuit breaker. */
 void settle_retry(struct delivery *d, int calls, double retry_after, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* The legacy side asked to slow down (a 429 or 503 with Retry-After, in
+ * seconds > 0). On a route with rate = { … }: the whole route pauses that long
+ * and d is retried in place first — no attempt counted, no retry queue, the
+ * breaker not told. Unpaced, the same as settle_retry(d, 1, retry_after, …). */
+void settle_throttled(struct delivery *d, double retry_after, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Never works as it is: dead-letter it, counted under reason in the metrics.
  * reply (taken, may be NULL) goes to d's reply_to alongside, so an rpc caller

@@ -291,3 +291,8 @@ int httpc_start(struct httpc *c, const struct httpc_request *req, httpc_done_fn 
     c->transfers = t;
     return 0;
 }
+
+bool httpc_asks_to_wait(const struct httpc_response *resp)
+{
+    return (resp->status == 429 || resp->status == 503) && resp->retry_after > 0;
+}

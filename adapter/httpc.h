@@ -43,6 +43,9 @@ struct httpc_response {
     double seconds;           /* total time */
 };
 
+/* The legacy side asked to slow down: a 429 or 503 with a usable Retry-After. */
+bool httpc_asks_to_wait(const struct httpc_response *resp);
+
 typedef void (*httpc_done_fn)(void *arg, const struct httpc_response *resp);
 
 struct httpc *httpc_new(struct loop *loop);

@@ -51,6 +51,7 @@ enum {
     FILE_OUT = 1 << 6,
     INBOUND = HTTP_IN | SOAP_IN | FILE_IN | POLL_IN,
     OUTBOUND = HTTP_OUT | SOAP_OUT | FILE_OUT,
+    PACED = HTTP_OUT | SOAP_OUT | POLL_IN, /* the kinds that take rate = { … } */
 };
 
 /* The route's bit. A kind missing here gets every family of its direction:
@@ -93,8 +94,10 @@ struct family {
     unsigned where; /* the routes it applies to */
 };
 
-/* One counter or gauge family over the routes it applies to. */
-static void family(struct buf *out, const struct metrics_sources *src, const struct family *f)
+/* One counter or gauge family over the routes it applies to; ms: the field
+ * counts milliseconds, shown as seconds. */
+static void family(struct buf *out, const struct metrics_sources *src, const struct family *f,
+                   bool ms)
 {
     const char *name = f->name, *type = f->type;
     buf_printf(out, "# HELP amqp_sidecar_%s %s\n# TYPE amqp_sidecar_%s %s\n", name, f->help, name,
@@ -106,7 +109,9 @@ static void family(struct buf *out, const struct metrics_sources *src, const str
         void *field = (char *)&r->metrics + f->offset;
         buf_printf(out, "amqp_sidecar_%s{", name);
         labels(out, r);
-        if (strcmp(type, "gauge") == 0) /* gauges are signed: never print -1 as 2^64-1 */
+        if (ms)
+            buf_printf(out, "} %.3f\n", (double)metric_get(*(_Atomic uint64_t *)field) / 1000.0);
+        else if (strcmp(type, "gauge") == 0) /* gauges are signed: never print -1 as 2^64-1 */
             buf_printf(out, "} %lld\n", (long long)metric_get(*(_Atomic int64_t *)field));
         else
             buf_printf(out, "} %llu\n", (unsigned long long)metric_get(*(_Atomic uint64_t *)field));
@@ -182,6 +187,18 @@ static const struct family families[] = {
     {"inflight", "gauge", "Outbound deliveries taken and not yet settled.", M(inflight), OUTBOUND},
     {"circuit_state", "gauge", "Circuit breaker: 0 closed, 1 open, 2 half-open.", M(circuit),
      OUTBOUND},
+    /* pacer.c, for routes with rate = { … }; zero without one */
+    {"throttle_state", "gauge",
+     "Rate limit: 0 calls flow, 1 calls wait for the rate, 2 paused by the legacy side.",
+     M(throttle), PACED},
+};
+
+/* Counters of milliseconds, shown in seconds. */
+static const struct family ms_counters[] = {
+    {"throttled_seconds_total", "counter",
+     "Seconds the route was paused because the legacy side asked (429/503 with Retry-After); "
+     "counted as each pause ends.",
+     M(throttled_ms), PACED},
 };
 
 static const struct family histograms[] = {
@@ -241,7 +258,9 @@ void metrics_render(const struct metrics_sources *src, struct buf *out)
                (unsigned long long)metric_get(src->process->rpc_replies_unmatched));
 
     for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++)
-        family(out, src, &families[i]);
+        family(out, src, &families[i], false);
+    for (size_t i = 0; i < sizeof(ms_counters) / sizeof(ms_counters[0]); i++)
+        family(out, src, &ms_counters[i], true);
 
     buf_printf(out, "# HELP amqp_sidecar_dead_letters_total Dead letters by reason.\n"
                     "# TYPE amqp_sidecar_dead_letters_total counter\n");

@@ -6,6 +6,8 @@
  */
 #include "route.h"
 
+#include "util.h"
+
 #include <stddef.h>
 #include <string.h>
 
@@ -87,3 +89,30 @@ const struct config_key route_outbound_keys[] = {
     {"circuit", KEY_GROUP, 0, 0, NULL, NULL, 0, 0, circuit_keys, "circuit breaker"},
     {0},
 };
+
+static const struct config_key rate_keys[] = {
+    {"per_second", KEY_NUMBER, R(rate.per_second), 0, NULL, NULL, 0.001, 100000, NULL,
+     "legacy calls a second at most (a token bucket; or per_minute, not both)"},
+    {"per_minute", KEY_NUMBER, R(rate.per_minute), 0, NULL, NULL, 0.001, 6000000, NULL,
+     "legacy calls a minute at most, for APIs whose quota is per minute"},
+    {"burst", KEY_INT, R(rate.burst), 0, NULL, NULL, 1, 1000000, NULL,
+     "calls that may go at once after a quiet spell; default max(1, ceil(calls a second))"},
+    {0},
+};
+
+const struct config_key route_rate_keys[] = {
+    {"rate", KEY_GROUP, 0, 0, NULL, NULL, 0, 0, rate_keys,
+     "pace legacy calls; a 429/503 with Retry-After pauses the whole route"},
+    {0},
+};
+
+void route_describe_rate(const struct route *r, struct buf *out)
+{
+    const struct rate_config *rc = &r->rate;
+    if (rc->rate <= 0)
+        return;
+    if (rc->per_minute > 0)
+        buf_printf(out, ", rate %g/min burst %d", rc->per_minute, rc->burst);
+    else
+        buf_printf(out, ", rate %g/s burst %d", rc->per_second, rc->burst);
+}

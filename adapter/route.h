@@ -35,6 +35,17 @@ struct transform;
 
 enum route_direction { ROUTE_INBOUND, ROUTE_OUTBOUND };
 
+/* `rate = { per_second | per_minute; burst; }` of a route whose kind calls the
+ * legacy side (route_kind.paced); see pacer.h. */
+struct rate_config {
+    double per_second; /* as written; 0 when unset */
+    double per_minute;
+    int burst;    /* as written, or derived by config_load: max(1, ceil(calls a second)) */
+    double rate;  /* derived: calls a second; 0 = not paced */
+    int line;     /* of the rate group, for messages; 0 without one */
+    bool written; /* per_second or per_minute is in the file (valid or not) */
+};
+
 /* Where an inbound route served by the shared HTTP server listens. */
 struct http_endpoint {
     const char *listen;
@@ -72,6 +83,8 @@ struct route {
     struct numlist retry_delays;
     int circuit_failures;
     double circuit_cooldown;
+    /* kinds that call the legacy side (http/soap out, poll in) */
+    struct rate_config rate;
     /* both */
     char *transform_file;
     struct strlist pass_headers;
@@ -99,6 +112,7 @@ struct route_kind {
     const char *name; /* "http", "file", ... */
     enum route_direction direction;
     const char *summary;           /* one line for `keys` and --help */
+    bool paced;                    /* it calls the legacy side: takes route_rate_keys */
     const struct config_key *keys; /* the kind's own keys, stored in opts */
     size_t opts_size;
     /* Cross-key checks after the keys were applied; report problems into rep. */
@@ -132,6 +146,11 @@ const char *route_direction_name(enum route_direction direction);
 extern const struct config_key route_common_keys[];
 extern const struct config_key route_inbound_keys[];
 extern const struct config_key route_outbound_keys[];
+/* `rate`, for the routes of a paced kind (on top of their direction's keys). */
+extern const struct config_key route_rate_keys[];
+
+/* ", rate 10/s burst 10" (or ", rate 30/min burst 1") for describe; nothing unpaced. */
+void route_describe_rate(const struct route *r, struct buf *out);
 
 /* The kind's options, typed: `const struct http_in_opts *o = ROUTE_OPTS(r);` */
 #define ROUTE_OPTS(r) ((r)->opts)

@@ -5,6 +5,8 @@
  * are in flight: the consumer's prefetch is the bound. The answer picks the
  * outcome and the consumer does the rest (see consumer.h):
  *   2xx                                     → ACK (reply_to gets the response)
+ *   429/503 with Retry-After                → THROTTLED (with a rate: the route
+ *                                              pauses, the call is made again)
  *   408, 429, 5xx, 1xx/3xx, no answer       → RETRY (Retry-After honoured)
  *   other 4xx                               → DEAD at once
  * Requests carry Content-Type, Idempotency-Key (the message_id, or a hash of
@@ -176,7 +178,9 @@ static void http_out_answered(void *arg, const struct httpc_response *resp)
     http_text_excerpt(&reason, resp->body, resp->body_len, EXCERPT_MAX);
     if (resp->status >= 300 && resp->status < 400)
         buf_puts(&reason, " (redirects are not followed: point url at the final location)");
-    if (status_retryable(resp->status))
+    if (httpc_asks_to_wait(resp))
+        settle_throttled(d, resp->retry_after, "%s", reason.data);
+    else if (status_retryable(resp->status))
         settle_retry(d, 1, resp->retry_after, "%s", reason.data);
     else /* the rejection also goes back to an rpc caller at once (x-http-status 4xx) */
         settle_dead(d, 1, DEAD_REJECTED, m->reply_to ? reply_of(resp) : NULL, "%s", reason.data);
@@ -366,7 +370,9 @@ static void http_out_describe(const struct route *r, struct buf *out)
                r->ordered ? ", ordered" : "", o->timeout);
     for (size_t i = 0; i < r->retry_delays.n; i++)
         buf_printf(out, "%s%g", i ? "/" : " ", r->retry_delays.v[i]);
-    buf_printf(out, "s%s)", r->transform ? ", transform" : "");
+    buf_printf(out, "s%s", r->transform ? ", transform" : "");
+    route_describe_rate(r, out);
+    buf_puts(out, ")");
 }
 
 static int http_out_start(struct route *r, char *err, size_t errlen)
@@ -411,6 +417,7 @@ const struct route_kind kind_http_out = {
     .name = "http",
     .direction = ROUTE_OUTBOUND,
     .summary = "consume the queue and call the legacy REST API (ack on 2xx, retry, dead letter)",
+    .paced = true,
     .keys = http_out_keys,
     .opts_size = sizeof(struct http_out_opts),
     .validate = http_out_validate,

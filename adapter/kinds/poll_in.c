@@ -26,6 +26,7 @@
 #include "httpc.h"
 #include "log.h"
 #include "loop.h"
+#include "pacer.h"
 #include "poll_batch.h"
 #include "poll_cursor.h"
 #include "poll_http.h"
@@ -108,8 +109,10 @@ struct poll_in {
     struct poll_seen seen; /* what the last poll stored */
     struct backoff backoff;
     uint64_t timer;
-    bool polling;
-    char *request_url; /* of the GET in flight */
+    struct pacer *pacer;    /* rate = { … }: each GET waits its turn; NULL unpaced */
+    struct pacer_wait turn; /* the next GET, waiting for its turn */
+    bool polling;           /* a GET waits its turn or is in flight */
+    char *request_url;      /* of the GET in flight */
     bool waiting_broker;
     struct poll_batch *batch;     /* publishing; NULL between polls */
     char *batch_etag, *batch_url; /* of its response: remembered once it is stored */
@@ -138,6 +141,12 @@ static void set_last_error(struct poll_in *p, const char *text)
  * ------------------------------------------------------------ */
 
 static void poll_tick(struct loop *loop, void *arg);
+static void poll_send(struct poll_in *p);
+
+static void poll_turn(struct pacer_wait *w)
+{
+    poll_send((struct poll_in *)((char *)w - offsetof(struct poll_in, turn)));
+}
 
 static void poll_schedule(struct poll_in *p, double seconds)
 {
@@ -278,6 +287,17 @@ static void poll_answered(void *arg, const struct httpc_response *resp)
     char why[1536]; /* as poll_failed's */
     double retry_after = 0;
     jv response = jv_null();
+    if (p->pacer && httpc_asks_to_wait(resp)) {
+        /* Not a failed poll: the same GET again, first, once the pause is over. */
+        struct buf where = {0};
+        http_text_url_redacted(&where, requested);
+        snprintf(why, sizeof(why), "HTTP %ld from GET %s", resp->status, where.data);
+        buf_free(&where);
+        p->polling = true;
+        pacer_hold(p->pacer, &p->turn, resp->retry_after, why);
+        free(requested);
+        return;
+    }
     switch (poll_http_answer(resp, requested, o->max_response, &response, why, sizeof(why),
                              &retry_after)) {
     case POLL_ANSWER_FAILED:
@@ -299,7 +319,6 @@ static void poll_tick(struct loop *loop, void *arg)
 {
     struct poll_in *p = arg;
     struct route *r = p->route;
-    const struct poll_in_opts *o = opts(r);
     p->timer = 0;
     if (atomic_load(&p->draining) || p->polling || p->batch)
         return;
@@ -314,6 +333,21 @@ static void poll_tick(struct loop *loop, void *arg)
         return;
     }
     p->waiting_broker = false;
+    p->polling = true;
+    if (p->pacer) {
+        pacer_submit(p->pacer, &p->turn); /* every GET, the pages of one poll too */
+        return;
+    }
+    poll_send(p);
+}
+
+/* The GET may go: its url from the cursor now. */
+static void poll_send(struct poll_in *p)
+{
+    const struct poll_in_opts *o = opts(p->route);
+    p->polling = false;
+    if (atomic_load(&p->draining))
+        return;
     char err[512];
     char *url = poll_http_url(o->url, p->cursor, err, sizeof(err));
     if (url == NULL) {
@@ -381,6 +415,11 @@ static void drain_on_thread(void *arg)
     if (p->timer)
         loop_timer_cancel(p->loop, p->timer);
     p->timer = 0;
+    if (p->pacer) {
+        if (pacer_cancel(p->pacer, &p->turn))
+            p->polling = false;
+        pacer_stop(p->pacer);
+    }
 }
 
 /* ---- the kind
@@ -451,7 +490,9 @@ static void poll_in_describe(const struct route *r, struct buf *out)
     const struct poll_in_opts *o = opts(r);
     buf_puts(out, "GET ");
     http_text_url_redacted(out, o->url);
-    buf_printf(out, " every %gs, items %s, id %s", o->interval, o->items, o->id);
+    buf_printf(out, " every %gs", o->interval);
+    route_describe_rate(r, out);
+    buf_printf(out, ", items %s, id %s", o->items, o->id);
     if (o->cursor)
         buf_printf(out, ", cursor %s (per %s)", o->cursor, o->cursor_from);
     buf_printf(out, " → exchange \"%s\" key \"%s\"%s", r->exchange, r->routing_key,
@@ -503,6 +544,15 @@ static int poll_in_start(struct route *r, char *err, size_t errlen)
                  o->interval > 60 ? o->interval : 60);
     p->loop = loop_new();
     p->client = httpc_new(p->loop);
+    p->turn.go = poll_turn;
+    if (r->rate.rate > 0)
+        p->pacer = pacer_new(&(struct pacer_config){.route = r->name,
+                                                    .held = "polls",
+                                                    .per_second = r->rate.rate,
+                                                    .burst = r->rate.burst,
+                                                    .loop = p->loop,
+                                                    .throttled_ms = &r->metrics.throttled_ms,
+                                                    .gauge = &r->metrics.throttle});
     r->state = p;
     struct buf where = {0};
     http_text_url_redacted(&where, o->url);
@@ -545,6 +595,7 @@ static void poll_in_stop(struct route *r)
         pthread_join(p->thread, NULL);
     }
     httpc_free(p->client);
+    pacer_free(p->pacer); /* its timer is on the loop: free it first */
     loop_free(p->loop);
     poll_in_free_state(p);
     r->state = NULL;
@@ -560,6 +611,8 @@ static bool poll_in_ready(struct route *r, struct buf *detail)
     if (!ok && detail)
         buf_printf(detail, "last poll failed: %s", p->last_error);
     pthread_mutex_unlock(&p->lock);
+    if (p->pacer)
+        pacer_describe(p->pacer, detail); /* a pause is shown, but is no failure */
     return ok;
 }
 
@@ -568,6 +621,7 @@ const struct route_kind kind_poll_in = {
     .direction = ROUTE_INBOUND,
     .summary = "the sidecar GETs a legacy REST endpoint every interval and "
                "publishes new items",
+    .paced = true,
     .keys = poll_in_keys,
     .opts_size = sizeof(struct poll_in_opts),
     .validate = poll_in_validate,

@@ -10,6 +10,8 @@
  *   Server/Receiver fault                     → retry (honouring Retry-After)
  *   no fault: 2xx → ack (the Body content goes to reply_to); 408, 429, 5xx,
  *   timeouts, refused connections → retry; any other status → dead letter.
+ *   A 429 or 503 with Retry-After (a Server fault or none) on a route with a
+ *   rate pauses the route and makes the call again (settle_throttled).
  * A 2xx whose body is not a SOAP envelope is acked: the service said it took
  * the request, so a retry could apply it twice and a dead letter would claim
  * it failed. It is logged, and a reply_to gets the raw body with
@@ -352,7 +354,10 @@ static void settle_fault(struct route *r, struct delivery *d, const struct httpc
         settle_dead(d, 1, DEAD_REJECTED, reply, "%s", reason);
         return;
     }
-    settle_retry(d, 1, resp->retry_after, "%s", reason);
+    if (httpc_asks_to_wait(resp)) /* a Server fault on a 503 that says when to come back */
+        settle_throttled(d, resp->retry_after, "%s", reason);
+    else
+        settle_retry(d, 1, resp->retry_after, "%s", reason);
 }
 
 static void settle_success(struct route *r, struct delivery *d, const struct httpc_response *resp,
@@ -378,6 +383,10 @@ static void settle_status(struct route *r, struct delivery *d, const struct http
     long st = resp->status;
     snprintf(reason, sizeof(reason), "HTTP %ld without a SOAP fault: %s", st,
              snippet(resp->body, resp->body_len, text, sizeof(text)));
+    if (httpc_asks_to_wait(resp)) {
+        settle_throttled(d, resp->retry_after, "%s", reason);
+        return;
+    }
     if (st == 408 || st == 429 || st >= 500) {
         settle_retry(d, 1, resp->retry_after, "%s", reason);
         return;
@@ -502,10 +511,12 @@ static void soap_out_validate(struct route *r, const struct sidecar_config *cfg,
 static void soap_out_describe(const struct route *r, struct buf *out)
 {
     const struct soap_out_opts *o = opts(r);
-    buf_printf(out, "queue \"%s\" → SOAP %s POST %s (action \"%s\"%s%s, %d in flight)", r->queue,
+    buf_printf(out, "queue \"%s\" → SOAP %s POST %s (action \"%s\"%s%s, %d in flight", r->queue,
                o->soap_version, o->url, o->action ? o->action : "",
                o->wsse_username ? ", UsernameToken" : "", r->transform_file ? ", transform" : "",
                r->concurrency);
+    route_describe_rate(r, out);
+    buf_puts(out, ")");
 }
 
 static int soap_out_start(struct route *r, char *err, size_t errlen)
@@ -539,6 +550,7 @@ const struct route_kind kind_soap_out = {
     .name = "soap",
     .direction = ROUTE_OUTBOUND,
     .summary = "consume, wrap each body in a SOAP envelope and call the legacy SOAP service",
+    .paced = true,
     .keys = soap_out_keys,
     .opts_size = sizeof(struct soap_out_opts),
     .validate = soap_out_validate,

@@ -172,6 +172,9 @@ APPLIES = {
     **{name: OUTBOUND for name in ("delivered_total", "retries_total", "inflight",
                                     "circuit_state")},
     "legacy_call_seconds": OUTBOUND | {("inbound", "poll")},
+    # the kinds that take rate = { … } (pacer.c); zero on a route without one
+    **{name: {("outbound", "http"), ("outbound", "soap"), ("inbound", "poll")}
+       for name in ("throttled_seconds_total", "throttle_state")},
 }
 DEAD_REASONS = {
     **{route: {"unroutable"} for route in INBOUND},

@@ -605,6 +605,55 @@ static int teardown(void **state)
     return 0;
 }
 
+/* rate = { … }: its defaults, and every way to get it wrong, each at its line. */
+static void test_rate(void **state)
+{
+    struct loaded l;
+    load_text(&l, "name = \"crm\";\n" BROKER "outbound = (\n"
+                  "  { name = \"a\"; kind = \"http\"; url = \"http://x/\";\n"
+                  "    rate = { per_second = 10.0; }; },\n"
+                  "  { name = \"b\"; kind = \"soap\"; url = \"http://x/\";\n"
+                  "    rate = { per_minute = 30.0; }; },\n"
+                  "  { name = \"c\"; kind = \"http\"; url = \"http://x/\";\n"
+                  "    rate = { per_second = 2.5; burst = 7; }; },\n"
+                  "  { name = \"d\"; kind = \"http\"; url = \"http://x/\"; }\n);\n");
+    assert_int_equal(l.rc, 0);
+    assert_true(l.cfg.routes[0]->rate.rate == 10.0);
+    assert_int_equal(l.cfg.routes[0]->rate.burst, 10); /* max(1, ceil(rate)) */
+    assert_true(l.cfg.routes[1]->rate.rate == 0.5);
+    assert_int_equal(l.cfg.routes[1]->rate.burst, 1);
+    assert_int_equal(l.cfg.routes[2]->rate.burst, 7);
+    assert_true(l.cfg.routes[3]->rate.rate == 0); /* unpaced */
+    loaded_free(&l);
+
+    load_text(&l, "name = \"crm\";\n" BROKER "outbound = (\n"
+                  "  { name = \"a\"; kind = \"http\"; url = \"http://x/\";\n"
+                  "    rate = { per_second = 0.0; }; },\n"
+                  "  { name = \"b\"; kind = \"http\"; url = \"http://x/\";\n"
+                  "    rate = { per_second = 1.0;\n"
+                  "             per_minute = 30.0; }; },\n"
+                  "  { name = \"c\"; kind = \"http\"; url = \"http://x/\";\n"
+                  "    rate = { per_second = 1.0; burst = 0; }; },\n"
+                  "  { name = \"d\"; kind = \"http\"; url = \"http://x/\";\n"
+                  "    rate = { burst = 3; }; },\n"
+                  "  { name = \"e\"; kind = \"file\"; dir = \"/tmp\";\n"
+                  "    rate = { per_second = 1.0; }; },\n"
+                  "  { name = \"f\"; kind = \"http\"; url = \"http://x/\";\n"
+                  "    rate = { per_second = -1.0; }; }\n);\n");
+    assert_int_equal(l.rc, -1);
+    assert_error(&l, 5, "\"a\".rate: per_second = 0 is out of range");
+    assert_error(&l, 7, "rate sets both per_second and per_minute; keep one");
+    assert_error(&l, 10, "burst = 0 is out of range; use a value from 1");
+    assert_error(&l, 12, "rate has no per_second or per_minute; add one");
+    assert_error(&l, 14, "rate applies only to routes that call the legacy side");
+    assert_error(&l, 16, "per_second = -1 is out of range");
+    /* one error per mistake: no "no per_second" after the range error */
+    for (size_t i = 0; i < l.rep.n; i++)
+        if (l.rep.errors[i].line == 5 || l.rep.errors[i].line == 16)
+            assert_null(strstr(l.rep.errors[i].msg, "no per_second"));
+    loaded_free(&l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -636,6 +685,7 @@ int main(void)
         cmocka_unit_test(test_max_body_within_broker_max_message),
         cmocka_unit_test(test_errors_are_all_collected),
         cmocka_unit_test(test_parse_listen),
+        cmocka_unit_test(test_rate),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
