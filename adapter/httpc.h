@@ -41,6 +41,8 @@ struct httpc_response {
     double retry_after;       /* seconds asked by Retry-After: whole, 0 … RETRY_AFTER_MAX,
                                * 0 if none or malformed (retry_after.h) */
     double seconds;           /* total time */
+    bool not_sent;            /* status 0 and no request went out: the call's credentials
+                               * could not be had (legacy_client.h); error says why */
 };
 
 typedef void (*httpc_done_fn)(void *arg, const struct httpc_response *resp);
