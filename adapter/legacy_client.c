@@ -8,6 +8,7 @@
  */
 #include "legacy_client.h"
 
+#include "config.h"
 #include "legacy_auth.h"
 #include "log.h"
 #include "loop.h"
@@ -24,6 +25,7 @@ struct legacy_client {
     struct httpc *http;
     const char *route;
     const struct legacy_auth *auth;
+    const struct tls_config *tls;
     struct oauth2_client *oauth2; /* NULL unless auth.oauth2 */
     struct oauth2_registry *own;  /* when the config gave no registry to share */
     struct call *calls;
@@ -129,6 +131,7 @@ static void send_call(struct call *c, const char *auth_name, const char *auth_va
         h[n++] = (struct header){(char *)auth_name, (char *)auth_value};
     req.headers = h;
     req.n_headers = n;
+    req.tls = c->lc->tls;
     int rc = httpc_start(c->lc->http, &req, answered, c);
     free(h);
     if (rc != 0) {
@@ -190,6 +193,36 @@ int legacy_client_start(struct legacy_client *lc, const struct httpc_request *re
     return 0;
 }
 
+/* ---- tls = { … } ------------------------------------------------------------------ */
+
+#define TLS(field) offsetof(struct tls_config, field)
+
+const struct config_key legacy_tls_keys[] = {
+    {"ca", KEY_FILE, TLS(ca), 0, NULL, NULL, 0, 0, NULL,
+     "CA certificate file (PEM) to verify the legacy server; default: the system store"},
+    {"cert", KEY_FILE, TLS(cert), 0, NULL, NULL, 0, 0, NULL,
+     "client certificate (PEM) for mutual TLS"},
+    {"key", KEY_SECRET, TLS(key), 0, NULL, NULL, 0, 0, NULL,
+     "client private key (PEM, unencrypted), mode 0600"},
+    {"verify", KEY_BOOL, TLS(verify), 0, "true", NULL, 0, 0, NULL,
+     "verify the server's certificate and host name (turn off only for tests)"},
+    {0},
+};
+
+void legacy_tls_validate(const struct tls_config *tls, const char *url, const char *where, int line,
+                         struct config_report *rep)
+{
+    if ((tls->cert == NULL) != (tls->key.path == NULL))
+        config_report_add(rep, tls->key.line ? tls->key.line : line,
+                          "%s: tls.cert and tls.key go together; set both or neither", where);
+    bool any = tls->ca || tls->cert || tls->key.path || !tls->verify;
+    if (any && url && strncmp(url, "https://", 8) != 0)
+        config_report_add(rep, line,
+                          "%s: tls keys are set but url \"%s\" is not https://; use https:// or "
+                          "remove tls",
+                          where, url);
+}
+
 /* ---- the client ---------------------------------------------------------------------- */
 
 struct legacy_client *legacy_client_new(struct loop *loop, const struct legacy_client_config *cfg)
@@ -199,6 +232,7 @@ struct legacy_client *legacy_client_new(struct loop *loop, const struct legacy_c
     lc->http = httpc_new(loop);
     lc->route = cfg->route;
     lc->auth = cfg->auth;
+    lc->tls = cfg->tls;
     if (cfg->auth && cfg->auth->method == LEGACY_AUTH_OAUTH2) {
         struct oauth2_registry *reg = cfg->oauth2;
         if (reg == NULL)

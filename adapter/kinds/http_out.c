@@ -48,6 +48,7 @@ struct http_out_opts {
     double connect_timeout;
     struct strmap headers;
     struct legacy_auth auth;
+    struct tls_config tls;
 };
 
 #define O(field) offsetof(struct http_out_opts, field)
@@ -66,6 +67,8 @@ static const struct config_key http_out_keys[] = {
     {"auth", KEY_GROUP, O(auth), 0, NULL, NULL, 0, 0, legacy_auth_keys,
      "credentials for the legacy API: one of basic, bearer_token_file, header + value_file, "
      "oauth2"},
+    {"tls", KEY_GROUP, O(tls), 0, NULL, NULL, 0, 0, legacy_tls_keys,
+     "TLS to the legacy side (https://): private CA, client certificate, verification"},
     {0},
 };
 
@@ -366,6 +369,7 @@ static void http_out_validate(struct route *r, const struct sidecar_config *cfg,
                           r->name, o->headers.n + r->pass_headers.n, MAX_REQUEST_HEADERS - 4);
     char *where = xasprintf("outbound route \"%s\"", r->name);
     legacy_auth_validate(&o->auth, where, r->line, &o->headers, rep);
+    legacy_tls_validate(&o->tls, o->url, where, r->line, rep);
     free(where);
     if (o->connect_timeout > o->timeout)
         config_report_add(rep, r->line,
@@ -394,6 +398,7 @@ static int http_out_start(struct route *r, char *err, size_t errlen)
                                                .route = r->name,
                                                .auth = &opts(r)->auth,
                                                .oauth2 = r->services->oauth2,
+                                               .tls = &opts(r)->tls,
                                            });
     r->state = s;
     return 0;

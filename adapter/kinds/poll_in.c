@@ -60,6 +60,7 @@ struct poll_in_opts {
     struct strmap headers;
     struct secret bearer_token; /* deprecated: moved into auth by validate */
     struct legacy_auth auth;
+    struct tls_config tls;
 };
 
 #define O(field) offsetof(struct poll_in_opts, field)
@@ -90,6 +91,8 @@ static const struct config_key poll_in_keys[] = {
     {"auth", KEY_GROUP, O(auth), 0, NULL, NULL, 0, 0, legacy_auth_keys,
      "credentials for the legacy API: one of basic, bearer_token_file, header + value_file, "
      "oauth2"},
+    {"tls", KEY_GROUP, O(tls), 0, NULL, NULL, 0, 0, legacy_tls_keys,
+     "TLS to the legacy side (https://): private CA, client certificate, verification"},
     {"bearer_token_file", KEY_SECRET, O(bearer_token), 0, NULL, NULL, 0, 0, NULL,
      "deprecated: write auth = { bearer_token_file = \"…\"; }"},
     {0},
@@ -446,6 +449,7 @@ static void poll_in_validate(struct route *r, const struct sidecar_config *cfg,
     adopt_old_bearer(r, o, rep);
     char *where = xasprintf("inbound route \"%s\"", r->name);
     legacy_auth_validate(&o->auth, where, r->line, &o->headers, rep);
+    legacy_tls_validate(&o->tls, o->url, where, r->line, rep);
     free(where);
     if (o->url && template_check(o->url, url_placeholders, err, sizeof(err)) != 0)
         config_report_add(rep, r->line, "inbound route \"%s\": url %s", r->name, err);
@@ -535,6 +539,7 @@ static int poll_in_start(struct route *r, char *err, size_t errlen)
                                                .route = r->name,
                                                .auth = &o->auth,
                                                .oauth2 = r->services->oauth2,
+                                               .tls = &o->tls,
                                            });
     r->state = p;
     struct buf where = {0};

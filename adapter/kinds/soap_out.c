@@ -55,6 +55,7 @@ struct soap_out_opts {
     bool json; /* not a key: format = "json", resolved by validate */
     int max_response;
     struct legacy_auth auth;
+    struct tls_config tls;
 };
 
 #define O(field) offsetof(struct soap_out_opts, field)
@@ -81,6 +82,8 @@ static const struct config_key soap_out_keys[] = {
     {"auth", KEY_GROUP, O(auth), 0, NULL, NULL, 0, 0, legacy_auth_keys,
      "HTTP credentials for the service: one of basic, bearer_token_file, header + value_file, "
      "oauth2 (besides or instead of the UsernameToken)"},
+    {"tls", KEY_GROUP, O(tls), 0, NULL, NULL, 0, 0, legacy_tls_keys,
+     "TLS to the legacy side (https://): private CA, client certificate, verification"},
     {0},
 };
 
@@ -510,6 +513,7 @@ static void soap_out_validate(struct route *r, const struct sidecar_config *cfg,
                               r->name, o->headers.names[i]);
     char *where = xasprintf("outbound route \"%s\"", r->name);
     legacy_auth_validate(&o->auth, where, r->line, &o->headers, rep);
+    legacy_tls_validate(&o->tls, o->url, where, r->line, rep);
     free(where);
 }
 
@@ -530,6 +534,7 @@ static int soap_out_start(struct route *r, char *err, size_t errlen)
                                               .route = r->name,
                                               .auth = &opts(r)->auth,
                                               .oauth2 = r->services->oauth2,
+                                              .tls = &opts(r)->tls,
                                           });
     r->state = st;
     return 0;
