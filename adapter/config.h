@@ -33,7 +33,8 @@ enum key_type {
     KEY_PATH,    /* char *: path (relative to the config file), not checked here */
     KEY_LISTEN,  /* char *: "host:port" */
     KEY_URL,     /* char *: http:// or https:// URL */
-    KEY_GROUP,   /* nested table `group`, stored in the same struct */
+    KEY_GROUP,   /* nested table `group`; its offsets count from this key's offset (0: the
+                  * same struct; or a struct embedded there, e.g. legacy_auth) */
     KEY_ROUTES,  /* the inbound/outbound lists, parsed by config_load itself */
 };
 
@@ -89,10 +90,15 @@ struct config_report {
     const char *file;
     struct config_error *errors;
     size_t n;
+    struct config_error *notes; /* advice that does not fail the load (a deprecated key) */
+    size_t n_notes;
 };
 
 void config_report_add(struct config_report *rep, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+void config_report_note(struct config_report *rep, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Prints the notes, then the errors, each `file:line: …` on stderr. */
 void config_report_print(const struct config_report *rep);
 void config_report_free(struct config_report *rep);
 

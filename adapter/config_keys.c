@@ -599,7 +599,8 @@ static void apply_group(const struct key_table *tables, size_t n_tables, config_
                                   .rep = rep};
             if (k->type == KEY_GROUP) {
                 char *sub_where = xasprintf("%s.%s", where, k->name);
-                struct key_table sub = {.keys = k->group, .base = tables[t].base};
+                struct key_table sub = {.keys = k->group,
+                                        .base = config_key_field(tables[t].base, k)};
                 if (s != NULL && config_setting_type(s) != CONFIG_TYPE_GROUP) {
                     /* One error for the group; fill its defaults so later
                      * checks see sane values, and drop what its children would
@@ -639,7 +640,7 @@ static void free_value(const struct config_key *k, void *base)
     case KEY_ROUTES:
         break;
     case KEY_GROUP:
-        config_free_keys(k->group, base);
+        config_free_keys(k->group, slot);
         break;
     case KEY_STRINGS: {
         struct strlist *l = slot;

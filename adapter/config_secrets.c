@@ -106,7 +106,7 @@ static void reload_secrets_in(const struct config_key *keys, void *base, const c
 {
     for (const struct config_key *k = keys; k && k->name; k++) {
         if (k->type == KEY_GROUP) {
-            reload_secrets_in(k->group, base, where, rep);
+            reload_secrets_in(k->group, config_key_field(base, k), where, rep);
         } else if (k->type == KEY_SECRET) {
             struct secret *sec = config_key_field(base, k);
             if (sec->path)

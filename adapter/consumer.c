@@ -502,10 +502,10 @@ static void dead_letter(struct delivery_impl *di, int attempts, enum dead_reason
 
 static void retry_in_place(struct loop *loop, void *arg);
 
-static void retry(struct delivery_impl *di, int attempts, double retry_after)
+/* Retries di through ladder step `step` (1-based); 0: dead letter, the ladder is done. */
+static void retry_at(struct delivery_impl *di, int attempts, size_t step)
 {
     struct route *r = di->c->route;
-    size_t step = consumer_retry_step(r->retry_delays.v, r->retry_delays.n, attempts, retry_after);
     if (step == 0) {
         char *why = xasprintf("gave up after %d attempts: %s", attempts, di->reason);
         free(di->reason);
@@ -646,7 +646,27 @@ void settle_retry(struct delivery *d, int calls, double retry_after, const char 
     set_reason(di, fmt, ap);
     va_end(ap);
     /* No reply: the requester keeps waiting for the final answer. */
-    retry(di, d->attempts + calls, retry_after);
+    struct route *r = di->c->route;
+    int attempts = d->attempts + calls;
+    retry_at(di, attempts,
+             consumer_retry_step(r->retry_delays.v, r->retry_delays.n, attempts, retry_after));
+}
+
+void settle_retry_uncounted(struct delivery *d, const char *fmt, ...)
+{
+    struct delivery_impl *di = impl_of(d);
+    if (!settle_begin(di, false, NULL))
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    set_reason(di, fmt, ap);
+    va_end(ap);
+    /* The step the last legacy call reached (at least the first, at most the last):
+     * the ladder waits, the circuit counts, and the message is never given up. */
+    struct route *r = di->c->route;
+    int n = (int)r->retry_delays.n;
+    int at = d->attempts < 1 ? 1 : d->attempts > n ? n : d->attempts;
+    retry_at(di, d->attempts, consumer_retry_step(r->retry_delays.v, r->retry_delays.n, at, 0));
 }
 
 void settle_throttled(struct delivery *d, double retry_after, const char *fmt, ...)
@@ -661,7 +681,10 @@ void settle_throttled(struct delivery *d, double retry_after, const char *fmt, .
         /* Unpaced: an ordinary temporary failure, Retry-After picking the step. */
         if (!settle_begin(di, false, NULL))
             return;
-        retry(di, d->attempts + 1, retry_after);
+        struct route *r = c->route;
+        int attempts = d->attempts + 1;
+        retry_at(di, attempts,
+                 consumer_retry_step(r->retry_delays.v, r->retry_delays.n, attempts, retry_after));
         return;
     }
     /* Neither a failure nor a success: the breaker is not told. */

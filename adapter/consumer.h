@@ -85,6 +85,13 @@ void settle_retry(struct delivery *d, int calls, double retry_after, const char 
 void settle_throttled(struct delivery *d, double retry_after, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* The call could not even be made for a reason outside the message (no OAuth
+ * token could be had): retry through the ladder at the step its last legacy
+ * call reached, counting no attempt, so it is never dead-lettered for it.
+ * Counts as a failure for the circuit breaker. */
+void settle_retry_uncounted(struct delivery *d, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* Never works as it is: dead-letter it, counted under reason in the metrics.
  * reply (taken, may be NULL) goes to d's reply_to alongside, so an rpc caller
  * learns of the failure now (a 4xx, a SOAP Client fault). */

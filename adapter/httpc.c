@@ -8,6 +8,7 @@
  */
 #include "httpc.h"
 
+#include "config.h"
 #include "log.h"
 #include "loop.h"
 #include "message.h"
@@ -15,6 +16,7 @@
 #include "util.h"
 
 #include <curl/curl.h>
+#include <openssl/x509_vfy.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,7 +47,54 @@ struct transfer {
     char *etag;
     unsigned retry_after; /* seconds, see retry_after.h */
     char error[CURL_ERROR_SIZE];
+    char tls_error[CURL_ERROR_SIZE + 128];
+    bool client_cert; /* one was configured */
 };
+
+/* What went wrong with a certificate, in the words an operator looks for, or NULL. */
+static const char *tls_problem(CURL *easy, CURLcode code, const char *text, bool client_cert)
+{
+    long verify = X509_V_OK;
+    curl_easy_getinfo(easy, CURLINFO_SSL_VERIFYRESULT, &verify);
+    switch (verify) {
+    case X509_V_ERR_CERT_HAS_EXPIRED:
+        return "expired";
+    case X509_V_ERR_CERT_NOT_YET_VALID:
+        return "not yet valid";
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+    case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+    case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+        return "unknown CA";
+    case X509_V_ERR_HOSTNAME_MISMATCH:
+    case X509_V_ERR_IP_ADDRESS_MISMATCH:
+        return "host name mismatch";
+    default:
+        break;
+    }
+    if (strstr(text, "subject name") || strstr(text, "does not match target host"))
+        return "host name mismatch"; /* curl's own host check, after the handshake */
+    if (strstr(text, "certificate has expired"))
+        return "expired";
+    if (strstr(text, "unable to get local issuer") || strstr(text, "self-signed") ||
+        strstr(text, "self signed"))
+        return "unknown CA";
+    if (strstr(text, "alert certificate required") || strstr(text, "alert bad certificate") ||
+        strstr(text, "alert unknown ca") || strstr(text, "alert certificate unknown"))
+        return "client certificate refused (none sent, or not one the server trusts)";
+    if ((code == CURLE_SEND_ERROR || code == CURLE_RECV_ERROR) && strstr(text, "SSL"))
+        /* TLS 1.3 refuses a client certificate after our handshake ended, so curl sees
+         * only a failed first write or read ("bad write retry", "unexpected eof") */
+        return client_cert ? "client certificate refused (or the connection was reset)"
+                           : "client certificate required by the server and none configured "
+                             "(set tls.cert and tls.key)";
+    if (code == CURLE_SSL_CERTPROBLEM)
+        return "our client certificate or key cannot be used";
+    if (code == CURLE_PEER_FAILED_VERIFICATION)
+        return "the server's certificate is not trusted";
+    return NULL;
+}
 
 static size_t on_body(char *data, size_t size, size_t n, void *arg)
 {
@@ -136,6 +185,11 @@ static void collect_finished(struct httpc *c)
             resp.status = 0;
             resp.timed_out = code == CURLE_OPERATION_TIMEDOUT;
             resp.error = t->error[0] ? t->error : curl_easy_strerror(code);
+            const char *tls = tls_problem(t->easy, code, resp.error, t->client_cert);
+            if (tls) {
+                snprintf(t->tls_error, sizeof(t->tls_error), "TLS: %s: %s", tls, resp.error);
+                resp.error = t->tls_error;
+            }
         }
         resp.body = t->body.data ? t->body.data : "";
         resp.body_len = t->body.len;
@@ -257,6 +311,25 @@ int httpc_start(struct httpc *c, const struct httpc_request *req, httpc_done_fn 
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, t);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "amqp-sidecar/" SIDECAR_VERSION);
+
+    if (req->tls) {
+        const struct tls_config *tls = req->tls;
+        if (tls->ca)
+            curl_easy_setopt(e, CURLOPT_CAINFO, tls->ca);
+        if (tls->cert)
+            curl_easy_setopt(e, CURLOPT_SSLCERT, tls->cert);
+        t->client_cert = tls->cert != NULL;
+        secrets_read_lock();
+        if (tls->key.value) {
+            struct curl_blob key = {
+                .data = tls->key.value, .len = tls->key.len, .flags = CURL_BLOB_COPY};
+            curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &key);
+            curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
+        }
+        secrets_read_unlock();
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, tls->verify ? 1L : 0L);
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, tls->verify ? 2L : 0L);
+    }
 
     bool has_body = req->body != NULL || strcmp(req->method, "POST") == 0 ||
                     strcmp(req->method, "PUT") == 0 || strcmp(req->method, "PATCH") == 0;

@@ -16,6 +16,7 @@
 struct header;
 struct httpc;
 struct loop;
+struct tls_config;
 
 struct httpc_request {
     const char *method; /* "GET", "POST", … */
@@ -24,14 +25,19 @@ struct httpc_request {
     size_t n_headers;
     const char *body; /* copied */
     size_t body_len;
-    double timeout;         /* seconds for the whole transfer */
-    double connect_timeout; /* seconds; 0 = min(timeout, 10) */
-    size_t max_response;    /* bytes kept of the body; 0 = 16 MiB; the rest is dropped */
+    double timeout;               /* seconds for the whole transfer */
+    double connect_timeout;       /* seconds; 0 = min(timeout, 10) */
+    size_t max_response;          /* bytes kept of the body; 0 = 16 MiB; the rest is dropped */
+    const struct tls_config *tls; /* https: private CA, client certificate, verify; NULL:
+                                   * the system store, verified. Its key is read under
+                                   * secrets_read_lock and copied. */
 };
 
 struct httpc_response {
     long status;       /* HTTP status, or 0 when there was no response */
-    const char *error; /* transport error text when status is 0 */
+    const char *error; /* transport error text when status is 0; a certificate problem
+                        * starts "TLS: expired", "TLS: unknown CA", "TLS: host name
+                        * mismatch" or "TLS: client certificate refused" */
     bool timed_out;
     const char *body; /* valid during the callback only */
     size_t body_len;
@@ -41,6 +47,8 @@ struct httpc_response {
     double retry_after;       /* seconds asked by Retry-After: whole, 0 … RETRY_AFTER_MAX,
                                * 0 if none or malformed (retry_after.h) */
     double seconds;           /* total time */
+    bool not_sent;            /* status 0 and no request went out: the call's credentials
+                               * could not be had (legacy_client.h); error says why */
 };
 
 /* The legacy side asked to slow down: a 429 or 503 with a usable Retry-After. */

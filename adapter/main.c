@@ -9,7 +9,9 @@
 #include "broker_url.h"
 #include "config.h"
 #include "jq_transform.h"
+#include "legacy_auth.h"
 #include "log.h"
+#include "oauth2.h"
 #include "replay.h"
 #include "route.h"
 #include "sidecar.h"
@@ -39,7 +41,8 @@ static const char usage_text[] =
     "  check      -c FILE [--connect]\n"
     "                                validate the config (errors name file:line and exit 2);\n"
     "                                --connect also opens the broker and checks that every\n"
-    "                                exchange the routes publish to exists (exit 1 if not)\n"
+    "                                exchange the routes publish to exists, and fetches one\n"
+    "                                token for each route with auth.oauth2 (exit 1 if not)\n"
     "  topology   -c FILE            print the queues, exchanges and bindings the sidecar\n"
     "                                owns as RabbitMQ definitions JSON, for\n"
     "                                `rabbitmqctl import_definitions`\n"
@@ -100,6 +103,7 @@ static int load(const char *path, struct sidecar_config *cfg)
 {
     struct config_report rep = {0};
     if (config_load(path, cfg, &rep) == 0) {
+        config_report_print(&rep); /* the notes, if any */
         config_report_free(&rep);
         return 0;
     }
@@ -122,6 +126,27 @@ static struct route *find_route(struct sidecar_config *cfg, const char *name)
     return NULL;
 }
 
+/* check --connect: one OAuth token for every route with auth.oauth2 (never shown). */
+static int check_tokens(struct sidecar_config *cfg)
+{
+    int failed = 0;
+    for (size_t i = 0; i < cfg->n_routes; i++) {
+        struct route *r = cfg->routes[i];
+        const struct legacy_auth *a = r->kind->legacy_auth ? r->kind->legacy_auth(r) : NULL;
+        if (a == NULL || a->method != LEGACY_AUTH_OAUTH2)
+            continue;
+        char err[1024];
+        double life = 0;
+        if (oauth2_probe(&a->oauth2, &life, err, sizeof(err)) == 0) {
+            printf("route %s: auth.oauth2: got a token (usable for %.0fs)\n", r->name, life);
+        } else {
+            fprintf(stderr, "route %s: %s\n", r->name, err);
+            failed = -1;
+        }
+    }
+    return failed;
+}
+
 static int cmd_check(struct sidecar_config *cfg, const struct options *o)
 {
     for (size_t i = 0; i < cfg->n_routes; i++) {
@@ -139,13 +164,14 @@ static int cmd_check(struct sidecar_config *cfg, const struct options *o)
     struct topology *t = topology_for_config(cfg);
     char err[2048];
     int rc = broker_probe(&cfg->broker, cfg->name, t, err, sizeof(err));
+    int tokens = check_tokens(cfg);
     if (rc == 0)
         printf("broker: connected to %s; %zu exchange%s checked, all exist\n", err, t->n_checked,
                t->n_checked == 1 ? "" : "s");
     else
         fprintf(stderr, "broker: %s\n", err);
     topology_free(t);
-    return rc == 0 ? 0 : 1;
+    return rc == 0 && tokens == 0 ? 0 : 1;
 }
 
 static int cmd_topology(struct sidecar_config *cfg)

@@ -27,7 +27,9 @@
 
 struct buf;
 struct delivery;
+struct legacy_auth;
 struct loop;
+struct oauth2_registry;
 struct publisher;
 struct consumer;
 struct sidecar;
@@ -58,8 +60,9 @@ struct http_endpoint {
  * (publisher_state(r->publisher, …) for the broker, loop, consumer), never
  * through struct sidecar. */
 struct route_services {
-    const char *state_dir; /* where kinds keep state across runs (poll cursors) */
-    size_t publish_window; /* broker.max_inflight: publishes awaiting confirms at once */
+    const char *state_dir;          /* where kinds keep state across runs (poll cursors) */
+    size_t publish_window;          /* broker.max_inflight: publishes awaiting confirms at once */
+    struct oauth2_registry *oauth2; /* OAuth tokens shared by the routes that call out */
     /* Any thread: the route cannot go on; the process logs why and exits 1. */
     void (*fatal)(struct route *r, const char *why);
 };
@@ -135,6 +138,9 @@ struct route_kind {
     bool (*ready)(struct route *r, struct buf *detail);
     /* Optional: SIGHUP (secrets were re-read into opts). */
     void (*reload)(struct route *r);
+    /* Optional, for kinds that call the legacy side: the credentials they present
+     * (`check --connect` fetches an OAuth token with them). */
+    const struct legacy_auth *(*legacy_auth)(const struct route *r);
 };
 
 /* The registry: every kind, by direction and name. */

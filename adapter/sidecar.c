@@ -26,6 +26,7 @@
 #include "httpd.h"
 #include "log.h"
 #include "loop.h"
+#include "oauth2.h"
 #include "publisher.h"
 #include "route.h"
 #include "topology.h"
@@ -286,6 +287,8 @@ static void reload(struct sidecar *sc)
         log_info(NULL, "SIGHUP: secret files re-read");
     }
     config_report_free(&rep);
+    /* A token fetched with the old secret must not outlive it. */
+    oauth2_registry_drop_tokens(sc->services.oauth2);
     for (size_t i = 0; i < sc->cfg->n_routes; i++)
         if (sc->cfg->routes[i]->kind->reload)
             sc->cfg->routes[i]->kind->reload(sc->cfg->routes[i]);
@@ -561,6 +564,7 @@ int sidecar_run(struct sidecar_config *cfg)
     sc.summary_ms = sc.started_ms;
     sc.services = (struct route_services){.state_dir = cfg->state_dir,
                                           .publish_window = (size_t)cfg->broker.max_inflight,
+                                          .oauth2 = oauth2_registry_new(),
                                           .fatal = on_route_fatal};
     sc.loop = loop_new();
     sc.outbound = xcalloc(cfg->n_routes, sizeof(*sc.outbound));
@@ -628,6 +632,7 @@ int sidecar_run(struct sidecar_config *cfg)
     if (sc.signal_fd >= 0)
         close(sc.signal_fd);
     loop_free(sc.loop);
+    oauth2_registry_free(sc.services.oauth2); /* every route stopped: no client is left */
     free(sc.summary);
     free(sc.connections);
     log_flush_suppressed(true);

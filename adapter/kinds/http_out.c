@@ -11,13 +11,17 @@
  *   other 4xx                               → DEAD at once
  * Requests carry Content-Type, Idempotency-Key (the message_id, or a hash of
  * the message when it has none: the same on every retry), X-Correlation-ID,
- * traceparent, the route's pass_headers and its configured `headers`.
+ * traceparent, the route's pass_headers and its configured `headers`, and
+ * the route's `auth` credentials (legacy_client.h: a call with no OAuth
+ * token to be had is retried without counting an attempt).
  */
 #include "config.h"
 #include "consumer.h"
 #include "http_text.h"
 #include "httpc.h"
 #include "jq_transform.h"
+#include "legacy_auth.h"
+#include "legacy_client.h"
 #include "log.h"
 #include "message.h"
 #include "route.h"
@@ -45,6 +49,8 @@ struct http_out_opts {
     double timeout;
     double connect_timeout;
     struct strmap headers;
+    struct legacy_auth auth;
+    struct tls_config tls;
 };
 
 #define O(field) offsetof(struct http_out_opts, field)
@@ -60,6 +66,11 @@ static const struct config_key http_out_keys[] = {
      "seconds to establish the connection; 0 = min(timeout, 10)"},
     {"headers", KEY_MAP, O(headers), 0, NULL, NULL, 0, 0, NULL,
      "extra request headers: headers = { X-Api-Version = \"2\"; };"},
+    {"auth", KEY_GROUP, O(auth), 0, NULL, NULL, 0, 0, legacy_auth_keys,
+     "credentials for the legacy API: one of basic, bearer_token_file, header + value_file, "
+     "oauth2"},
+    {"tls", KEY_GROUP, O(tls), 0, NULL, NULL, 0, 0, legacy_tls_keys,
+     "TLS to the legacy side (https://): private CA, client certificate, verification"},
     {0},
 };
 
@@ -74,7 +85,7 @@ struct call {
 
 /* The route's runtime state (r->state). Route thread only, but in_flight. */
 struct http_out {
-    struct httpc *client;
+    struct legacy_client *client;
     struct call *calls; /* in flight, for stop */
     atomic_long in_flight;
 };
@@ -142,7 +153,8 @@ static void http_out_answered(void *arg, const struct httpc_response *resp)
     const struct message *m = d->msg;
     call_unlink(r->state, c);
     free(c);
-    histogram_observe(&r->metrics.legacy_seconds, resp->seconds);
+    if (!resp->not_sent)
+        histogram_observe(&r->metrics.legacy_seconds, resp->seconds);
 
     if (resp->status >= 200 && resp->status < 300) {
         log_event(LOG_DEBUG,
@@ -163,6 +175,11 @@ static void http_out_answered(void *arg, const struct httpc_response *resp)
     struct buf where = {0}; /* "POST http://host/path", for the reason */
     buf_printf(&where, "%s ", opts(r)->method);
     http_text_url_redacted(&where, opts(r)->url);
+    if (resp->not_sent) { /* no credentials to be had: not the message's fault */
+        settle_retry_uncounted(d, "%s not sent: %s", where.data, resp->error);
+        buf_free(&where);
+        return;
+    }
     if (resp->status == 0) {
         if (resp->timed_out)
             settle_retry(d, 1, 0, "%s timed out after %.1fs: %s", where.data, opts(r)->timeout,
@@ -303,7 +320,7 @@ static void http_out_deliver(struct route *r, struct delivery *d)
     struct call *c = xcalloc(1, sizeof(*c));
     c->route = r;
     c->d = d;
-    int rc = httpc_start(s->client, &req, http_out_answered, c);
+    int rc = legacy_client_start(s->client, &req, http_out_answered, c);
     free(url);
     free(transformed);
     if (rc != 0) {
@@ -354,6 +371,10 @@ static void http_out_validate(struct route *r, const struct sidecar_config *cfg,
                           "outbound route \"%s\": headers and pass_headers name %zu headers; at "
                           "most %d fit",
                           r->name, o->headers.n + r->pass_headers.n, MAX_REQUEST_HEADERS - 4);
+    char *where = xasprintf("outbound route \"%s\"", r->name);
+    legacy_auth_validate(&o->auth, where, r->line, &o->headers, rep);
+    legacy_tls_validate(&o->tls, o->url, where, r->line, rep);
+    free(where);
     if (o->connect_timeout > o->timeout)
         config_report_add(rep, r->line,
                           "outbound route \"%s\": connect_timeout (%g) is longer than timeout "
@@ -370,7 +391,8 @@ static void http_out_describe(const struct route *r, struct buf *out)
                r->ordered ? ", ordered" : "", o->timeout);
     for (size_t i = 0; i < r->retry_delays.n; i++)
         buf_printf(out, "%s%g", i ? "/" : " ", r->retry_delays.v[i]);
-    buf_printf(out, "s%s", r->transform ? ", transform" : "");
+    buf_printf(out, "s%s, auth %s", r->transform ? ", transform" : "",
+               legacy_auth_describe(&o->auth));
     route_describe_rate(r, out);
     buf_puts(out, ")");
 }
@@ -378,7 +400,12 @@ static void http_out_describe(const struct route *r, struct buf *out)
 static int http_out_start(struct route *r, char *err, size_t errlen)
 {
     struct http_out *s = xcalloc(1, sizeof(*s));
-    s->client = httpc_new(r->loop);
+    s->client = legacy_client_new(r->loop, &(struct legacy_client_config){
+                                               .route = r->name,
+                                               .auth = &opts(r)->auth,
+                                               .oauth2 = r->services->oauth2,
+                                               .tls = &opts(r)->tls,
+                                           });
     r->state = s;
     return 0;
 }
@@ -397,7 +424,7 @@ static void http_out_stop(struct route *r)
     struct http_out *s = r->state;
     if (s == NULL)
         return;
-    httpc_free(s->client);
+    legacy_client_free(s->client);
     while (s->calls) {
         struct call *c = s->calls;
         call_unlink(s, c);
@@ -413,6 +440,17 @@ static void http_out_stop(struct route *r)
     r->state = NULL;
 }
 
+static bool http_out_ready(struct route *r, struct buf *detail)
+{
+    struct http_out *s = r->state;
+    return s == NULL || legacy_client_ready(s->client, detail);
+}
+
+static const struct legacy_auth *http_out_legacy_auth(const struct route *r)
+{
+    return &opts(r)->auth;
+}
+
 const struct route_kind kind_http_out = {
     .name = "http",
     .direction = ROUTE_OUTBOUND,
@@ -426,4 +464,6 @@ const struct route_kind kind_http_out = {
     .deliver = http_out_deliver,
     .busy = http_out_busy,
     .stop = http_out_stop,
+    .ready = http_out_ready,
+    .legacy_auth = http_out_legacy_auth,
 };

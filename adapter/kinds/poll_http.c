@@ -32,21 +32,14 @@ char *poll_http_url(const char *url_template, const char *cursor, char *err, siz
     return url;
 }
 
-int poll_http_start(struct httpc *client, const struct poll_http_get *g, httpc_done_fn done,
+int poll_http_start(struct legacy_client *client, const struct poll_http_get *g, httpc_done_fn done,
                     void *arg)
 {
-    struct header h[8 + 64];
+    struct header h[2 + 64];
     size_t n = 0;
-    char *auth = NULL;
     h[n++] = (struct header){"Accept", "application/json"};
     if (g->etag)
         h[n++] = (struct header){"If-None-Match", (char *)g->etag};
-    secrets_read_lock();
-    if (g->bearer_token->value)
-        auth = xasprintf("Bearer %s", g->bearer_token->value);
-    secrets_read_unlock();
-    if (auth)
-        h[n++] = (struct header){"Authorization", auth};
     for (size_t i = 0; i < g->headers->n && n < sizeof(h) / sizeof(h[0]); i++)
         h[n++] = (struct header){g->headers->names[i], g->headers->values[i]};
     struct httpc_request req = {
@@ -57,9 +50,7 @@ int poll_http_start(struct httpc *client, const struct poll_http_get *g, httpc_d
         .timeout = g->timeout,
         .max_response = g->max_response,
     };
-    int rc = httpc_start(client, &req, done, arg);
-    free(auth);
-    return rc;
+    return legacy_client_start(client, &req, done, arg);
 }
 
 /* jq's reason why body is not JSON, and how it begins, into why. */
@@ -88,7 +79,9 @@ enum poll_answer poll_http_answer(const struct httpc_response *resp, const char 
     struct buf where = {0};
     buf_puts(&where, "GET ");
     http_text_url_redacted(&where, url);
-    if (resp->status == 0) {
+    if (resp->not_sent) {
+        snprintf(why, whylen, "%s not sent: %s", where.data, resp->error);
+    } else if (resp->status == 0) {
         snprintf(why, whylen, "%s %s: %s", where.data, resp->timed_out ? "timed out" : "failed",
                  resp->error ? resp->error : "no response");
     } else if (resp->status == 304 || resp->status == 204) {

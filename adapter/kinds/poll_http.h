@@ -1,7 +1,8 @@
 /*
  * poll_http — the poll route's conversation with the legacy endpoint: the GET
  * it sends (the url with the cursor URL-encoded; Accept JSON; If-None-Match
- * when it has that URL's ETag; the bearer token; extra headers) and what the
+ * when it has that URL's ETag; extra headers; the route's credentials, added
+ * by its legacy client) and what the
  * answer means: a JSON document, "unchanged" (304, 204), or a failure whose
  * reason names the redacted URL, with the Retry-After the legacy side asked.
  * No state: poll_in.c keeps the cursor, the ETag and the schedule.
@@ -10,11 +11,11 @@
 #define SIDECAR_POLL_HTTP_H
 
 #include "httpc.h"
+#include "legacy_client.h"
 
 #include <jv.h>
 #include <stddef.h>
 
-struct secret;
 struct strmap;
 
 /* url_template with {cursor} replaced by cursor, URL-encoded. Caller frees;
@@ -24,16 +25,14 @@ char *poll_http_url(const char *url_template, const char *cursor, char *err, siz
 /* One GET; everything borrowed (httpc copies what it keeps). */
 struct poll_http_get {
     const char *url;
-    const char *etag;                  /* sent as If-None-Match; NULL: none */
-    const struct secret *bearer_token; /* read under secrets_read_lock; unset: none */
-    const struct strmap *headers;      /* extra request headers */
+    const char *etag;             /* sent as If-None-Match; NULL: none */
+    const struct strmap *headers; /* extra request headers */
     double timeout;
     size_t max_response;
 };
 
-/* Loop thread: starts the GET; done runs on that thread. 0, or -1 when the
- * HTTP client refused it. */
-int poll_http_start(struct httpc *client, const struct poll_http_get *g, httpc_done_fn done,
+/* Loop thread: starts the GET; done runs on that thread (see legacy_client.h). */
+int poll_http_start(struct legacy_client *client, const struct poll_http_get *g, httpc_done_fn done,
                     void *arg);
 
 enum poll_answer {

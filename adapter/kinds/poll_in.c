@@ -24,6 +24,8 @@
 #include "config.h"
 #include "http_text.h"
 #include "httpc.h"
+#include "legacy_auth.h"
+#include "legacy_client.h"
 #include "log.h"
 #include "loop.h"
 #include "pacer.h"
@@ -57,7 +59,9 @@ struct poll_in_opts {
     double timeout;
     int max_response;
     struct strmap headers;
-    struct secret bearer_token;
+    struct secret bearer_token; /* deprecated: moved into auth by validate */
+    struct legacy_auth auth;
+    struct tls_config tls;
 };
 
 #define O(field) offsetof(struct poll_in_opts, field)
@@ -85,8 +89,13 @@ static const struct config_key poll_in_keys[] = {
      "largest response in bytes; a larger one is an error"},
     {"headers", KEY_MAP, O(headers), 0, NULL, NULL, 0, 0, NULL,
      "extra request headers: headers = { X-Api-Version = \"2\"; };"},
+    {"auth", KEY_GROUP, O(auth), 0, NULL, NULL, 0, 0, legacy_auth_keys,
+     "credentials for the legacy API: one of basic, bearer_token_file, header + value_file, "
+     "oauth2"},
+    {"tls", KEY_GROUP, O(tls), 0, NULL, NULL, 0, 0, legacy_tls_keys,
+     "TLS to the legacy side (https://): private CA, client certificate, verification"},
     {"bearer_token_file", KEY_SECRET, O(bearer_token), 0, NULL, NULL, 0, 0, NULL,
-     "sends Authorization: Bearer <token read from this file>"},
+     "deprecated: write auth = { bearer_token_file = \"…\"; }"},
     {0},
 };
 
@@ -98,7 +107,7 @@ struct poll_in {
     char *cursor_path;
     char *state_dir;
     struct loop *loop;
-    struct httpc *client;
+    struct legacy_client *client;
     pthread_t thread;
     bool thread_started;
 
@@ -357,7 +366,6 @@ static void poll_send(struct poll_in *p)
     struct poll_http_get get = {
         .url = url,
         .etag = p->etag && p->etag_url && strcmp(p->etag_url, url) == 0 ? p->etag : NULL,
-        .bearer_token = &o->bearer_token,
         .headers = &o->headers,
         .timeout = o->timeout,
         .max_response = (size_t)o->max_response,
@@ -452,11 +460,36 @@ static void check_state_dir(const struct route *r, const char *dir, struct confi
     free(problem);
 }
 
+/* The old bearer_token_file key becomes auth.bearer_token_file, with a note. */
+static void adopt_old_bearer(struct route *r, struct poll_in_opts *o, struct config_report *rep)
+{
+    if (o->bearer_token.path == NULL)
+        return;
+    if (o->auth.bearer_token.path != NULL) {
+        config_report_add(rep, o->bearer_token.line,
+                          "inbound route \"%s\": bearer_token_file and auth.bearer_token_file "
+                          "are both set; keep auth = { bearer_token_file = \"%s\"; } only",
+                          r->name, o->bearer_token.path);
+        return;
+    }
+    config_report_note(rep, o->bearer_token.line,
+                       "inbound route \"%s\": bearer_token_file is deprecated; write auth = { "
+                       "bearer_token_file = \"%s\"; } (it works the same)",
+                       r->name, o->bearer_token.path);
+    o->auth.bearer_token = o->bearer_token; /* moved: auth's key re-reads and frees it */
+    o->bearer_token = (struct secret){0};
+}
+
 static void poll_in_validate(struct route *r, const struct sidecar_config *cfg,
                              struct config_report *rep)
 {
-    const struct poll_in_opts *o = opts(r);
+    struct poll_in_opts *o = r->opts;
     char err[512];
+    adopt_old_bearer(r, o, rep);
+    char *where = xasprintf("inbound route \"%s\"", r->name);
+    legacy_auth_validate(&o->auth, where, r->line, &o->headers, rep);
+    legacy_tls_validate(&o->tls, o->url, where, r->line, rep);
+    free(where);
     if (o->url && template_check(o->url, url_placeholders, err, sizeof(err)) != 0)
         config_report_add(rep, r->line, "inbound route \"%s\": url %s", r->name, err);
     bool url_has_cursor = o->url && strstr(o->url, "{cursor}") != NULL;
@@ -495,8 +528,8 @@ static void poll_in_describe(const struct route *r, struct buf *out)
     buf_printf(out, ", items %s, id %s", o->items, o->id);
     if (o->cursor)
         buf_printf(out, ", cursor %s (per %s)", o->cursor, o->cursor_from);
-    buf_printf(out, " → exchange \"%s\" key \"%s\"%s", r->exchange, r->routing_key,
-               r->transform ? " (transform)" : "");
+    buf_printf(out, " → exchange \"%s\" key \"%s\"%s, auth %s", r->exchange, r->routing_key,
+               r->transform ? " (transform)" : "", legacy_auth_describe(&o->auth));
 }
 
 static void poll_in_free_state(struct poll_in *p)
@@ -543,7 +576,12 @@ static int poll_in_start(struct route *r, char *err, size_t errlen)
     backoff_init(&p->backoff, o->interval < 1 ? o->interval : 1,
                  o->interval > 60 ? o->interval : 60);
     p->loop = loop_new();
-    p->client = httpc_new(p->loop);
+    p->client = legacy_client_new(p->loop, &(struct legacy_client_config){
+                                               .route = r->name,
+                                               .auth = &o->auth,
+                                               .oauth2 = r->services->oauth2,
+                                               .tls = &o->tls,
+                                           });
     p->turn.go = poll_turn;
     if (r->rate.rate > 0)
         p->pacer = pacer_new(&(struct pacer_config){.route = r->name,
@@ -594,7 +632,7 @@ static void poll_in_stop(struct route *r)
         loop_stop(p->loop);
         pthread_join(p->thread, NULL);
     }
-    httpc_free(p->client);
+    legacy_client_free(p->client);
     pacer_free(p->pacer); /* its timer is on the loop: free it first */
     loop_free(p->loop);
     poll_in_free_state(p);
@@ -616,6 +654,11 @@ static bool poll_in_ready(struct route *r, struct buf *detail)
     return ok;
 }
 
+static const struct legacy_auth *poll_in_legacy_auth(const struct route *r)
+{
+    return &opts(r)->auth;
+}
+
 const struct route_kind kind_poll_in = {
     .name = "poll",
     .direction = ROUTE_INBOUND,
@@ -631,4 +674,5 @@ const struct route_kind kind_poll_in = {
     .busy = poll_in_busy,
     .stop = poll_in_stop,
     .ready = poll_in_ready,
+    .legacy_auth = poll_in_legacy_auth,
 };

@@ -3,7 +3,8 @@
  * element, or JSON turned into XML by transforms/XMLJSON.md after the route's
  * jq transform) is wrapped in a SOAP 1.1 or 1.2 envelope, with an optional
  * WS-Security UsernameToken, and POSTed to `url` through the route's shared
- * HTTP client; up to `concurrency` calls are in flight (the prefetch).
+ * HTTP client with the route's `auth` credentials (legacy_client.h); up to
+ * `concurrency` calls are in flight (the prefetch).
  *
  * The answer decides the outcome (settled exactly once per delivery):
  *   Client/Sender fault, at any HTTP status  → dead letter (x-sidecar-error: the faultstring)
@@ -25,6 +26,8 @@
 #include "httpc.h"
 #include "inbound.h"
 #include "jq_transform.h"
+#include "legacy_auth.h"
+#include "legacy_client.h"
 #include "log.h"
 #include "message.h"
 #include "route.h"
@@ -53,6 +56,8 @@ struct soap_out_opts {
     char *format;
     bool json; /* not a key: format = "json", resolved by validate */
     int max_response;
+    struct legacy_auth auth;
+    struct tls_config tls;
 };
 
 #define O(field) offsetof(struct soap_out_opts, field)
@@ -76,6 +81,11 @@ static const struct config_key soap_out_keys[] = {
      "reply_to messages carry the response Body content as XML or as JSON (XMLJSON.md)"},
     {"max_response", KEY_INT, O(max_response), 0, "16777216", NULL, 1024, 268435456, NULL,
      "largest response read in bytes"},
+    {"auth", KEY_GROUP, O(auth), 0, NULL, NULL, 0, 0, legacy_auth_keys,
+     "HTTP credentials for the service: one of basic, bearer_token_file, header + value_file, "
+     "oauth2 (besides or instead of the UsernameToken)"},
+    {"tls", KEY_GROUP, O(tls), 0, NULL, NULL, 0, 0, legacy_tls_keys,
+     "TLS to the legacy side (https://): private CA, client certificate, verification"},
     {0},
 };
 
@@ -89,7 +99,7 @@ struct call {
 };
 
 struct soap_out_state {
-    struct httpc *http;
+    struct legacy_client *http;
     enum soap_version version;
     struct call *calls;
 };
@@ -402,6 +412,10 @@ static void called(void *arg, const struct httpc_response *resp)
     struct delivery *d = c->delivery;
     call_unlink(c);
     free(c);
+    if (resp->not_sent) { /* no credentials to be had: not the message's fault */
+        settle_retry_uncounted(d, "call not sent: %s", resp->error);
+        return;
+    }
     histogram_observe(&r->metrics.legacy_seconds, resp->seconds);
     if (resp->status == 0) {
         settle_retry(d, 1, 0, "%s: %s", resp->timed_out ? "no answer in time" : "call failed",
@@ -468,7 +482,7 @@ static void soap_out_deliver(struct route *r, struct delivery *d)
                                 .body_len = env_len,
                                 .timeout = opts(r)->timeout,
                                 .max_response = (size_t)opts(r)->max_response};
-    int rc = httpc_start(state(r)->http, &req, called, c);
+    int rc = legacy_client_start(state(r)->http, &req, called, c);
     headers_free(&h);
     free(action);
     free(envelope);
@@ -506,15 +520,19 @@ static void soap_out_validate(struct route *r, const struct sidecar_config *cfg,
             config_report_add(rep, r->line,
                               "route \"%s\": headers.%s must not hold quotes or control characters",
                               r->name, o->headers.names[i]);
+    char *where = xasprintf("outbound route \"%s\"", r->name);
+    legacy_auth_validate(&o->auth, where, r->line, &o->headers, rep);
+    legacy_tls_validate(&o->tls, o->url, where, r->line, rep);
+    free(where);
 }
 
 static void soap_out_describe(const struct route *r, struct buf *out)
 {
     const struct soap_out_opts *o = opts(r);
-    buf_printf(out, "queue \"%s\" → SOAP %s POST %s (action \"%s\"%s%s, %d in flight", r->queue,
-               o->soap_version, o->url, o->action ? o->action : "",
+    buf_printf(out, "queue \"%s\" → SOAP %s POST %s (action \"%s\"%s%s, %d in flight, auth %s",
+               r->queue, o->soap_version, o->url, o->action ? o->action : "",
                o->wsse_username ? ", UsernameToken" : "", r->transform_file ? ", transform" : "",
-               r->concurrency);
+               r->concurrency, legacy_auth_describe(&o->auth));
     route_describe_rate(r, out);
     buf_puts(out, ")");
 }
@@ -523,7 +541,12 @@ static int soap_out_start(struct route *r, char *err, size_t errlen)
 {
     struct soap_out_state *st = xcalloc(1, sizeof(*st));
     st->version = strcmp(opts(r)->soap_version, "1.2") == 0 ? SOAP_1_2 : SOAP_1_1;
-    st->http = httpc_new(r->loop);
+    st->http = legacy_client_new(r->loop, &(struct legacy_client_config){
+                                              .route = r->name,
+                                              .auth = &opts(r)->auth,
+                                              .oauth2 = r->services->oauth2,
+                                              .tls = &opts(r)->tls,
+                                          });
     r->state = st;
     return 0;
 }
@@ -533,7 +556,7 @@ static void soap_out_stop(struct route *r)
     struct soap_out_state *st = state(r);
     if (st == NULL)
         return;
-    httpc_free(st->http); /* aborts what still runs, without callbacks */
+    legacy_client_free(st->http); /* aborts what still runs, without callbacks */
     while (st->calls) {
         struct call *c = st->calls;
         st->calls = c->next;
@@ -544,6 +567,16 @@ static void soap_out_stop(struct route *r)
     }
     free(st);
     r->state = NULL;
+}
+
+static bool soap_out_ready(struct route *r, struct buf *detail)
+{
+    return state(r) == NULL || legacy_client_ready(state(r)->http, detail);
+}
+
+static const struct legacy_auth *soap_out_legacy_auth(const struct route *r)
+{
+    return &opts(r)->auth;
 }
 
 const struct route_kind kind_soap_out = {
@@ -558,4 +591,6 @@ const struct route_kind kind_soap_out = {
     .start = soap_out_start,
     .deliver = soap_out_deliver,
     .stop = soap_out_stop,
+    .ready = soap_out_ready,
+    .legacy_auth = soap_out_legacy_auth,
 };
