@@ -14,7 +14,7 @@ import sys
 import time
 
 from benchlib import (BODY, Broker, Sidecar, Tools, args, bench_seconds, fmt, free_port,
-                      per_msg_us, progress, table)
+                      per_msg_us, progress, table, tick_note)
 
 LEVELS = (1, 16, 64, 256, 512)
 QUEUE, EXCHANGE, KEY = "bench.in", "amq.direct", "bench.in"
@@ -127,9 +127,10 @@ def main():
     time.sleep(2)
     idle_ms = (m.broker.cpu() - before) * 1000 / 2
 
-    rows, checks = [], []
+    rows, checks, fewest = [], [], 1 << 62
     for n in LEVELS:
         raw, ours = m.level(n)
+        fewest = min(fewest, raw["count"], ours["depth"])
         rows.append([n, fmt(raw["rate"]), fmt(ours["rate"]), fmt(ours["rate"] / raw["rate"], 2),
                      f"{fmt(raw['p50_ms'], 2)} / {fmt(raw['p99_ms'], 2)}",
                      f"{fmt(ours['p50_ms'], 2)} / {fmt(ours['p99_ms'], 2)}",
@@ -154,7 +155,7 @@ def main():
         "included) over the run, divided by the messages that reached the queue. The sidecar's "
         "covers HTTP parsing, publishing, confirms and answering. The broker's is all of "
         f"beam.smp, including background work: idle, it used {idle_ms:.1f} ms of CPU per second "
-        "(management plugin on).",
+        "(management plugin on). " + tick_note(fewest),
         f"Each row: raw, sidecar, raw, sidecar, {s} s each on one sidecar process; each side "
         "shows its faster run (every figure of that side from that run). Peak RSS: the "
         "sidecar's VmHWM after the row's runs. The queue is purged before every run.",

@@ -204,6 +204,12 @@ class Tools:
                         "--body-file", body_file, *hs, timeout=seconds + 60)
 
 
+def tick_note(fewest):
+    """What /proc's CPU clock resolution means for a per-message figure."""
+    return (f"/proc counts CPU in 1/{TICK} s ticks: a per-message figure over the fewest "
+            f"messages here ({fewest}) is good to ±{1e6 / TICK / fewest:.1f} µs.")
+
+
 def fmt(v, digits=0):
     if v is None or v != v:  # None or NaN
         return "–"

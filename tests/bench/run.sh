@@ -15,7 +15,13 @@ cd "$(dirname "$0")/../.."
 . tests/lib/rabbit.sh
 WORK=$(mktemp -d /tmp/sidecar-bench-XXXXXX)
 OUT=build/bench.md
-cleanup() { rabbit_stop; rm -rf "$WORK"; }
+LOGS=build/bench-logs
+cleanup() {
+    rabbit_stop
+    rm -rf "$LOGS" && mkdir -p "$LOGS" # the sidecars' and the sink's logs outlive the run
+    find "$WORK" -path "$WORK/rabbit" -prune -o -name '*.log' -exec cp {} "$LOGS"/ \;
+    rm -rf "$WORK"
+}
 trap cleanup EXIT
 echo "== starting a private RabbitMQ (management plugin on, for the HTTP API comparison)" >&2
 rabbit_start "$WORK/rabbit" rabbitmq_management
@@ -48,7 +54,7 @@ for name in ${BENCH_ONLY:-publisher inbound outbound file}; do
         failed+=("$name")
     fi
 done
-echo "== report written to $OUT" >&2
+echo "== report written to $OUT; logs in $LOGS" >&2
 if [ ${#failed[@]} -gt 0 ]; then
     echo "FAILED: ${failed[*]} (see above)" | tee -a "$OUT" >&2
     exit 1
