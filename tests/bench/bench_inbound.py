@@ -154,8 +154,8 @@ def main():
         "/proc/PID/stat (raw client and loadgen: their own getrusage, connection setup "
         "included) over the run, divided by the messages that reached the queue. The sidecar's "
         "covers HTTP parsing, publishing, confirms and answering. The broker's is all of "
-        f"beam.smp, including background work: idle, it used {idle_ms:.1f} ms of CPU per second "
-        "(management plugin on). " + tick_note(fewest),
+        f"beam.smp, including background work: idle, it used {idle_ms:.0f} ms of CPU per second "
+        "(management plugin on; ±5 ms/s, read over 2 s). " + tick_note(fewest),
         f"Each row: raw, sidecar, raw, sidecar, {s} s each on one sidecar process; each side "
         "shows its faster run (every figure of that side from that run). Peak RSS: the "
         "sidecar's VmHWM after the row's runs. The queue is purged before every run.",
