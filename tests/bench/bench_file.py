@@ -5,10 +5,11 @@ the route's exchange and key (512 in flight, bare and with the sidecar's
 message shape), on one private broker, plus the sidecar's peak RSS (VmHWM) —
 memory must not grow with the file.
 
-The queue is capped by a policy (max-length 50000, drop-head) so the broker
-does the same work per message whatever the count: a backlog of a million
-messages slows a classic queue down and would measure the queue, not the
-sidecar. BENCH_FILE_RECORDS sets the size (default 40 000 × BENCH_SECONDS;
+The queue is capped by a policy (max-length CAP, drop-head) and filled to the
+cap before each run, so the broker does the same work per message in every
+run whatever the count (each publish drops the oldest message): a backlog of
+a million messages slows a classic queue down and would measure the queue,
+not the sidecar. BENCH_FILE_RECORDS sets the size (default 40 000 × BENCH_SECONDS;
 1000000 is ≈100 MB). Exits 1 unless the log reports every record confirmed.
 """
 import csv
@@ -26,6 +27,7 @@ from benchlib import (Broker, Sidecar, Tools, args, bench_seconds, fmt, free_por
 
 HEADER = "id,customer,amount,currency,reference,note"
 QUEUE, EXCHANGE, KEY = "bench.file", "amq.direct", "bench.file"
+CAP = 10000
 
 
 def row(i):
@@ -64,11 +66,16 @@ def main():
     mb = os.path.getsize(csv_path) / 1e6
 
     broker.ctl_run("set_policy", "--apply-to", "queues", "bench-file", r"^bench\.file",
-                   '{"max-length": 50000, "overflow": "drop-head"}')
+                   json.dumps({"max-length": CAP, "overflow": "drop-head"}))
     broker.declare(QUEUE, bind=(EXCHANGE, KEY))
 
-    def raw_publish(*extra):
+    def fill_to_cap():
         broker.purge(QUEUE)
+        tools.raw("publish", "--queue", QUEUE, "--passive", "--count", CAP, "--size", size,
+                  "--window", 512)
+
+    def raw_publish(*extra):
+        fill_to_cap()
         before = broker.cpu()
         r = tools.raw("publish", "--queue", QUEUE, "--passive", "--exchange", EXCHANGE,
                       "--routing-key", KEY, "--seconds", bench_seconds(), "--size", size,
@@ -80,7 +87,7 @@ def main():
     raw = raw_publish()
     progress("file: raw publish, the sidecar's message shape")
     raw_shaped = raw_publish("--sidecar-props")
-    broker.purge(QUEUE)
+    fill_to_cap()
 
     admin = free_port()
     conf = os.path.join(base, "bench.conf")
@@ -135,7 +142,8 @@ def main():
            f"{bench_seconds():g} s, records of the same size.",
            "CPU µs/msg: utime+stime (every thread, user and kernel) from /proc/PID/stat over "
            "the run (raw client: its getrusage, connection setup included), per message; "
-           "broker: all of beam.smp. The queue is capped at 50 000 by policy (drop-head). "
+           f"broker: all of beam.smp. The queue is capped at {CAP} by policy (drop-head) and "
+           "filled to the cap before each run: every publish measured drops the oldest message. "
            + tick_note(min(records, raw["count"], raw_shaped["count"]))])
     if confirmed != records:
         print(f"**ERROR**: {records} records in the file, the log reports {confirmed} "

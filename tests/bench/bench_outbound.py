@@ -93,10 +93,13 @@ outbound = ( {{ name = "out{concurrency}"; kind = "http"; queue = "{queue}";
         owned = [queue, queue + ".dlq", *(f"{queue}.retry.{i}" for i in range(1, 5))]
         self.broker.delete(*owned)
         conf, admin = self.config(queue, concurrency)
-        # A first start declares the queue with the route's arguments; its CPU up
-        # to ready is the start-up cost, taken off the measured run's.
+        # A first start declares the queues with the route's arguments. A second
+        # one, on the empty queue, measures the start-up up to ready (the
+        # sidecar's CPU and the broker's), taken off the measured run's.
+        Sidecar(self.a.sidecar, conf, admin).stop()
+        broker_before = self.broker.cpu()
         sc = Sidecar(self.a.sidecar, conf, admin)
-        startup_cpu = sc.cpu()
+        startup_cpu, startup_broker = sc.cpu(), self.broker.cpu() - broker_before
         sc.stop()
         self.fill(queue, count, passive=True)
         self.sink.reset()
@@ -109,7 +112,8 @@ outbound = ( {{ name = "out{concurrency}"; kind = "http"; queue = "{queue}";
             sidecar_cpu = sc.cpu() - startup_cpu
             rss = sc.rss()
             stats = self.sink.stats()
-            sink_cpu, broker_cpu = self.sink.cpu() - sink_before, self.broker.cpu() - broker_before
+            sink_cpu = self.sink.cpu() - sink_before
+            broker_cpu = self.broker.cpu() - broker_before - startup_broker
         finally:
             sc.stop()
         got = stats["count"]
@@ -121,14 +125,15 @@ outbound = ( {{ name = "out{concurrency}"; kind = "http"; queue = "{queue}";
         seconds = stats["last"] - stats["first"]
         return {"rate": (got - 1) / seconds if seconds > 0 else 0.0, "rss": rss,
                 "sidecar_us": per_msg_us(sidecar_cpu, got), "sink_us": per_msg_us(sink_cpu, got),
-                "broker_us": per_msg_us(broker_cpu, got), "startup_ms": startup_cpu * 1e3}
+                "broker_us": per_msg_us(broker_cpu, got), "startup_ms": startup_cpu * 1e3,
+                "startup_broker_ms": startup_broker * 1e3}
 
 
 def main():
     a = args(__doc__).parse_args()
     count = int(os.environ.get("BENCH_OUT_COUNT", str(int(4000 * bench_seconds()))))
     b = Bench(a)
-    rows, startup = [], []
+    rows, startup, startup_broker = [], [], []
     try:
         for c in LEVELS:
             n = count if c > 1 else max(500, count // 4)  # one at a time is slow
@@ -141,6 +146,7 @@ def main():
             raw = max(raws, key=lambda r: r["rate"])
             best = max(ours, key=lambda r: r["rate"])
             startup += [r["startup_ms"] for r in ours]
+            startup_broker += [r["startup_broker_ms"] for r in ours]
             rows.append([c, n, fmt(raw["rate"]), fmt(best["rate"]),
                          fmt(best["rate"] / raw["rate"], 2), fmt(best["sidecar_us"], 1),
                          fmt(best["sink_us"], 1),
@@ -163,8 +169,10 @@ def main():
            f"(CPU to ready on the empty queue, {min(startup):.0f}–{max(startup):.0f} ms, "
            "measured in a start just before). The sink's is its own cost of answering (and "
            "~10 /stats polls a second), shown so it can be taken off. The broker's: all of "
-           "beam.smp over the drain (raw: its consume; sidecar: start to drained). Raw client: "
-           "its getrusage, connection setup included. "
+           "beam.smp over the drain (raw: its consume; sidecar: start to drained, less the "
+           f"broker's CPU during that start-up, {min(startup_broker):.0f}–"
+           f"{max(startup_broker):.0f} ms). Raw client: its getrusage, connection setup "
+           "included. "
            + tick_note(min(count, max(500, count // 4))),
            "Each row: raw, sidecar, raw, sidecar; each side shows its faster run. The "
            "messages are published before each run (not measured); the sidecar's rate is "
