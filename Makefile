@@ -58,6 +58,8 @@ $(B)/tests/%: tests/unit/%.c $(LIB_OBJ)
 	@echo "  LD      $@"
 	@$(CC) $(CPPFLAGS) $(CFLAGS) $(FLAGS) $(WARN) -o $@ $< $(LIB_OBJ) $(LDFLAGS) $(LDLIBS) -lcmocka
 
+$(B)/tests/test_bench_latency: tests/bench/latency.h
+
 # Benchmark tools: the raw rabbitmq-c yardstick, a driver of our own publisher, the
 # closed-loop HTTP load generator and the fast local HTTP sink.
 $(B)/bench/raw_amqp: tests/bench/raw_amqp.c tests/bench/latency.h
