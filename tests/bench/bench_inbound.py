@@ -76,6 +76,9 @@ class Matrix:
         broker_cpu, sidecar_cpu = self.broker.cpu() - broker_before, sc.cpu() - sidecar_before
         depth = self.broker.depth(QUEUE)
         self.check(f"sidecar, {n} connections", depth, r["ok"], slack=r["errors"])
+        if r["ok"] == 0:
+            self.failures.append(f"sidecar, {n} connections: no 2xx answer ({r['non2xx']} "
+                                 f"non-2xx, {r['errors']} connections lost)")
         r.update(rate=r["ok"] / r["seconds"] if r["seconds"] else 0.0, depth=depth,
                  broker_us=per_msg_us(broker_cpu, depth),
                  sidecar_us=per_msg_us(sidecar_cpu, depth),

@@ -13,7 +13,8 @@
  * the bench checks the 2xx count against the queue.
  *
  * Prints one JSON line: {"connections", "requests": answers read, "ok": 2xx,
- * "non2xx", "errors": connections lost or unparseable answers, "seconds": first
+ * "non2xx", "errors": connections lost (refused, reset, closed, or an unusable
+ * answer), "reconnects", "seconds": first
  * connect to last answer, "rate": answers/s, "p50_ms", "p99_ms", "max_ms":
  * request written → answer complete, "cpu_s": user+system CPU of this process}.
  * Answers must carry Content-Length (libmicrohttpd's do); chunked ones are errors.
@@ -149,10 +150,11 @@ static int answer_complete(struct conn *c, int *status, int *close_after)
     return c->have == head + (size_t)length ? 1 : -1; /* nothing pipelined, nothing extra */
 }
 
+/* Every loss counts as an error, an idle connection's too: during a run of
+ * seconds nothing should close one (a refused connect lands here as well). */
 static void conn_lost(struct run *r, struct conn *c, uint64_t t)
 {
-    if (c->busy)
-        r->errors++;
+    r->errors++;
     conn_close(r, c);
     if (t < r->stop) {
         r->reconnects++;
