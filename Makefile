@@ -58,18 +58,31 @@ $(B)/tests/%: tests/unit/%.c $(LIB_OBJ)
 	@echo "  LD      $@"
 	@$(CC) $(CPPFLAGS) $(CFLAGS) $(FLAGS) $(WARN) -o $@ $< $(LIB_OBJ) $(LDFLAGS) $(LDLIBS) -lcmocka
 
-# Benchmark tools: the raw rabbitmq-c yardstick and a driver of our own publisher.
-$(B)/bench/raw_amqp: tests/bench/raw_amqp.c
+$(B)/tests/test_bench_latency: tests/bench/latency.h
+
+# Benchmark tools: the raw rabbitmq-c yardstick, a driver of our own publisher, the
+# closed-loop HTTP load generator and the fast local HTTP sink.
+$(B)/bench/raw_amqp: tests/bench/raw_amqp.c tests/bench/latency.h
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	@$(CC) $(CPPFLAGS) -O2 -Wall -Wextra -Werror -o $@ $< $(LDLIBS)
+
+$(B)/bench/loadgen: tests/bench/loadgen.c tests/bench/latency.h
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	@$(CC) -O2 -g -Wall -Wextra -Werror -o $@ $<
+
+$(B)/bench/sink: tests/bench/sink.c
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	@$(CC) -O2 -g -Wall -Wextra -Werror -o $@ $< -lmicrohttpd
 
 $(B)/bench/bench_publisher: tests/bench/bench_publisher.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	@$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
-bench-tools: $(B)/bench/raw_amqp $(B)/bench/bench_publisher
+bench-tools: $(B)/bench/raw_amqp $(B)/bench/bench_publisher $(B)/bench/loadgen $(B)/bench/sink
 
 -include $(OBJ:.o=.d)
 
@@ -130,7 +143,7 @@ docs: all
 	@$(PYTHON) tests/update-docs.py
 
 FORMAT_FILES = $(SRC) $(wildcard adapter/*.h adapter/kinds/*.h transforms/*.h tests/unit/*.c tests/unit/*.h \
-                 tests/bench/*.c tests/fuzz/*.c)
+                 tests/bench/*.c tests/bench/*.h tests/fuzz/*.c)
 format:
 	clang-format -i $(FORMAT_FILES)
 

@@ -1,34 +1,33 @@
-"""File inbound benchmark: a large CSV dropped into a file route's directory,
-timed from the rename until it lands in done_dir (both passes: check + hash,
-then publish with confirms), beside the raw rabbitmq-c pipelined-confirm
-publish rate (window 512, the same message size) on the same broker, plus the
-sidecar's peak RSS (VmHWM) — memory must not grow with the file.
+"""File inbound: a large CSV dropped into a file route's directory, timed from
+the rename until it lands in done_dir (both passes: check + hash, then publish
+with confirms), beside raw rabbitmq-c publishing records of the same size to
+the route's exchange and key (512 in flight, bare and with the sidecar's
+message shape), on one private broker, plus the sidecar's peak RSS (VmHWM) —
+memory must not grow with the file.
 
-Both queues are capped by a policy (max-length 50000, drop-head) so the broker does the
-same work per message whatever the count: a backlog of a million messages slows a classic
-queue down and would measure the queue, not the sidecar. The default size keeps the run
-under a minute on a 2-core machine; pass --records 1000000 (≈100 MB) for the full size."""
-import argparse
+The queue is capped by a policy (max-length CAP, drop-head) and filled to the
+cap before each run, so the broker does the same work per message in every
+run whatever the count (each publish drops the oldest message): a backlog of
+a million messages slows a classic queue down and would measure the queue,
+not the sidecar. BENCH_FILE_RECORDS sets the size (default 40 000 × BENCH_SECONDS;
+1000000 is ≈100 MB). Exits 1 unless the log reports every record confirmed.
+"""
+import csv
+import io
 import json
 import os
-import shlex
+import re
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 
-import pika
-import requests
+from benchlib import (Broker, Sidecar, Tools, args, bench_seconds, fmt, free_port, per_msg_us,
+                      progress, table, tick_note)
 
 HEADER = "id,customer,amount,currency,reference,note"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+QUEUE, EXCHANGE, KEY = "bench.file", "amq.direct", "bench.file"
+CAP = 10000
 
 
 def row(i):
@@ -38,8 +37,6 @@ def row(i):
 
 def record_size():
     """Bytes of one published record (the JSON object), for the raw comparison."""
-    import csv
-    import io
     names = HEADER.split(",")
     values = next(csv.reader(io.StringIO(row(1234567))))
     return len(json.dumps(dict(zip(names, values)), separators=(",", ":")))
@@ -48,41 +45,15 @@ def record_size():
 def write_csv(path, n):
     with open(path, "w") as f:
         f.write(HEADER + "\n")
-        chunk = []
-        for i in range(n):
-            chunk.append(row(i))
-            if len(chunk) == 10000:
-                f.write("\n".join(chunk) + "\n")
-                chunk = []
-        if chunk:
-            f.write("\n".join(chunk) + "\n")
-
-
-def vm_hwm_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        for start in range(0, n, 10000):
+            f.write("\n".join(row(i) for i in range(start, min(n, start + 10000))) + "\n")
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--amqp-port", type=int, required=True)
-    ap.add_argument("--rabbitmqctl", required=True)
-    ap.add_argument("--sidecar", required=True)
-    ap.add_argument("--raw", required=True)
-    ap.add_argument("--workdir", required=True)
-    ap.add_argument("--records", type=int,
-                    default=int(os.environ.get("BENCH_FILE_RECORDS", "200000")))
-    a, _ = ap.parse_known_args()
-    url = f"amqp://guest:guest@127.0.0.1:{a.amqp_port}/%2f"
+    a = args(__doc__).parse_args()
+    records = int(os.environ.get("BENCH_FILE_RECORDS", str(int(40000 * bench_seconds()))))
+    broker = Broker(a)
+    tools = Tools(a.tools, broker.url)
     base = tempfile.mkdtemp(prefix="bench-file-", dir=a.workdir)
     drop, done, staging = (os.path.join(base, d) for d in ("drop", "done", "staging"))
     for d in (drop, done, staging):
@@ -90,95 +61,94 @@ def main():
 
     size = record_size()
     csv_path = os.path.join(staging, "bench.csv")
-    write_csv(csv_path, a.records)
+    progress(f"file: writing a {records}-record CSV")
+    write_csv(csv_path, records)
     mb = os.path.getsize(csv_path) / 1e6
 
-    ctl = shlex.split(a.rabbitmqctl)
-    subprocess.run(ctl + ["set_policy", "--apply-to", "queues", "bench-file", r"^bench\.file",
-                          '{"max-length": 50000, "overflow": "drop-head"}'],
-                   check=True, capture_output=True)
-    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", a.amqp_port))
-    ch = conn.channel()
-    ch.queue_declare("bench.file", durable=True)
-    ch.queue_purge("bench.file")
-    ch.queue_bind("bench.file", "amq.direct", "bench.file")
-    conn.close()
+    broker.ctl_run("set_policy", "--apply-to", "queues", "bench-file", r"^bench\.file",
+                   json.dumps({"max-length": CAP, "overflow": "drop-head"}))
+    broker.declare(QUEUE, bind=(EXCHANGE, KEY))
 
-    raw_count = min(a.records, 100000)
+    def fill_to_cap():
+        broker.purge(QUEUE)
+        tools.raw("publish", "--queue", QUEUE, "--passive", "--count", CAP, "--size", size,
+                  "--window", 512)
+
     def raw_publish(*extra):
-        return json.loads(subprocess.run(
-            [a.raw, "publish", "--url", url, "--queue", "bench.file.raw", "--count",
-             str(raw_count), "--size", str(size), "--window", "512", *extra],
-            capture_output=True, text=True, check=True).stdout)
+        fill_to_cap()
+        before = broker.cpu()
+        r = tools.raw("publish", "--queue", QUEUE, "--passive", "--exchange", EXCHANGE,
+                      "--routing-key", KEY, "--seconds", bench_seconds(), "--size", size,
+                      "--window", 512, *extra)
+        r["broker_us"] = per_msg_us(broker.cpu() - before, r["count"])
+        r["client_us"] = per_msg_us(r["cpu_s"], r["count"])
+        return r
+    progress("file: raw publish, bare")
     raw = raw_publish()
-    # the same with the properties DESIGN.md requires of every sidecar publish
+    progress("file: raw publish, the sidecar's message shape")
     raw_shaped = raw_publish("--sidecar-props")
+    fill_to_cap()
 
     admin = free_port()
     conf = os.path.join(base, "bench.conf")
     with open(conf, "w") as f:
-        f.write(f'name = "benchfile";\n'
-                f'broker = {{ url = "{url}"; }};\n'
+        f.write(f'name = "bench";\n'
+                f'broker = {{ url = "{broker.url}"; }};\n'
                 f'admin = {{ listen = "127.0.0.1:{admin}"; }};\n'
                 f'inbound = ( {{ name = "csv"; kind = "file"; dir = "{drop}"; format = "csv"; '
-                f'exchange = "amq.direct"; routing_key = "bench.file"; done_dir = "{done}"; '
+                f'exchange = "{EXCHANGE}"; routing_key = "{KEY}"; done_dir = "{done}"; '
                 f'settle_ms = 200; }} );\n')
-    log = open(os.path.join(base, "sidecar.log"), "wb")
-    proc = subprocess.Popen([a.sidecar, "run", "-c", conf], stdout=log, stderr=log)
+    progress("file: the sidecar's file route")
+    sc = Sidecar(a.sidecar, conf, admin)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if requests.get(f"http://127.0.0.1:{admin}/readyz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                sys.exit("  sidecar did not become ready; see " + log.name)
-            time.sleep(0.05)
-        rss_idle = vm_hwm_mb(proc.pid)
-        cpu_idle = cpu_seconds(proc.pid)
+        rss_idle = sc.rss()
+        cpu_before, broker_before = sc.cpu(), broker.cpu()
         started = time.monotonic()
         os.rename(csv_path, os.path.join(drop, "bench.csv"))
         while not os.path.exists(os.path.join(done, "bench.csv")):
-            if proc.poll() is not None or time.monotonic() - started > 600:
-                sys.exit("  the file was not filed in done_dir; see " + log.name)
+            if sc.proc.poll() is not None or time.monotonic() - started > 600:
+                sys.exit(f"  the file was not filed in done_dir; see {conf}.log")
             time.sleep(0.02)
         seconds = time.monotonic() - started
-        rss = vm_hwm_mb(proc.pid)
-        cpu = cpu_seconds(proc.pid) - cpu_idle
+        rss = sc.rss()
+        cpu, broker_cpu = sc.cpu() - cpu_before, broker.cpu() - broker_before
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(60)
-        log.close()
+        if sc.proc.poll() is None:
+            sc.proc.send_signal(signal.SIGTERM)
+        sc.stop()
+    broker.delete(QUEUE)
+    broker.ctl_run("clear_policy", "bench-file")
 
-    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", a.amqp_port))
-    ch = conn.channel()
-    ch.queue_delete("bench.file")
-    ch.queue_delete("bench.file.raw")
-    conn.close()
-    subprocess.run(ctl + ["clear_policy", "bench-file"], capture_output=True)
-
-    text = open(log.name, errors="replace").read()
-    checked, confirmed = None, "?"
-    for line in text.splitlines():
-        if "records checked in" in line:
-            checked = line.split("records checked in ")[1].split("s")[0]
-        if "record(s) confirmed in" in line:
-            confirmed = line.split('\": ')[1].split(" ")[0]
-    rate = a.records / seconds
-    print(f"  {a.records}-record CSV ({mb:.1f} MB, {size}-byte JSON records) dropped in; "
-          f"{confirmed} confirmed (queues capped at 50000 by policy)")
-    print(f"  {'raw rabbitmq-c publish (w=512, same size)':<44} {raw['rate']:9.0f} msg/s")
-    print(f"  {'raw, same size, the sidecar message shape':<44} {raw_shaped['rate']:9.0f} msg/s")
-    print(f"  {'sidecar file route (check pass + publish)':<44} {rate:9.0f} rec/s   "
-          f"{rate / raw['rate']:.2f}x raw, {rate / raw_shaped['rate']:.2f}x same shape   "
-          f"{seconds:.1f}s"
-          + (f" (check pass {checked}s)" if checked else "")
-          + f", sidecar CPU {cpu:.1f}s")
-    print(f"  {'sidecar peak RSS (VmHWM)':<44} {rss:9.1f} MB    (idle {rss_idle:.1f} MB; "
-          f"targets: >= 0.7x raw, <= 64 MB)")
+    text = open(conf + ".log", errors="replace").read()
+    confirmed = re.search(r"(\d+) record\(s\) confirmed in", text)
+    confirmed = int(confirmed[1]) if confirmed else None
+    rate = records / seconds
+    rows = [
+        ["raw rabbitmq-c, 512 in flight, bare", fmt(raw["count"]), fmt(raw["rate"]),
+         fmt(rate / raw["rate"], 2), fmt(raw["client_us"], 1), fmt(raw["broker_us"], 1), "–"],
+        ["raw rabbitmq-c, 512 in flight, the sidecar's message shape", fmt(raw_shaped["count"]),
+         fmt(raw_shaped["rate"]), fmt(rate / raw_shaped["rate"], 2),
+         fmt(raw_shaped["client_us"], 1), fmt(raw_shaped["broker_us"], 1), "–"],
+        ["sidecar file route (check pass + publish)", fmt(records), fmt(rate), "–",
+         fmt(per_msg_us(cpu, records), 1), fmt(per_msg_us(broker_cpu, records), 1),
+         f"{rss:.1f} (idle {rss_idle:.1f})"],
+    ]
+    table(f"File inbound: a {records}-record CSV ({mb:.1f} MB, {size}-byte JSON records)",
+          ["publisher", "messages", "msg/s", "sidecar ÷ row", "client CPU µs/msg",
+           "broker CPU µs/msg", "peak RSS MB"], rows,
+          [f"sidecar: from the rename into the route's dir until the file is in done_dir: "
+           f"{seconds:.1f} s; the log reports {confirmed if confirmed is not None else '?'} record(s) "
+           "confirmed. Raw: `raw_amqp publish` to the route's exchange and key for "
+           f"{bench_seconds():g} s, records of the same size.",
+           "CPU µs/msg: utime+stime (every thread, user and kernel) from /proc/PID/stat over "
+           "the run (raw client: its getrusage, connection setup included), per message; "
+           f"broker: all of beam.smp. The queue is capped at {CAP} by policy (drop-head) and "
+           "filled to the cap before each run: every publish measured drops the oldest message. "
+           + tick_note(min(records, raw["count"], raw_shaped["count"]))])
+    if confirmed != records:
+        print(f"**ERROR**: {records} records in the file, the log reports {confirmed} "
+              f"confirmed; see {conf}.log\n", flush=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -1,27 +1,35 @@
 /*
  * raw_amqp — the raw rabbitmq-c limit that benchmarks compare against.
  *
- *   raw_amqp publish --url URL --queue Q --count N --size BYTES --window W [--passive]
- *                    [--sidecar-props]
+ *   raw_amqp publish --url URL [--queue Q [--passive]] [--exchange X] [--routing-key K]
+ *                    (--count N | --seconds S) --size BYTES --window W [--sidecar-props]
  *   raw_amqp consume --url URL --queue Q --count N --prefetch P
  *
- * publish: declares Q durable and publishes N persistent messages of BYTES
- * to it with publisher confirms, keeping up to W unconfirmed (W = 1 is the
- * one-at-a-time confirm loop); --passive only checks that Q exists (a queue
- * the sidecar declared with its own arguments); --sidecar-props publishes the
- * message shape DESIGN.md requires of the sidecar (mandatory, message_id,
- * correlation_id, timestamp, app_id, an x-sidecar-route header), which costs the
- * broker more per message. consume: consumes and acks N.
- * Prints one JSON line: {"rate": messages per second, "seconds": elapsed}.
+ * publish: declares Q durable (--passive: only checks that it exists, e.g. a
+ * queue the sidecar declared with its own arguments), then publishes
+ * persistent messages of BYTES to exchange X (default: the default exchange)
+ * with routing key K (default: Q), with publisher confirms, keeping exactly W
+ * unconfirmed (W = 1 is the one-at-a-time confirm loop), N of them or for S
+ * seconds. --sidecar-props publishes the message shape DESIGN.md requires of
+ * the sidecar (mandatory, message_id, correlation_id, timestamp, app_id, an
+ * x-sidecar-route header), which costs the broker more per message; a return
+ * (nothing bound to X with K) is fatal. consume: consumes and acks N.
+ *
+ * Prints one JSON line: {"count", "rate": messages per second, "seconds":
+ * first publish to last confirm, "p50_ms"/"p99_ms": publish → confirm of each
+ * message (publish only), "cpu_s": this process's user+system CPU}.
  * Deliberately independent of the sidecar's code: it is the yardstick.
  */
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
+#include "latency.h"
+
 #include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 static double now(void)
@@ -31,7 +39,22 @@ static double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void die(const char *what)
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static double cpu_seconds(void)
+{
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return (double)(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+           (double)(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+__attribute__((noreturn)) static void die(const char *what)
 {
     fprintf(stderr, "raw_amqp: %s\n", what);
     exit(1);
@@ -62,37 +85,83 @@ static amqp_connection_state_t connect_to(const char *url_text)
     return c;
 }
 
-/* Reads frames until the broker confirmed up to `want`. */
-static uint64_t wait_confirms(amqp_connection_state_t c, uint64_t confirmed, uint64_t want)
+/* Publishes in flight, by delivery tag: tag t lives in slot t % size while
+ * low <= t < next. The window is that tag range, so with the broker's
+ * in-order confirms exactly `size` publishes await their confirm. */
+struct inflight {
+    uint64_t *sent_us; /* 0: confirmed */
+    uint64_t size, low, next;
+    struct latency hist;
+};
+
+static void confirm_tag(struct inflight *w, uint64_t tag, uint64_t at)
 {
-    while (confirmed < want) {
+    if (tag < w->low || tag >= w->next)
+        return;
+    uint64_t *slot = &w->sent_us[tag % w->size];
+    if (*slot) {
+        latency_record(&w->hist, at - *slot);
+        *slot = 0;
+    }
+}
+
+/* Reads frames until the oldest publish in flight is confirmed (or all are,
+ * when `all`); dies on a nack, a return (the exchange/key routes nowhere) or a
+ * channel/connection close, naming it. */
+static void wait_confirms(amqp_connection_state_t c, struct inflight *w, int all)
+{
+    while (w->low < w->next && (all || w->next - w->low >= w->size)) {
         amqp_frame_t f;
         if (amqp_simple_wait_frame(c, &f) != AMQP_STATUS_OK)
             die("connection lost");
         if (f.frame_type != AMQP_FRAME_METHOD)
             continue;
-        if (f.payload.method.id == AMQP_BASIC_ACK_METHOD) {
+        uint64_t at = now_us();
+        switch (f.payload.method.id) {
+        case AMQP_BASIC_ACK_METHOD: {
             amqp_basic_ack_t *a = f.payload.method.decoded;
-            if (a->delivery_tag > confirmed)
-                confirmed = a->delivery_tag;
-        } else if (f.payload.method.id == AMQP_BASIC_NACK_METHOD) {
-            die("nacked");
+            if (a->multiple)
+                for (uint64_t t = w->low; t <= a->delivery_tag && t < w->next; t++)
+                    confirm_tag(w, t, at);
+            else
+                confirm_tag(w, a->delivery_tag, at);
+            while (w->low < w->next && w->sent_us[w->low % w->size] == 0)
+                w->low++;
+            break;
+        }
+        case AMQP_BASIC_NACK_METHOD:
+            die("the broker nacked a publish");
+        case AMQP_BASIC_RETURN_METHOD:
+            die("a publish was returned unroutable: bind a queue to --exchange with --routing-key");
+        case AMQP_CHANNEL_CLOSE_METHOD:
+        case AMQP_CONNECTION_CLOSE_METHOD:
+            die("the broker closed the channel (does --exchange exist?)");
+        default:
+            break;
         }
         amqp_maybe_release_buffers(c);
     }
-    return confirmed;
 }
 
-static void publish(const char *url, const char *queue, long count, long size, long window,
-                    int passive, int sidecar_props)
+struct publish_args {
+    const char *exchange, *routing_key, *queue;
+    long count, size, window;
+    double seconds; /* > 0: publish for this long instead of `count` */
+    int passive, sidecar_props;
+};
+
+static void publish(const char *url, const struct publish_args *a)
 {
     amqp_connection_state_t c = connect_to(url);
-    amqp_queue_declare(c, 1, amqp_cstring_bytes(queue), passive, 1, 0, 0, amqp_empty_table);
-    check(c, "queue declare");
+    if (a->queue) {
+        amqp_queue_declare(c, 1, amqp_cstring_bytes(a->queue), a->passive, 1, 0, 0,
+                           amqp_empty_table);
+        check(c, "queue declare");
+    }
     amqp_confirm_select(c, 1);
     check(c, "confirm select");
-    char *body = malloc((size_t)size);
-    memset(body, 'x', (size_t)size);
+    char *body = malloc((size_t)a->size);
+    memset(body, 'x', (size_t)a->size);
     amqp_basic_properties_t props = {._flags = AMQP_BASIC_DELIVERY_MODE_FLAG |
                                                AMQP_BASIC_CONTENT_TYPE_FLAG,
                                      .delivery_mode = 2,
@@ -100,7 +169,7 @@ static void publish(const char *url, const char *queue, long count, long size, l
     amqp_table_entry_t route = {
         amqp_cstring_bytes("x-sidecar-route"),
         {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes("bench")}};
-    if (sidecar_props) {
+    if (a->sidecar_props) {
         props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_CORRELATION_ID_FLAG |
                         AMQP_BASIC_TIMESTAMP_FLAG | AMQP_BASIC_APP_ID_FLAG |
                         AMQP_BASIC_HEADERS_FLAG;
@@ -110,20 +179,37 @@ static void publish(const char *url, const char *queue, long count, long size, l
         props.app_id = amqp_cstring_bytes("amqp-sidecar/bench");
         props.headers = (amqp_table_t){.num_entries = 1, .entries = &route};
     }
-    double start = now();
-    uint64_t sent = 0, confirmed = 0;
-    while ((long)sent < count) {
-        if ((long)(sent - confirmed) >= window)
-            confirmed = wait_confirms(c, confirmed, sent - (uint64_t)window + 1);
-        amqp_bytes_t b = {.len = (size_t)size, .bytes = body};
-        if (amqp_basic_publish(c, 1, amqp_empty_bytes, amqp_cstring_bytes(queue), sidecar_props, 0,
-                               &props, b) != AMQP_STATUS_OK)
+    static struct inflight w; /* the histogram is 135 kB: not on the stack */
+    w.size = (uint64_t)a->window;
+    w.sent_us = calloc(w.size, sizeof(*w.sent_us));
+    w.low = w.next = 1;
+    latency_reset(&w.hist);
+    amqp_bytes_t exchange = amqp_cstring_bytes(a->exchange);
+    amqp_bytes_t key = amqp_cstring_bytes(a->routing_key);
+    uint64_t start = now_us();
+    uint64_t stop = a->seconds > 0 ? start + (uint64_t)(a->seconds * 1e6) : 0;
+    for (;;) {
+        if (w.next - w.low >= w.size)
+            wait_confirms(c, &w, 0);
+        uint64_t t = now_us();
+        if (stop ? t >= stop : (long)(w.next - 1) >= a->count)
+            break;
+        amqp_bytes_t b = {.len = (size_t)a->size, .bytes = body};
+        if (amqp_basic_publish(c, 1, exchange, key, a->sidecar_props, 0, &props, b) !=
+            AMQP_STATUS_OK)
             die("publish failed");
-        sent++;
+        w.sent_us[w.next % w.size] = t ? t : 1;
+        w.next++;
     }
-    wait_confirms(c, confirmed, sent);
-    double secs = now() - start;
-    printf("{\"rate\": %.1f, \"seconds\": %.3f}\n", (double)count / secs, secs);
+    wait_confirms(c, &w, 1);
+    double secs = (double)(now_us() - start) / 1e6;
+    uint64_t sent = w.next - 1;
+    printf("{\"count\": %llu, \"rate\": %.1f, \"seconds\": %.3f, \"p50_ms\": %.3f, "
+           "\"p99_ms\": %.3f, \"cpu_s\": %.3f}\n",
+           (unsigned long long)sent, (double)sent / secs, secs,
+           (double)latency_quantile(&w.hist, 0.50) / 1e3,
+           (double)latency_quantile(&w.hist, 0.99) / 1e3, cpu_seconds());
+    free(w.sent_us);
     free(body);
     amqp_connection_close(c, AMQP_REPLY_SUCCESS);
     amqp_destroy_connection(c);
@@ -147,7 +233,8 @@ static void consume(const char *url, const char *queue, long count, long prefetc
         amqp_destroy_envelope(&env);
     }
     double secs = now() - start;
-    printf("{\"rate\": %.1f, \"seconds\": %.3f}\n", (double)count / secs, secs);
+    printf("{\"count\": %ld, \"rate\": %.1f, \"seconds\": %.3f, \"cpu_s\": %.3f}\n", count,
+           (double)count / secs, secs, cpu_seconds());
     amqp_connection_close(c, AMQP_REPLY_SUCCESS);
     amqp_destroy_connection(c);
 }
@@ -158,19 +245,16 @@ int main(int argc, char **argv)
         die("usage: raw_amqp publish|consume --url U --queue Q --count N [--size B --window W | "
             "--prefetch P]");
     const char *mode = argv[1];
-    const char *url = "amqp://guest:guest@127.0.0.1:5672/%2f", *queue = "bench";
-    long count = 10000, size = 200, window = 512, prefetch = 256;
-    int passive = 0, sidecar_props = 0;
+    const char *url = "amqp://guest:guest@127.0.0.1:5672/%2f";
+    struct publish_args a = {.exchange = "", .count = 10000, .size = 200, .window = 512};
+    long prefetch = 256;
     static const struct option opts[] = {
-        {"url", required_argument, NULL, 'u'},
-        {"queue", required_argument, NULL, 'q'},
-        {"count", required_argument, NULL, 'n'},
-        {"size", required_argument, NULL, 's'},
-        {"window", required_argument, NULL, 'w'},
-        {"prefetch", required_argument, NULL, 'p'},
-        {"passive", no_argument, NULL, 'P'},
-        {"sidecar-props", no_argument, NULL, 'S'},
-        {NULL, 0, NULL, 0},
+        {"url", required_argument, NULL, 'u'},      {"queue", required_argument, NULL, 'q'},
+        {"exchange", required_argument, NULL, 'x'}, {"routing-key", required_argument, NULL, 'k'},
+        {"count", required_argument, NULL, 'n'},    {"seconds", required_argument, NULL, 't'},
+        {"size", required_argument, NULL, 's'},     {"window", required_argument, NULL, 'w'},
+        {"prefetch", required_argument, NULL, 'p'}, {"passive", no_argument, NULL, 'P'},
+        {"sidecar-props", no_argument, NULL, 'S'},  {NULL, 0, NULL, 0},
     };
     int o;
     optind = 2;
@@ -180,35 +264,53 @@ int main(int argc, char **argv)
             url = optarg;
             break;
         case 'q':
-            queue = optarg;
+            a.queue = optarg;
+            break;
+        case 'x':
+            a.exchange = optarg;
+            break;
+        case 'k':
+            a.routing_key = optarg;
             break;
         case 'n':
-            count = atol(optarg);
+            a.count = atol(optarg);
+            break;
+        case 't':
+            a.seconds = atof(optarg);
             break;
         case 's':
-            size = atol(optarg);
+            a.size = atol(optarg);
             break;
         case 'w':
-            window = atol(optarg);
+            a.window = atol(optarg);
             break;
         case 'p':
             prefetch = atol(optarg);
             break;
         case 'P':
-            passive = 1;
+            a.passive = 1;
             break;
         case 'S':
-            sidecar_props = 1;
+            a.sidecar_props = 1;
             break;
         default:
             die("unknown option");
         }
     }
-    if (strcmp(mode, "publish") == 0)
-        publish(url, queue, count, size, window < 1 ? 1 : window, passive, sidecar_props);
-    else if (strcmp(mode, "consume") == 0)
-        consume(url, queue, count, prefetch);
-    else
+    if (a.window < 1)
+        a.window = 1;
+    if (a.size < 1)
+        die("--size must be at least 1");
+    if (a.routing_key == NULL)
+        a.routing_key = a.queue ? a.queue : "";
+    if (strcmp(mode, "publish") == 0) {
+        publish(url, &a);
+    } else if (strcmp(mode, "consume") == 0) {
+        if (a.queue == NULL)
+            die("consume needs --queue");
+        consume(url, a.queue, a.count, prefetch);
+    } else {
         die("mode must be publish or consume");
+    }
     return 0;
 }

@@ -7,7 +7,8 @@
  *                           POST /reset zeroes them
  *
  * first/last are CLOCK_MONOTONIC seconds of the first and the latest request,
- * so a rate excludes the sidecar's start-up. Built by bench_outbound.py.
+ * so a rate excludes the sidecar's start-up. Built by `make bench-tools`; the
+ * bench reads its CPU time from /proc and shows it per request.
  */
 #include <arpa/inet.h>
 #include <microhttpd.h>
@@ -44,6 +45,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
                               const char *method, const char *version, const char *upload,
                               size_t *upload_size, void **state)
 {
+    (void)cls;
+    (void)version;
+    (void)upload;
     static int marker;
     if (*state == NULL) { /* headers only: wait for the body */
         *state = &marker;
