@@ -30,6 +30,8 @@
 #include "topology.h"
 #include "util.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -95,6 +97,7 @@ static int channel_publish(const struct broker_channel *ch, amqp_bytes_t exchang
                            amqp_bytes_t body);
 static void channel_fail(const struct broker_channel *ch, const char *why);
 static void channel_kick(const struct broker_channel *ch);
+static void channel_batch(const struct broker_channel *ch, bool on);
 
 struct broker *broker_new(const char *label, const char *system_name,
                           const struct broker_config *cfg, struct topology *topo,
@@ -124,6 +127,7 @@ struct broker *broker_new(const char *label, const char *system_name,
                                          .publish = channel_publish,
                                          .fail = channel_fail,
                                          .kick = channel_kick,
+                                         .batch = channel_batch,
                                          .owner = b};
     return b;
 }
@@ -236,6 +240,14 @@ static void channel_fail(const struct broker_channel *ch, const char *why)
 static void channel_kick(const struct broker_channel *ch)
 {
     broker_kick(ch->owner);
+}
+
+static void channel_batch(const struct broker_channel *ch, bool on)
+{
+    struct broker *b = ch->owner;
+    int v = on;
+    if (b->fd >= 0)
+        setsockopt(b->fd, IPPROTO_TCP, TCP_CORK, &v, sizeof(v));
 }
 
 static void channel_close(struct broker *b)

@@ -39,6 +39,11 @@ struct broker_channel {
     void (*fail)(const struct broker_channel *ch, const char *why);
     /* Read frames soon: a synchronous call may have left some buffered. */
     void (*kick)(const struct broker_channel *ch);
+    /* Optional: several publishes follow (on), or they are done (off). Between
+     * the two the socket is corked, so back-to-back publishes leave in full
+     * TCP segments, not one push per message (the broker reads fewer, larger
+     * packets, and loopback delivers fewer). */
+    void (*batch)(const struct broker_channel *ch, bool on);
     void *owner; /* the broker's (or the test's) */
 };
 

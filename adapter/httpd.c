@@ -186,17 +186,9 @@ void http_respond_error(struct http_request *req, int status, const char *fmt, .
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     struct buf body = {0};
-    buf_puts(&body, "{\"error\":\"");
-    for (const char *p = msg; *p; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c == '"' || c == '\\')
-            buf_printf(&body, "\\%c", c);
-        else if (c < 0x20)
-            buf_printf(&body, "\\u%04x", c);
-        else
-            buf_append(&body, p, 1);
-    }
-    buf_puts(&body, "\"}\n");
+    buf_puts(&body, "{\"error\":");
+    buf_json_string(&body, msg);
+    buf_puts(&body, "}\n");
     http_respond(req, status, "application/json", body.data, body.len);
     buf_free(&body);
 }

@@ -405,7 +405,22 @@ static enum send_result send_request(struct publisher *p, struct request *r, cha
 }
 
 /* Sends what the window allows from the backlog; the rest stays queued. */
+static void send_backlog(struct publisher *p);
+
 void publisher_send_backlog(struct publisher *p)
+{
+    /* Two or more to send: cork the socket for them (one write's worth of syscalls less
+     * for a single publish, which must leave at once). */
+    bool corked = p->backlog_head && p->backlog_head->next && p->ch && p->ch->batch &&
+                  publisher_channel_open(p);
+    if (corked)
+        p->ch->batch(p->ch, true);
+    send_backlog(p);
+    if (corked && publisher_channel_open(p))
+        p->ch->batch(p->ch, false);
+}
+
+static void send_backlog(struct publisher *p)
 {
     while (p->backlog_head) {
         if (!publisher_channel_open(p) || p->blocked) {

@@ -103,6 +103,30 @@ void buf_printf(struct buf *b, const char *fmt, ...)
     free(s);
 }
 
+void buf_json_string(struct buf *b, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    buf_append(b, "\"", 1);
+    const char *run = s; /* bytes that need no escape are appended in runs */
+    for (const char *p = s;; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c != 0 && c != '"' && c != '\\' && c >= 0x20)
+            continue;
+        buf_append(b, run, (size_t)(p - run));
+        if (c == 0)
+            break;
+        if (c == '"' || c == '\\') {
+            char esc[2] = {'\\', (char)c};
+            buf_append(b, esc, 2);
+        } else {
+            char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            buf_append(b, esc, 6);
+        }
+        run = p + 1;
+    }
+    buf_append(b, "\"", 1);
+}
+
 char *buf_steal(struct buf *b, size_t *len)
 {
     if (b->data == NULL)
@@ -120,13 +144,31 @@ void buf_free(struct buf *b)
     *b = (struct buf){0};
 }
 
+/* Random bytes for ids, drawn from OpenSSL's CSPRNG a few KiB at a time per
+ * thread: each RAND_bytes call costs a getpid() (its fork check) and locks,
+ * and every request takes two or three ids. The sidecar never forks after it
+ * starts threads, so a buffered draw is as unpredictable as a fresh one. */
+#define ID_RANDOM_BATCH 4096
+static void id_random(unsigned char *out, size_t n)
+{
+    static __thread unsigned char pool[ID_RANDOM_BATCH];
+    static __thread size_t left;
+    if (left < n) {
+        if (RAND_bytes(pool, sizeof(pool)) != 1) {
+            log_error(NULL, "OpenSSL RAND_bytes failed; aborting rather than issue weak ids");
+            abort();
+        }
+        left = sizeof(pool);
+    }
+    memcpy(out, pool + sizeof(pool) - left, n);
+    explicit_bzero(pool + sizeof(pool) - left, n); /* never handed out twice */
+    left -= n;
+}
+
 void uuid_v4(char out[37])
 {
     unsigned char r[16];
-    if (RAND_bytes(r, sizeof(r)) != 1) {
-        log_error(NULL, "OpenSSL RAND_bytes failed; aborting rather than issue weak ids");
-        abort();
-    }
+    id_random(r, sizeof(r));
     r[6] = (r[6] & 0x0f) | 0x40;
     r[8] = (r[8] & 0x3f) | 0x80;
     /* By hand, not snprintf: two or three of these per request. */

@@ -28,6 +28,9 @@ struct buf {
 void buf_append(struct buf *b, const void *data, size_t len);
 void buf_puts(struct buf *b, const char *s);
 void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* s as a JSON string, quotes included: " and \ escaped, control characters as
+ * \u00XX; other bytes as they are (the caller's text is UTF-8 or ASCII). */
+void buf_json_string(struct buf *b, const char *s);
 char *buf_steal(struct buf *b, size_t *len); /* caller owns the result; b is reset */
 void buf_free(struct buf *b);
 

@@ -11,6 +11,8 @@
 
 #include "util.h"
 
+#include <jansson.h>
+
 static void test_sha256_parts_concatenate(void **state)
 {
     unsigned char whole[SHA256_BYTES], split[SHA256_BYTES];
@@ -54,12 +56,32 @@ static void test_uuid_v4_shape(void **state)
     assert_string_not_equal(a, b);
 }
 
+/* What buf_json_string writes is a JSON string jansson reads back as the input. */
+static void test_json_string_round_trips(void **state)
+{
+    const char *inputs[] = {
+        "", "plain", "q\"uote", "back\\slash", "tab\tnl\n\x01\x1f end", "caf\xc3\xa9", "<script>"};
+    for (size_t i = 0; i < sizeof(inputs) / sizeof(inputs[0]); i++) {
+        struct buf b = {0};
+        buf_puts(&b, "[");
+        buf_json_string(&b, inputs[i]);
+        buf_puts(&b, "]");
+        json_error_t err;
+        json_t *v = json_loadb(b.data, b.len, 0, &err);
+        assert_non_null(v);
+        assert_string_equal(json_string_value(json_array_get(v, 0)), inputs[i]);
+        json_decref(v);
+        buf_free(&b);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sha256_parts_concatenate),
         cmocka_unit_test(test_sha256_id_of_a_prefix),
         cmocka_unit_test(test_uuid_v4_shape),
+        cmocka_unit_test(test_json_string_round_trips),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
