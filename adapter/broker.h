@@ -67,8 +67,11 @@ bool broker_is_blocked(const struct broker *b);
 void broker_describe(const struct broker *b, char *out, size_t n);
 
 /* `check --connect`: connect (trying each URL), passively check the exchanges
- * in t, close. Declares nothing. 0, or -1 with err saying what and how to fix. */
+ * in t and the arguments of its quorum queues that exist (lines for
+ * warnings), close. Changes nothing. 0, or -1 with err saying what and how to
+ * fix; on success err holds where it connected. */
+struct buf;
 int broker_probe(const struct broker_config *cfg, const char *system_name, const struct topology *t,
-                 char *err, size_t errlen);
+                 struct buf *warnings, char *err, size_t errlen);
 
 #endif

@@ -224,7 +224,7 @@ void broker_close_once(amqp_connection_state_t conn)
 }
 
 int broker_probe(const struct broker_config *cfg, const char *system_name, const struct topology *t,
-                 char *err, size_t errlen)
+                 struct buf *warnings, char *err, size_t errlen)
 {
     amqp_connection_state_t conn;
     char *vhost, *where;
@@ -234,6 +234,8 @@ int broker_probe(const struct broker_config *cfg, const char *system_name, const
     struct topology passive = {.checked = t->checked, .n_checked = t->n_checked};
     bool fatal;
     int rc = topology_declare(conn, BROKER_CHANNEL, &passive, vhost, &fatal, err, errlen);
+    if (rc == 0)
+        rc = topology_check_quorum(conn, BROKER_CHANNEL, t, vhost, warnings, err, errlen);
     broker_close(conn, true);
     if (rc == 0)
         snprintf(err, errlen, "%s", where);

@@ -163,12 +163,18 @@ static int cmd_check(struct sidecar_config *cfg, const struct options *o)
         return 0;
     struct topology *t = topology_for_config(cfg);
     char err[2048];
-    int rc = broker_probe(&cfg->broker, cfg->name, t, err, sizeof(err));
+    struct buf warnings = {0};
+    int rc = broker_probe(&cfg->broker, cfg->name, t, &warnings, err, sizeof(err));
     int tokens = check_tokens(cfg);
     if (rc == 0)
         printf("broker: connected to %s; %zu exchange%s checked, all exist\n", err, t->n_checked,
                t->n_checked == 1 ? "" : "s");
-    else
+    char *save = NULL;
+    for (char *line = warnings.len ? strtok_r(warnings.data, "\n", &save) : NULL; line;
+         line = strtok_r(NULL, "\n", &save))
+        fprintf(stderr, "warning: %s\n", line);
+    buf_free(&warnings);
+    if (rc != 0)
         fprintf(stderr, "broker: %s\n", err);
     topology_free(t);
     return rc == 0 && tokens == 0 ? 0 : 1;

@@ -6,6 +6,15 @@
  * declaration and the JSON, with the same types (integers as AMQP `long`,
  * which is what RabbitMQ stores for imported JSON numbers), so a queue made
  * by `rabbitmqctl import_definitions` is equivalent to one the sidecar made.
+ *
+ * Quorum queues dead-letter at most once unless told otherwise, and the retry
+ * ladder is dead-lettering (a tier's TTL moves a message back to the work
+ * queue, a rejected work message moves to its DLQ): a quorum queue that
+ * dead-letters is declared with x-dead-letter-strategy = at-least-once, which
+ * RabbitMQ (>= 3.10) honours only with x-overflow = reject-publish; every
+ * quorum queue gets an explicit x-delivery-limit (TOPOLOGY_DELIVERY_LIMIT).
+ * A quorum queue an older sidecar declared without them is declared as it is
+ * and named in a warning with the policy that adds them in place.
  */
 #include "topology.h"
 
@@ -162,6 +171,12 @@ static json_t *queue_arguments_json(const struct topo_queue *q)
         json_object_set_new(args, "x-message-ttl", json_integer(q->ttl_ms));
     if (q->single_active)
         json_object_set_new(args, "x-single-active-consumer", json_true());
+    if (q->quorum && q->dlx != NULL) {
+        json_object_set_new(args, "x-dead-letter-strategy", json_string("at-least-once"));
+        json_object_set_new(args, "x-overflow", json_string("reject-publish"));
+    }
+    if (q->quorum)
+        json_object_set_new(args, "x-delivery-limit", json_integer(TOPOLOGY_DELIVERY_LIMIT));
     return args;
 }
 
@@ -254,6 +269,31 @@ static void queue_arguments_amqp(const struct topo_queue *q, amqp_table_entry_t 
     if (q->single_active)
         e[(*n)++] = (amqp_table_entry_t){amqp_cstring_bytes("x-single-active-consumer"),
                                          {.kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1}};
+    if (!q->quorum || q->legacy_args)
+        return;
+    if (q->dlx != NULL) {
+        e[(*n)++] = (amqp_table_entry_t){
+            amqp_cstring_bytes("x-dead-letter-strategy"),
+            {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes("at-least-once")}};
+        e[(*n)++] = (amqp_table_entry_t){
+            amqp_cstring_bytes("x-overflow"),
+            {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes("reject-publish")}};
+    }
+    e[(*n)++] =
+        (amqp_table_entry_t){amqp_cstring_bytes("x-delivery-limit"),
+                             {.kind = AMQP_FIELD_KIND_I64, .value.i64 = TOPOLOGY_DELIVERY_LIMIT}};
+}
+
+static void fix_hint(struct buf *out, const struct topo_queue *q, const char *vhost)
+{
+    buf_printf(out,
+               "quorum queue \"%s\" exists without at-least-once dead-lettering or with other "
+               "arguments than this config gives it; RabbitMQ may drop messages it moves "
+               "between the retry and work queues while a node fails. Fix in place: rabbitmqctl "
+               "set_policy -p %s --apply-to quorum_queues sidecar-safe-dl '^%s$' "
+               "'{\"dead-letter-strategy\":\"at-least-once\",\"overflow\":\"reject-publish\","
+               "\"delivery-limit\":%d}', or drain and delete it so the sidecar re-creates it",
+               q->name, vhost, q->name, TOPOLOGY_DELIVERY_LIMIT);
 }
 
 /* 0 declared, 1 unavailable now (skipped, warned), -1 error. */
@@ -261,7 +301,7 @@ static int declare_queue(amqp_connection_state_t conn, amqp_channel_t ch,
                          const struct topo_queue *q, const char *vhost, bool *fatal, char *err,
                          size_t errlen)
 {
-    amqp_table_entry_t entries[5];
+    amqp_table_entry_t entries[8];
     int n;
     queue_arguments_amqp(q, entries, &n);
     amqp_table_t args = {.num_entries = n, .entries = entries};
@@ -279,6 +319,23 @@ static int declare_queue(amqp_connection_state_t conn, amqp_channel_t ch,
                  "node returns — use queue_type = \"quorum\" on clusters",
                  q->name, text);
         return 1;
+    }
+    if (channel_closed_by(reply, AMQP_PRECONDITION_FAILED) && q->quorum && !q->legacy_args &&
+        channel_reopen(conn, ch) == 0) {
+        /* Perhaps declared by an older sidecar, without the safety arguments. */
+        struct topo_queue older = *q;
+        older.legacy_args = true;
+        int rc = declare_queue(conn, ch, &older, vhost, fatal, err, errlen);
+        if (rc == 0) {
+            struct buf why = {0};
+            fix_hint(&why, q, vhost);
+            log_warn(q->owner,
+                     "%s (this line stays after the policy: a queue's own arguments "
+                     "cannot change)",
+                     why.data);
+            buf_free(&why);
+        }
+        return rc;
     }
     if (channel_closed_by(reply, AMQP_PRECONDITION_FAILED)) {
         *fatal = true;
@@ -300,6 +357,40 @@ static int declare_queue(amqp_connection_state_t conn, amqp_channel_t ch,
     } else {
         snprintf(err, errlen, "declaring queue \"%s\": %s", q->name, text);
     }
+    return -1;
+}
+
+int topology_check_quorum(amqp_connection_state_t conn, amqp_channel_t ch, const struct topology *t,
+                          const char *vhost, struct buf *warnings, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < t->n_queues; i++) {
+        const struct topo_queue *q = &t->queues[i];
+        if (!q->quorum)
+            continue;
+        amqp_queue_declare(conn, ch, amqp_cstring_bytes(q->name), 1, 0, 0, 0, amqp_empty_table);
+        amqp_rpc_reply_t reply = amqp_get_rpc_reply(conn);
+        bool exists = reply.reply_type == AMQP_RESPONSE_NORMAL;
+        if (!exists && !(channel_closed_by(reply, AMQP_NOT_FOUND) && channel_reopen(conn, ch) == 0))
+            goto broken;
+        if (!exists)
+            continue;
+        amqp_table_entry_t entries[8];
+        int n;
+        queue_arguments_amqp(q, entries, &n);
+        amqp_queue_declare(conn, ch, amqp_cstring_bytes(q->name), 0, 1, 0, 0,
+                           (amqp_table_t){.num_entries = n, .entries = entries});
+        reply = amqp_get_rpc_reply(conn);
+        if (reply.reply_type == AMQP_RESPONSE_NORMAL)
+            continue;
+        if (!(channel_closed_by(reply, AMQP_PRECONDITION_FAILED) && channel_reopen(conn, ch) == 0))
+            goto broken;
+        if (warnings->len)
+            buf_puts(warnings, "\n");
+        fix_hint(warnings, q, vhost);
+    }
+    return 0;
+broken:
+    snprintf(err, errlen, "checking the quorum queues' arguments broke the channel");
     return -1;
 }
 

@@ -28,7 +28,15 @@ struct topo_queue {
     char *dlk;
     bool single_active;
     const char *owner; /* route name, for messages */
+    bool legacy_args;  /* declared by an older sidecar without the quorum safety
+                        * arguments (found at declare time; see topology.c) */
 };
+
+/* A quorum queue's explicit delivery limit: RabbitMQ 4.x drops (or
+ * dead-letters) a message redelivered more often than its default of 20. The
+ * sidecar counts attempts itself and only sees redeliveries when a connection
+ * dies, so the limit is set out of reach. */
+#define TOPOLOGY_DELIVERY_LIMIT 1000000
 
 struct topo_binding {
     char *exchange;
@@ -60,6 +68,15 @@ char *topology_retry_queue(const char *queue, size_t step);
 
 /* RabbitMQ definitions JSON (importable with rabbitmqctl import_definitions). Caller frees. */
 char *topology_definitions_json(const struct topology *t, const char *vhost);
+
+/* For `check --connect`, changing nothing: each quorum queue of t that exists
+ * (passive declare) is declared again with the arguments the sidecar wants;
+ * RabbitMQ refuses that when they differ, and a line naming the queue and the
+ * fix is appended to warnings. Queues that do not exist yet are skipped (the
+ * sidecar creates them right). 0, or -1 with err if the channel broke. */
+struct buf;
+int topology_check_quorum(amqp_connection_state_t conn, amqp_channel_t ch, const struct topology *t,
+                          const char *vhost, struct buf *warnings, char *err, size_t errlen);
 
 /* Declares t on an open connection (channel `ch`), then checks the admin's
  * exchanges passively. 0, or -1 with err saying what and how to fix it; the

@@ -1,23 +1,27 @@
 """Fail-over on a real 3-node RabbitMQ cluster: the sidecar is given all three
 node URLs; node 1 (the one it is connected to) is killed -9 mid-traffic. Quorum
 queues keep every confirmed message; the sidecar reconnects to another node,
-redeclares, and carries on — inbound publishing and outbound consuming."""
+redeclares, and carries on — inbound publishing and outbound consuming. And the
+retry ladder, which is dead-lettering, holds on a cluster too: messages waiting
+in a quorum retry tier come back to the work queue although the node hosting
+that tier's leader is killed (at-least-once dead-lettering)."""
 import json
 import os
 import threading
 import time
 
+import pika
 import pytest
 import requests
 
 from conftest import Broker, free_port, make_config, wait_for
+from http_poll_helpers import json_response, legacy_server
 
 
-@pytest.fixture(scope="module")
-def cluster(workdir):
-    home = os.path.join(workdir, "cluster-home")  # one HOME: one Erlang cookie
+def start_cluster(workdir, prefix):
+    home = os.path.join(workdir, f"{prefix}-home")  # one HOME: one Erlang cookie
     os.makedirs(home, exist_ok=True)
-    nodes = [Broker(workdir, name=f"c{i}n") for i in range(3)]
+    nodes = [Broker(workdir, name=f"{prefix}{i}n") for i in range(3)]
     for n in nodes:
         n.env["HOME"] = home
     nodes[0].start()
@@ -27,6 +31,21 @@ def cluster(workdir):
         n.ctl("join_cluster", nodes[0].node)
         n.ctl("start_app")
     wait_for(lambda: nodes[0].ctl("cluster_status").count("@localhost") >= 3, 30, what="cluster")
+    return nodes
+
+
+@pytest.fixture(scope="module")
+def cluster(workdir):
+    nodes = start_cluster(workdir, "c")
+    yield nodes
+    for n in nodes:
+        n.destroy()
+
+
+@pytest.fixture
+def fresh_cluster(workdir):
+    """A cluster of its own, for a test that kills a node the next test needs."""
+    nodes = start_cluster(workdir, "r")
     yield nodes
     for n in nodes:
         n.destroy()
@@ -91,3 +110,50 @@ def test_failover_keeps_every_confirmed_message(cluster, sidecar, uid, tmp_path)
     wait_for(lambda: {p.stem for p in out_dir.iterdir()} >= set(accepted), 60,
              what="every accepted message written by the outbound route")
     s.stop()
+
+
+def queue_leader(node, queue):
+    out = node.ctl("list_queues", "name", "leader", "--formatter", "json")
+    return next(q["leader"] for q in json.loads(out) if q["name"] == queue)
+
+
+def test_retry_tier_survives_its_leader_being_killed(fresh_cluster, sidecar, uid):
+    nodes = fresh_cluster
+    queue = f"{uid}.billing"
+    with legacy_server() as legacy:
+        seen = set()
+
+        def first_fails(req):  # every message fails once: all of them wait in retry.1
+            mid = req.header("Idempotency-Key")
+            if mid in seen:
+                return json_response(200, {"ok": True})
+            seen.add(mid)
+            return json_response(503, {"error": "busy"})
+        legacy.handler = first_fails
+        route = (f'{{ name = "billing"; kind = "http"; url = "{legacy.url()}"; '
+                 f'queue_type = "quorum"; concurrency = 8; retry = {{ delays = [6]; }}; '
+                 f'circuit = {{ failures = 0; }}; }}')
+        text = make_config(nodes[0], uid, outbound=route)
+        urls = ", ".join(f'"{n.url}"' for n in nodes)
+        text = text.replace(f'url = "{nodes[0].url}"', f"urls = [ {urls} ]")
+        s = sidecar(text, name=uid)
+        n = 60
+        with nodes[0].channel() as ch:
+            ch.confirm_delivery()
+            for i in range(n):
+                ch.basic_publish("", queue, json.dumps({"i": i}).encode(),
+                                 pika.BasicProperties(message_id=f"m{i}", delivery_mode=2))
+        wait_for(lambda: len(legacy.snapshot()) >= n, 30, what="every message's first call")
+        leader = queue_leader(nodes[0], f"{queue}.retry.1")
+        victim = next(x for x in nodes if x.node == leader)
+        alive = next(x for x in nodes if x is not victim)
+        wait_for(lambda: alive.count(f"{queue}.retry.1") == n, 10,
+                 what=f"all {n} messages waiting in the retry tier")
+        victim.kill()  # within the tier's 6 s TTL: the messages are still waiting there
+        wait_for(lambda: len(legacy.snapshot()) >= 2 * n, 90,
+                 what="every message back from the retry tier and delivered again")
+        ids = [r.header("Idempotency-Key") for r in legacy.snapshot()]
+        assert sorted(set(ids)) == sorted(f"m{i}" for i in range(n))
+        assert all(ids.count(f"m{i}") >= 2 for i in range(n))
+        assert alive.count(f"{queue}.dlq") == 0
+        s.stop()

@@ -84,3 +84,54 @@ def test_conflicting_queue_is_named_with_the_fix(broker, tmp_path, uid):
     assert f'queue "{uid}.orders.dlq" already exists on vhost "/" with other arguments' in err
     assert "x-message-ttl" in err
     assert f"rabbitmqctl delete_queue {uid}.orders.dlq" in err
+
+
+def quorum_route(uid):
+    return (f'{{ name = "billing"; kind = "http"; url = "http://127.0.0.1:9/"; '
+            f'queue_type = "quorum"; retry = {{ delays = [2, 10]; }}; }}')
+
+
+SAFE = {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish",
+        "x-delivery-limit": 1000000}
+
+
+def test_quorum_queues_dead_letter_at_least_once(broker, sidecar, tmp_path, uid):
+    """The retry ladder is dead-lettering: on quorum queues it must be at-least-once
+    (which RabbitMQ honours only with reject-publish), and RabbitMQ 4.x's default
+    delivery limit of 20 must not drop a message behind the sidecar's back."""
+    path = tmp_path / "q.conf"
+    path.write_text(make_config(broker, uid, outbound=quorum_route(uid)))
+    r = run_cli("topology", "-c", str(path))
+    assert r.returncode == 0, r.stderr
+    queues = {q["name"]: q["arguments"] for q in json.loads(r.stdout)["queues"]}
+    q = f"{uid}.billing"
+    for name in (q, f"{q}.retry.1", f"{q}.retry.2"):  # the queues that dead-letter
+        assert queues[name].items() >= SAFE.items(), name
+    assert queues[f"{q}.dlq"] == {"x-queue-type": "quorum", "x-delivery-limit": 1000000}
+    s = sidecar(path.read_text(), name=uid)
+    s.stop()
+    for name in (q, f"{q}.retry.1", f"{q}.retry.2"):
+        assert broker.queue_arguments(name).items() >= SAFE.items(), name
+    assert "without at-least-once" not in s.log()
+
+
+def test_a_quorum_queue_of_an_older_sidecar_is_kept_with_the_fix(broker, sidecar, tmp_path, uid):
+    """Declared before these arguments existed: RabbitMQ refuses a declare with other
+    arguments, so the sidecar takes the queue as it is and names the policy that adds
+    them in place; check --connect says the same before the upgrade."""
+    q = f"{uid}.billing"
+    broker.declare_queue(q, arguments={"x-queue-type": "quorum", "x-dead-letter-exchange":
+                                       f"{uid}.dlx", "x-dead-letter-routing-key": q})
+    path = tmp_path / "old.conf"
+    path.write_text(make_config(broker, uid, outbound=quorum_route(uid)))
+    r = run_cli("check", "-c", str(path), "--connect")
+    assert r.returncode == 0, r.stderr
+    warning = plain(r.stderr)
+    assert f'warning: quorum queue "{q}" exists without at-least-once dead-lettering' in warning
+    assert f"set_policy -p / --apply-to quorum_queues sidecar-safe-dl '^{q}$'" in warning
+    assert f"{q}.retry.1" not in warning  # not there yet: the sidecar will create it right
+    s = sidecar(path.read_text(), name=uid)
+    s.wait_log("sidecar-safe-dl")
+    assert "already exists" not in s.log()
+    s.stop()
+    assert broker.queue_arguments(f"{q}.retry.1").items() >= SAFE.items()
