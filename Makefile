@@ -59,6 +59,7 @@ $(B)/tests/%: tests/unit/%.c $(LIB_OBJ)
 	@$(CC) $(CPPFLAGS) $(CFLAGS) $(FLAGS) $(WARN) -o $@ $< $(LIB_OBJ) $(LDFLAGS) $(LDLIBS) -lcmocka
 
 $(B)/tests/test_bench_latency: tests/bench/latency.h
+$(B)/tests/test_bench_schedule: tests/bench/schedule.h
 
 # Benchmark tools: the raw rabbitmq-c yardstick, a driver of our own publisher, the
 # closed-loop HTTP load generator and the fast local HTTP sink.
