@@ -63,15 +63,15 @@ $(B)/tests/test_bench_schedule: tests/bench/schedule.h
 
 # Benchmark tools: the raw rabbitmq-c yardstick, a driver of our own publisher, the
 # closed-loop HTTP load generator and the fast local HTTP sink.
-$(B)/bench/raw_amqp: tests/bench/raw_amqp.c tests/bench/latency.h
+$(B)/bench/raw_amqp: tests/bench/raw_amqp.c tests/bench/latency.h tests/bench/schedule.h
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	@$(CC) $(CPPFLAGS) -O2 -Wall -Wextra -Werror -o $@ $< $(LDLIBS)
 
-$(B)/bench/loadgen: tests/bench/loadgen.c tests/bench/latency.h
+$(B)/bench/loadgen: tests/bench/loadgen.c tests/bench/latency.h tests/bench/schedule.h
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	@$(CC) -O2 -g -Wall -Wextra -Werror -o $@ $<
+	@$(CC) -O2 -g -Wall -Wextra -Werror -o $@ $< -lm
 
 $(B)/bench/sink: tests/bench/sink.c
 	@mkdir -p $(dir $@)
