@@ -62,7 +62,7 @@ $(B)/tests/test_bench_latency: tests/bench/latency.h
 $(B)/tests/test_bench_schedule: tests/bench/schedule.h
 
 # Benchmark tools: the raw rabbitmq-c yardstick, a driver of our own publisher, the
-# closed-loop HTTP load generator and the fast local HTTP sink.
+# HTTP load generator (closed or open loop) and the fast local HTTP sink.
 $(B)/bench/raw_amqp: tests/bench/raw_amqp.c tests/bench/latency.h tests/bench/schedule.h
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
