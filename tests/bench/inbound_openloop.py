@@ -32,6 +32,9 @@ def sidecar_run(m, url, n, rate):
     r = m.tools.loadgen(url, n, m.seconds, m.body, ["Content-Type: application/json"], rate=rate)
     depth = m.broker.depth(m.queue)
     m.check(f"sidecar open loop, {n} connections", depth, r["ok"], slack=r["errors"])
+    if r["ok"] == 0:
+        m.failures.append(f"sidecar open loop, {n} connections: no 2xx answer "
+                          f"({r['non2xx']} non-2xx, {r['errors']} connections lost)")
     r["depth"] = depth
     return r
 

@@ -501,12 +501,12 @@ int main(int argc, char **argv)
            "\"errors\": %ld, \"reconnects\": %ld, \"seconds\": %.3f, \"rate\": %.1f, ",
            connections, r.requests, r.ok, r.non2xx, r.errors, r.reconnects, secs,
            secs > 0 ? (double)r.requests / secs : 0.0);
-    if (sustained)
+    if (sustained && r.hist.count > 0)
         printf("\"p50_ms\": %.3f, \"p99_ms\": %.3f, \"max_ms\": %.3f, ",
                (double)latency_quantile(&r.hist, 0.50) / 1e3,
                (double)latency_quantile(&r.hist, 0.99) / 1e3,
                (double)latency_quantile(&r.hist, 1.0) / 1e3);
-    else /* the latencies of an overload, not of the rate asked for */
+    else /* none, or the latencies of an overload, not of the rate asked for */
         printf("\"p50_ms\": null, \"p99_ms\": null, \"max_ms\": null, ");
     if (open_loop(&r))
         printf("\"target_rate\": %.1f, \"scheduled\": %llu, \"sent\": %llu, \"sustained\": %s, "
