@@ -59,18 +59,19 @@ $(B)/tests/%: tests/unit/%.c $(LIB_OBJ)
 	@$(CC) $(CPPFLAGS) $(CFLAGS) $(FLAGS) $(WARN) -o $@ $< $(LIB_OBJ) $(LDFLAGS) $(LDLIBS) -lcmocka
 
 $(B)/tests/test_bench_latency: tests/bench/latency.h
+$(B)/tests/test_bench_schedule: tests/bench/schedule.h
 
 # Benchmark tools: the raw rabbitmq-c yardstick, a driver of our own publisher, the
-# closed-loop HTTP load generator and the fast local HTTP sink.
-$(B)/bench/raw_amqp: tests/bench/raw_amqp.c tests/bench/latency.h
+# HTTP load generator (closed or open loop) and the fast local HTTP sink.
+$(B)/bench/raw_amqp: tests/bench/raw_amqp.c tests/bench/latency.h tests/bench/schedule.h
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	@$(CC) $(CPPFLAGS) -O2 -Wall -Wextra -Werror -o $@ $< $(LDLIBS)
 
-$(B)/bench/loadgen: tests/bench/loadgen.c tests/bench/latency.h
+$(B)/bench/loadgen: tests/bench/loadgen.c tests/bench/latency.h tests/bench/schedule.h
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	@$(CC) -O2 -g -Wall -Wextra -Werror -o $@ $<
+	@$(CC) -O2 -g -Wall -Wextra -Werror -o $@ $< -lm
 
 $(B)/bench/sink: tests/bench/sink.c
 	@mkdir -p $(dir $@)

@@ -8,11 +8,15 @@ with N keep-alive connections, closed loop, so N requests are in flight.
 Each level runs raw, sidecar, raw, sidecar on one sidecar process started for
 the level; each side keeps its faster run. Every 202 must be in the queue
 (and every raw confirm): otherwise the script exits 1.
+
+Then, at 16 and 64 in flight, both open loop at half the lower of the two
+saturating rates, for the p99 comparison (inbound_openloop.py).
 """
 import os
 import sys
 import time
 
+import inbound_openloop
 from benchlib import (BODY, Broker, Sidecar, Tools, args, bench_seconds, fmt, free_port,
                       per_msg_us, progress, table, tick_note)
 
@@ -46,6 +50,7 @@ class Matrix:
         with open(self.body, "w") as f:
             f.write(BODY)
         self.failures = []
+        self.queue, self.exchange, self.key = QUEUE, EXCHANGE, KEY
 
     def check(self, what, depth, want, slack=0):
         """depth messages in the queue where want were confirmed (and at most
@@ -130,9 +135,10 @@ def main():
     time.sleep(2)
     idle_ms = (m.broker.cpu() - before) * 1000 / 2
 
-    rows, checks, fewest = [], [], 1 << 62
+    rows, checks, fewest, closed = [], [], 1 << 62, {}
     for n in LEVELS:
         raw, ours = m.level(n)
+        closed[n] = (raw, ours)
         fewest = min(fewest, raw["count"], ours["depth"])
         rows.append([n, fmt(raw["rate"]), fmt(ours["rate"]), fmt(ours["rate"] / raw["rate"], 2),
                      f"{fmt(raw['p50_ms'], 2)} / {fmt(raw['p99_ms'], 2)}",
@@ -175,6 +181,7 @@ def main():
           ["in flight", "raw msg/s", "sidecar req/s", "ratio", "raw p50 / p99 ms",
            "sidecar p50 / p99 ms", "sidecar CPU µs/msg", "broker CPU µs/msg, raw → sidecar",
            "CPU µs/msg raw client / loadgen", "sidecar peak RSS MB"], rows, notes)
+    inbound_openloop.run(m, closed, REPEAT, write_config)
     if m.failures:
         print("**ERROR**: " + "; ".join(m.failures) + "\n", flush=True)
         sys.exit(1)

@@ -13,40 +13,11 @@ the queues must be empty after: otherwise the script exits 1.
 import os
 import sys
 
-import requests
-
-from benchlib import (Broker, Sidecar, Tools, args, bench_seconds, fmt, free_port,
-                      per_msg_us, progress, table, tick_note, wait_for, cpu_seconds)
+from benchlib import (Broker, Sidecar, Sink, Tools, args, bench_seconds, fmt, free_port,
+                      per_msg_us, progress, table, tick_note, wait_for)
 
 LEVELS = (1, 16, 64, 256)
 REPEAT = int(os.environ.get("BENCH_REPEAT", "2"))
-
-
-class Sink:
-    def __init__(self, tools_dir, workdir):
-        import subprocess
-        self.port = free_port()
-        self.log = open(os.path.join(workdir, "sink.log"), "w")
-        self.proc = subprocess.Popen([os.path.join(tools_dir, "sink"), str(self.port), "2"],
-                                     stdout=self.log, stderr=self.log)
-        wait_for(lambda: self.stats() is not None, 5, "the sink")
-
-    def stats(self):
-        try:
-            return requests.get(f"http://127.0.0.1:{self.port}/stats", timeout=2).json()
-        except requests.RequestException:
-            return None
-
-    def reset(self):
-        requests.post(f"http://127.0.0.1:{self.port}/reset", timeout=2)
-
-    def cpu(self):
-        return cpu_seconds(self.proc.pid)
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(10)
-        self.log.close()
 
 
 class Bench:

@@ -1,7 +1,7 @@
 """benchlib — what the benchmark scripts (bench_*.py, run by tests/bench/run.sh)
 share: the private broker (its AMQP port, its beam.smp pid and CPU time), the
-sidecar under test (start, ready, CPU, peak RSS, stop), the C tools built by
-`make bench-tools` (raw_amqp, loadgen, sink), CPU and memory read from /proc,
+sidecar under test (start, ready, CPU, peak RSS, stop), the local HTTP sink,
+the C tools built by `make bench-tools` (raw_amqp, loadgen, sink), CPU and memory read from /proc,
 and the Markdown tables every section prints.
 
 CPU figures are utime+stime of one process (all its threads, user and kernel)
@@ -181,6 +181,34 @@ class Sidecar:
         self.log.close()
 
 
+class Sink:
+    """tests/bench/sink on a free port: answers every POST 200 at once and counts them."""
+
+    def __init__(self, tools_dir, workdir):
+        self.port = free_port()
+        self.log = open(os.path.join(workdir, "sink.log"), "w")
+        self.proc = subprocess.Popen([os.path.join(tools_dir, "sink"), str(self.port), "2"],
+                                     stdout=self.log, stderr=self.log)
+        wait_for(lambda: self.stats() is not None, 5, "the sink")
+
+    def stats(self):
+        try:
+            return requests.get(f"http://127.0.0.1:{self.port}/stats", timeout=2).json()
+        except requests.RequestException:
+            return None
+
+    def reset(self):
+        requests.post(f"http://127.0.0.1:{self.port}/reset", timeout=2)
+
+    def cpu(self):
+        return cpu_seconds(self.proc.pid)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.log.close()
+
+
 class Tools:
     """The C tools of tests/bench/, as built by `make bench-tools`."""
 
@@ -198,10 +226,12 @@ class Tools:
     def raw(self, mode, *argv):
         return self.run("raw_amqp", mode, "--url", self.url, *argv)
 
-    def loadgen(self, url, connections, seconds, body_file, headers=()):
+    def loadgen(self, url, connections, seconds, body_file, headers=(), rate=None):
+        """Closed loop, or open loop at `rate` requests/s when given."""
         hs = [x for h in headers for x in ("-H", h)]
+        rs = ["--rate", f"{rate:.1f}"] if rate else []
         return self.run("loadgen", "--url", url, "-c", connections, "-d", seconds,
-                        "--body-file", body_file, *hs, timeout=seconds + 60)
+                        "--body-file", body_file, *hs, *rs, timeout=seconds + 60)
 
 
 def tick_note(fewest):
