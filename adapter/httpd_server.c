@@ -13,6 +13,11 @@
  * another thread still work: resuming a connection writes to MHD's
  * inter-thread channel, which is in that epoll set.
  *
+ * With tls (http_server_set_tls) the daemon speaks HTTPS (MHD_USE_TLS, the
+ * PEM from listen_tls.c, which lives as long as the daemon because MHD keeps
+ * pointers into it); the loop mode is unchanged: GnuTLS's buffered records
+ * make MHD_get_timeout answer 0, which the prepare step below serves.
+ *
  * In loop mode only the loop's thread calls into the daemon while the loop
  * runs; quiesce asks it to close the listen socket (a flag and a wake-up),
  * and stop happens after the loop has ended.
