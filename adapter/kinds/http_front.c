@@ -90,6 +90,16 @@ void http_front_validate(struct route *r, const struct sidecar_config *cfg,
     validate_message_id_from(r, c, id_sources, rep);
 }
 
+const char *http_front_scheme(const struct http_front_config *c)
+{
+    return listen_tls_configured(&c->tls) ? "https" : "http";
+}
+
+const char *http_front_mutual(const struct http_front_config *c)
+{
+    return c->tls.client_ca ? ", client certificates" : "";
+}
+
 bool http_front_endpoint(const struct http_front_config *c, struct http_endpoint *out)
 {
     out->listen = c->listen;

@@ -81,6 +81,10 @@ bool http_front_message_id(const struct http_front_config *c, const struct http_
                            json_t *json, const char *fallback, const char **id, char *buf, size_t n,
                            char *why, size_t whylen);
 
+/* For describe: "http" or "https", and ", client certificates" or "". */
+const char *http_front_scheme(const struct http_front_config *c);
+const char *http_front_mutual(const struct http_front_config *c);
+
 /* The route's endpoint, for the clash checks (route_kind.endpoint). */
 bool http_front_endpoint(const struct http_front_config *c, struct http_endpoint *out);
 

@@ -264,6 +264,7 @@ def test_check_tls_errors(broker, tmp_path, certs):
     good = tls_block(certs)
     r = check(tmp_path, broker, http_route("a", 9001, good))
     assert r.returncode == 0, r.stderr
+    assert "https://127.0.0.1:9001/a" in r.stdout and "client certificates" in r.stdout, r.stdout
 
     mismatched = f'tls = {{ cert = "{certs("server.crt")}"; key = "{certs("client.key")}"; }};'
     r = check(tmp_path, broker, http_route("a", 9001, mismatched))
