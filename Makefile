@@ -10,7 +10,7 @@
 #   make format     clang-format every C file
 
 VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
-PKGS     := librabbitmq jansson libconfig libmicrohttpd libcurl libxml-2.0 openssl libsystemd
+PKGS     := librabbitmq jansson libconfig libmicrohttpd gnutls libcurl libxml-2.0 openssl libsystemd
 CC       ?= cc
 CFLAGS   ?= -O2 -g
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \

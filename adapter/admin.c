@@ -51,7 +51,8 @@ int admin_start(struct sidecar *sc, char *err, size_t errlen)
 {
     if (sc->cfg->admin.listen == NULL)
         return 0;
-    struct http_server *s = sidecar_http_server(sc, sc->cfg->admin.listen, err, errlen);
+    struct http_server *s =
+        sidecar_http_server(sc, sc->cfg->admin.listen, &sc->cfg->admin.tls, err, errlen);
     if (s == NULL)
         return -1;
     if (http_server_route(s, "/healthz", 0, on_healthz, sc) != 0 ||

@@ -17,6 +17,7 @@
 
 #include "broker_url.h"
 #include "jq_transform.h"
+#include "listen_tls.h"
 #include "route.h"
 #include "util.h"
 
@@ -72,6 +73,9 @@ static const struct config_key admin_keys[] = {
     {"max_connections", KEY_INT, CFG(admin.max_connections), 0, "32", NULL, 2, 1024, NULL,
      "connections at once to the admin listener; its own budget, apart from the routes' "
      "(unless a route shares its listen address)"},
+    {"tls", KEY_GROUP, CFG(admin.tls), KEY_GROUP_LINE, NULL, NULL, 0, 0, listen_tls_keys,
+     "serve the admin endpoint over HTTPS (and with client_ca, mutual TLS); a route on the same "
+     "address must have the same tls"},
     {0},
 };
 
@@ -321,6 +325,17 @@ static void check_broker(struct sidecar_config *cfg, config_t *lc, struct config
         config_report_add(rep, line, "broker.tls: cert and key go together; set both or neither");
 }
 
+static void check_admin(struct sidecar_config *cfg, config_t *lc, struct config_report *rep)
+{
+    struct admin_config *a = &cfg->admin;
+    a->line = config_line_of(config_lookup(lc, "admin"));
+    if (listen_tls_configured(&a->tls) && a->listen == NULL)
+        config_report_add(rep, a->tls.line,
+                          "admin: tls is set but there is no admin listen address; add listen "
+                          "or remove admin.tls");
+    listen_tls_validate(&a->tls, "admin", rep);
+}
+
 static const struct route *route_named(const struct sidecar_config *cfg, size_t before,
                                        const char *name)
 {
@@ -330,17 +345,44 @@ static const struct route *route_named(const struct sidecar_config *cfg, size_t 
     return NULL;
 }
 
-/* Two routes on one listener and path, or a route hiding the admin endpoints. */
+/* Where a listener's tls is written: its group, else its owner. */
+static int tls_line(const struct listen_tls_config *t, int owner_line)
+{
+    return t && t->line > 0 ? t->line : owner_line;
+}
+
+static const struct listen_tls_config no_tls;
+
+/* Every route on one address shares its TLS (one server, one handshake): the
+ * first of the routes before r on r's address whose tls differs, or NULL. */
+static const struct route *tls_rival(const struct sidecar_config *cfg, size_t i,
+                                     const struct http_endpoint *e)
+{
+    for (size_t j = 0; j < i; j++) {
+        const struct route *o = cfg->routes[j];
+        struct http_endpoint f = {0};
+        if (!o->kind->endpoint || !o->kind->endpoint(o, &f) || !f.listen)
+            continue;
+        if (strcmp(e->listen, f.listen) == 0 &&
+            !listen_tls_same(e->tls ? e->tls : &no_tls, f.tls ? f.tls : &no_tls))
+            return o;
+    }
+    return NULL;
+}
+
+/* Two routes on one listener and path, a route hiding the admin endpoints, or
+ * two parties on one address whose tls differs. */
 static void check_endpoints(struct sidecar_config *cfg, struct config_report *rep)
 {
+    bool admin_told = false;
     for (size_t i = 0; i < cfg->n_routes; i++) {
         struct route *r = cfg->routes[i];
-        struct http_endpoint e;
+        struct http_endpoint e = {0};
         if (!r->kind->endpoint || !r->kind->endpoint(r, &e) || !e.listen || !e.path)
             continue;
         for (size_t j = 0; j < i; j++) {
             struct route *o = cfg->routes[j];
-            struct http_endpoint f;
+            struct http_endpoint f = {0};
             if (!o->kind->endpoint || !o->kind->endpoint(o, &f) || !f.listen || !f.path)
                 continue;
             if (strcmp(e.listen, f.listen) == 0 && strcmp(e.path, f.path) == 0)
@@ -349,12 +391,28 @@ static void check_endpoints(struct sidecar_config *cfg, struct config_report *re
                                   "%d); give one of them another path or listen address",
                                   r->name, e.listen, e.path, o->name, o->line);
         }
+        const struct route *rival = tls_rival(cfg, i, &e);
+        if (rival != NULL)
+            config_report_add(rep, tls_line(e.tls, r->line),
+                              "route \"%s\": %s is also route \"%s\"'s (line %d) with another "
+                              "tls; routes on one address share its TLS: give them the same "
+                              "tls = { … } (the same files), or none, or another listen address",
+                              r->name, e.listen, rival->name, rival->line);
         if (cfg->admin.listen && strcmp(cfg->admin.listen, e.listen) == 0 &&
             (strcmp(e.path, "/healthz") == 0 || strcmp(e.path, "/readyz") == 0 ||
              strcmp(e.path, "/metrics") == 0))
             config_report_add(rep, r->line,
                               "route \"%s\": %s is the admin endpoint's path on %s; choose another",
                               r->name, e.path, e.listen);
+        if (cfg->admin.listen && strcmp(cfg->admin.listen, e.listen) == 0 && !admin_told &&
+            !listen_tls_same(&cfg->admin.tls, e.tls ? e.tls : &no_tls)) {
+            admin_told = true;
+            config_report_add(rep, tls_line(&cfg->admin.tls, cfg->admin.line),
+                              "admin: listen %s is also route \"%s\"'s (line %d) with another "
+                              "tls; they share one listener: give admin the route's tls = { … }, "
+                              "or another listen address",
+                              e.listen, r->name, r->line);
+        }
     }
 }
 
@@ -502,6 +560,7 @@ int config_load(const char *path, struct sidecar_config *cfg, struct config_repo
     config_setting_t *broker = config_lookup(&lc, "broker");
     if (broker != NULL && config_setting_type(broker) == CONFIG_TYPE_GROUP)
         check_broker(cfg, &lc, rep);
+    check_admin(cfg, &lc, rep);
     if (cfg->state_dir == NULL) {
         const char *env = getenv("STATE_DIRECTORY"); /* systemd's StateDirectory= */
         cfg->state_dir =

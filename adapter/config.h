@@ -39,6 +39,9 @@ enum key_type {
 };
 
 #define KEY_REQUIRED 0x1u
+#define KEY_GROUP_LINE                                                                             \
+    0x2u /* KEY_GROUP whose struct begins with `int line`: set to the                              \
+          * group's line in the file (0 when the group is absent) */
 
 struct config_key {
     const char *name;
@@ -109,6 +112,14 @@ struct tls_config {
     bool verify;
 };
 
+/* `tls = { cert; key; client_ca; }` on a listener of ours (listen_tls.h). */
+struct listen_tls_config {
+    int line; /* of the tls group (KEY_GROUP_LINE); 0 when absent */
+    char *cert;
+    struct secret key;
+    char *client_ca;
+};
+
 struct broker_config {
     char *url;
     struct strlist urls; /* url, or urls; filled either way */
@@ -124,6 +135,8 @@ struct broker_config {
 struct admin_config {
     char *listen;
     int max_connections;
+    struct listen_tls_config tls;
+    int line; /* of the admin group, for messages */
 };
 
 /* Limits of every route listener (http and soap inbound); see httpd.h. */

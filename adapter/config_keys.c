@@ -601,6 +601,9 @@ static void apply_group(const struct key_table *tables, size_t n_tables, config_
                 char *sub_where = xasprintf("%s.%s", where, k->name);
                 struct key_table sub = {.keys = k->group,
                                         .base = config_key_field(tables[t].base, k)};
+                if (k->flags & KEY_GROUP_LINE)
+                    *(int *)sub.base =
+                        s && config_setting_type(s) == CONFIG_TYPE_GROUP ? config_line_of(s) : 0;
                 if (s != NULL && config_setting_type(s) != CONFIG_TYPE_GROUP) {
                     /* One error for the group; fill its defaults so later
                      * checks see sane values, and drop what its children would

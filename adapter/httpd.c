@@ -18,11 +18,17 @@
  * it between reading, busy and idle, so the watch can enforce read_timeout
  * and find clients that went away, and drain can tell an upload that still
  * progresses from one that never will.
+ *
+ * Mutual TLS: MHD only asks for a client certificate, so at the connect
+ * notification (before the handshake) we make the session require one and
+ * verify it in the handshake (listen_tls.h); the first call of a request
+ * checks again that the peer verified, and closes the connection if not.
  */
 #include "httpd_internal.h"
 
 #include "config.h"
 #include "httpd_watch.h"
+#include "listen_tls.h"
 #include "log.h"
 #include "message.h"
 #include "util.h"
@@ -65,6 +71,14 @@ static struct http_conn *watched(struct MHD_Connection *conn)
     const union MHD_ConnectionInfo *info =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     return info ? info->socket_context : NULL;
+}
+
+/* The connection's GnuTLS session (NULL on plain HTTP). */
+static void *tls_session(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    return info ? info->tls_session : NULL;
 }
 
 /* ---- requests ------------------------------------------------------------------ */
@@ -276,6 +290,12 @@ static enum MHD_Result first_call(struct http_server *s, struct MHD_Connection *
     struct http_conn *wc = watched(conn);
     if (http_conn_late(wc))
         return MHD_NO; /* the headers took longer than read_timeout: close */
+    if (s->require_client_cert && !listen_tls_client_verified(tls_session(conn))) {
+        /* The handshake should have refused it already: say so, and close. */
+        log_warn(NULL, "http server %s: a request without a verified client certificate; closed",
+                 s->listen);
+        return MHD_NO;
+    }
     enum MHD_Result refused;
     const struct http_route *route = http_route_for(s, url);
     int headers = 0;
@@ -377,6 +397,11 @@ void httpd_on_connection(void *cls, struct MHD_Connection *conn, void **socket_c
         const union MHD_ConnectionInfo *info =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         *socket_context = info ? http_watch_open(s->watch, info->connect_fd) : NULL;
+        if (s->require_client_cert && listen_tls_require_client(tls_session(conn)) != 0)
+            log_error(NULL,
+                      "http server %s: cannot require a client certificate on a new "
+                      "connection; its requests will be closed unanswered",
+                      s->listen);
     } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
         http_watch_close(s->watch, *socket_context);
         *socket_context = NULL;

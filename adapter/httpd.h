@@ -20,6 +20,11 @@
  * accept, or from the request line on a kept-alive connection; then the
  * connection is closed), and the time a kept-alive connection may sit idle.
  * httpd_watch.c enforces the read deadline, which MHD cannot.
+ *
+ * A server may speak HTTPS (http_server_set_tls): MHD's GnuTLS support, in
+ * the same loop or threads; the handshake happens before the request line, so
+ * a client that fails it (plain HTTP, an unknown client certificate) is
+ * closed without a request ever reaching a handler.
  */
 #ifndef SIDECAR_HTTPD_H
 #define SIDECAR_HTTPD_H
@@ -28,6 +33,7 @@
 #include <stddef.h>
 
 struct header;
+struct listen_tls_config;
 struct http_request;
 struct http_server;
 struct loop;
@@ -60,6 +66,14 @@ struct http_server *http_server_new(const char *listen, char *err, size_t errlen
 /* Before http_server_start. */
 void http_server_set_limits(struct http_server *s, const struct http_limits *limits);
 const struct http_limits *http_server_limits(const struct http_server *s);
+/* Before http_server_start: serve HTTPS with t's certificate and key (and with
+ * client_ca, require a client certificate it issued, checked in the handshake;
+ * see listen_tls.h). The files are read now. Every caller for one server must
+ * give the same settings (config_load made sure): a caller with other ones, or
+ * none after one with some, gets -1 with err. t (NULL or unconfigured: plain
+ * HTTP) is borrowed for comparisons and must outlive s. 0, or -1 with err. */
+int http_server_set_tls(struct http_server *s, const struct listen_tls_config *t, char *err,
+                        size_t errlen);
 /* Serve exact `path` (a trailing "*" matches a prefix) with fn. 0, or -1 if taken. */
 int http_server_route(struct http_server *s, const char *path, size_t max_body, http_handler_fn fn,
                       void *arg);

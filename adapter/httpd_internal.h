@@ -12,6 +12,8 @@
 #include <stdatomic.h>
 #include <sys/socket.h>
 
+struct listen_tls;
+struct listen_tls_config;
 struct loop;
 
 struct http_route {
@@ -36,6 +38,9 @@ struct http_server {
     atomic_bool draining;     /* set by quiesce: new requests on kept-alive connections get 503 */
     atomic_bool resumed;      /* loop mode: a connection was resumed; MHD_run must see it */
     atomic_bool quiesced;     /* the listen socket is closed (in loop mode, by the loop's thread) */
+    struct listen_tls *tls;   /* HTTPS: the PEM handed to MHD (owned); NULL: plain HTTP */
+    const struct listen_tls_config *tls_config; /* the config's, to compare later callers */
+    bool require_client_cert;                   /* tls with client_ca: mutual TLS */
 };
 
 /* A connection was resumed (MHD_resume_connection, any thread): in loop mode,

@@ -13,6 +13,11 @@
  * another thread still work: resuming a connection writes to MHD's
  * inter-thread channel, which is in that epoll set.
  *
+ * With tls (http_server_set_tls) the daemon speaks HTTPS (MHD_USE_TLS, the
+ * PEM from listen_tls.c, which lives as long as the daemon because MHD keeps
+ * pointers into it); the loop mode is unchanged: GnuTLS's buffered records
+ * make MHD_get_timeout answer 0, which the prepare step below serves.
+ *
  * In loop mode only the loop's thread calls into the daemon while the loop
  * runs; quiesce asks it to close the listen socket (a flag and a wake-up),
  * and stop happens after the loop has ended.
@@ -21,6 +26,7 @@
 
 #include "config.h"
 #include "httpd_watch.h"
+#include "listen_tls.h"
 #include "log.h"
 #include "loop.h"
 #include "util.h"
@@ -92,6 +98,33 @@ const char *http_server_listen(const struct http_server *s)
     return s->listen;
 }
 
+int http_server_set_tls(struct http_server *s, const struct listen_tls_config *t, char *err,
+                        size_t errlen)
+{
+    static const struct listen_tls_config none;
+    const struct listen_tls_config *want = t ? t : &none;
+    if (s->tls_config != NULL || s->n_routes > 0) {
+        if (listen_tls_same(s->tls_config ? s->tls_config : &none, want))
+            return 0;
+        snprintf(err, errlen,
+                 "%s is served with other tls settings already; every route on one address "
+                 "shares its tls",
+                 s->listen);
+        return -1;
+    }
+    s->tls_config = want;
+    if (!listen_tls_configured(want))
+        return 0;
+    char why[512];
+    s->tls = listen_tls_load(want, why, sizeof(why));
+    if (s->tls == NULL) {
+        snprintf(err, errlen, "https %s: %s", s->listen, why);
+        return -1;
+    }
+    s->require_client_cert = s->tls->client_ca_pem != NULL;
+    return 0;
+}
+
 /* ---- routes --------------------------------------------------------------------- */
 
 int http_server_route(struct http_server *s, const char *path, size_t max_body, http_handler_fn fn,
@@ -151,12 +184,18 @@ static const struct {
     const char *start;
     enum log_level level;
     const char *hint;
+    const char *text; /* instead of MHD's words, when they mislead */
 } mhd_messages[] = {
     {"Server reached connection limit", LOG_WARN,
-     " (http.max_connections, or http.max_connections_per_ip for one client address)"},
-    {"Connection was closed by remote side", LOG_INFO, ""},
-    {"Socket has been disconnected when reading request", LOG_INFO, ""},
-    {"Connection socket is closed when reading request", LOG_INFO, ""},
+     " (http.max_connections, or http.max_connections_per_ip for one client address)", NULL},
+    {"Connection was closed by remote side", LOG_INFO, "", NULL},
+    {"Socket has been disconnected when reading request", LOG_INFO, "", NULL},
+    {"Connection socket is closed when reading request", LOG_INFO, "", NULL},
+    /* MHD 0.9.75 says this for every failed handshake. */
+    {"Error: received handshake message out of context", LOG_WARN, "",
+     "TLS handshake failed, connection closed (a client certificate missing or not issued by "
+     "tls.client_ca, a client that does not trust tls.cert, plain HTTP sent to this HTTPS "
+     "port, or no common TLS version: 1.2 and 1.3 are offered, 1.2 alone with client_ca)"},
 };
 
 /* MHD's messages go through the log's rate limit, one budget per MHD message
@@ -168,14 +207,16 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     str_trim_right(msg);
     enum log_level level = LOG_WARN;
     const char *hint = "";
+    const char *text = msg;
     for (size_t i = 0; i < sizeof(mhd_messages) / sizeof(mhd_messages[0]); i++) {
         if (strncmp(msg, mhd_messages[i].start, strlen(mhd_messages[i].start)) == 0) {
             level = mhd_messages[i].level;
             hint = mhd_messages[i].hint;
+            text = mhd_messages[i].text ? mhd_messages[i].text : msg;
         }
     }
     log_event_site(level, NULL, fmt, "http server %s: %s%s", ((struct http_server *)cls)->listen,
-                   msg, hint);
+                   text, hint);
 }
 
 /* ---- running in a loop ------------------------------------------------------------ */
@@ -261,7 +302,7 @@ int http_server_start(struct http_server *s, struct loop *loop, char *err, size_
     s->watch = http_watch_new(s->listen, (int64_t)(l->read_timeout * 1000),
                               (int64_t)(l->idle_timeout * 1000));
     s->loop = loop;
-    struct MHD_OptionItem opts[] = {
+    struct MHD_OptionItem opts[16] = {
         {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, s},
         {MHD_OPTION_SOCK_ADDR, 0, &s->addr},
         {MHD_OPTION_CONNECTION_LIMIT, l->max_connections, NULL},
@@ -271,17 +312,30 @@ int http_server_start(struct http_server *s, struct loop *loop, char *err, size_
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)httpd_on_completed, s},
         {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)httpd_on_connection, s},
         {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)httpd_on_request_line, s},
-        /* last: a pool only with MHD's own threads */
-        {loop ? MHD_OPTION_END : MHD_OPTION_THREAD_POOL_SIZE, THREADS, NULL},
-        {MHD_OPTION_END, 0, NULL},
     };
+    size_t n = 9;
+    if (loop == NULL) /* a pool only with MHD's own threads */
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, THREADS, NULL};
+    if (s->tls) {
+        /* MHD keeps these pointers: s->tls lives as long as the daemon. */
+        flags |= MHD_USE_TLS;
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, s->tls->cert_pem};
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, s->tls->key_pem};
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0,
+                                            s->require_client_cert ? LISTEN_TLS_PRIORITIES_MUTUAL
+                                                                   : LISTEN_TLS_PRIORITIES};
+        if (s->tls->client_ca_pem) /* the trust store; the requirement is httpd.c's */
+            opts[n++] =
+                (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, s->tls->client_ca_pem};
+    }
+    opts[n] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     s->daemon = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, httpd_on_request, s,
                                  MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
     if (s->daemon == NULL || http_watch_start(s->watch) != 0) {
         snprintf(err, errlen,
                  "cannot listen on %s (is the port in use by another process, or the address "
-                 "not local?)",
-                 s->listen);
+                 "not local?%s)",
+                 s->listen, s->tls ? " or did GnuTLS refuse tls.cert / tls.key? see above" : "");
         return -1;
     }
     if (loop && loop_post(loop, attach_on_loop, s) != 0) {
@@ -312,6 +366,7 @@ void http_server_free(struct http_server *s)
         MHD_stop_daemon(s->daemon); /* closes every connection: the watch is empty after */
     }
     http_watch_free(s->watch);
+    listen_tls_free(s->tls);
     for (size_t i = 0; i < s->n_routes; i++)
         free(s->routes[i].path);
     free(s->routes);

@@ -82,7 +82,15 @@ const char *inbound_json_path(json_t *root, const char *path, char *out, size_t 
         snprintf(why, whylen, "the body has no field \"%s\"", path);
         return NULL;
     }
-    if (json_is_string(v))
+    if (json_is_string(v) && memchr(json_string_value(v), '\0', json_string_length(v))) {
+        /* Cut at the NUL, two different values would read the same. */
+        snprintf(why, whylen, "field \"%s\" holds a NUL character", path);
+        return NULL;
+    } else if (json_is_string(v) && json_string_length(v) >= n) {
+        snprintf(why, whylen, "field \"%s\" is %zu bytes long; at most %zu", path,
+                 json_string_length(v), n - 1);
+        return NULL;
+    } else if (json_is_string(v))
         snprintf(out, n, "%s", json_string_value(v));
     else if (json_is_integer(v))
         snprintf(out, n, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
@@ -229,12 +237,13 @@ bool inbound_is_json(const char *content_type)
     return len >= 5 && strncasecmp(content_type + len - 5, "+json", 5) == 0;
 }
 
-int inbound_serve_http(struct route *r, const char *listen, const char *path, size_t max_body,
+int inbound_serve_http(struct route *r, const char *listen, const struct listen_tls_config *tls,
+                       const char *path, size_t max_body,
                        void (*handler)(struct http_request *, void *),
                        char *(*refusal)(void *, int *, const char *, const char **, size_t *),
                        bool rpc, char *err, size_t errlen)
 {
-    struct http_server *s = sidecar_http_server(r->sc, listen, err, errlen);
+    struct http_server *s = sidecar_http_server(r->sc, listen, tls, err, errlen);
     if (s == NULL)
         return -1;
     if (http_server_route(s, path, max_body, handler, r) != 0) {

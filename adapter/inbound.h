@@ -43,10 +43,12 @@ const char *inbound_json_placeholder(json_t *root, const char *name, const char 
                                      char *buf, size_t n, char *why, size_t whylen);
 
 /* Routes served by the shared HTTP server: registers `path` on the server for
- * `listen` (refusal may be NULL) and, for rpc, readies the publisher for
- * replies. Called from a kind's start. 0, or -1 with err. */
+ * `listen` with its tls (NULL: plain HTTP; refusal may be NULL) and, for rpc,
+ * readies the publisher for replies. Called from a kind's start. 0, or -1 with err. */
 struct http_request;
-int inbound_serve_http(struct route *r, const char *listen, const char *path, size_t max_body,
+struct listen_tls_config;
+int inbound_serve_http(struct route *r, const char *listen, const struct listen_tls_config *tls,
+                       const char *path, size_t max_body,
                        void (*handler)(struct http_request *, void *),
                        char *(*refusal)(void *, int *, const char *, const char **, size_t *),
                        bool rpc, char *err, size_t errlen);

@@ -52,6 +52,7 @@ struct rate_config {
 struct http_endpoint {
     const char *listen;
     const char *path;
+    const struct listen_tls_config *tls; /* NULL: plain HTTP */
 };
 
 /* What the process offers a route's kind: filled by sidecar.c and set on

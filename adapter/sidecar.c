@@ -46,18 +46,20 @@
 #define READY_CHECK_MS      200
 #define LOG_FLUSH_MS        5000 /* summaries of suppressed log lines, once a flood stopped */
 
-struct http_server *sidecar_http_server(struct sidecar *sc, const char *listen, char *err,
+struct http_server *sidecar_http_server(struct sidecar *sc, const char *listen,
+                                        const struct listen_tls_config *tls, char *err,
                                         size_t errlen)
 {
     for (size_t i = 0; i < sc->n_servers; i++)
         if (strcmp(http_server_listen(sc->servers[i]), listen) == 0)
-            return sc->servers[i];
+            return http_server_set_tls(sc->servers[i], tls, err, errlen) == 0 ? sc->servers[i]
+                                                                              : NULL;
     struct http_server *s = http_server_new(listen, err, errlen);
     if (s == NULL)
         return NULL;
     sc->servers = xrealloc(sc->servers, (sc->n_servers + 1) * sizeof(*sc->servers));
     sc->servers[sc->n_servers++] = s;
-    return s;
+    return http_server_set_tls(s, tls, err, errlen) == 0 ? s : NULL;
 }
 
 /* ---- fatal errors from other threads ------------------------------------------ */
@@ -422,7 +424,7 @@ static bool admin_listener_shared(const struct sidecar *sc)
 {
     for (size_t i = 0; i < sc->cfg->n_routes; i++) {
         const struct route *r = sc->cfg->routes[i];
-        struct http_endpoint e;
+        struct http_endpoint e = {0};
         if (r->kind->endpoint && r->kind->endpoint(r, &e) && e.listen &&
             strcmp(e.listen, sc->cfg->admin.listen) == 0)
             return true;

@@ -22,6 +22,7 @@
 struct broker;
 struct buf;
 struct http_server;
+struct listen_tls_config;
 struct loop;
 struct publisher;
 struct summary_snapshot;
@@ -58,8 +59,10 @@ struct sidecar {
     struct route_services services;   /* what every route's kind may ask of the process */
 };
 
-/* The server for `listen`, created on first use (started by sidecar_run). */
-struct http_server *sidecar_http_server(struct sidecar *sc, const char *listen, char *err,
+/* The server for `listen`, created on first use (started by sidecar_run), with
+ * the listener's tls (NULL: plain HTTP; see http_server_set_tls). NULL with err. */
+struct http_server *sidecar_http_server(struct sidecar *sc, const char *listen,
+                                        const struct listen_tls_config *tls, char *err,
                                         size_t errlen);
 
 /* Runs until SIGTERM/SIGINT or a fatal error. Returns the exit code. */

@@ -4,7 +4,8 @@
 #   tests/deps.sh install   apt-get install what is missing (sudo when not root)
 set -eu
 BUILD="build-essential pkg-config librabbitmq-dev libjansson-dev libconfig-dev libssl-dev
-       libmicrohttpd-dev libcurl4-openssl-dev libxml2-dev libjq-dev libsystemd-dev libcmocka-dev"
+       libmicrohttpd-dev libgnutls28-dev libcurl4-openssl-dev libxml2-dev libjq-dev libsystemd-dev
+       libcmocka-dev"
 TEST="rabbitmq-server amqp-tools python3 python3-pika python3-requests python3-zeep python3-spyne
       python3-pytest python3-prometheus-client clang libclang-rt-14-dev curl procps openssl
       valgrind man-db systemd"

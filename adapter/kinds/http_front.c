@@ -11,6 +11,7 @@
 #include "config.h"
 #include "httpd.h"
 #include "inbound.h"
+#include "listen_tls.h"
 #include "log.h"
 #include "message.h"
 #include "publisher.h"
@@ -18,18 +19,57 @@
 #include "template.h"
 #include "util.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define ID_FIELD_MAX 1024 /* room for a field's text: longer ones are refused, never cut */
 
 enum http_front_mode http_front_mode_of(const char *name)
 {
     return name && strcmp(name, "rpc") == 0 ? HTTP_FRONT_RPC : HTTP_FRONT_EVENT;
 }
 
+/* Is name a source message_id_from may use: one of id_sources, then a name? */
+static bool id_source_ok(const char *name, const char *const *id_sources)
+{
+    for (const char *const *src = id_sources; *src; src++) {
+        size_t len = strlen(*src);
+        if (strncmp(name, *src, len) != 0 || name[len] == '\0')
+            continue;
+        const char *rest = name + len;
+        if (strcmp(*src, "header.") == 0) {
+            for (const char *p = rest; *p; p++)
+                if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_')
+                    return false;
+            return true;
+        }
+        /* json.<path>: dotted names, none empty */
+        return rest[0] != '.' && rest[strlen(rest) - 1] != '.' && strstr(rest, "..") == NULL;
+    }
+    return false;
+}
+
+static void validate_message_id_from(struct route *r, const struct http_front_config *c,
+                                     const char *const *id_sources, struct config_report *rep)
+{
+    if (c->message_id_from == NULL || id_source_ok(c->message_id_from, id_sources))
+        return;
+    struct buf forms = {0};
+    for (const char *const *src = id_sources; *src; src++)
+        buf_printf(&forms, "%s\"%sNAME\"", forms.len ? " or " : "", *src);
+    config_report_add(rep, r->line,
+                      "route \"%s\": message_id_from = \"%s\" is not %s (e.g. \"%s\")", r->name,
+                      c->message_id_from, forms.data,
+                      strcmp(id_sources[0], "json.") == 0 ? "json.id" : "header.X-Request-Id");
+    buf_free(&forms);
+}
+
 void http_front_validate(struct route *r, const struct sidecar_config *cfg,
                          struct http_front_config *c, const char *const *placeholders,
-                         const char *key_hint, struct config_report *rep)
+                         const char *key_hint, const char *const *id_sources,
+                         struct config_report *rep)
 {
     char err[1024];
     c->mode = http_front_mode_of(c->mode_name);
@@ -44,12 +84,27 @@ void http_front_validate(struct route *r, const struct sidecar_config *cfg,
                           "route \"%s\": max_body %d is above broker.max_message %d; lower it, or "
                           "raise broker.max_message to RabbitMQ's max_message_size",
                           r->name, c->max_body, cfg->broker.max_message);
+    char *where = xasprintf("inbound route \"%s\"", r->name);
+    listen_tls_validate(&c->tls, where, rep);
+    free(where);
+    validate_message_id_from(r, c, id_sources, rep);
+}
+
+const char *http_front_scheme(const struct http_front_config *c)
+{
+    return listen_tls_configured(&c->tls) ? "https" : "http";
+}
+
+const char *http_front_mutual(const struct http_front_config *c)
+{
+    return c->tls.client_ca ? ", client certificates" : "";
 }
 
 bool http_front_endpoint(const struct http_front_config *c, struct http_endpoint *out)
 {
     out->listen = c->listen;
     out->path = c->path;
+    out->tls = &c->tls;
     return true;
 }
 
@@ -58,8 +113,60 @@ int http_front_serve(struct route *r, const struct http_front_config *c,
                      char *(*refusal)(void *, int *, const char *, const char **, size_t *),
                      char *err, size_t errlen)
 {
-    return inbound_serve_http(r, c->listen, c->path, (size_t)c->max_body, handler, refusal,
+    return inbound_serve_http(r, c->listen, &c->tls, c->path, (size_t)c->max_body, handler, refusal,
                               c->mode == HTTP_FRONT_RPC, err, errlen);
+}
+
+/* What message_id_from names for req; NULL with why. */
+static const char *named_id(const struct http_front_config *c, const struct http_request *req,
+                            json_t *json, char *buf, size_t n, char *why, size_t whylen)
+{
+    const char *from = c->message_id_from;
+    if (strncmp(from, "header.", 7) == 0) {
+        const char *v = http_request_header(req, from + 7);
+        if (v == NULL)
+            snprintf(why, whylen, "the request has no %s header", from + 7);
+        return v;
+    }
+    char inner[256] = "";
+    const char *v =
+        inbound_json_placeholder(json, from, "the body is not JSON", buf, n, inner, sizeof(inner));
+    if (v == NULL)
+        snprintf(why, whylen, "%s", inner);
+    return v;
+}
+
+bool http_front_message_id(const struct http_front_config *c, const struct http_request *req,
+                           json_t *json, const char *fallback, const char **id, char *buf, size_t n,
+                           char *why, size_t whylen)
+{
+    const char *v = http_request_header(req, "Idempotency-Key");
+    const char *name = "Idempotency-Key";
+    char problem[320];
+    if (v == NULL && c->message_id_from != NULL) {
+        name = c->message_id_from;
+        v = named_id(c, req, json, buf, n, problem, sizeof(problem));
+        if (v == NULL) {
+            snprintf(why, whylen, "message_id_from \"%s\": %s (the message id comes from it)", name,
+                     problem);
+            return false;
+        }
+    } else if (v == NULL && fallback != NULL) {
+        name = "webhook-id";
+        v = fallback;
+    }
+    if (v != NULL && !inbound_id_acceptable(v)) {
+        if (c->message_id_from != NULL && name == c->message_id_from)
+            snprintf(why, whylen,
+                     "message_id_from \"%s\" must give 1 to 255 printable characters (a message "
+                     "id)",
+                     name);
+        else
+            snprintf(why, whylen, "%s must be 1 to 255 printable characters", name);
+        return false;
+    }
+    *id = v;
+    return true;
 }
 
 struct log_ctx http_front_log_ctx(const struct http_front_request *p)

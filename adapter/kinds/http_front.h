@@ -10,9 +10,11 @@
 #ifndef SIDECAR_HTTP_FRONT_H
 #define SIDECAR_HTTP_FRONT_H
 
+#include "config.h"
 #include "http_auth.h"
 #include "log.h"
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -44,15 +46,44 @@ struct http_front_config {
     double timeout;
     int retry_after;
     struct http_auth auth;
+    struct listen_tls_config tls; /* the listener's (listen_tls.h); shared by its routes */
+    char *message_id_from;        /* "json.<path>" | "header.<Name>", or NULL */
 };
+
+/* The key rows both kinds share, with the kind's wording where it differs. */
+#define HTTP_FRONT_TLS_KEY(offset)                                                                 \
+    {                                                                                              \
+        "tls", KEY_GROUP, offset, KEY_GROUP_LINE, NULL, NULL, 0, 0, listen_tls_keys,               \
+            "HTTPS on listen (and with client_ca, mutual TLS); every route on one listen address " \
+            "must "                                                                                \
+            "have the same tls"                                                                    \
+    }
 
 /* The kind's validate calls this first: resolves c->mode and reports a path
  * without '/', a routing_key using placeholders other than `placeholders`
- * (key_hint, "" or " (… know …)", is appended), bad auth, and a max_body
- * above broker.max_message. */
+ * (key_hint, "" or " (… know …)", is appended), bad auth, a max_body above
+ * broker.max_message, a tls that does not load, and a message_id_from that
+ * is not one of id_sources ("json." and/or "header.") followed by a name. */
 void http_front_validate(struct route *r, const struct sidecar_config *cfg,
                          struct http_front_config *c, const char *const *placeholders,
-                         const char *key_hint, struct config_report *rep);
+                         const char *key_hint, const char *const *id_sources,
+                         struct config_report *rep);
+
+/* The message id of req, by precedence: the Idempotency-Key header; else what
+ * c->message_id_from names — a field of json (the body as the sender sent it,
+ * parsed; borrowed; NULL when it is not JSON) or a request header; else
+ * `fallback` (the signature scheme's id, e.g. webhook-id; may be NULL).
+ * Whichever applies must be 1 to 255 printable characters; when
+ * message_id_from is set and names nothing, that is the sender's error too (a
+ * silent UUID would defeat deduplication). true with *id (NULL: none, make a
+ * UUID; may point into buf), or false with why: the words of a 400. */
+bool http_front_message_id(const struct http_front_config *c, const struct http_request *req,
+                           json_t *json, const char *fallback, const char **id, char *buf, size_t n,
+                           char *why, size_t whylen);
+
+/* For describe: "http" or "https", and ", client certificates" or "". */
+const char *http_front_scheme(const struct http_front_config *c);
+const char *http_front_mutual(const struct http_front_config *c);
 
 /* The route's endpoint, for the clash checks (route_kind.endpoint). */
 bool http_front_endpoint(const struct http_front_config *c, struct http_endpoint *out);

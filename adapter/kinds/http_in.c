@@ -22,6 +22,7 @@
 #include "httpd.h"
 #include "inbound.h"
 #include "jq_transform.h"
+#include "listen_tls.h"
 #include "log.h"
 #include "message.h"
 #include "publisher.h"
@@ -63,10 +64,16 @@ static const struct config_key http_in_keys[] = {
     {"retry_after", KEY_INT, O(front.retry_after), 0, "5", NULL, 1, 3600, NULL,
      "seconds in the Retry-After header of 503 answers"},
     {"auth", KEY_GROUP, 0, 0, NULL, NULL, 0, 0, auth_keys, "request authentication"},
+    HTTP_FRONT_TLS_KEY(O(front.tls)),
+    {"message_id_from", KEY_STRING, O(front.message_id_from), 0, NULL, NULL, 0, 0, NULL,
+     "where a request without Idempotency-Key gets its message_id: \"json.<field>\" of the body "
+     "as sent (e.g. a Stripe event's \"json.id\") or \"header.<Name>\"; a request without it "
+     "gets 400"},
     {0},
 };
 
 static const char *const placeholders[] = {"json.", "header.", "query.", "path", NULL};
+static const char *const id_sources[] = {"json.", "header.", NULL};
 
 static const struct http_in_opts *opts(const struct route *r)
 {
@@ -241,24 +248,19 @@ static void handle(struct http_request *req, void *arg)
         refuse(r, req, 401, why, "unauthorized");
         return;
     }
-    /* A sender's retry is the same message: the scheme's id (webhook-id) stands in. */
-    const char *idem = http_request_header(req, "Idempotency-Key");
-    const char *idem_name = "Idempotency-Key";
-    if (idem == NULL && (idem = http_auth_message_id(&o->front.auth, request_header, req)))
-        idem_name = "webhook-id";
-    if (idem && !inbound_id_acceptable(idem)) {
-        refuse(r, req, 400, NULL, "%s must be 1 to 255 printable characters", idem_name);
-        return;
-    }
     const char *corr = http_request_header(req, "X-Correlation-ID");
     if (corr && !inbound_id_acceptable(corr)) {
         refuse(r, req, 400, NULL, "X-Correlation-ID must be 1 to 255 printable characters");
         return;
     }
 
-    /* JSON is checked whenever it will be looked into: by a transform or the routing key. */
+    /* JSON is checked whenever it will be looked into: by a transform, the
+     * routing key or message_id_from. */
     bool json_body = inbound_is_json(ct);
-    bool needs_json = r->transform != NULL || strstr(r->routing_key, "{json.") != NULL;
+    const char *id_from = o->front.message_id_from;
+    bool id_from_json = id_from && strncmp(id_from, "json.", 5) == 0;
+    bool needs_json =
+        r->transform != NULL || strstr(r->routing_key, "{json.") != NULL || id_from_json;
     json_t *json = NULL;
     if (json_body && needs_json) {
         json_error_t jerr;
@@ -268,6 +270,18 @@ static void handle(struct http_request *req, void *arg)
                    jerr.line, jerr.column);
             return;
         }
+    }
+    /* A sender's retry is the same message: its Idempotency-Key, the field or header
+     * message_id_from names, or the signature scheme's id (webhook-id) stands in. */
+    const char *idem = NULL;
+    char idem_buf[1024];
+    char id_why[512];
+    if (!http_front_message_id(&o->front, req, json,
+                               http_auth_message_id(&o->front.auth, request_header, req), &idem,
+                               idem_buf, sizeof(idem_buf), id_why, sizeof(id_why))) {
+        refuse(r, req, 400, NULL, "%s", id_why);
+        json_decref(json);
+        return;
     }
     char *payload;
     size_t payload_len;
@@ -326,7 +340,7 @@ static void http_in_validate(struct route *r, const struct sidecar_config *cfg,
                              struct config_report *rep)
 {
     struct http_in_opts *o = r->opts;
-    http_front_validate(r, cfg, &o->front, placeholders, "", rep);
+    http_front_validate(r, cfg, &o->front, placeholders, "", id_sources, rep);
     if (o->content_types.n == 0)
         config_report_add(rep, r->line, "route \"%s\": content_types must not be empty", r->name);
 }
@@ -334,9 +348,10 @@ static void http_in_validate(struct route *r, const struct sidecar_config *cfg,
 static void http_in_describe(const struct route *r, struct buf *out)
 {
     const struct http_in_opts *o = opts(r);
-    buf_printf(out, "%s http://%s%s → exchange \"%s\" key \"%s\" (%s, auth %s%s)", o->method,
-               o->front.listen, o->front.path, r->exchange, r->routing_key, o->front.mode_name,
-               http_auth_describe(&o->front.auth), r->transform ? ", transform" : "");
+    buf_printf(out, "%s %s://%s%s → exchange \"%s\" key \"%s\" (%s, auth %s%s%s)", o->method,
+               http_front_scheme(&o->front), o->front.listen, o->front.path, r->exchange,
+               r->routing_key, o->front.mode_name, http_auth_describe(&o->front.auth),
+               http_front_mutual(&o->front), r->transform ? ", transform" : "");
 }
 
 static bool http_in_endpoint(const struct route *r, struct http_endpoint *out)

@@ -32,6 +32,7 @@
 #include "httpd.h"
 #include "inbound.h"
 #include "jq_transform.h"
+#include "listen_tls.h"
 #include "log.h"
 #include "message.h"
 #include "publisher.h"
@@ -99,10 +100,15 @@ static const struct config_key soap_in_keys[] = {
      "require a WS-Security UsernameToken with this Username (with wsse_password_file)"},
     {"wsse_password_file", KEY_SECRET, O(wsse_password), 0, NULL, NULL, 0, 0, NULL,
      "the UsernameToken's password (PasswordText), compared in constant time"},
+    HTTP_FRONT_TLS_KEY(O(front.tls)),
+    {"message_id_from", KEY_STRING, O(front.message_id_from), 0, NULL, NULL, 0, 0, NULL,
+     "where a request without Idempotency-Key gets its message_id: \"header.<Name>\" (e.g. "
+     "\"header.X-Request-Id\"); a request without that header gets a Client/Sender fault"},
     {0},
 };
 
 static const char *const placeholders[] = {"operation", "header.", "path", NULL};
+static const char *const id_sources[] = {"header.", NULL};
 
 static const struct soap_in_opts *opts(const struct route *r)
 {
@@ -368,6 +374,14 @@ static void publish(struct route *r, struct http_request *req, struct soap_reque
 {
     const struct soap_in_opts *o = opts(r);
     char err[1024] = "";
+    const char *message_id = NULL;
+    char id_buf[512];
+    if (!http_front_message_id(&o->front, req, NULL, NULL, &message_id, id_buf, sizeof(id_buf), err,
+                               sizeof(err))) {
+        soap_in_refuse(r, req, sr->version, soap_in_client_fault_status(sr->version), "message id",
+                       err);
+        return;
+    }
     size_t len = 0;
     const char *content_type;
     char *payload = payload_of(r, sr, &len, &content_type, err, sizeof(err));
@@ -388,7 +402,7 @@ static void publish(struct route *r, struct http_request *req, struct soap_reque
                        reason);
         return;
     }
-    struct inbound_ids ids = {.message_id = http_request_header(req, "Idempotency-Key"),
+    struct inbound_ids ids = {.message_id = message_id,
                               .correlation_id = http_request_header(req, "X-Correlation-ID"),
                               .traceparent = http_request_header(req, "traceparent")};
     struct message *m = inbound_message(r, payload, len, content_type, &ids);
@@ -464,7 +478,8 @@ static void soap_in_validate(struct route *r, const struct sidecar_config *cfg,
     o->format =
         strcmp(o->format_name ? o->format_name : "", "json") == 0 ? SOAP_IN_JSON : SOAP_IN_XML;
     http_front_validate(r, cfg, &o->front, placeholders,
-                        " (soap routes know {operation}, {header.NAME} and {path})", rep);
+                        " (soap routes know {operation}, {header.NAME} and {path})", id_sources,
+                        rep);
     if ((o->wsse_username == NULL) != (o->wsse_password.path == NULL))
         config_report_add(rep, r->line,
                           "route \"%s\": set both wsse_username and wsse_password_file, or neither",
@@ -493,10 +508,11 @@ static void soap_in_free_opts(struct route *r)
 static void soap_in_describe(const struct route *r, struct buf *out)
 {
     const struct soap_in_opts *o = opts(r);
-    buf_printf(out, "SOAP 1.1/1.2 http://%s%s → exchange \"%s\" key \"%s\" (%s, %s, auth %s%s%s%s",
-               o->front.listen, o->front.path, r->exchange, r->routing_key, o->front.mode_name,
-               o->format_name, http_auth_describe(&o->front.auth),
-               o->wsse_username ? " + UsernameToken" : "", o->wsdl ? ", wsdl" : "",
+    buf_printf(out, "SOAP 1.1/1.2 %s://%s%s → exchange \"%s\" key \"%s\" (%s, %s, auth %s%s%s%s%s",
+               http_front_scheme(&o->front), o->front.listen, o->front.path, r->exchange,
+               r->routing_key, o->front.mode_name, o->format_name,
+               http_auth_describe(&o->front.auth), o->wsse_username ? " + UsernameToken" : "",
+               http_front_mutual(&o->front), o->wsdl ? ", wsdl" : "",
                r->transform_file ? ", transform" : "");
     if (is_rpc(r) && o->served.one_way.n > 0) {
         buf_puts(out, "; one-way by the WSDL: ");

@@ -1,7 +1,8 @@
 /*
  * Unit tests for adapter/inbound.c's {json.…} routing-key placeholders: the
  * value at the path, the caller's phrase when there is no JSON, nothing (and
- * no reason) for a placeholder that is not json.…
+ * no reason) for a placeholder that is not json.…; a value that would not fit,
+ * or that holds a NUL, is refused rather than cut (two values would read alike).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +11,24 @@
 #include <string.h>
 
 #include "inbound.h"
+
+static void test_json_value_never_cut(void **state)
+{
+    json_t *root = json_loads("{\"long\":\"0123456789abcdef\",\"fits\":\"0123456\"}", 0, NULL);
+    const char *nul_text = "{\"id\":\"a\\u0000b\"}";
+    json_t *nul = json_loadb(nul_text, strlen(nul_text), JSON_ALLOW_NUL, NULL);
+    assert_non_null(root);
+    assert_non_null(nul);
+    char buf[8], why[128] = "";
+    assert_string_equal(inbound_json_path(root, "fits", buf, sizeof(buf), why, sizeof(why)),
+                        "0123456");
+    assert_null(inbound_json_path(root, "long", buf, sizeof(buf), why, sizeof(why)));
+    assert_string_equal(why, "field \"long\" is 16 bytes long; at most 7");
+    assert_null(inbound_json_path(nul, "id", buf, sizeof(buf), why, sizeof(why)));
+    assert_string_equal(why, "field \"id\" holds a NUL character");
+    json_decref(root);
+    json_decref(nul);
+}
 
 static void test_json_placeholder(void **state)
 {
@@ -39,6 +58,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_placeholder),
+        cmocka_unit_test(test_json_value_never_cut),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
