@@ -262,9 +262,17 @@ static void timers_run(struct loop *loop, int64_t now)
     }
 }
 
-static int next_timeout(struct loop *loop, int64_t now)
+/* The prepare hooks run first: one may add a timer (a zero one to flush what it
+ * queued, or to read frames rabbitmq-c holds), which must count in this sleep. */
+static int next_timeout(struct loop *loop)
 {
     int64_t timeout = -1;
+    for (size_t i = 0; i < loop->n_prepare; i++) {
+        int limit = loop->prepare[i].fn(loop, loop->prepare[i].arg);
+        if (limit >= 0 && (timeout < 0 || limit < timeout))
+            timeout = limit;
+    }
+    int64_t now = loop_now_ms();
     for (size_t i = 0; i < loop->n_timers; i++) {
         int64_t left = loop->timers[i].due - now;
         if (left < 0)
@@ -272,23 +280,18 @@ static int next_timeout(struct loop *loop, int64_t now)
         if (timeout < 0 || left < timeout)
             timeout = left;
     }
-    for (size_t i = 0; i < loop->n_prepare; i++) {
-        int limit = loop->prepare[i].fn(loop, loop->prepare[i].arg);
-        if (limit >= 0 && (timeout < 0 || limit < timeout))
-            timeout = limit;
-    }
     return timeout > 60000 ? 60000 : (int)timeout;
 }
 
 static void loop_once(struct loop *loop)
 {
+    int timeout = next_timeout(loop); /* first: its hooks may change watches and timers */
     size_t n = loop->n_watches;
     struct pollfd pfds[n + 1];
     pfds[0] = (struct pollfd){.fd = loop->wake_fd, .events = POLLIN};
     for (size_t i = 0; i < n; i++)
         pfds[i + 1] = (struct pollfd){.fd = loop->watches[i].fd, .events = loop->watches[i].events};
 
-    int timeout = next_timeout(loop, loop_now_ms());
     int ready = poll(pfds, n + 1, timeout);
     if (ready < 0 && errno != EINTR)
         return;

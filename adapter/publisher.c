@@ -253,6 +253,7 @@ static void queue_fail_all(struct publisher *p, struct request *list, const char
 /* ---- submitting ------------------------------------------------------------ */
 
 static void publisher_flush(void *arg);
+static void publisher_flush_timer(struct loop *loop, void *arg);
 
 enum publisher_state publisher_state(struct publisher *p, const char **why)
 {
@@ -318,7 +319,9 @@ int publisher_submit(struct publisher *p, struct message *msg, const struct publ
     bool post = !p->flush_posted;
     p->flush_posted = true;
     pthread_mutex_unlock(&p->lock);
-    if (post)
+    /* From the loop's own thread (an HTTP listener in it) a zero timer is enough:
+     * the loop goes round without the eventfd's write, wake-up and read. */
+    if (post && !(loop_on_thread(p->loop) && loop_timer(p->loop, 0, publisher_flush_timer, p)))
         loop_post(p->loop, publisher_flush, p);
     return 0;
 }
@@ -456,6 +459,11 @@ static void send_backlog(struct publisher *p)
             return; /* the failure failed the rest */
         }
     }
+}
+
+static void publisher_flush_timer(struct loop *loop, void *arg)
+{
+    publisher_flush(arg);
 }
 
 static void publisher_flush(void *arg)

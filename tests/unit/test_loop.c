@@ -84,6 +84,32 @@ static void test_every_prepare_hook_runs_and_the_shortest_limit_wins(void **stat
     loop_free(loop);
 }
 
+static void stop_now(struct loop *loop, void *arg)
+{
+    loop_stop(loop);
+}
+
+/* A hook that queues work by a zero timer (the publisher, submitted to from
+ * an HTTP handler that MHD_run called in a hook) must not be left waiting
+ * for the next event: the sleep counts timers added by the hooks. */
+static int add_zero_timer(struct loop *loop, void *arg)
+{
+    if ((*(int *)arg)++ == 0)
+        loop_timer(loop, 0, stop_now, NULL);
+    return -1;
+}
+
+static void test_a_timer_added_by_a_prepare_hook_counts_in_the_sleep(void **state)
+{
+    struct loop *loop = loop_new();
+    int calls = 0;
+    loop_add_prepare(loop, add_zero_timer, &calls);
+    int64_t start = loop_now_ms();
+    loop_run(loop);
+    assert_true(loop_now_ms() - start < 5000); /* not the minute an empty loop sleeps */
+    loop_free(loop);
+}
+
 static void *other_thread(void *arg)
 {
     return (void *)(uintptr_t)loop_on_thread(arg);
@@ -118,6 +144,7 @@ int main(void)
         cmocka_unit_test(test_huge_is_capped),
         cmocka_unit_test(test_every_prepare_hook_runs_and_the_shortest_limit_wins),
         cmocka_unit_test(test_another_thread_is_not_the_loop_thread),
+        cmocka_unit_test(test_a_timer_added_by_a_prepare_hook_counts_in_the_sleep),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
