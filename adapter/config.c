@@ -72,6 +72,9 @@ static const struct config_key admin_keys[] = {
     {"max_connections", KEY_INT, CFG(admin.max_connections), 0, "32", NULL, 2, 1024, NULL,
      "connections at once to the admin listener; its own budget, apart from the routes' "
      "(unless a route shares its listen address)"},
+    {"queue_interval", KEY_NUMBER, CFG(admin.queue_interval), 0, "15", NULL, 1, 3600, NULL,
+     "seconds between reads of the depth of every queue the sidecar owns (a passive "
+     "queue.declare on the connection that owns it), shown by /metrics and the status page"},
     {0},
 };
 

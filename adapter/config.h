@@ -124,6 +124,7 @@ struct broker_config {
 struct admin_config {
     char *listen;
     int max_connections;
+    double queue_interval; /* seconds between passive declares of the owned queues */
 };
 
 /* Limits of every route listener (http and soap inbound); see httpd.h. */

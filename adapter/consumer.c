@@ -50,6 +50,8 @@ struct consumer {
     struct delivery_impl *waiting; /* ordered routes: deliveries waiting for their retry */
     struct ack_batch acks;
     atomic_size_t unflushed; /* acks.n_settled, for consumer_busy on any thread */
+    /* every unsettled delivery, oldest first: the head is the age gauge */
+    struct delivery_impl *live_head, *live_tail;
 };
 
 struct delivery_impl {
@@ -61,7 +63,9 @@ struct delivery_impl {
     char *reason;         /* the reason carried into the republished copy */
     uint64_t retry_timer; /* ordered routes: waiting to be retried in place */
     struct delivery_impl *next_waiting;
-    struct pacer_wait turn; /* waiting for its turn at the rate (c->pacer) */
+    struct pacer_wait turn;                      /* waiting for its turn at the rate (c->pacer) */
+    struct delivery_impl *live_prev, *live_next; /* consumer.live_head's list */
+    int64_t arrived_ms;                          /* loop_now_ms() */
 };
 
 static struct delivery_impl *impl_of_turn(struct pacer_wait *w)
@@ -94,6 +98,7 @@ struct consumer *consumer_new(struct route *r, struct publisher *pub, struct loo
     c->client = consumer_client_template;
     c->client.arg = c;
     c->tag = xasprintf("amqp-sidecar/%s", r->name);
+    atomic_store(&r->metrics.last_lag_ms, -1);
     c->circuit = circuit_new(&(struct circuit_config){.route = r->name,
                                                       .queue = r->queue,
                                                       .failures = r->circuit_failures,
@@ -280,8 +285,56 @@ static int attempts_of(const struct message *m)
     return n < 0 ? 0 : n > 1000000 ? 1000000 : (int)n;
 }
 
+/* ---- the oldest in flight, and the lag at arrival ---------------------------------- */
+
+static void oldest_gauge(struct consumer *c)
+{
+    atomic_store(&c->route->metrics.oldest_inflight_ms,
+                 c->live_head ? c->live_head->arrived_ms : 0);
+}
+
+static void live_add(struct consumer *c, struct delivery_impl *di)
+{
+    di->arrived_ms = loop_now_ms();
+    di->live_prev = c->live_tail;
+    if (c->live_tail)
+        c->live_tail->live_next = di;
+    else
+        c->live_head = di;
+    c->live_tail = di;
+    oldest_gauge(c);
+}
+
+static void live_remove(struct consumer *c, struct delivery_impl *di)
+{
+    if (di->live_prev)
+        di->live_prev->live_next = di->live_next;
+    else
+        c->live_head = di->live_next;
+    if (di->live_next)
+        di->live_next->live_prev = di->live_prev;
+    else
+        c->live_tail = di->live_prev;
+    oldest_gauge(c);
+}
+
+/* A first delivery's age, from the timestamp its publisher set (whole seconds). */
+static void observe_lag(struct consumer *c, const amqp_message_t *raw, int attempts)
+{
+    if (attempts > 0 || !(raw->properties._flags & AMQP_BASIC_TIMESTAMP_FLAG))
+        return;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    double lag = (double)now.tv_sec + now.tv_nsec / 1e9 - (double)raw->properties.timestamp;
+    if (lag < 0)
+        lag = 0; /* clocks apart: say "no lag" rather than nonsense */
+    histogram_observe_lag(&c->route->metrics.lag_seconds, lag);
+    atomic_store(&c->route->metrics.last_lag_ms, (int64_t)(lag * 1000));
+}
+
 static void delivery_free(struct delivery_impl *di)
 {
+    live_remove(di->c, di);
     atomic_fetch_sub(&di->c->unsettled, 1);
     atomic_fetch_sub(&di->c->route->metrics.inflight, 1);
     amqp_destroy_message(&di->raw);
@@ -387,6 +440,7 @@ static void consumer_on_deliver(struct consumer *c, const amqp_basic_deliver_t *
         atomic_store(&c->unflushed, 0); /* a new connection: the old one's acks are gone */
     atomic_fetch_add(&c->unsettled, 1);
     atomic_fetch_add(&c->route->metrics.inflight, 1);
+    live_add(c, di);
 
     if (c->draining || circuit_is_open(c->circuit)) {
         /* Sent before our cancel reached the broker: back to the queue, no attempt used. */
@@ -394,6 +448,7 @@ static void consumer_on_deliver(struct consumer *c, const amqp_basic_deliver_t *
         return;
     }
     metric_inc(c->route->metrics.received);
+    observe_lag(c, &di->raw, di->pub.attempts);
     dispatch(di);
 }
 

@@ -109,6 +109,8 @@ struct route {
     struct transform *transform; /* NULL without transform */
     void *state;                 /* the kind's runtime state */
     struct route_metrics metrics;
+    struct queue_gauge *queues; /* the queues it owns (queue_watch.h); set by sidecar_start */
+    size_t n_queues;
 };
 
 struct route_kind {

@@ -28,6 +28,7 @@
 #include "loop.h"
 #include "oauth2.h"
 #include "publisher.h"
+#include "queue_watch.h"
 #include "route.h"
 #include "topology.h"
 #include "util.h"
@@ -323,11 +324,21 @@ static int start_inbound(struct sidecar *sc, char *err, size_t errlen)
                                .arg = sc,
                                .metrics = &sc->metrics,
                                .connection = &sc->publisher_connection};
-    sc->publisher_broker = broker_new("publisher", sc->cfg->name, &sc->cfg->broker,
-                                      topology_for_inbound(sc->cfg), &ev);
+    struct topology *topo = topology_for_inbound(sc->cfg);
+    struct route **inbound = xcalloc(sc->cfg->n_routes, sizeof(*inbound));
+    size_t n_inbound = 0;
+    for (size_t i = 0; i < sc->cfg->n_routes; i++)
+        if (sc->cfg->routes[i]->direction == ROUTE_INBOUND)
+            inbound[n_inbound++] = sc->cfg->routes[i];
+    queue_watch_gauges(topo, inbound, n_inbound);
+    sc->publisher_watch = queue_watch_new("publisher", inbound, n_inbound,
+                                          (int64_t)(sc->cfg->admin.queue_interval * 1000));
+    free(inbound);
+    sc->publisher_broker = broker_new("publisher", sc->cfg->name, &sc->cfg->broker, topo, &ev);
     sc->publisher = publisher_new("publisher", &sc->cfg->broker, broker_loop(sc->publisher_broker),
                                   &sc->metrics);
     broker_attach(sc->publisher_broker, publisher_client(sc->publisher));
+    broker_attach(sc->publisher_broker, queue_watch_client(sc->publisher_watch));
     for (size_t i = 0; i < sc->cfg->n_routes; i++) {
         struct route *r = sc->cfg->routes[i];
         if (r->direction != ROUTE_INBOUND)
@@ -359,8 +370,10 @@ static int start_outbound(struct sidecar *sc, char *err, size_t errlen)
                                    .arg = sc,
                                    .metrics = &sc->metrics,
                                    .connection = &o->connection};
-        o->broker = broker_new(r->name, sc->cfg->name, &sc->cfg->broker,
-                               topology_for_route(sc->cfg, r), &ev);
+        struct topology *topo = topology_for_route(sc->cfg, r);
+        queue_watch_gauges(topo, &r, 1);
+        o->watch = queue_watch_new(r->name, &r, 1, (int64_t)(sc->cfg->admin.queue_interval * 1000));
+        o->broker = broker_new(r->name, sc->cfg->name, &sc->cfg->broker, topo, &ev);
         /* The route's connection carries its publisher (retries, dead letters,
          * replies) and its consumer, attached in that order. */
         o->publisher =
@@ -368,6 +381,7 @@ static int start_outbound(struct sidecar *sc, char *err, size_t errlen)
         o->consumer = consumer_new(r, o->publisher, broker_loop(o->broker));
         broker_attach(o->broker, publisher_client(o->publisher));
         broker_attach(o->broker, consumer_client(o->consumer));
+        broker_attach(o->broker, queue_watch_client(o->watch));
         r->sc = sc;
         r->services = &sc->services;
         r->loop = broker_loop(o->broker);
@@ -494,10 +508,14 @@ static void shutdown_all(struct sidecar *sc)
         consumer_free(sc->outbound[i].consumer);
         broker_free(sc->outbound[i].broker);
         publisher_free(sc->outbound[i].publisher);
+        queue_watch_free(sc->outbound[i].watch);
     }
     free(sc->outbound);
     broker_free(sc->publisher_broker);
     publisher_free(sc->publisher);
+    queue_watch_free(sc->publisher_watch);
+    for (size_t i = 0; i < sc->cfg->n_routes; i++) /* no listener reads them now */
+        queue_watch_gauges_free(sc->cfg->routes[i]);
 }
 
 /* ---- listeners' limits ------------------------------------------------------------ */

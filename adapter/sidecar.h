@@ -24,6 +24,7 @@ struct buf;
 struct http_server;
 struct loop;
 struct publisher;
+struct queue_watch;
 struct summary_snapshot;
 
 struct outbound_runtime {
@@ -31,14 +32,16 @@ struct outbound_runtime {
     struct broker *broker;
     struct publisher *publisher; /* of the route's own connection */
     struct consumer *consumer;
+    struct queue_watch *watch; /* the depths of the route's queues, on its connection */
     struct connection_metrics connection;
 };
 
 struct sidecar {
     struct sidecar_config *cfg;
-    struct loop *loop;               /* the main thread's */
-    struct broker *publisher_broker; /* NULL without inbound routes */
-    struct publisher *publisher;     /* the inbound routes' publisher, on publisher_broker */
+    struct loop *loop;                   /* the main thread's */
+    struct broker *publisher_broker;     /* NULL without inbound routes */
+    struct publisher *publisher;         /* the inbound routes' publisher, on publisher_broker */
+    struct queue_watch *publisher_watch; /* the inbound DLQs' depths, on publisher_broker */
     struct outbound_runtime *outbound;
     size_t n_outbound;
     struct http_server **servers;
