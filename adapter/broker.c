@@ -400,6 +400,8 @@ static void connected(struct broker *b, const char *where)
     backoff_reset(&b->backoff);
     if (b->ever_up && b->events.metrics)
         metric_inc(b->events.metrics->reconnects);
+    if (b->ever_up && b->events.connection)
+        metric_inc(b->events.connection->reconnects);
     log_info(b->label, "%s to %s", b->ever_up ? "reconnected" : "connected", where);
     broker_set_desc(b, "connected to %s", where);
     b->ever_up = true;

@@ -354,7 +354,8 @@ static void check_endpoints(struct sidecar_config *cfg, struct config_report *re
         }
         if (cfg->admin.listen && strcmp(cfg->admin.listen, e.listen) == 0 &&
             (strcmp(e.path, "/healthz") == 0 || strcmp(e.path, "/readyz") == 0 ||
-             strcmp(e.path, "/metrics") == 0))
+             strcmp(e.path, "/metrics") == 0 || strcmp(e.path, "/") == 0 ||
+             strcmp(e.path, "/status.json") == 0))
             config_report_add(rep, r->line,
                               "route \"%s\": %s is the admin endpoint's path on %s; choose another",
                               r->name, e.path, e.listen);

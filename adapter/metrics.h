@@ -85,6 +85,7 @@ struct process_metrics {
 struct connection_metrics {
     char name[64]; /* "publisher", or the outbound route's name */
     _Atomic int up;
+    _Atomic uint64_t reconnects; /* re-established after a loss */
 };
 
 /* Everything /metrics shows, as the writers left it. */

@@ -1,6 +1,6 @@
 /*
  * sidecar — start everything in order, run the main loop, drain on SIGTERM.
- * (About 615 lines: start, readiness, drain and shutdown walk the same list
+ * (About 670 lines: start, readiness, drain and shutdown walk the same list
  * of brokers, routes and listeners, in orders that depend on each other.)
  *
  * Start: inbound routes get the shared publisher (its broker connects in
@@ -29,6 +29,7 @@
 #include "oauth2.h"
 #include "publisher.h"
 #include "queue_watch.h"
+#include "status.h"
 #include "route.h"
 #include "topology.h"
 #include "util.h"
@@ -103,7 +104,7 @@ static void json_string_into(struct buf *b, const char *s)
     buf_puts(b, "\"");
 }
 
-static bool route_ready(struct sidecar *sc, struct route *r, struct buf *why)
+bool sidecar_route_ready(struct sidecar *sc, struct route *r, struct buf *why)
 {
     if (r->direction == ROUTE_OUTBOUND) {
         for (size_t i = 0; i < sc->n_outbound; i++) {
@@ -138,7 +139,7 @@ bool sidecar_ready(struct sidecar *sc, struct buf *detail)
     for (size_t i = 0; i < sc->cfg->n_routes; i++) {
         struct route *r = sc->cfg->routes[i];
         struct buf why = {0};
-        bool ok = route_ready(sc, r, &why);
+        bool ok = sidecar_route_ready(sc, r, &why);
         all = all && ok;
         if (detail) {
             buf_printf(&routes, "%s\"%s\":{\"kind\":\"%s\",\"direction\":\"%s\",\"ready\":%s",
@@ -261,6 +262,13 @@ static void ready_tick(struct loop *loop, void *arg)
         sd_notify(0, "READY=1\nSTATUS=ready");
     }
     loop_timer(loop, READY_CHECK_MS, ready_tick, sc);
+}
+
+static void status_tick(struct loop *loop, void *arg)
+{
+    struct sidecar *sc = arg;
+    status_sample(sc->status);
+    loop_timer(loop, STATUS_SAMPLE_MS, status_tick, sc);
 }
 
 static void log_flush_tick(struct loop *loop, void *arg)
@@ -605,6 +613,7 @@ int sidecar_run(struct sidecar_config *cfg)
 
     log_info(NULL, "amqp-sidecar %s starting for \"%s\" with %zu route(s)", SIDECAR_VERSION,
              cfg->name, cfg->n_routes);
+    sc.status = status_new(&sc); /* before any thread: it hears their warnings */
     char err[1024] = "";
     int code = 0;
     if (start_inbound(&sc, err, sizeof(err)) != 0 || start_outbound(&sc, err, sizeof(err)) != 0 ||
@@ -631,6 +640,7 @@ int sidecar_run(struct sidecar_config *cfg)
         loop_timer(sc.loop, SUMMARY_INTERVAL_MS, summary_tick, &sc);
         loop_timer(sc.loop, 0, ready_tick, &sc);
         loop_timer(sc.loop, LOG_FLUSH_MS, log_flush_tick, &sc);
+        loop_timer(sc.loop, STATUS_SAMPLE_MS, status_tick, &sc);
         uint64_t wd_usec = 0;
         if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0)
             loop_timer(sc.loop, 0, watchdog_tick, (void *)(uintptr_t)wd_usec);
@@ -653,6 +663,7 @@ int sidecar_run(struct sidecar_config *cfg)
     oauth2_registry_free(sc.services.oauth2); /* every route stopped: no client is left */
     free(sc.summary);
     free(sc.connections);
+    status_free(sc.status); /* every thread is gone: nothing logs into it any more */
     log_flush_suppressed(true);
     log_info(NULL, "stopped (exit %d)", code);
     return code;

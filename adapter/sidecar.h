@@ -25,6 +25,7 @@ struct http_server;
 struct loop;
 struct publisher;
 struct queue_watch;
+struct status;
 struct summary_snapshot;
 
 struct outbound_runtime {
@@ -59,6 +60,7 @@ struct sidecar {
     struct summary_snapshot *summary; /* counts at the last periodic summary */
     int64_t summary_ms;               /* when it was taken (start, at first) */
     struct route_services services;   /* what every route's kind may ask of the process */
+    struct status *status;            /* what the status page shows beyond the metrics */
 };
 
 /* The server for `listen`, created on first use (started by sidecar_run). */
@@ -70,6 +72,10 @@ int sidecar_run(struct sidecar_config *cfg);
 
 /* Any thread: everything up? detail (optional) receives a JSON object. */
 bool sidecar_ready(struct sidecar *sc, struct buf *detail);
+
+/* Any thread: can route r work now? If not, why (its broker connection, an
+ * open circuit, the kind's own reason) is appended to why. */
+bool sidecar_route_ready(struct sidecar *sc, struct route *r, struct buf *why);
 
 /* Any thread: a fatal problem (logged); the process exits 1. */
 void sidecar_fatal(struct sidecar *sc, const char *why);

@@ -7,7 +7,7 @@ BUILD="build-essential pkg-config librabbitmq-dev libjansson-dev libconfig-dev l
        libmicrohttpd-dev libcurl4-openssl-dev libxml2-dev libjq-dev libsystemd-dev libcmocka-dev"
 TEST="rabbitmq-server amqp-tools python3 python3-pika python3-requests python3-zeep python3-spyne
       python3-pytest python3-prometheus-client clang libclang-rt-14-dev curl procps openssl
-      valgrind man-db systemd"
+      valgrind man-db systemd chromium fonts-dejavu-core prometheus"
 EXTRA="wrk debhelper lintian fakeroot dpkg-dev groff-base"
 ALL="$BUILD $TEST $EXTRA"
 
