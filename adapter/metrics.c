@@ -233,6 +233,11 @@ static const struct family families[] = {
     {"throttle_state", "gauge",
      "Rate limit: 0 calls flow, 1 calls wait for the rate, 2 paused by the legacy side.",
      M(throttle), PACED, NULL},
+    /* poll_in.c */
+    {"poll_failures_total", "counter", "Polls that failed (the call, its items or the cursor).",
+     M(poll_failures), POLL_IN, NULL},
+    {"poll_failing", "gauge", "1 while the route's last poll failed (/readyz says why).",
+     M(poll_failing), POLL_IN, NULL},
 };
 
 /* Counters of milliseconds, shown in seconds. */

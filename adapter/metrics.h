@@ -49,6 +49,8 @@ struct route_metrics {
     _Atomic int64_t circuit;       /* 0 closed, 1 open, 2 half-open */
     _Atomic uint64_t throttled_ms; /* paced kinds: time paused by the legacy side's Retry-After */
     _Atomic int64_t throttle;      /* paced kinds: 0 flowing, 1 pacing, 2 paused (pacer.h) */
+    _Atomic uint64_t poll_failures; /* poll: polls that failed (legacy call, items, cursor) */
+    _Atomic int64_t poll_failing;   /* poll: 1 while the last poll failed */
     /* outbound (consumer.c): a first delivery's age at arrival, from its AMQP timestamp */
     _Atomic int64_t last_lag_ms;        /* -1 until one with a timestamp came */
     _Atomic int64_t oldest_inflight_ms; /* loop_now_ms() the oldest unsettled one came; 0 none */

@@ -176,6 +176,7 @@ APPLIES = {
     # the kinds that take rate = { … } (pacer.c); zero on a route without one
     **{name: {("outbound", "http"), ("outbound", "soap"), ("inbound", "poll")}
        for name in ("throttled_seconds_total", "throttle_state")},
+    **{name: {("inbound", "poll")} for name in ("poll_failures_total", "poll_failing")},
 }
 HISTOGRAMS = {"confirm_seconds", "legacy_call_seconds", "delivery_lag_seconds"}
 QUEUE_FAMILIES = {f"amqp_sidecar_queue_{f}" for f in ("messages", "consumers", "missing")}
