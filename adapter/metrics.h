@@ -44,11 +44,11 @@ struct route_metrics {
     _Atomic uint64_t delivered; /* outbound: accepted by the legacy side, acked */
     _Atomic uint64_t retries;
     _Atomic uint64_t dead[DEAD_REASONS];
-    _Atomic int64_t inflight;      /* outbound: deliveries taken and not yet settled */
-    _Atomic int64_t publishing;    /* handed to a publisher, its outcome not yet known */
-    _Atomic int64_t circuit;       /* 0 closed, 1 open, 2 half-open */
-    _Atomic uint64_t throttled_ms; /* paced kinds: time paused by the legacy side's Retry-After */
-    _Atomic int64_t throttle;      /* paced kinds: 0 flowing, 1 pacing, 2 paused (pacer.h) */
+    _Atomic int64_t inflight;       /* outbound: deliveries taken and not yet settled */
+    _Atomic int64_t publishing;     /* handed to a publisher, its outcome not yet known */
+    _Atomic int64_t circuit;        /* 0 closed, 1 open, 2 half-open */
+    _Atomic uint64_t throttled_ms;  /* paced kinds: time paused by the legacy side's Retry-After */
+    _Atomic int64_t throttle;       /* paced kinds: 0 flowing, 1 pacing, 2 paused (pacer.h) */
     _Atomic uint64_t poll_failures; /* poll: polls that failed (legacy call, items, cursor) */
     _Atomic int64_t poll_failing;   /* poll: 1 while the last poll failed */
     /* outbound (consumer.c): a first delivery's age at arrival, from its AMQP timestamp */
