@@ -1,9 +1,10 @@
 /*
  * consumer — see consumer.h for the contract.
- * (About 770 lines: a delivery's whole life — arrival, its turn at the rate,
- * settling, its copy in a retry queue or the DLQ, its ack — is one state
- * machine over one struct; the breaker, the pacing and the ack bookkeeping are
- * in circuit.c, pacer.c and ack_batch.c.)
+ * (About 840 lines: a delivery's whole life — arrival and its lag, its turn
+ * at the rate, settling, its copy in a retry queue or the DLQ, its ack, and the
+ * list of those unsettled, oldest first, for the in-flight age gauge — is one
+ * state machine over one struct; the breaker, the pacing and the ack
+ * bookkeeping are in circuit.c, pacer.c and ack_batch.c.)
  *
  * Each delivery keeps the rabbitmq-c message it arrived as (`raw`), so a
  * retry or dead letter republishes the original body and every original

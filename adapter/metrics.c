@@ -5,9 +5,11 @@
  * only the families (and dead-letter reasons) its kind can move — the tables
  * below, taken from where each counter is written — and shows each of them
  * always, zero until counted, so series never appear or vanish. A family no
- * route shows is its HELP and TYPE lines alone. Counters are read with
- * relaxed atomics: a scrape sees each value whole, not a snapshot of all
- * values at one instant, which Prometheus does not need.
+ * route shows is its HELP and TYPE lines alone. The queue gauges are per
+ * owned queue instead (route, queue, role: queue_watch.h), one series per
+ * queue from the start, NaN until read. Counters are read with relaxed
+ * atomics: a scrape sees each value whole, not a snapshot of all values at
+ * one instant, which Prometheus does not need.
  */
 #include "metrics.h"
 

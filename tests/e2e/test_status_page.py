@@ -1,8 +1,9 @@
 """The status page (GET / on the admin listener) and /status.json, end to end.
 
 A sidecar with routes in different states — an inbound route that is ready,
-an outbound route whose circuit is open, one whose legacy side rejects with
-an error body carrying markup — is rendered by Debian's headless Chromium:
+an outbound route whose circuit is open, one paused by the legacy side's
+Retry-After, one whose legacy side rejects with an error body carrying
+markup — is rendered by Debian's headless Chromium:
 the rendered text must tell each route's state and why, the markup must stay
 text (no script element in the DOM), and a screenshot is kept under build/.
 A second sidecar without a broker shows "broker down".
@@ -74,12 +75,16 @@ def test_status_page_rendered_by_chromium(broker, sidecar, uid):
         def answer(req):
             if req.path == "/reject":
                 return Response(422, EVIL, {"Content-Type": "text/plain"})
+            if req.path == "/quota":
+                return json_response(429, {"slow": "down"}, {"Retry-After": "600"})
             return json_response(503, {"busy": True})
         api.handler = answer
         outbound = ", ".join([
             f'{{ name = "billing"; kind = "http"; url = "{api.url("/busy")}"; '
             f'retry = {{ delays = [300]; }}; circuit = {{ failures = 1; cooldown = 600; }}; }}',
             f'{{ name = "rejects"; kind = "http"; url = "{api.url("/reject")}"; }}',
+            f'{{ name = "quota"; kind = "http"; url = "{api.url("/quota")}"; '
+            f'rate = {{ per_second = 5; }}; }}',
         ])
         admin_port = free_port()
         sc = sidecar(make_config(
@@ -91,7 +96,9 @@ def test_status_page_rendered_by_chromium(broker, sidecar, uid):
                       headers={"Content-Type": "application/json"}, timeout=10)
         broker.publish("", f"{uid}.billing", b'{"n":1}')
         broker.publish("", f"{uid}.rejects", b'{"n":2}', message_id="bad-1")
+        broker.publish("", f"{uid}.quota", b'{"n":3}')
         wait_for(lambda: route_of(status(sc), "billing")["state"] == "circuit open" and
+                 route_of(status(sc), "quota")["state"] == "paused" and
                  route_of(status(sc), "rejects")["total"]["dead_letters"] == 1 and
                  route_of(status(sc), "rejects")["queues"][-1]["messages"] == 1, 20,
                  what="billing's circuit open, rejects dead-lettered and its DLQ read")
@@ -100,7 +107,8 @@ def test_status_page_rendered_by_chromium(broker, sidecar, uid):
         # /status.json: the data.
         assert doc["system"] == uid and doc["version"] and doc["uptime_seconds"] > 0
         assert doc["status"] == "not ready"
-        assert {c["name"] for c in doc["connections"]} == {"publisher", "billing", "rejects"}
+        assert {c["name"] for c in doc["connections"]} == \
+            {"publisher", "billing", "rejects", "quota"}
         assert all(c["state"] == "up" and c["reconnects"] == 0 for c in doc["connections"])
         orders, billing, rejects = (route_of(doc, n) for n in ("orders", "billing", "rejects"))
         assert (orders["kind"], orders["direction"], orders["state"]) == ("http", "inbound", "ready")
@@ -112,6 +120,9 @@ def test_status_page_rendered_by_chromium(broker, sidecar, uid):
             {"work": 0, "retry": 1, "dlq": 0}
         assert "circuit open" in billing["last_error"]["message"]
         assert rejects["state"] == "ready"
+        quota = route_of(doc, "quota")
+        assert quota["ready"] and "resumes in" in quota["detail"], quota  # a pause is no failure
+        assert quota["in_flight"] == 1 and quota["total"]["retries"] == 0
         assert EVIL in rejects["last_error"]["message"]
         assert "bad-1" in rejects["last_error"]["message"]
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", rejects["last_error"]["at"])
@@ -131,6 +142,7 @@ def test_status_page_rendered_by_chromium(broker, sidecar, uid):
         text = rendered_text(dom)
         for want in (uid, doc["version"], "Broker connections", "publisher", "orders",
                      "billing", "rejects", "circuit open", "next probe in", "ready",
+                     "quota", "paused", "resumes in",
                      "dlq: 1", "retry: 1", EVIL, "bad-1"):
             assert want in text, (want, text[:3000])
         assert "pwned" not in text.split(EVIL)[0]  # the title was not rewritten by a script
