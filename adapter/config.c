@@ -68,7 +68,8 @@ static const struct config_key broker_keys[] = {
 
 static const struct config_key admin_keys[] = {
     {"listen", KEY_LISTEN, CFG(admin.listen), 0, NULL, NULL, 0, 0, NULL,
-     "host:port for GET /healthz /readyz /metrics; unset = no admin endpoint"},
+     "host:port for GET / (status page) /status.json /healthz /readyz /metrics; unset = no "
+     "admin endpoint"},
     {"max_connections", KEY_INT, CFG(admin.max_connections), 0, "32", NULL, 2, 1024, NULL,
      "connections at once to the admin listener; its own budget, apart from the routes' "
      "(unless a route shares its listen address)"},

@@ -142,6 +142,27 @@ static void test_queue_interval(void **state)
     loaded_free(&l);
 }
 
+/* A route on the admin's listener cannot hide the admin's paths, the status page's included. */
+static void test_routes_keep_off_the_admin_paths(void **state)
+{
+    static const char *const paths[] = {"/", "/status.json", "/metrics", "/readyz", "/healthz"};
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        char text[1024];
+        snprintf(text, sizeof(text),
+                 "name = \"crm\";\n%sadmin = { listen = \"127.0.0.1:9101\"; };\n"
+                 "inbound = (\n  { name = \"r\"; kind = \"http\"; listen = \"127.0.0.1:9101\";\n"
+                 "    path = \"%s\"; exchange = \"x\"; routing_key = \"k\"; }\n);\n",
+                 BROKER, paths[i]); /* BROKER holds a %: an argument, not the format */
+        struct loaded l;
+        load_text(&l, text);
+        assert_int_equal(l.rc, -1);
+        char want[128];
+        snprintf(want, sizeof(want), "%s is the admin endpoint's path on 127.0.0.1:9101", paths[i]);
+        assert_error(&l, 5, want);
+        loaded_free(&l);
+    }
+}
+
 /* A number written as a string is answered with how to write it. */
 static void test_numbers_given_strings(void **state)
 {
@@ -681,6 +702,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_config_fills_defaults),
         cmocka_unit_test(test_queue_interval),
+        cmocka_unit_test(test_routes_keep_off_the_admin_paths),
         cmocka_unit_test(test_syntax_error_has_line),
         cmocka_unit_test(test_syntax_error_names_likely_cause),
         cmocka_unit_test(test_numbers_given_strings),
