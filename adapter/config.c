@@ -96,6 +96,18 @@ static const struct config_key http_keys[] = {
     {0},
 };
 
+static const struct config_key otel_keys[] = {
+    {"endpoint", KEY_URL, CFG(otel.endpoint), 0, NULL, NULL, 0, 0, NULL,
+     "OTLP/HTTP collector base URL, e.g. http://127.0.0.1:4318 (spans are POSTed as JSON to "
+     "its /v1/traces); unset = no traces"},
+    {"service_name", KEY_STRING, CFG(otel.service_name), 0, NULL, NULL, 0, 0, NULL,
+     "the service.name resource attribute; default: the system's name"},
+    {"sample_ratio", KEY_NUMBER, CFG(otel.sample_ratio), 0, "1", NULL, 0, 1, NULL,
+     "share of traces started here that are recorded (0 to 1); an incoming traceparent's "
+     "sampled flag decides for the traces it continues"},
+    {0},
+};
+
 const struct config_key config_process_keys[] = {
     {"name", KEY_NAME, CFG(name), KEY_REQUIRED, NULL, NULL, 0, 0, NULL,
      "the legacy system's name; prefixes every queue the sidecar owns"},
@@ -103,6 +115,8 @@ const struct config_key config_process_keys[] = {
     {"admin", KEY_GROUP, 0, 0, NULL, NULL, 0, 0, admin_keys, "health and metrics endpoint"},
     {"http", KEY_GROUP, 0, 0, NULL, NULL, 0, 0, http_keys,
      "limits of the route listeners (http and soap inbound)"},
+    {"otel", KEY_GROUP, 0, 0, NULL, NULL, 0, 0, otel_keys,
+     "OpenTelemetry traces: one span per hop, exported over OTLP/HTTP (JSON)"},
     {"log_format", KEY_ENUM, CFG(log_format), 0, "logfmt", "logfmt|json", 0, 0, NULL,
      "one line per event on stderr, as logfmt or JSON"},
     {"state_dir", KEY_PATH, CFG(state_dir), 0, NULL, NULL, 0, 0, NULL,
@@ -507,6 +521,12 @@ int config_load(const char *path, struct sidecar_config *cfg, struct config_repo
     config_setting_t *broker = config_lookup(&lc, "broker");
     if (broker != NULL && config_setting_type(broker) == CONFIG_TYPE_GROUP)
         check_broker(cfg, &lc, rep);
+    config_setting_t *otel = config_lookup(&lc, "otel");
+    if (otel != NULL && config_setting_type(otel) == CONFIG_TYPE_GROUP &&
+        cfg->otel.endpoint == NULL)
+        config_report_add(rep, config_setting_source_line(otel),
+                          "otel has no endpoint: set endpoint = \"http://HOST:4318\" (the "
+                          "collector's OTLP/HTTP address) or remove the otel group");
     if (cfg->state_dir == NULL) {
         const char *env = getenv("STATE_DIRECTORY"); /* systemd's StateDirectory= */
         cfg->state_dir =

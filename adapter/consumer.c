@@ -21,6 +21,7 @@
 #include "log.h"
 #include "loop.h"
 #include "message.h"
+#include "otel.h"
 #include "pacer.h"
 #include "publisher.h"
 #include "publisher_raw.h"
@@ -67,6 +68,9 @@ struct delivery_impl {
     struct pacer_wait turn;                      /* waiting for its turn at the rate (c->pacer) */
     struct delivery_impl *live_prev, *live_next; /* consumer.live_head's list */
     int64_t arrived_ms;                          /* loop_now_ms() */
+    struct otel_span span;                       /* its trace span, ended in delivery_free */
+    const char *outcome;                         /* what became of it, for the span */
+    bool delivered;
 };
 
 static struct delivery_impl *impl_of_turn(struct pacer_wait *w)
@@ -335,6 +339,13 @@ static void observe_lag(struct consumer *c, const amqp_message_t *raw, int attem
 
 static void delivery_free(struct delivery_impl *di)
 {
+    struct route *r = di->c->route;
+    if (di->span.sampled) {
+        char name[64];
+        snprintf(name, sizeof(name), "deliver %s", r->name);
+        otel_end(r->services->otel, &di->span, name, OTEL_CONSUMER, r->name,
+                 di->pub.msg ? di->pub.msg->message_id : NULL, di->outcome, di->delivered);
+    }
     live_remove(di->c, di);
     atomic_fetch_sub(&di->c->unsettled, 1);
     atomic_fetch_sub(&di->c->route->metrics.inflight, 1);
@@ -384,6 +395,7 @@ static void ack(struct delivery_impl *di)
 
 static void requeue(struct delivery_impl *di)
 {
+    di->outcome = "requeued";
     if (!stale(di)) {
         ack_batch_release(&di->c->acks, di->tag);
         amqp_basic_nack(channel_conn(di->c), BROKER_CHANNEL, di->tag, 0, 1);
@@ -442,6 +454,9 @@ static void consumer_on_deliver(struct consumer *c, const amqp_basic_deliver_t *
     atomic_fetch_add(&c->unsettled, 1);
     atomic_fetch_add(&c->route->metrics.inflight, 1);
     live_add(c, di);
+    di->outcome = "lost"; /* until an exit says otherwise: the connection went first */
+    if (c->route->services)
+        otel_begin(c->route->services->otel, message_header(di->pub.msg, "traceparent"), &di->span);
 
     if (c->draining || circuit_is_open(c->circuit)) {
         /* Sent before our cancel reached the broker: back to the queue, no attempt used. */
@@ -550,6 +565,7 @@ static void store_copy(struct delivery_impl *di, const char *exchange, const cha
 static void dead_letter(struct delivery_impl *di, int attempts, enum dead_reason why)
 {
     struct route *r = di->c->route;
+    di->outcome = "dead_letter";
     metric_inc(r->metrics.dead[why]);
     log_delivery(LOG_WARN, di, "dead-lettered to %s after %d attempt(s): %s", r->dlq, attempts,
                  di->reason);
@@ -570,6 +586,7 @@ static void retry_at(struct delivery_impl *di, int attempts, size_t step)
         return;
     }
     metric_inc(r->metrics.retries);
+    di->outcome = "retry";
     double delay = r->retry_delays.v[step - 1];
     if (r->ordered) {
         /* Strict order: the line waits for this message, as long as the step the
@@ -684,6 +701,8 @@ void settle_ack(struct delivery *d, struct message *reply)
     if (!settle_begin(di, true, reply))
         return;
     metric_inc(di->c->route->metrics.delivered);
+    di->outcome = "delivered";
+    di->delivered = true;
     if (reply && d->msg->reply_to) {
         send_reply(di, reply, replied, di);
         return;

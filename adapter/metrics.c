@@ -342,6 +342,22 @@ void metrics_render(const struct metrics_sources *src, struct buf *out)
                "# TYPE amqp_sidecar_broker_connections_lost_total counter\n"
                "amqp_sidecar_broker_connections_lost_total %llu\n",
                (unsigned long long)metric_get(src->process->connections_lost));
+    const struct otel_metrics *ot = &src->process->otel;
+    buf_printf(out,
+               "# HELP amqp_sidecar_otel_spans_exported_total Trace spans the collector took.\n"
+               "# TYPE amqp_sidecar_otel_spans_exported_total counter\n"
+               "amqp_sidecar_otel_spans_exported_total %llu\n"
+               "# HELP amqp_sidecar_otel_spans_dropped_total Trace spans dropped: the buffer was "
+               "full or their export failed.\n"
+               "# TYPE amqp_sidecar_otel_spans_dropped_total counter\n"
+               "amqp_sidecar_otel_spans_dropped_total %llu\n"
+               "# HELP amqp_sidecar_otel_export_failures_total Export requests the collector did "
+               "not take.\n"
+               "# TYPE amqp_sidecar_otel_export_failures_total counter\n"
+               "amqp_sidecar_otel_export_failures_total %llu\n",
+               (unsigned long long)metric_get(((struct otel_metrics *)ot)->exported),
+               (unsigned long long)metric_get(((struct otel_metrics *)ot)->dropped),
+               (unsigned long long)metric_get(((struct otel_metrics *)ot)->export_failures));
     buf_printf(out,
                "# HELP amqp_sidecar_rpc_replies_unmatched_total rpc replies that no waiting caller "
                "matched (late after a timeout, duplicated, or not ours), dropped.\n"

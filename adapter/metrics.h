@@ -77,7 +77,15 @@ struct queue_gauge {
 
 const char *queue_role_name(enum queue_role role);
 
+/* otel.c's exporter: spans sent, spans lost (buffer full, export failed), failed exports. */
+struct otel_metrics {
+    _Atomic uint64_t exported;
+    _Atomic uint64_t dropped;
+    _Atomic uint64_t export_failures;
+};
+
 struct process_metrics {
+    struct otel_metrics otel;
     _Atomic uint64_t reconnects;
     _Atomic uint64_t connections_lost;
     _Atomic uint64_t rpc_replies_unmatched; /* late, duplicated or foreign replies dropped */

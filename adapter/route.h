@@ -30,6 +30,7 @@ struct delivery;
 struct legacy_auth;
 struct loop;
 struct oauth2_registry;
+struct otel;
 struct publisher;
 struct consumer;
 struct sidecar;
@@ -63,6 +64,7 @@ struct route_services {
     const char *state_dir;          /* where kinds keep state across runs (poll cursors) */
     size_t publish_window;          /* broker.max_inflight: publishes awaiting confirms at once */
     struct oauth2_registry *oauth2; /* OAuth tokens shared by the routes that call out */
+    struct otel *otel;              /* traces (otel.h), or NULL when off */
     /* Any thread: the route cannot go on; the process logs why and exits 1. */
     void (*fatal)(struct route *r, const char *why);
 };

@@ -27,6 +27,7 @@
 #include "log.h"
 #include "loop.h"
 #include "oauth2.h"
+#include "otel.h"
 #include "publisher.h"
 #include "queue_watch.h"
 #include "status.h"
@@ -614,6 +615,7 @@ int sidecar_run(struct sidecar_config *cfg)
     log_info(NULL, "amqp-sidecar %s starting for \"%s\" with %zu route(s)", SIDECAR_VERSION,
              cfg->name, cfg->n_routes);
     sc.status = status_new(&sc); /* before any thread: it hears their warnings */
+    sc.services.otel = otel_new(&cfg->otel, cfg->name, &sc.metrics.otel);
     char err[1024] = "";
     int code = 0;
     if (start_inbound(&sc, err, sizeof(err)) != 0 || start_outbound(&sc, err, sizeof(err)) != 0 ||
@@ -661,6 +663,7 @@ int sidecar_run(struct sidecar_config *cfg)
         close(sc.signal_fd);
     loop_free(sc.loop);
     oauth2_registry_free(sc.services.oauth2); /* every route stopped: no client is left */
+    otel_free(sc.services.otel);              /* every route stopped: the last spans are exported */
     free(sc.summary);
     free(sc.connections);
     status_free(sc.status); /* every thread is gone: nothing logs into it any more */

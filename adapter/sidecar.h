@@ -7,7 +7,8 @@
  * Threads, all named here: the main thread (this loop); one broker thread
  * for the shared inbound publisher; one thread per outbound route (its own
  * connection, consumer and HTTP client); libmicrohttpd's threads per listen
- * address; and the threads inbound kinds start for themselves (file, poll).
+ * address; the threads inbound kinds start for themselves (file, poll); and,
+ * with otel set, the trace exporter's thread (otel.h).
  */
 #ifndef SIDECAR_SIDECAR_H
 #define SIDECAR_SIDECAR_H
