@@ -134,6 +134,10 @@ install: all man
 	install -D -m 0644 packaging/systemd/amqp-sidecar@.service \
 		$(DESTDIR)/lib/systemd/system/amqp-sidecar@.service
 	install -D -m 0644 packaging/example.conf.sample $(DESTDIR)/etc/amqp-sidecar/example.conf.sample
+	install -D -m 0644 packaging/monitoring/amqp-sidecar.rules.yml \
+		$(DESTDIR)/usr/share/amqp-sidecar/monitoring/amqp-sidecar.rules.yml
+	install -D -m 0644 packaging/monitoring/amqp-sidecar.dashboard.json \
+		$(DESTDIR)/usr/share/amqp-sidecar/monitoring/amqp-sidecar.dashboard.json
 	[ ! -f README.md ] || install -D -m 0644 README.md $(DOC)/README.md
 	if [ -d configs ] && [ -n "$$(ls -A configs)" ]; then \
 		mkdir -p $(DOC)/examples && cp -R configs/. $(DOC)/examples/ && \

@@ -7,9 +7,14 @@
 #include "httpd.h"
 #include "metrics.h"
 #include "sidecar.h"
+#include "status.h"
+#include "status_page.h"
 #include "util.h"
 
+#include <jansson.h>
+
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static bool method_ok(struct http_request *req)
@@ -47,6 +52,29 @@ static void on_metrics(struct http_request *req, void *arg)
     buf_free(&out);
 }
 
+static void on_status_json(struct http_request *req, void *arg)
+{
+    if (!method_ok(req))
+        return;
+    json_t *doc = status_json(((struct sidecar *)arg)->status);
+    char *text = json_dumps(doc, JSON_INDENT(1) | JSON_ENSURE_ASCII);
+    json_decref(doc);
+    http_respond(req, 200, "application/json", text, strlen(text));
+    free(text);
+}
+
+static void on_status_page(struct http_request *req, void *arg)
+{
+    if (!method_ok(req))
+        return;
+    json_t *doc = status_json(((struct sidecar *)arg)->status);
+    struct buf page = {0};
+    status_page_html(doc, &page);
+    json_decref(doc);
+    http_respond(req, 200, "text/html; charset=utf-8", page.data, page.len);
+    buf_free(&page);
+}
+
 int admin_start(struct sidecar *sc, char *err, size_t errlen)
 {
     if (sc->cfg->admin.listen == NULL)
@@ -57,8 +85,12 @@ int admin_start(struct sidecar *sc, char *err, size_t errlen)
         return -1;
     if (http_server_route(s, "/healthz", 0, on_healthz, sc) != 0 ||
         http_server_route(s, "/readyz", 0, on_readyz, sc) != 0 ||
-        http_server_route(s, "/metrics", 0, on_metrics, sc) != 0) {
-        snprintf(err, errlen, "admin.listen %s: a route already uses /healthz, /readyz or /metrics",
+        http_server_route(s, "/metrics", 0, on_metrics, sc) != 0 ||
+        http_server_route(s, "/status.json", 0, on_status_json, sc) != 0 ||
+        http_server_route(s, "/", 0, on_status_page, sc) != 0) {
+        snprintf(err, errlen,
+                 "admin.listen %s: a route already uses /, /healthz, /readyz, /metrics or "
+                 "/status.json",
                  sc->cfg->admin.listen);
         return -1;
     }

@@ -1,7 +1,8 @@
 /*
  * admin — GET /healthz (the process answers), /readyz (the broker and every
  * route are up; JSON detail either way, 503 naming what is not ready) and
- * /metrics (Prometheus text) on `admin.listen`.
+ * /metrics (Prometheus text), / (the status page, HTML) and /status.json
+ * (the same, for scripts; status.h) on `admin.listen`.
  */
 #ifndef SIDECAR_ADMIN_H
 #define SIDECAR_ADMIN_H

@@ -98,6 +98,8 @@ static int channel_publish(const struct broker_channel *ch, amqp_bytes_t exchang
 static void channel_fail(const struct broker_channel *ch, const char *why);
 static void channel_kick(const struct broker_channel *ch);
 static void channel_batch(const struct broker_channel *ch, bool on);
+static int channel_send_method(const struct broker_channel *ch, amqp_channel_t channel,
+                               amqp_method_number_t id, void *decoded);
 
 struct broker *broker_new(const char *label, const char *system_name,
                           const struct broker_config *cfg, struct topology *topo,
@@ -128,6 +130,7 @@ struct broker *broker_new(const char *label, const char *system_name,
                                          .fail = channel_fail,
                                          .kick = channel_kick,
                                          .batch = channel_batch,
+                                         .send_method = channel_send_method,
                                          .owner = b};
     return b;
 }
@@ -210,6 +213,8 @@ static void clients_before_sleep(struct broker *b)
 static bool clients_method(struct broker *b, const amqp_method_t *method, amqp_message_t *content)
 {
     for (size_t i = 0; i < b->n_clients; i++) {
+        if (b->clients[i]->own_channel != 0)
+            continue; /* it hears its own channel only (dispatch) */
         switch (b->clients[i]->on_method(b->clients[i]->arg, method, content)) {
         case BROKER_PASS:
             continue;
@@ -248,6 +253,12 @@ static void channel_batch(const struct broker_channel *ch, bool on)
     int v = on;
     if (b->fd >= 0)
         setsockopt(b->fd, IPPROTO_TCP, TCP_CORK, &v, sizeof(v));
+}
+
+static int channel_send_method(const struct broker_channel *ch, amqp_channel_t channel,
+                               amqp_method_number_t id, void *decoded)
+{
+    return amqp_send_method(ch->conn, channel, id, decoded);
 }
 
 static void channel_close(struct broker *b)
@@ -389,6 +400,8 @@ static void connected(struct broker *b, const char *where)
     backoff_reset(&b->backoff);
     if (b->ever_up && b->events.metrics)
         metric_inc(b->events.metrics->reconnects);
+    if (b->ever_up && b->events.connection)
+        metric_inc(b->events.connection->reconnects);
     log_info(b->label, "%s to %s", b->ever_up ? "reconnected" : "connected", where);
     broker_set_desc(b, "connected to %s", where);
     b->ever_up = true;
@@ -483,9 +496,24 @@ static bool read_content(struct broker *b, amqp_channel_t ch, amqp_message_t *ms
     return false;
 }
 
+/* The client that owns channel ch (not BROKER_CHANNEL), or NULL. */
+static const struct broker_client *channel_owner(struct broker *b, amqp_channel_t ch)
+{
+    for (size_t i = 0; i < b->n_clients; i++)
+        if (b->clients[i]->own_channel == ch)
+            return b->clients[i];
+    return NULL;
+}
+
 static void dispatch(struct broker *b, amqp_frame_t *f)
 {
     amqp_method_t *method = &f->payload.method;
+    const struct broker_client *own =
+        f->channel != BROKER_CHANNEL && f->channel != 0 ? channel_owner(b, f->channel) : NULL;
+    if (own && method->id != AMQP_BASIC_RETURN_METHOD && method->id != AMQP_BASIC_DELIVER_METHOD) {
+        own->on_method(own->arg, method, NULL); /* its channel, its errors */
+        return;
+    }
     switch (method->id) {
     case AMQP_BASIC_RETURN_METHOD:
     case AMQP_BASIC_DELIVER_METHOD: {

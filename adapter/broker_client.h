@@ -44,6 +44,10 @@ struct broker_channel {
      * TCP segments, not one push per message (the broker reads fewer, larger
      * packets, and loopback delivers fewer). */
     void (*batch)(const struct broker_channel *ch, bool on);
+    /* Sends one method on `channel` without waiting for an answer (the answer
+     * comes to on_method): an AMQP_STATUS_* code. */
+    int (*send_method)(const struct broker_channel *ch, amqp_channel_t channel,
+                       amqp_method_number_t id, void *decoded);
     void *owner; /* the broker's (or the test's) */
 };
 
@@ -56,6 +60,12 @@ enum broker_handled {
 
 struct broker_client {
     const char *name;
+    /* 0: the client shares BROKER_CHANNEL. Otherwise a channel of its own,
+     * which it opens and closes itself with send_method: every frame on it
+     * goes to this client alone, channel.close included (the client answers
+     * close-ok and may reopen it), so an error there (a passive declare of a
+     * missing queue) never takes down the connection's other work. */
+    amqp_channel_t own_channel;
     /* The connection is open, the topology declared, confirm mode on. 0, or -1
      * with err (the connection is then dropped and retried). */
     int (*on_open)(void *arg, const struct broker_channel *ch, char *err, size_t errlen);

@@ -69,13 +69,17 @@ static const struct config_key broker_keys[] = {
 
 static const struct config_key admin_keys[] = {
     {"listen", KEY_LISTEN, CFG(admin.listen), 0, NULL, NULL, 0, 0, NULL,
-     "host:port for GET /healthz /readyz /metrics; unset = no admin endpoint"},
+     "host:port for GET / (status page) /status.json /healthz /readyz /metrics; unset = no "
+     "admin endpoint"},
     {"max_connections", KEY_INT, CFG(admin.max_connections), 0, "32", NULL, 2, 1024, NULL,
      "connections at once to the admin listener; its own budget, apart from the routes' "
      "(unless a route shares its listen address)"},
     {"tls", KEY_GROUP, CFG(admin.tls), KEY_GROUP_LINE, NULL, NULL, 0, 0, listen_tls_keys,
      "serve the admin endpoint over HTTPS (and with client_ca, mutual TLS); a route on the same "
      "address must have the same tls"},
+    {"queue_interval", KEY_NUMBER, CFG(admin.queue_interval), 0, "15", NULL, 1, 3600, NULL,
+     "seconds between reads of the depth of every queue the sidecar owns (a passive "
+     "queue.declare on the connection that owns it), shown by /metrics and the status page"},
     {0},
 };
 
@@ -96,6 +100,18 @@ static const struct config_key http_keys[] = {
     {0},
 };
 
+static const struct config_key otel_keys[] = {
+    {"endpoint", KEY_URL, CFG(otel.endpoint), 0, NULL, NULL, 0, 0, NULL,
+     "OTLP/HTTP collector base URL, e.g. http://127.0.0.1:4318 (spans are POSTed as JSON to "
+     "its /v1/traces); unset = no traces"},
+    {"service_name", KEY_STRING, CFG(otel.service_name), 0, NULL, NULL, 0, 0, NULL,
+     "the service.name resource attribute; default: the system's name"},
+    {"sample_ratio", KEY_NUMBER, CFG(otel.sample_ratio), 0, "1", NULL, 0, 1, NULL,
+     "share of traces started here that are recorded (0 to 1); an incoming traceparent's "
+     "sampled flag decides for the traces it continues"},
+    {0},
+};
+
 const struct config_key config_process_keys[] = {
     {"name", KEY_NAME, CFG(name), KEY_REQUIRED, NULL, NULL, 0, 0, NULL,
      "the legacy system's name; prefixes every queue the sidecar owns"},
@@ -103,6 +119,8 @@ const struct config_key config_process_keys[] = {
     {"admin", KEY_GROUP, 0, 0, NULL, NULL, 0, 0, admin_keys, "health and metrics endpoint"},
     {"http", KEY_GROUP, 0, 0, NULL, NULL, 0, 0, http_keys,
      "limits of the route listeners (http and soap inbound)"},
+    {"otel", KEY_GROUP, 0, 0, NULL, NULL, 0, 0, otel_keys,
+     "OpenTelemetry traces: one span per hop, exported over OTLP/HTTP (JSON)"},
     {"log_format", KEY_ENUM, CFG(log_format), 0, "logfmt", "logfmt|json", 0, 0, NULL,
      "one line per event on stderr, as logfmt or JSON"},
     {"state_dir", KEY_PATH, CFG(state_dir), 0, NULL, NULL, 0, 0, NULL,
@@ -400,7 +418,8 @@ static void check_endpoints(struct sidecar_config *cfg, struct config_report *re
                               r->name, e.listen, rival->name, rival->line);
         if (cfg->admin.listen && strcmp(cfg->admin.listen, e.listen) == 0 &&
             (strcmp(e.path, "/healthz") == 0 || strcmp(e.path, "/readyz") == 0 ||
-             strcmp(e.path, "/metrics") == 0))
+             strcmp(e.path, "/metrics") == 0 || strcmp(e.path, "/") == 0 ||
+             strcmp(e.path, "/status.json") == 0))
             config_report_add(rep, r->line,
                               "route \"%s\": %s is the admin endpoint's path on %s; choose another",
                               r->name, e.path, e.listen);
@@ -561,6 +580,12 @@ int config_load(const char *path, struct sidecar_config *cfg, struct config_repo
     if (broker != NULL && config_setting_type(broker) == CONFIG_TYPE_GROUP)
         check_broker(cfg, &lc, rep);
     check_admin(cfg, &lc, rep);
+    config_setting_t *otel = config_lookup(&lc, "otel");
+    if (otel != NULL && config_setting_type(otel) == CONFIG_TYPE_GROUP &&
+        cfg->otel.endpoint == NULL)
+        config_report_add(rep, config_setting_source_line(otel),
+                          "otel has no endpoint: set endpoint = \"http://HOST:4318\" (the "
+                          "collector's OTLP/HTTP address) or remove the otel group");
     if (cfg->state_dir == NULL) {
         const char *env = getenv("STATE_DIRECTORY"); /* systemd's StateDirectory= */
         cfg->state_dir =

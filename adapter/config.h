@@ -136,7 +136,15 @@ struct admin_config {
     char *listen;
     int max_connections;
     struct listen_tls_config tls;
-    int line; /* of the admin group, for messages */
+    int line;              /* of the admin group, for messages */
+    double queue_interval; /* seconds between passive declares of the owned queues */
+};
+
+/* otel = { … }: OpenTelemetry traces over OTLP/HTTP (otel.h); off without endpoint. */
+struct otel_config {
+    char *endpoint;     /* "http://127.0.0.1:4318": spans go to <endpoint>/v1/traces */
+    char *service_name; /* NULL: the system's name */
+    double sample_ratio;
 };
 
 /* Limits of every route listener (http and soap inbound); see httpd.h. */
@@ -154,6 +162,7 @@ struct sidecar_config {
     struct broker_config broker;
     struct admin_config admin;
     struct http_listener_config http;
+    struct otel_config otel;
     char *log_format;
     char *state_dir;
     double drain_timeout;

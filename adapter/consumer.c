@@ -1,9 +1,10 @@
 /*
  * consumer — see consumer.h for the contract.
- * (About 770 lines: a delivery's whole life — arrival, its turn at the rate,
- * settling, its copy in a retry queue or the DLQ, its ack — is one state
- * machine over one struct; the breaker, the pacing and the ack bookkeeping are
- * in circuit.c, pacer.c and ack_batch.c.)
+ * (About 840 lines: a delivery's whole life — arrival and its lag, its turn
+ * at the rate, settling, its copy in a retry queue or the DLQ, its ack, and the
+ * list of those unsettled, oldest first, for the in-flight age gauge — is one
+ * state machine over one struct; the breaker, the pacing and the ack
+ * bookkeeping are in circuit.c, pacer.c and ack_batch.c.)
  *
  * Each delivery keeps the rabbitmq-c message it arrived as (`raw`), so a
  * retry or dead letter republishes the original body and every original
@@ -20,6 +21,7 @@
 #include "log.h"
 #include "loop.h"
 #include "message.h"
+#include "otel.h"
 #include "pacer.h"
 #include "publisher.h"
 #include "publisher_raw.h"
@@ -50,6 +52,8 @@ struct consumer {
     struct delivery_impl *waiting; /* ordered routes: deliveries waiting for their retry */
     struct ack_batch acks;
     atomic_size_t unflushed; /* acks.n_settled, for consumer_busy on any thread */
+    /* every unsettled delivery, oldest first: the head is the age gauge */
+    struct delivery_impl *live_head, *live_tail;
 };
 
 struct delivery_impl {
@@ -61,7 +65,12 @@ struct delivery_impl {
     char *reason;         /* the reason carried into the republished copy */
     uint64_t retry_timer; /* ordered routes: waiting to be retried in place */
     struct delivery_impl *next_waiting;
-    struct pacer_wait turn; /* waiting for its turn at the rate (c->pacer) */
+    struct pacer_wait turn;                      /* waiting for its turn at the rate (c->pacer) */
+    struct delivery_impl *live_prev, *live_next; /* consumer.live_head's list */
+    int64_t arrived_ms;                          /* loop_now_ms() */
+    struct otel_span span;                       /* its trace span, ended in delivery_free */
+    const char *outcome;                         /* what became of it, for the span */
+    bool delivered;
 };
 
 static struct delivery_impl *impl_of_turn(struct pacer_wait *w)
@@ -94,6 +103,7 @@ struct consumer *consumer_new(struct route *r, struct publisher *pub, struct loo
     c->client = consumer_client_template;
     c->client.arg = c;
     c->tag = xasprintf("amqp-sidecar/%s", r->name);
+    atomic_store(&r->metrics.last_lag_ms, -1);
     c->circuit = circuit_new(&(struct circuit_config){.route = r->name,
                                                       .queue = r->queue,
                                                       .failures = r->circuit_failures,
@@ -280,8 +290,63 @@ static int attempts_of(const struct message *m)
     return n < 0 ? 0 : n > 1000000 ? 1000000 : (int)n;
 }
 
+/* ---- the oldest in flight, and the lag at arrival ---------------------------------- */
+
+static void oldest_gauge(struct consumer *c)
+{
+    atomic_store(&c->route->metrics.oldest_inflight_ms,
+                 c->live_head ? c->live_head->arrived_ms : 0);
+}
+
+static void live_add(struct consumer *c, struct delivery_impl *di)
+{
+    di->arrived_ms = loop_now_ms();
+    di->live_prev = c->live_tail;
+    if (c->live_tail)
+        c->live_tail->live_next = di;
+    else
+        c->live_head = di;
+    c->live_tail = di;
+    oldest_gauge(c);
+}
+
+static void live_remove(struct consumer *c, struct delivery_impl *di)
+{
+    if (di->live_prev)
+        di->live_prev->live_next = di->live_next;
+    else
+        c->live_head = di->live_next;
+    if (di->live_next)
+        di->live_next->live_prev = di->live_prev;
+    else
+        c->live_tail = di->live_prev;
+    oldest_gauge(c);
+}
+
+/* A first delivery's age, from the timestamp its publisher set (whole seconds). */
+static void observe_lag(struct consumer *c, const amqp_message_t *raw, int attempts)
+{
+    if (attempts > 0 || !(raw->properties._flags & AMQP_BASIC_TIMESTAMP_FLAG))
+        return;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    double lag = (double)now.tv_sec + now.tv_nsec / 1e9 - (double)raw->properties.timestamp;
+    if (lag < 0)
+        lag = 0; /* clocks apart: say "no lag" rather than nonsense */
+    histogram_observe_lag(&c->route->metrics.lag_seconds, lag);
+    atomic_store(&c->route->metrics.last_lag_ms, (int64_t)(lag * 1000));
+}
+
 static void delivery_free(struct delivery_impl *di)
 {
+    struct route *r = di->c->route;
+    if (di->span.sampled) {
+        char name[64];
+        snprintf(name, sizeof(name), "deliver %s", r->name);
+        otel_end(r->services->otel, &di->span, name, OTEL_CONSUMER, r->name,
+                 di->pub.msg ? di->pub.msg->message_id : NULL, di->outcome, di->delivered);
+    }
+    live_remove(di->c, di);
     atomic_fetch_sub(&di->c->unsettled, 1);
     atomic_fetch_sub(&di->c->route->metrics.inflight, 1);
     amqp_destroy_message(&di->raw);
@@ -330,6 +395,7 @@ static void ack(struct delivery_impl *di)
 
 static void requeue(struct delivery_impl *di)
 {
+    di->outcome = "requeued";
     if (!stale(di)) {
         ack_batch_release(&di->c->acks, di->tag);
         amqp_basic_nack(channel_conn(di->c), BROKER_CHANNEL, di->tag, 0, 1);
@@ -387,6 +453,10 @@ static void consumer_on_deliver(struct consumer *c, const amqp_basic_deliver_t *
         atomic_store(&c->unflushed, 0); /* a new connection: the old one's acks are gone */
     atomic_fetch_add(&c->unsettled, 1);
     atomic_fetch_add(&c->route->metrics.inflight, 1);
+    live_add(c, di);
+    di->outcome = "lost"; /* until an exit says otherwise: the connection went first */
+    if (c->route->services)
+        otel_begin(c->route->services->otel, message_header(di->pub.msg, "traceparent"), &di->span);
 
     if (c->draining || circuit_is_open(c->circuit)) {
         /* Sent before our cancel reached the broker: back to the queue, no attempt used. */
@@ -394,6 +464,7 @@ static void consumer_on_deliver(struct consumer *c, const amqp_basic_deliver_t *
         return;
     }
     metric_inc(c->route->metrics.received);
+    observe_lag(c, &di->raw, di->pub.attempts);
     dispatch(di);
 }
 
@@ -494,6 +565,7 @@ static void store_copy(struct delivery_impl *di, const char *exchange, const cha
 static void dead_letter(struct delivery_impl *di, int attempts, enum dead_reason why)
 {
     struct route *r = di->c->route;
+    di->outcome = "dead_letter";
     metric_inc(r->metrics.dead[why]);
     log_delivery(LOG_WARN, di, "dead-lettered to %s after %d attempt(s): %s", r->dlq, attempts,
                  di->reason);
@@ -514,6 +586,7 @@ static void retry_at(struct delivery_impl *di, int attempts, size_t step)
         return;
     }
     metric_inc(r->metrics.retries);
+    di->outcome = "retry";
     double delay = r->retry_delays.v[step - 1];
     if (r->ordered) {
         /* Strict order: the line waits for this message, as long as the step the
@@ -628,6 +701,8 @@ void settle_ack(struct delivery *d, struct message *reply)
     if (!settle_begin(di, true, reply))
         return;
     metric_inc(di->c->route->metrics.delivered);
+    di->outcome = "delivered";
+    di->delivered = true;
     if (reply && d->msg->reply_to) {
         send_reply(di, reply, replied, di);
         return;

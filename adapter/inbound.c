@@ -5,6 +5,7 @@
 
 #include "httpd.h"
 #include "message.h"
+#include "otel.h"
 #include "route.h"
 #include "sidecar.h"
 #include "template.h"
@@ -46,11 +47,70 @@ struct message *inbound_message(const struct route *r, char *body, size_t len,
     return m;
 }
 
+/* ---- traces: one span per inbound hop, from the submit to the broker's answer ---- */
+
+struct traced {
+    publish_done_fn done;
+    void *arg;
+    struct route *route;
+    struct otel_span span;
+    char message_id[256];
+};
+
+static const char *publish_outcome(enum publish_status status)
+{
+    switch (status) {
+    case PUBLISH_OK:
+        return "confirmed";
+    case PUBLISH_UNROUTABLE:
+        return "unroutable";
+    case PUBLISH_NACKED:
+        return "nacked";
+    case PUBLISH_UNAVAILABLE:
+        return "unavailable";
+    case PUBLISH_RPC_TIMEOUT:
+        return "rpc_timeout";
+    case PUBLISH_INVALID:
+        return "invalid";
+    }
+    return "unknown";
+}
+
+static void traced_end(struct traced *t, enum publish_status status)
+{
+    struct route *r = t->route;
+    bool server = strcmp(r->kind->name, "http") == 0 || strcmp(r->kind->name, "soap") == 0;
+    char name[64];
+    snprintf(name, sizeof(name), "publish %s", r->name);
+    otel_end(r->services->otel, &t->span, name, server ? OTEL_SERVER : OTEL_PRODUCER, r->name,
+             t->message_id, publish_outcome(status), status == PUBLISH_OK);
+}
+
+static void traced_done(void *arg, struct publish_result *result)
+{
+    struct traced *t = arg;
+    traced_end(t, result->status);
+    t->done(t->arg, result);
+    free(t);
+}
+
 int inbound_publish(struct route *r, struct message *m, bool rpc, double rpc_timeout,
                     publish_done_fn done, void *arg, const char **why)
 {
     struct publish_options opt = {.route = r, .rpc = rpc, .rpc_timeout = rpc_timeout};
-    return publisher_submit(r->publisher, m, &opt, done, arg, why);
+    struct otel *o = r->services ? r->services->otel : NULL;
+    if (o == NULL)
+        return publisher_submit(r->publisher, m, &opt, done, arg, why);
+    struct traced *t = xcalloc(1, sizeof(*t));
+    *t = (struct traced){.done = done, .arg = arg, .route = r};
+    otel_begin(o, message_header(m, "traceparent"), &t->span);
+    snprintf(t->message_id, sizeof(t->message_id), "%s", m->message_id ? m->message_id : "");
+    int rc = publisher_submit(r->publisher, m, &opt, traced_done, t, why);
+    if (rc != 0) {
+        traced_end(t, (enum publish_status)rc); /* the refusal: no done will come */
+        free(t);
+    }
+    return rc;
 }
 
 const char *inbound_json_path(json_t *root, const char *path, char *out, size_t n, char *why,

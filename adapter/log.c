@@ -362,6 +362,15 @@ void log_flush_suppressed(bool all)
 
 /* ---- events ------------------------------------------------------------------ */
 
+static log_observer_fn observer;
+static void *observer_arg;
+
+void log_set_observer(log_observer_fn fn, void *arg)
+{
+    observer = fn;
+    observer_arg = arg;
+}
+
 static void log_site_v(enum log_level level, const struct log_ctx *ctx, const void *site,
                        const char *fmt, va_list ap)
 {
@@ -380,6 +389,8 @@ static void log_site_v(enum log_level level, const struct log_ctx *ctx, const vo
     }
 
     const char *route = ctx ? ctx->route : NULL;
+    if (level >= LOG_WARN && observer)
+        observer(observer_arg, level, route, ctx ? ctx->message_id : NULL, msg);
     if (site == NULL)
         site = fmt;
     if (level > LOG_DEBUG && rate_burst > 0) {

@@ -52,6 +52,14 @@ void log_event_site(enum log_level level, const struct log_ctx *ctx, const void 
  * loop does every few seconds) so a flood that stopped is still reported. */
 void log_flush_suppressed(bool all);
 
+/* Warnings and errors are also handed to fn (the status page keeps each
+ * route's last one), before rate limiting, on the logging thread: fn must be
+ * quick and thread-safe. Set it before threads exist and clear it (NULL)
+ * after they are gone. route and message_id may be NULL. */
+typedef void (*log_observer_fn)(void *arg, enum log_level level, const char *route,
+                                const char *message_id, const char *msg);
+void log_set_observer(log_observer_fn fn, void *arg);
+
 /* Tests: change the limit (burst 0 = no limit) and forget every count and
  * pending summary. Before any thread exists. */
 void log_set_rate_limit(unsigned burst, int window_ms);

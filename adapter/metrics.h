@@ -44,16 +44,48 @@ struct route_metrics {
     _Atomic uint64_t delivered; /* outbound: accepted by the legacy side, acked */
     _Atomic uint64_t retries;
     _Atomic uint64_t dead[DEAD_REASONS];
-    _Atomic int64_t inflight;      /* outbound: deliveries taken and not yet settled */
-    _Atomic int64_t publishing;    /* handed to a publisher, its outcome not yet known */
-    _Atomic int64_t circuit;       /* 0 closed, 1 open, 2 half-open */
-    _Atomic uint64_t throttled_ms; /* paced kinds: time paused by the legacy side's Retry-After */
-    _Atomic int64_t throttle;      /* paced kinds: 0 flowing, 1 pacing, 2 paused (pacer.h) */
+    _Atomic int64_t inflight;       /* outbound: deliveries taken and not yet settled */
+    _Atomic int64_t publishing;     /* handed to a publisher, its outcome not yet known */
+    _Atomic int64_t circuit;        /* 0 closed, 1 open, 2 half-open */
+    _Atomic uint64_t throttled_ms;  /* paced kinds: time paused by the legacy side's Retry-After */
+    _Atomic int64_t throttle;       /* paced kinds: 0 flowing, 1 pacing, 2 paused (pacer.h) */
+    _Atomic uint64_t poll_failures; /* poll: polls that failed (legacy call, items, cursor) */
+    _Atomic int64_t poll_failing;   /* poll: 1 while the last poll failed */
+    /* outbound (consumer.c): a first delivery's age at arrival, from its AMQP timestamp */
+    _Atomic int64_t last_lag_ms;        /* -1 until one with a timestamp came */
+    _Atomic int64_t oldest_inflight_ms; /* loop_now_ms() the oldest unsettled one came; 0 none */
     struct histogram legacy_seconds;
     struct histogram confirm_seconds;
+    struct histogram lag_seconds; /* bounds: metrics_lag_bounds */
+};
+
+/* What a queue the sidecar owns is for (the role label). */
+enum queue_role { QUEUE_WORK, QUEUE_RETRY, QUEUE_DLQ };
+
+/* One owned queue's depth, read by a passive queue.declare on the connection
+ * that owns it (queue_watch.c writes, any thread reads). name and route are
+ * set before the connection starts and never change. */
+struct queue_gauge {
+    char *name;
+    const char *route;
+    enum queue_role role;
+    _Atomic int64_t messages;  /* ready messages; -1 until read, or while missing */
+    _Atomic int64_t consumers; /* -1 likewise */
+    _Atomic int missing;       /* the last declare said 404: the queue is gone */
+    _Atomic int64_t read_ms;   /* loop_now_ms() of the last answer; 0 never */
+};
+
+const char *queue_role_name(enum queue_role role);
+
+/* otel.c's exporter: spans sent, spans lost (buffer full, export failed), failed exports. */
+struct otel_metrics {
+    _Atomic uint64_t exported;
+    _Atomic uint64_t dropped;
+    _Atomic uint64_t export_failures;
 };
 
 struct process_metrics {
+    struct otel_metrics otel;
     _Atomic uint64_t reconnects;
     _Atomic uint64_t connections_lost;
     _Atomic uint64_t rpc_replies_unmatched; /* late, duplicated or foreign replies dropped */
@@ -63,6 +95,7 @@ struct process_metrics {
 struct connection_metrics {
     char name[64]; /* "publisher", or the outbound route's name */
     _Atomic int up;
+    _Atomic uint64_t reconnects; /* re-established after a loss */
 };
 
 /* Everything /metrics shows, as the writers left it. */
@@ -80,7 +113,10 @@ struct metrics_sources {
 #define metric_inc(counter)    metric_add(counter, 1)
 #define metric_get(counter)    atomic_load_explicit(&(counter), memory_order_relaxed)
 
+/* Latency histograms (legacy calls, confirms): 1 ms … 10 s. */
 void histogram_observe(struct histogram *h, double seconds);
+/* Delivery lag: 0.5 s … 4 h (an AMQP timestamp has whole seconds). */
+void histogram_observe_lag(struct histogram *h, double seconds);
 const char *dead_reason_name(enum dead_reason reason);
 
 /* Appends the Prometheus text exposition of src: for each route, the series

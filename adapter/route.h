@@ -30,6 +30,7 @@ struct delivery;
 struct legacy_auth;
 struct loop;
 struct oauth2_registry;
+struct otel;
 struct publisher;
 struct consumer;
 struct sidecar;
@@ -64,6 +65,7 @@ struct route_services {
     const char *state_dir;          /* where kinds keep state across runs (poll cursors) */
     size_t publish_window;          /* broker.max_inflight: publishes awaiting confirms at once */
     struct oauth2_registry *oauth2; /* OAuth tokens shared by the routes that call out */
+    struct otel *otel;              /* traces (otel.h), or NULL when off */
     /* Any thread: the route cannot go on; the process logs why and exits 1. */
     void (*fatal)(struct route *r, const char *why);
 };
@@ -110,6 +112,8 @@ struct route {
     struct transform *transform; /* NULL without transform */
     void *state;                 /* the kind's runtime state */
     struct route_metrics metrics;
+    struct queue_gauge *queues; /* the queues it owns (queue_watch.h); set by sidecar_start */
+    size_t n_queues;
 };
 
 struct route_kind {

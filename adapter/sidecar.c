@@ -1,6 +1,6 @@
 /*
  * sidecar — start everything in order, run the main loop, drain on SIGTERM.
- * (About 615 lines: start, readiness, drain and shutdown walk the same list
+ * (About 670 lines: start, readiness, drain and shutdown walk the same list
  * of brokers, routes and listeners, in orders that depend on each other.)
  *
  * Start: inbound routes get the shared publisher (its broker connects in
@@ -27,7 +27,10 @@
 #include "log.h"
 #include "loop.h"
 #include "oauth2.h"
+#include "otel.h"
 #include "publisher.h"
+#include "queue_watch.h"
+#include "status.h"
 #include "route.h"
 #include "topology.h"
 #include "util.h"
@@ -104,7 +107,7 @@ static void json_string_into(struct buf *b, const char *s)
     buf_puts(b, "\"");
 }
 
-static bool route_ready(struct sidecar *sc, struct route *r, struct buf *why)
+bool sidecar_route_ready(struct sidecar *sc, struct route *r, struct buf *why)
 {
     if (r->direction == ROUTE_OUTBOUND) {
         for (size_t i = 0; i < sc->n_outbound; i++) {
@@ -139,7 +142,7 @@ bool sidecar_ready(struct sidecar *sc, struct buf *detail)
     for (size_t i = 0; i < sc->cfg->n_routes; i++) {
         struct route *r = sc->cfg->routes[i];
         struct buf why = {0};
-        bool ok = route_ready(sc, r, &why);
+        bool ok = sidecar_route_ready(sc, r, &why);
         all = all && ok;
         if (detail) {
             buf_printf(&routes, "%s\"%s\":{\"kind\":\"%s\",\"direction\":\"%s\",\"ready\":%s",
@@ -264,6 +267,13 @@ static void ready_tick(struct loop *loop, void *arg)
     loop_timer(loop, READY_CHECK_MS, ready_tick, sc);
 }
 
+static void status_tick(struct loop *loop, void *arg)
+{
+    struct sidecar *sc = arg;
+    status_sample(sc->status);
+    loop_timer(loop, STATUS_SAMPLE_MS, status_tick, sc);
+}
+
 static void log_flush_tick(struct loop *loop, void *arg)
 {
     log_flush_suppressed(false);
@@ -325,11 +335,21 @@ static int start_inbound(struct sidecar *sc, char *err, size_t errlen)
                                .arg = sc,
                                .metrics = &sc->metrics,
                                .connection = &sc->publisher_connection};
-    sc->publisher_broker = broker_new("publisher", sc->cfg->name, &sc->cfg->broker,
-                                      topology_for_inbound(sc->cfg), &ev);
+    struct topology *topo = topology_for_inbound(sc->cfg);
+    struct route **inbound = xcalloc(sc->cfg->n_routes, sizeof(*inbound));
+    size_t n_inbound = 0;
+    for (size_t i = 0; i < sc->cfg->n_routes; i++)
+        if (sc->cfg->routes[i]->direction == ROUTE_INBOUND)
+            inbound[n_inbound++] = sc->cfg->routes[i];
+    queue_watch_gauges(topo, inbound, n_inbound);
+    sc->publisher_watch = queue_watch_new("publisher", inbound, n_inbound,
+                                          (int64_t)(sc->cfg->admin.queue_interval * 1000));
+    free(inbound);
+    sc->publisher_broker = broker_new("publisher", sc->cfg->name, &sc->cfg->broker, topo, &ev);
     sc->publisher = publisher_new("publisher", &sc->cfg->broker, broker_loop(sc->publisher_broker),
                                   &sc->metrics);
     broker_attach(sc->publisher_broker, publisher_client(sc->publisher));
+    broker_attach(sc->publisher_broker, queue_watch_client(sc->publisher_watch));
     for (size_t i = 0; i < sc->cfg->n_routes; i++) {
         struct route *r = sc->cfg->routes[i];
         if (r->direction != ROUTE_INBOUND)
@@ -361,8 +381,10 @@ static int start_outbound(struct sidecar *sc, char *err, size_t errlen)
                                    .arg = sc,
                                    .metrics = &sc->metrics,
                                    .connection = &o->connection};
-        o->broker = broker_new(r->name, sc->cfg->name, &sc->cfg->broker,
-                               topology_for_route(sc->cfg, r), &ev);
+        struct topology *topo = topology_for_route(sc->cfg, r);
+        queue_watch_gauges(topo, &r, 1);
+        o->watch = queue_watch_new(r->name, &r, 1, (int64_t)(sc->cfg->admin.queue_interval * 1000));
+        o->broker = broker_new(r->name, sc->cfg->name, &sc->cfg->broker, topo, &ev);
         /* The route's connection carries its publisher (retries, dead letters,
          * replies) and its consumer, attached in that order. */
         o->publisher =
@@ -370,6 +392,7 @@ static int start_outbound(struct sidecar *sc, char *err, size_t errlen)
         o->consumer = consumer_new(r, o->publisher, broker_loop(o->broker));
         broker_attach(o->broker, publisher_client(o->publisher));
         broker_attach(o->broker, consumer_client(o->consumer));
+        broker_attach(o->broker, queue_watch_client(o->watch));
         r->sc = sc;
         r->services = &sc->services;
         r->loop = broker_loop(o->broker);
@@ -496,10 +519,14 @@ static void shutdown_all(struct sidecar *sc)
         consumer_free(sc->outbound[i].consumer);
         broker_free(sc->outbound[i].broker);
         publisher_free(sc->outbound[i].publisher);
+        queue_watch_free(sc->outbound[i].watch);
     }
     free(sc->outbound);
     broker_free(sc->publisher_broker);
     publisher_free(sc->publisher);
+    queue_watch_free(sc->publisher_watch);
+    for (size_t i = 0; i < sc->cfg->n_routes; i++) /* no listener reads them now */
+        queue_watch_gauges_free(sc->cfg->routes[i]);
 }
 
 /* ---- listeners' limits ------------------------------------------------------------ */
@@ -589,6 +616,8 @@ int sidecar_run(struct sidecar_config *cfg)
 
     log_info(NULL, "amqp-sidecar %s starting for \"%s\" with %zu route(s)", SIDECAR_VERSION,
              cfg->name, cfg->n_routes);
+    sc.status = status_new(&sc); /* before any thread: it hears their warnings */
+    sc.services.otel = otel_new(&cfg->otel, cfg->name, &sc.metrics.otel);
     char err[1024] = "";
     int code = 0;
     if (start_inbound(&sc, err, sizeof(err)) != 0 || start_outbound(&sc, err, sizeof(err)) != 0 ||
@@ -615,6 +644,7 @@ int sidecar_run(struct sidecar_config *cfg)
         loop_timer(sc.loop, SUMMARY_INTERVAL_MS, summary_tick, &sc);
         loop_timer(sc.loop, 0, ready_tick, &sc);
         loop_timer(sc.loop, LOG_FLUSH_MS, log_flush_tick, &sc);
+        loop_timer(sc.loop, STATUS_SAMPLE_MS, status_tick, &sc);
         uint64_t wd_usec = 0;
         if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0)
             loop_timer(sc.loop, 0, watchdog_tick, (void *)(uintptr_t)wd_usec);
@@ -635,8 +665,10 @@ int sidecar_run(struct sidecar_config *cfg)
         close(sc.signal_fd);
     loop_free(sc.loop);
     oauth2_registry_free(sc.services.oauth2); /* every route stopped: no client is left */
+    otel_free(sc.services.otel);              /* every route stopped: the last spans are exported */
     free(sc.summary);
     free(sc.connections);
+    status_free(sc.status); /* every thread is gone: nothing logs into it any more */
     log_flush_suppressed(true);
     log_info(NULL, "stopped (exit %d)", code);
     return code;

@@ -7,7 +7,8 @@
  * Threads, all named here: the main thread (this loop); one broker thread
  * for the shared inbound publisher; one thread per outbound route (its own
  * connection, consumer and HTTP client); libmicrohttpd's threads per listen
- * address; and the threads inbound kinds start for themselves (file, poll).
+ * address; the threads inbound kinds start for themselves (file, poll); and,
+ * with otel set, the trace exporter's thread (otel.h).
  */
 #ifndef SIDECAR_SIDECAR_H
 #define SIDECAR_SIDECAR_H
@@ -25,6 +26,8 @@ struct http_server;
 struct listen_tls_config;
 struct loop;
 struct publisher;
+struct queue_watch;
+struct status;
 struct summary_snapshot;
 
 struct outbound_runtime {
@@ -32,14 +35,16 @@ struct outbound_runtime {
     struct broker *broker;
     struct publisher *publisher; /* of the route's own connection */
     struct consumer *consumer;
+    struct queue_watch *watch; /* the depths of the route's queues, on its connection */
     struct connection_metrics connection;
 };
 
 struct sidecar {
     struct sidecar_config *cfg;
-    struct loop *loop;               /* the main thread's */
-    struct broker *publisher_broker; /* NULL without inbound routes */
-    struct publisher *publisher;     /* the inbound routes' publisher, on publisher_broker */
+    struct loop *loop;                   /* the main thread's */
+    struct broker *publisher_broker;     /* NULL without inbound routes */
+    struct publisher *publisher;         /* the inbound routes' publisher, on publisher_broker */
+    struct queue_watch *publisher_watch; /* the inbound DLQs' depths, on publisher_broker */
     struct outbound_runtime *outbound;
     size_t n_outbound;
     struct http_server **servers;
@@ -57,6 +62,7 @@ struct sidecar {
     struct summary_snapshot *summary; /* counts at the last periodic summary */
     int64_t summary_ms;               /* when it was taken (start, at first) */
     struct route_services services;   /* what every route's kind may ask of the process */
+    struct status *status;            /* what the status page shows beyond the metrics */
 };
 
 /* The server for `listen`, created on first use (started by sidecar_run), with
@@ -70,6 +76,10 @@ int sidecar_run(struct sidecar_config *cfg);
 
 /* Any thread: everything up? detail (optional) receives a JSON object. */
 bool sidecar_ready(struct sidecar *sc, struct buf *detail);
+
+/* Any thread: can route r work now? If not, why (its broker connection, an
+ * open circuit, the kind's own reason) is appended to why. */
+bool sidecar_route_ready(struct sidecar *sc, struct route *r, struct buf *why);
 
 /* Any thread: a fatal problem (logged); the process exits 1. */
 void sidecar_fatal(struct sidecar *sc, const char *why);

@@ -73,7 +73,9 @@ static void add_inbound_route(struct topology *t, const struct route *r)
 {
     add_exchange(t, r->dlx);
     bool quorum = r->queue_type && strcmp(r->queue_type, "quorum") == 0;
-    add_queue(t, (struct topo_queue){.name = xstrdup(r->dlq), .quorum = quorum, .owner = r->name});
+    add_queue(t,
+              (struct topo_queue){
+                  .name = xstrdup(r->dlq), .quorum = quorum, .owner = r->name, .role = QUEUE_DLQ});
     add_binding(t, r->dlx, r->dlq, r->dlq_key);
     add_checked(t, r->exchange);
 }
@@ -97,9 +99,12 @@ static void add_outbound_route(struct topology *t, const struct route *r)
                                           .ttl_ms = (int64_t)llround(r->retry_delays.v[i] * 1000),
                                           .dlx = xstrdup(""),
                                           .dlk = xstrdup(r->queue),
-                                          .owner = r->name});
+                                          .owner = r->name,
+                                          .role = QUEUE_RETRY});
     }
-    add_queue(t, (struct topo_queue){.name = xstrdup(r->dlq), .quorum = quorum, .owner = r->name});
+    add_queue(t,
+              (struct topo_queue){
+                  .name = xstrdup(r->dlq), .quorum = quorum, .owner = r->name, .role = QUEUE_DLQ});
     add_binding(t, r->dlx, r->dlq, r->dlq_key);
 }
 

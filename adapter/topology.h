@@ -12,6 +12,8 @@
 #ifndef SIDECAR_TOPOLOGY_H
 #define SIDECAR_TOPOLOGY_H
 
+#include "metrics.h"
+
 #include <amqp.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -30,6 +32,7 @@ struct topo_queue {
     const char *owner; /* route name, for messages */
     bool legacy_args;  /* declared by an older sidecar without the quorum safety
                         * arguments (found at declare time; see topology.c) */
+    enum queue_role role;
 };
 
 /* A quorum queue's explicit delivery limit: RabbitMQ 4.x drops (or

@@ -149,7 +149,7 @@ void buf_free(struct buf *b)
  * and every request takes two or three ids. The sidecar never forks after it
  * starts threads, so a buffered draw is as unpredictable as a fresh one. */
 #define ID_RANDOM_BATCH 4096
-static void id_random(unsigned char *out, size_t n)
+void id_random(unsigned char *out, size_t n)
 {
     static __thread unsigned char pool[ID_RANDOM_BATCH];
     static __thread size_t left;

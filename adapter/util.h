@@ -34,6 +34,10 @@ void buf_json_string(struct buf *b, const char *s);
 char *buf_steal(struct buf *b, size_t *len); /* caller owns the result; b is reset */
 void buf_free(struct buf *b);
 
+/* n random bytes for ids (message ids, trace and span ids), from a per-thread
+ * pool refilled by the CSPRNG; not for keys. */
+void id_random(unsigned char *out, size_t n);
+
 /* A new random (v4) UUID in canonical text form, into out[37]. */
 void uuid_v4(char out[37]);
 

@@ -8,7 +8,8 @@ BUILD="build-essential pkg-config librabbitmq-dev libjansson-dev libconfig-dev l
        libcmocka-dev"
 TEST="rabbitmq-server amqp-tools python3 python3-pika python3-requests python3-zeep python3-spyne
       python3-pytest python3-prometheus-client clang libclang-rt-14-dev curl procps openssl
-      valgrind man-db systemd"
+      valgrind man-db systemd chromium fonts-dejavu-core prometheus"
+# chromium renders the status page in tests/e2e/test_status_page.py; prometheus brings promtool.
 EXTRA="wrk debhelper lintian fakeroot dpkg-dev groff-base"
 ALL="$BUILD $TEST $EXTRA"
 
@@ -33,8 +34,10 @@ install)
     # rabbitmq-server's postinst starts a system broker; the tests start their own.
     RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $m
     # Leave no system broker running: its epmd/port would only confuse a private one.
+    # prometheus is here for promtool (the alert rules' checks): no server either.
     if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
         $SUDO systemctl disable --now rabbitmq-server >/dev/null 2>&1 || true
+        $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
     fi
     ;;
 *) echo "usage: $0 check|install" >&2; exit 2 ;;

@@ -144,6 +144,7 @@ static void set_last_error(struct poll_in *p, const char *text)
     free(p->last_error);
     p->last_error = xstrdup(text);
     pthread_mutex_unlock(&p->lock);
+    atomic_store(&p->route->metrics.poll_failing, 1);
 }
 
 /* ---- polling (poll thread)
@@ -180,6 +181,7 @@ static void poll_failed(struct poll_in *p, double retry_after, const char *fmt, 
     if (retry_after > delay)
         delay = retry_after;
     set_last_error(p, why);
+    metric_inc(p->route->metrics.poll_failures);
     log_warn(p->route->name, "poll failed (next try in %.1fs): %s", delay, why);
     poll_schedule(p, delay);
 }
@@ -192,6 +194,7 @@ static void poll_succeeded(struct poll_in *p)
     free(p->last_error);
     p->last_error = NULL;
     pthread_mutex_unlock(&p->lock);
+    atomic_store(&p->route->metrics.poll_failing, 0);
     if (had_error)
         log_info(p->route->name, "poll works again");
 }

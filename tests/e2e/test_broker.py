@@ -149,6 +149,11 @@ def test_blocked_connection_is_backpressure(broker, sidecar, uid):
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             first = pool.submit(post)
             s.wait_log("broker blocked publishing", timeout=20)
+            # The status page says so, for the connection and the route.
+            st = requests.get(s.admin + "/status.json", timeout=5).json()
+            assert st["connections"][0]["state"] == "blocked", st["connections"]
+            assert st["routes"][0]["state"] == "blocked", st["routes"]
+            assert 'class="badge warn">blocked<' in requests.get(s.admin + "/", timeout=5).text
             r = post()
             assert r.status_code == 503 and "Retry-After" in r.headers
             assert "blocking publishes" in r.json()["error"]

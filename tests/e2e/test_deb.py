@@ -98,7 +98,9 @@ def test_deb_contents_and_lintian(deb):
                  "./usr/share/man/man8/amqp-sidecar.8.gz",
                  "./usr/share/man/man5/amqp-sidecar.conf.5.gz",
                  "./etc/amqp-sidecar/example.conf.sample",
-                 "./usr/share/doc/amqp-sidecar/copyright"):
+                 "./usr/share/doc/amqp-sidecar/copyright",
+                 "./usr/share/amqp-sidecar/monitoring/amqp-sidecar.rules.yml",
+                 "./usr/share/amqp-sidecar/monitoring/amqp-sidecar.dashboard.json"):
         assert want in files, f"{want} missing from the package:\n{files}"
     configs = [f for f in os.listdir(os.path.join(ROOT, "configs"))
                if not f.startswith(".")] if os.path.isdir(os.path.join(ROOT, "configs")) else []

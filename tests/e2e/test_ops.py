@@ -170,12 +170,16 @@ APPLIES = {
                                    "unroutable_total", "publish_failed_total",
                                    "confirm_seconds")},
     **{name: OUTBOUND for name in ("delivered_total", "retries_total", "inflight",
-                                    "circuit_state")},
+                                    "circuit_state", "oldest_inflight_seconds",
+                                    "delivery_lag_seconds")},
     "legacy_call_seconds": OUTBOUND | {("inbound", "poll")},
     # the kinds that take rate = { … } (pacer.c); zero on a route without one
     **{name: {("outbound", "http"), ("outbound", "soap"), ("inbound", "poll")}
        for name in ("throttled_seconds_total", "throttle_state")},
+    **{name: {("inbound", "poll")} for name in ("poll_failures_total", "poll_failing")},
 }
+HISTOGRAMS = {"confirm_seconds", "legacy_call_seconds", "delivery_lag_seconds"}
+QUEUE_FAMILIES = {f"amqp_sidecar_queue_{f}" for f in ("messages", "consumers", "missing")}
 DEAD_REASONS = {
     **{route: {"unroutable"} for route in INBOUND},
     ("inbound", "file"): {"unroutable", "invalid"},
@@ -239,7 +243,7 @@ def test_metrics_show_only_the_series_each_route_kind_can_count(broker, sidecar,
 
     for family, applies in APPLIES.items():
         want = {(r, None) for r, dk in routes.items() if dk in applies}
-        if family.endswith("_seconds"):
+        if family in HISTOGRAMS:
             for suffix in ("_count", "_sum"):
                 got = labelled(f"amqp_sidecar_{family}{suffix}")
                 assert set(got) == want, (family + suffix, sorted(got), sorted(want))
@@ -260,8 +264,13 @@ def test_metrics_show_only_the_series_each_route_kind_can_count(broker, sidecar,
     with_route = {name for name, labels in m.samples if "route" in dict(labels)}
     assert with_route == {f"amqp_sidecar_{f}{suffix}" for f in APPLIES
                           for suffix in (("_bucket", "_count", "_sum")
-                                         if f.endswith("_seconds") else ("",))} | \
-        {"amqp_sidecar_dead_letters_total"}, with_route
+                                         if f in HISTOGRAMS else ("",))} | \
+        {"amqp_sidecar_dead_letters_total"} | QUEUE_FAMILIES, with_route
+    # Queue depths: one series per owned queue (route, queue, role), not per kind.
+    queues = {(dict(k)["route"], dict(k)["role"]) for n, k in m.samples
+              if n == "amqp_sidecar_queue_messages"}
+    assert queues == {(r, "dlq") for r in routes} | {(r, "work") for r in ("hout", "sout", "fout")} \
+        | {(r, "retry") for r in ("hout", "sout", "fout")}, queues
 
 
 def test_readyz_and_metrics_follow_the_broker(broker, sidecar, uid):

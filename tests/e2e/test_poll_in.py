@@ -12,6 +12,7 @@ import threading
 import time
 
 import pytest
+import requests
 
 from conftest import run_cli, wait_for
 from http_poll_helpers import Response, json_response, legacy_server
@@ -161,6 +162,16 @@ def test_poll_etag_not_modified_publishes_nothing_again(broker, sidecar, uid, se
         s.stop()
 
 
+def poll_metrics(s):
+    """(amqp_sidecar_poll_failing, whether poll_failures_total counted) of route tickets."""
+    text = requests.get(s.admin + "/metrics", timeout=5).text
+    labels = '{route="tickets",kind="poll",direction="inbound"}'
+    failing = re.search(r"^amqp_sidecar_poll_failing" + re.escape(labels) + r" (\d+)$", text, re.M)
+    failures = re.search(r"^amqp_sidecar_poll_failures_total" + re.escape(labels) + r" (\d+)$",
+                         text, re.M)
+    return int(failing[1]), int(failures[1]) > 0
+
+
 @pytest.mark.parametrize("failure,expect", [
     (Response(500, "database is down"), "HTTP 500 from GET http://127.0.0.1:"),
     (Response(200, "<html>oops</html>", {"Content-Type": "text/html"}),
@@ -179,6 +190,7 @@ def test_poll_legacy_errors_are_retried_and_logged(broker, sidecar, uid, setup, 
         r = s.readyz()
         assert r.status_code == 503
         assert r.json()["routes"]["tickets"]["detail"].startswith("last poll failed: ")
+        assert poll_metrics(s) == (1, True)  # poll_failing, poll_failures_total > 0
         n_failed = len(server.snapshot())
         wait_for(lambda: len(server.snapshot()) >= n_failed + 2, 5, what="retries")
         assert broker.count(queue) == 0
@@ -187,6 +199,7 @@ def test_poll_legacy_errors_are_retried_and_logged(broker, sidecar, uid, setup, 
         wait_for(lambda: broker.count(queue) == 1, 10, what="published after recovery")
         s.wait_log("poll works again")
         wait_for(lambda: s.readyz().status_code == 200, 5, what="/readyz 200")
+        assert poll_metrics(s)[0] == 0
         time.sleep(0.5)
         assert ids(broker.get_all(queue)) == ["F-1"]
         assert cursor_of(state) == "1"

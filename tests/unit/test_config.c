@@ -63,6 +63,7 @@ static void test_valid_config_fills_defaults(void **state)
     assert_int_equal(l.cfg.broker.urls.n, 1);
     assert_true(l.cfg.broker.tls.verify);
     assert_string_equal(l.cfg.log_format, "logfmt");
+    assert_true(l.cfg.admin.queue_interval == 15);
     struct route *in = l.cfg.routes[0];
     assert_string_equal(in->dlx, "crm.dlx");
     assert_string_equal(in->dlq, "crm.orders.dlq");
@@ -118,6 +119,48 @@ static void test_syntax_error_names_likely_cause(void **state)
     assert_int_equal(l.rc, -1);
     assert_true(l.rep.n == 1 && strstr(l.rep.errors[0].msg, "likely an unbalanced quote"));
     loaded_free(&l);
+}
+
+/* admin.queue_interval: seconds, 1 to 3600, errors at their line. */
+static void test_queue_interval(void **state)
+{
+    struct loaded l;
+    load_text(&l, "name = \"crm\";\n" BROKER "admin = { listen = \"127.0.0.1:9101\";\n"
+                  "  queue_interval = 0.5; };\ninbound = (\n" ROUTE_HTTP ");\n");
+    assert_int_equal(l.rc, -1);
+    assert_error(&l, 4, "queue_interval = 0.5 is out of range; use a value from 1 to 3600");
+    loaded_free(&l);
+    load_text(&l, "name = \"crm\";\n" BROKER "admin = { queue_interval = \"15s\"; };\n"
+                  "inbound = (\n" ROUTE_HTTP ");\n");
+    assert_int_equal(l.rc, -1);
+    assert_error(&l, 3, "queue_interval must be");
+    loaded_free(&l);
+    load_text(&l, "name = \"crm\";\n" BROKER "admin = { queue_interval = 60; };\n"
+                  "inbound = (\n" ROUTE_HTTP ");\n");
+    assert_int_equal(l.rc, 0);
+    assert_true(l.cfg.admin.queue_interval == 60);
+    loaded_free(&l);
+}
+
+/* A route on the admin's listener cannot hide the admin's paths, the status page's included. */
+static void test_routes_keep_off_the_admin_paths(void **state)
+{
+    static const char *const paths[] = {"/", "/status.json", "/metrics", "/readyz", "/healthz"};
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        char text[1024];
+        snprintf(text, sizeof(text),
+                 "name = \"crm\";\n%sadmin = { listen = \"127.0.0.1:9101\"; };\n"
+                 "inbound = (\n  { name = \"r\"; kind = \"http\"; listen = \"127.0.0.1:9101\";\n"
+                 "    path = \"%s\"; exchange = \"x\"; routing_key = \"k\"; }\n);\n",
+                 BROKER, paths[i]); /* BROKER holds a %: an argument, not the format */
+        struct loaded l;
+        load_text(&l, text);
+        assert_int_equal(l.rc, -1);
+        char want[128];
+        snprintf(want, sizeof(want), "%s is the admin endpoint's path on 127.0.0.1:9101", paths[i]);
+        assert_error(&l, 5, want);
+        loaded_free(&l);
+    }
 }
 
 /* A number written as a string is answered with how to write it. */
@@ -658,6 +701,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_config_fills_defaults),
+        cmocka_unit_test(test_queue_interval),
+        cmocka_unit_test(test_routes_keep_off_the_admin_paths),
         cmocka_unit_test(test_syntax_error_has_line),
         cmocka_unit_test(test_syntax_error_names_likely_cause),
         cmocka_unit_test(test_numbers_given_strings),
