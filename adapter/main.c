@@ -1,5 +1,6 @@
 /*
- * main — the command line: run, check, topology, replay, transform, keys.
+ * main — the command line: run, check, topology, replay, transform, keys,
+ * systemd-dropin.
  *
  * Libraries that keep global state (OpenSSL via rabbitmq-c, libcurl,
  * libxml2, jansson's hash seed) are initialised here, before any thread.
@@ -15,6 +16,7 @@
 #include "replay.h"
 #include "route.h"
 #include "sidecar.h"
+#include "systemd_dropin.h"
 #include "topology.h"
 #include "util.h"
 
@@ -54,6 +56,10 @@ static const char usage_text[] =
     "                                you added the binding); one still unroutable stays\n"
     "                                (exit 1). --dry-run prints what it would do\n"
     "  transform  -c FILE ROUTE      apply ROUTE's jq transform to stdin, print the result\n"
+    "  systemd-dropin -c FILE        print the [Service] drop-in the hardened unit needs for\n"
+    "                                FILE: ReadWritePaths= for every directory the file\n"
+    "                                routes (and poll cursors) write in; its header says\n"
+    "                                how to install it\n"
     "  keys                          print every config key with its type, default and meaning\n"
     "\n"
     "Options:\n"
@@ -296,13 +302,14 @@ int main(int argc, char **argv)
     if (rc != 0)
         return rc;
 
-    static const char *const commands[] = {"run",    "check",     "topology",
-                                           "replay", "transform", "keys"};
+    static const char *const commands[] = {"run",       "check", "topology",      "replay",
+                                           "transform", "keys",  "systemd-dropin"};
     bool known = false;
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         known = known || strcmp(o.command, commands[i]) == 0;
     if (!known)
-        return usage_error("unknown command \"%s\" (run, check, topology, replay, transform, keys)",
+        return usage_error("unknown command \"%s\" (run, check, topology, replay, transform, keys, "
+                           "systemd-dropin)",
                            o.command);
     if (strcmp(o.command, "keys") == 0) {
         config_print_reference();
@@ -333,6 +340,8 @@ int main(int argc, char **argv)
         rc = cmd_topology(&cfg);
     else if (strcmp(o.command, "transform") == 0)
         rc = cmd_transform(&cfg, o.route);
+    else if (strcmp(o.command, "systemd-dropin") == 0)
+        rc = systemd_dropin_print(&cfg, stdout);
     else if (strcmp(o.command, "replay") == 0)
         rc = find_route(&cfg, o.route)
                  ? replay_run(&cfg, find_route(&cfg, o.route), o.max, o.dry_run)
