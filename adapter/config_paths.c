@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 static void add(struct config_paths *out, const char *where, const char *name, const char *path,
-                int line, enum config_path_use use, int access_mode)
+                int line, enum config_path_use use, int access_mode, bool secret)
 {
     if (path == NULL)
         return;
@@ -26,6 +26,7 @@ static void add(struct config_paths *out, const char *where, const char *name, c
         .line = line,
         .use = use,
         .access = access_mode,
+        .secret = secret,
     };
 }
 
@@ -48,20 +49,20 @@ static void walk(struct config_paths *out, const struct config_key *keys, void *
         switch (k->type) {
         case KEY_PATH:
             add(out, where, name, *(char **)field, line, CONFIG_PATH_WRITE_DIR,
-                (k->flags & KEY_DIR_LISTED) ? R_OK | W_OK | X_OK : W_OK | X_OK);
+                (k->flags & KEY_DIR_LISTED) ? R_OK | W_OK | X_OK : W_OK | X_OK, false);
             break;
         case KEY_FILE:
-            add(out, where, name, *(char **)field, line, CONFIG_PATH_READ_FILE, R_OK);
+            add(out, where, name, *(char **)field, line, CONFIG_PATH_READ_FILE, R_OK, false);
             break;
         case KEY_SECRET:
-            add(out, where, name, ((struct secret *)field)->path, line, CONFIG_PATH_READ_FILE,
-                R_OK);
+            add(out, where, name, ((struct secret *)field)->path, line, CONFIG_PATH_READ_FILE, R_OK,
+                true);
             break;
         case KEY_SECRETS: {
             const struct secretlist *l = field;
             for (size_t i = 0; i < l->n; i++)
                 add(out, where, name, l->v[i].path, l->v[i].line ? l->v[i].line : line,
-                    CONFIG_PATH_READ_FILE, R_OK);
+                    CONFIG_PATH_READ_FILE, R_OK, true);
             break;
         }
         case KEY_GROUP:

@@ -26,7 +26,8 @@ struct config_path {
     char *path; /* as the sidecar uses it: resolved against the config's directory */
     int line; /* where the file sets it; 0: a default (the route's or the file's line is not it) */
     enum config_path_use use;
-    int access; /* what the sidecar needs: R_OK, or R_OK|W_OK|X_OK (file in), W_OK|X_OK */
+    int access;  /* what the sidecar needs: R_OK, or R_OK|W_OK|X_OK (file in), W_OK|X_OK */
+    bool secret; /* a KEY_SECRET: must belong to the service's user, mode 0600 */
 };
 
 struct config_paths {

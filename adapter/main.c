@@ -8,6 +8,7 @@
  */
 #include "broker.h"
 #include "broker_url.h"
+#include "check_access.h"
 #include "config.h"
 #include "jq_transform.h"
 #include "legacy_auth.h"
@@ -40,11 +41,14 @@ static const char usage_text[] =
     "\n"
     "Commands:\n"
     "  run        -c FILE            run in the foreground until SIGTERM/SIGINT (default)\n"
-    "  check      -c FILE [--connect]\n"
+    "  check      -c FILE [--connect] [--user NAME]\n"
     "                                validate the config (errors name file:line and exit 2);\n"
     "                                --connect also opens the broker and checks that every\n"
     "                                exchange the routes publish to exists, and fetches one\n"
-    "                                token for each route with auth.oauth2 (exit 1 if not)\n"
+    "                                token for each route with auth.oauth2 (exit 1 if not);\n"
+    "                                --user NAME (as root) checks, as that user, that every\n"
+    "                                directory and file the routes need can be read/written,\n"
+    "                                naming file:line and the chown/chmod fix (exit 1 if not)\n"
     "  topology   -c FILE            print the queues, exchanges and bindings the sidecar\n"
     "                                owns as RabbitMQ definitions JSON, for\n"
     "                                `rabbitmqctl import_definitions`\n"
@@ -64,6 +68,7 @@ static const char usage_text[] =
     "\n"
     "Options:\n"
     "  -c, --config FILE   the config file (libconfig syntax; see `keys` and the README)\n"
+    "  -u, --user NAME     with check: check file access as NAME (e.g. amqp-sidecar)\n"
     "  -v, --verbose       debug logging\n"
     "  -V, --version       print the version\n"
     "  -h, --help          this text\n"
@@ -79,6 +84,7 @@ struct options {
     const char *command;
     const char *config;
     const char *route;
+    const char *user; /* check --user */
     bool connect;
     bool dry_run;
     long max;
@@ -98,9 +104,9 @@ static int option_error(char **argv, int opt)
 {
     const char *what = "unknown option";
     char name[64];
-    if (opt != 0 && strchr("cm", opt) != NULL)
+    if (opt != 0 && strchr("cmu", opt) != NULL)
         what = "missing value for option";
-    if (opt != 0 && (strchr("cm", opt) == NULL || argv[optind - 1][1] != '-'))
+    if (opt != 0 && (strchr("cmu", opt) == NULL || argv[optind - 1][1] != '-'))
         snprintf(name, sizeof(name), "-%c", opt);
     else
         snprintf(name, sizeof(name), "%.*s", (int)strcspn(argv[optind - 1], "="), argv[optind - 1]);
@@ -169,8 +175,15 @@ static int cmd_check(struct sidecar_config *cfg, const struct options *o)
         buf_free(&line);
     }
     printf("%s: ok, %zu route%s\n", cfg->path, cfg->n_routes, cfg->n_routes == 1 ? "" : "s");
-    if (!o->connect)
-        return 0;
+    int access = 0;
+    if (o->user != NULL)
+        access = check_access_as(cfg, o->user);
+    else if (geteuid() == 0)
+        fprintf(stderr, "warning: check runs as root, which can read and write every file, so "
+                        "it cannot see what the service's user may not; add --user "
+                        "amqp-sidecar to check as that user\n");
+    if (!o->connect || access == 2)
+        return access;
     struct topology *t = topology_for_config(cfg);
     char err[2048];
     struct buf warnings = {0};
@@ -187,7 +200,7 @@ static int cmd_check(struct sidecar_config *cfg, const struct options *o)
     if (rc != 0)
         fprintf(stderr, "broker: %s\n", err);
     topology_free(t);
-    return rc == 0 && tokens == 0 ? 0 : 1;
+    return rc == 0 && tokens == 0 && access == 0 ? 0 : 1;
 }
 
 static int cmd_topology(struct sidecar_config *cfg)
@@ -240,17 +253,22 @@ static int cmd_transform(struct sidecar_config *cfg, const char *name)
 static int parse_args(int argc, char **argv, struct options *o)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'}, {"connect", no_argument, NULL, 'C'},
-        {"max", required_argument, NULL, 'm'},    {"dry-run", no_argument, NULL, 'n'},
-        {"verbose", no_argument, NULL, 'v'},      {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},
+        {"connect", no_argument, NULL, 'C'},
+        {"max", required_argument, NULL, 'm'},
+        {"dry-run", no_argument, NULL, 'n'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {"user", required_argument, NULL, 'u'},
+        {NULL, 0, NULL, 0},
     };
     *o = (struct options){.command = "run", .max = -1};
     bool have_command = false;
     int c;
     /* A leading "-" makes getopt hand us positional words in order (as c == 1). */
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "-c:vVh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "-c:u:vVh", longopts, NULL)) != -1) {
         if (c == 1) {
             if (!have_command) {
                 o->command = optarg;
@@ -268,6 +286,9 @@ static int parse_args(int argc, char **argv, struct options *o)
             break;
         case 'C':
             o->connect = true;
+            break;
+        case 'u':
+            o->user = optarg;
             break;
         case 'm': {
             char *end;
@@ -322,6 +343,8 @@ int main(int argc, char **argv)
         return usage_error("%s needs a ROUTE name", o.command);
     if (!wants_route && o.route != NULL)
         return usage_error("unexpected argument \"%s\"", o.route);
+    if (o.user != NULL && strcmp(o.command, "check") != 0)
+        return usage_error("--user goes with check (check -c FILE --user %s)", o.user);
 
     xmlInitParser();
     curl_global_init(CURL_GLOBAL_DEFAULT);
