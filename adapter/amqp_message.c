@@ -318,22 +318,34 @@ amqp_table_entry_t *amqp_publish_properties(const struct message *m, const char 
     return entries;
 }
 
+static bool is_park_header(amqp_bytes_t k)
+{
+    static const char *const ours[] = {AMQP_PARK_ERROR, AMQP_PARK_EXCHANGE, AMQP_PARK_ROUTING_KEY};
+    for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++)
+        if (k.len == strlen(ours[i]) && memcmp(k.bytes, ours[i], k.len) == 0)
+            return true;
+    return false;
+}
+
 amqp_table_entry_t *amqp_park_properties(const amqp_message_t *returned, const char *reason,
+                                         amqp_bytes_t exchange, amqp_bytes_t routing_key,
                                          amqp_basic_properties_t *props)
 {
     *props = returned->properties;
     const amqp_table_t *old = &returned->properties.headers;
     int n_old = (props->_flags & AMQP_BASIC_HEADERS_FLAG) ? old->num_entries : 0;
-    amqp_table_entry_t *entries = xcalloc((size_t)n_old + 1, sizeof(*entries));
+    amqp_table_entry_t *entries = xcalloc((size_t)n_old + 3, sizeof(*entries));
     int n = 0;
-    for (int i = 0; i < n_old; i++) {
-        amqp_bytes_t k = old->entries[i].key;
-        if (k.len != 15 || memcmp(k.bytes, "x-sidecar-error", 15) != 0)
+    for (int i = 0; i < n_old; i++)
+        if (!is_park_header(old->entries[i].key))
             entries[n++] = old->entries[i];
-    }
     entries[n++] = (amqp_table_entry_t){
-        amqp_cstring_bytes("x-sidecar-error"),
+        amqp_cstring_bytes(AMQP_PARK_ERROR),
         {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(reason)}};
+    entries[n++] = (amqp_table_entry_t){amqp_cstring_bytes(AMQP_PARK_EXCHANGE),
+                                        {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = exchange}};
+    entries[n++] = (amqp_table_entry_t){amqp_cstring_bytes(AMQP_PARK_ROUTING_KEY),
+                                        {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = routing_key}};
     props->_flags |= AMQP_BASIC_HEADERS_FLAG;
     props->headers = (amqp_table_t){.num_entries = n, .entries = entries};
     return entries;

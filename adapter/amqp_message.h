@@ -44,10 +44,18 @@ amqp_table_entry_t *amqp_publish_properties(const struct message *m, const char 
                                             const char *app_id, const char *route,
                                             amqp_basic_properties_t *props);
 
-/* The properties of a returned message parked in a DLQ: its own, with header
- * x-sidecar-error = reason in place of an earlier one. Returns the header
+/* The headers of a parked message: why, and where it was published (from the
+ * basic.return, so already AMQP short strings), for `replay`. */
+#define AMQP_PARK_ERROR       "x-sidecar-error"
+#define AMQP_PARK_EXCHANGE    "x-sidecar-exchange"
+#define AMQP_PARK_ROUTING_KEY "x-sidecar-routing-key"
+
+/* The properties of a returned message parked in a DLQ: its own, with headers
+ * x-sidecar-error = reason, x-sidecar-exchange and x-sidecar-routing-key (the
+ * address it was returned from) in place of earlier ones. Returns the header
  * table the caller frees once props is sent; strings stay borrowed. */
 amqp_table_entry_t *amqp_park_properties(const amqp_message_t *returned, const char *reason,
+                                         amqp_bytes_t exchange, amqp_bytes_t routing_key,
                                          amqp_basic_properties_t *props);
 
 /* The properties of reply to request: reply's text headers and content type,

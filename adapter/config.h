@@ -39,6 +39,8 @@ enum key_type {
 };
 
 #define KEY_REQUIRED 0x1u
+#define KEY_DIR_LISTED                                                                             \
+    0x4u /* KEY_PATH: the sidecar also lists the directory (needs r, not just wx) */
 #define KEY_GROUP_LINE                                                                             \
     0x2u /* KEY_GROUP whose struct begins with `int line`: set to the                              \
           * group's line in the file (0 when the group is absent) */

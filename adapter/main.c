@@ -1,5 +1,6 @@
 /*
- * main — the command line: run, check, topology, replay, transform, keys.
+ * main — the command line: run, check, topology, replay, transform, keys,
+ * systemd-dropin.
  *
  * Libraries that keep global state (OpenSSL via rabbitmq-c, libcurl,
  * libxml2, jansson's hash seed) are initialised here, before any thread.
@@ -7,6 +8,7 @@
  */
 #include "broker.h"
 #include "broker_url.h"
+#include "check_access.h"
 #include "config.h"
 #include "jq_transform.h"
 #include "legacy_auth.h"
@@ -15,6 +17,7 @@
 #include "replay.h"
 #include "route.h"
 #include "sidecar.h"
+#include "systemd_dropin.h"
 #include "topology.h"
 #include "util.h"
 
@@ -38,22 +41,34 @@ static const char usage_text[] =
     "\n"
     "Commands:\n"
     "  run        -c FILE            run in the foreground until SIGTERM/SIGINT (default)\n"
-    "  check      -c FILE [--connect]\n"
+    "  check      -c FILE [--connect] [--user NAME]\n"
     "                                validate the config (errors name file:line and exit 2);\n"
     "                                --connect also opens the broker and checks that every\n"
     "                                exchange the routes publish to exists, and fetches one\n"
-    "                                token for each route with auth.oauth2 (exit 1 if not)\n"
+    "                                token for each route with auth.oauth2 (exit 1 if not);\n"
+    "                                --user NAME (as root) checks, as that user, that every\n"
+    "                                directory and file the routes need can be read/written,\n"
+    "                                naming file:line and the chown/chmod fix (exit 1 if not)\n"
     "  topology   -c FILE            print the queues, exchanges and bindings the sidecar\n"
     "                                owns as RabbitMQ definitions JSON, for\n"
     "                                `rabbitmqctl import_definitions`\n"
     "  replay     -c FILE ROUTE [--max N] [--dry-run]\n"
-    "                                move dead letters of an outbound route from its .dlq\n"
-    "                                back to its queue, retry counters reset\n"
+    "                                outbound ROUTE: move its dead letters from its .dlq\n"
+    "                                back to its queue, retry counters reset; inbound\n"
+    "                                ROUTE: publish its parked unroutable messages back to\n"
+    "                                the exchange and routing key each was sent to (after\n"
+    "                                you added the binding); one still unroutable stays\n"
+    "                                (exit 1). --dry-run prints what it would do\n"
     "  transform  -c FILE ROUTE      apply ROUTE's jq transform to stdin, print the result\n"
+    "  systemd-dropin -c FILE        print the [Service] drop-in the hardened unit needs for\n"
+    "                                FILE: ReadWritePaths= for every directory the file\n"
+    "                                routes (and poll cursors) write in; its header says\n"
+    "                                how to install it\n"
     "  keys                          print every config key with its type, default and meaning\n"
     "\n"
     "Options:\n"
     "  -c, --config FILE   the config file (libconfig syntax; see `keys` and the README)\n"
+    "  -u, --user NAME     with check: check file access as NAME (e.g. amqp-sidecar)\n"
     "  -v, --verbose       debug logging\n"
     "  -V, --version       print the version\n"
     "  -h, --help          this text\n"
@@ -69,6 +84,7 @@ struct options {
     const char *command;
     const char *config;
     const char *route;
+    const char *user; /* check --user */
     bool connect;
     bool dry_run;
     long max;
@@ -88,9 +104,9 @@ static int option_error(char **argv, int opt)
 {
     const char *what = "unknown option";
     char name[64];
-    if (opt != 0 && strchr("cm", opt) != NULL)
+    if (opt != 0 && strchr("cmu", opt) != NULL)
         what = "missing value for option";
-    if (opt != 0 && (strchr("cm", opt) == NULL || argv[optind - 1][1] != '-'))
+    if (opt != 0 && (strchr("cmu", opt) == NULL || argv[optind - 1][1] != '-'))
         snprintf(name, sizeof(name), "-%c", opt);
     else
         snprintf(name, sizeof(name), "%.*s", (int)strcspn(argv[optind - 1], "="), argv[optind - 1]);
@@ -159,8 +175,15 @@ static int cmd_check(struct sidecar_config *cfg, const struct options *o)
         buf_free(&line);
     }
     printf("%s: ok, %zu route%s\n", cfg->path, cfg->n_routes, cfg->n_routes == 1 ? "" : "s");
-    if (!o->connect)
-        return 0;
+    int access = 0;
+    if (o->user != NULL)
+        access = check_access_as(cfg, o->user);
+    else if (geteuid() == 0)
+        fprintf(stderr, "warning: check runs as root, which can read and write every file, so "
+                        "it cannot see what the service's user may not; add --user "
+                        "amqp-sidecar to check as that user\n");
+    if (!o->connect || access == 2)
+        return access;
     struct topology *t = topology_for_config(cfg);
     char err[2048];
     struct buf warnings = {0};
@@ -177,7 +200,7 @@ static int cmd_check(struct sidecar_config *cfg, const struct options *o)
     if (rc != 0)
         fprintf(stderr, "broker: %s\n", err);
     topology_free(t);
-    return rc == 0 && tokens == 0 ? 0 : 1;
+    return rc == 0 && tokens == 0 && access == 0 ? 0 : 1;
 }
 
 static int cmd_topology(struct sidecar_config *cfg)
@@ -230,17 +253,22 @@ static int cmd_transform(struct sidecar_config *cfg, const char *name)
 static int parse_args(int argc, char **argv, struct options *o)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'}, {"connect", no_argument, NULL, 'C'},
-        {"max", required_argument, NULL, 'm'},    {"dry-run", no_argument, NULL, 'n'},
-        {"verbose", no_argument, NULL, 'v'},      {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},
+        {"connect", no_argument, NULL, 'C'},
+        {"max", required_argument, NULL, 'm'},
+        {"dry-run", no_argument, NULL, 'n'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {"user", required_argument, NULL, 'u'},
+        {NULL, 0, NULL, 0},
     };
     *o = (struct options){.command = "run", .max = -1};
     bool have_command = false;
     int c;
     /* A leading "-" makes getopt hand us positional words in order (as c == 1). */
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "-c:vVh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "-c:u:vVh", longopts, NULL)) != -1) {
         if (c == 1) {
             if (!have_command) {
                 o->command = optarg;
@@ -258,6 +286,9 @@ static int parse_args(int argc, char **argv, struct options *o)
             break;
         case 'C':
             o->connect = true;
+            break;
+        case 'u':
+            o->user = optarg;
             break;
         case 'm': {
             char *end;
@@ -292,13 +323,14 @@ int main(int argc, char **argv)
     if (rc != 0)
         return rc;
 
-    static const char *const commands[] = {"run",    "check",     "topology",
-                                           "replay", "transform", "keys"};
+    static const char *const commands[] = {"run",       "check", "topology",      "replay",
+                                           "transform", "keys",  "systemd-dropin"};
     bool known = false;
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         known = known || strcmp(o.command, commands[i]) == 0;
     if (!known)
-        return usage_error("unknown command \"%s\" (run, check, topology, replay, transform, keys)",
+        return usage_error("unknown command \"%s\" (run, check, topology, replay, transform, keys, "
+                           "systemd-dropin)",
                            o.command);
     if (strcmp(o.command, "keys") == 0) {
         config_print_reference();
@@ -311,6 +343,8 @@ int main(int argc, char **argv)
         return usage_error("%s needs a ROUTE name", o.command);
     if (!wants_route && o.route != NULL)
         return usage_error("unexpected argument \"%s\"", o.route);
+    if (o.user != NULL && strcmp(o.command, "check") != 0)
+        return usage_error("--user goes with check (check -c FILE --user %s)", o.user);
 
     xmlInitParser();
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -329,6 +363,8 @@ int main(int argc, char **argv)
         rc = cmd_topology(&cfg);
     else if (strcmp(o.command, "transform") == 0)
         rc = cmd_transform(&cfg, o.route);
+    else if (strcmp(o.command, "systemd-dropin") == 0)
+        rc = systemd_dropin_print(&cfg, stdout);
     else if (strcmp(o.command, "replay") == 0)
         rc = find_route(&cfg, o.route)
                  ? replay_run(&cfg, find_route(&cfg, o.route), o.max, o.dry_run)

@@ -2,7 +2,8 @@
  * publisher_answers — what the broker says about what the publisher sent:
  * acks and nacks (possibly `multiple`) resolve ring entries by tag; a
  * basic.return marks its entry and parks the message in the route's DLQ
- * (published mandatory too, so a returned park fails its request); rpc
+ * with the exchange and routing key it was returned from (for `replay`),
+ * published mandatory too, so a returned park fails its request; rpc
  * replies are matched on the call id. See publisher.c for the pipeline.
  */
 #include "publisher_internal.h"
@@ -163,7 +164,8 @@ static void park(struct publisher *p, struct request *r, const amqp_basic_return
     log_event(LOG_WARN, &ctx, "%s; parking it in %s", reason, route->dlq);
 
     amqp_basic_properties_t props;
-    amqp_table_entry_t *entries = amqp_park_properties(msg, reason, &props);
+    amqp_table_entry_t *entries =
+        amqp_park_properties(msg, reason, ret->exchange, ret->routing_key, &props);
 
     char why[300];
     amqp_bytes_t dlx = amqp_cstring_bytes(route->dlx), key = amqp_cstring_bytes(route->dlq_key);

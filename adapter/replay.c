@@ -1,12 +1,15 @@
 /*
- * replay — see replay.h. Works in batches: basic.get up to BATCH messages
- * from the DLQ (unacked), publish each to the work queue with confirms,
- * wait for every confirm, then ack the batch in the DLQ. A nack, a return or
- * a lost connection stops the run; unacked messages stay in the DLQ.
+ * replay — see replay.h. Outbound routes work in batches: basic.get up to
+ * BATCH messages from the DLQ (unacked), publish each to the work queue with
+ * confirms, wait for every confirm, then ack the batch in the DLQ. A nack, a
+ * return or a lost connection stops the run; unacked messages stay in the
+ * DLQ. Inbound routes: replay_inbound.c.
  */
 #include "replay.h"
 
 #include "amqp_message.h"
+#include "replay_internal.h"
+
 #include "broker_once.h"
 #include "config.h"
 #include "route.h"
@@ -25,15 +28,15 @@ static bool key_is(amqp_bytes_t k, const char *s)
 
 static bool is_reset_header(amqp_bytes_t k)
 {
-    return key_is(k, "x-sidecar-attempts") || key_is(k, "x-sidecar-error") ||
+    return key_is(k, "x-sidecar-attempts") || key_is(k, AMQP_PARK_ERROR) ||
+           key_is(k, AMQP_PARK_EXCHANGE) || key_is(k, AMQP_PARK_ROUTING_KEY) ||
            key_is(k, "x-death") || key_is(k, "x-first-death-exchange") ||
            key_is(k, "x-first-death-queue") || key_is(k, "x-first-death-reason") ||
            key_is(k, "x-last-death-exchange") || key_is(k, "x-last-death-queue") ||
            key_is(k, "x-last-death-reason");
 }
 
-/* How many messages the queue holds (passive declare). -1 if it does not exist. */
-static long queue_depth(amqp_connection_state_t conn, const char *queue)
+long replay_queue_depth(amqp_connection_state_t conn, const char *queue)
 {
     amqp_queue_declare_ok_t *ok = amqp_queue_declare(
         conn, BROKER_CHANNEL, amqp_cstring_bytes(queue), 1, 0, 0, 0, amqp_empty_table);
@@ -42,7 +45,7 @@ static long queue_depth(amqp_connection_state_t conn, const char *queue)
     return (long)ok->message_count;
 }
 
-static const char *header_text(const amqp_basic_properties_t *p, const char *name, char *out,
+const char *replay_header_text(const amqp_basic_properties_t *p, const char *name, char *out,
                                size_t n)
 {
     if (!(p->_flags & AMQP_BASIC_HEADERS_FLAG))
@@ -63,8 +66,17 @@ static const char *header_text(const amqp_basic_properties_t *p, const char *nam
     return NULL;
 }
 
-/* Gets one message from the DLQ. 1 got, 0 empty, -1 error. */
-static int get_one(amqp_connection_state_t conn, const char *dlq, amqp_message_t *msg,
+int replay_id_len(const amqp_basic_properties_t *p)
+{
+    return (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) ? (int)p->message_id.len : 1;
+}
+
+const char *replay_id(const amqp_basic_properties_t *p)
+{
+    return (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) ? (char *)p->message_id.bytes : "-";
+}
+
+int replay_get_one(amqp_connection_state_t conn, const char *dlq, amqp_message_t *msg,
                    uint64_t *tag)
 {
     amqp_rpc_reply_t r = amqp_basic_get(conn, BROKER_CHANNEL, amqp_cstring_bytes(dlq), 0);
@@ -77,11 +89,12 @@ static int get_one(amqp_connection_state_t conn, const char *dlq, amqp_message_t
     return r.reply_type == AMQP_RESPONSE_NORMAL ? 1 : -1;
 }
 
-static int republish(amqp_connection_state_t conn, const struct route *r, amqp_message_t *msg)
+amqp_table_entry_t *replay_properties(const amqp_message_t *msg, const char *dlq,
+                                      amqp_basic_properties_t *props)
 {
-    amqp_basic_properties_t props = msg->properties;
+    *props = msg->properties;
     const amqp_table_t *old = &msg->properties.headers;
-    int n_old = (props._flags & AMQP_BASIC_HEADERS_FLAG) ? old->num_entries : 0;
+    int n_old = (props->_flags & AMQP_BASIC_HEADERS_FLAG) ? old->num_entries : 0;
     amqp_table_entry_t *e = xcalloc((size_t)n_old + 1, sizeof(*e));
     int n = 0;
     for (int i = 0; i < n_old; i++)
@@ -89,9 +102,16 @@ static int republish(amqp_connection_state_t conn, const struct route *r, amqp_m
             e[n++] = old->entries[i];
     e[n++] = (amqp_table_entry_t){
         amqp_cstring_bytes("x-sidecar-replayed-from"),
-        {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(r->dlq)}};
-    props._flags |= AMQP_BASIC_HEADERS_FLAG;
-    props.headers = (amqp_table_t){.num_entries = n, .entries = e};
+        {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(dlq)}};
+    props->_flags |= AMQP_BASIC_HEADERS_FLAG;
+    props->headers = (amqp_table_t){.num_entries = n, .entries = e};
+    return e;
+}
+
+static int republish(amqp_connection_state_t conn, const struct route *r, amqp_message_t *msg)
+{
+    amqp_basic_properties_t props;
+    amqp_table_entry_t *e = replay_properties(msg, r->dlq, &props);
     char why[300];
     int rc = -1;
     if (amqp_publish_check(amqp_empty_bytes, amqp_cstring_bytes(r->queue), &props,
@@ -150,15 +170,14 @@ static int dry_run(amqp_connection_state_t conn, const struct route *r, long dep
     for (long i = 0; i < show && i < 10; i++) {
         amqp_message_t msg;
         uint64_t tag;
-        if (get_one(conn, r->dlq, &msg, &tag) != 1)
+        if (replay_get_one(conn, r->dlq, &msg, &tag) != 1)
             break;
         char err[256] = "", attempts[32] = "";
         const amqp_basic_properties_t *p = &msg.properties;
-        printf("  message_id=%.*s attempts=%s error=%s\n",
-               (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) ? (int)p->message_id.len : 1,
-               (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG) ? (char *)p->message_id.bytes : "-",
-               header_text(p, "x-sidecar-attempts", attempts, sizeof(attempts)) ? attempts : "-",
-               header_text(p, "x-sidecar-error", err, sizeof(err)) ? err : "-");
+        printf("  message_id=%.*s attempts=%s error=%s\n", replay_id_len(p), replay_id(p),
+               replay_header_text(p, "x-sidecar-attempts", attempts, sizeof(attempts)) ? attempts
+                                                                                       : "-",
+               replay_header_text(p, "x-sidecar-error", err, sizeof(err)) ? err : "-");
         amqp_destroy_message(&msg);
     }
     /* Closing the connection returns the unacked messages we looked at. */
@@ -167,13 +186,6 @@ static int dry_run(amqp_connection_state_t conn, const struct route *r, long dep
 
 int replay_run(const struct sidecar_config *cfg, const struct route *r, long max, bool dry)
 {
-    if (r->direction != ROUTE_OUTBOUND) {
-        fprintf(stderr,
-                "amqp-sidecar: replay works on outbound routes; \"%s\" is inbound (its "
-                "dead letters are in %s; move them with the RabbitMQ shovel or by hand)\n",
-                r->name, r->dlq);
-        return 2;
-    }
     amqp_connection_state_t conn;
     char *vhost, *where;
     char err[1024];
@@ -183,11 +195,15 @@ int replay_run(const struct sidecar_config *cfg, const struct route *r, long max
         return 1;
     }
     int code = 0;
-    long depth = queue_depth(conn, r->dlq);
+    long depth = replay_queue_depth(conn, r->dlq);
     if (depth < 0) {
         fprintf(stderr, "amqp-sidecar: %s does not exist on vhost \"%s\" (has the sidecar run?)\n",
                 r->dlq, vhost);
         code = 1;
+        goto out;
+    }
+    if (r->direction == ROUTE_INBOUND) {
+        code = replay_inbound(conn, r, depth, max, dry);
         goto out;
     }
     if (dry) {
@@ -216,7 +232,7 @@ int replay_run(const struct sidecar_config *cfg, const struct route *r, long max
         long got = 0;
         for (; got < want; got++) {
             uint64_t tag;
-            int rc = get_one(conn, r->dlq, &batch[got], &tag);
+            int rc = replay_get_one(conn, r->dlq, &batch[got], &tag);
             if (rc <= 0) {
                 if (rc < 0) {
                     fprintf(stderr, "amqp-sidecar: reading %s failed\n", r->dlq);
@@ -249,7 +265,7 @@ int replay_run(const struct sidecar_config *cfg, const struct route *r, long max
             break;
     }
     free(batch);
-    long left = queue_depth(conn, r->dlq);
+    long left = replay_queue_depth(conn, r->dlq);
     printf("%s: moved %ld message(s) from %s to %s; %ld left in %s\n", r->name, moved, r->dlq,
            r->queue, left < 0 ? 0 : left, r->dlq);
 out:

@@ -1,8 +1,10 @@
 /*
  * replay — `amqp-sidecar replay -c FILE ROUTE [--max N] [--dry-run]`: move
  * dead letters of an outbound route from `Q.dlq` back to `Q`, with the
- * sidecar's retry headers reset, each confirmed by the broker before it is
- * removed from the DLQ (a crash in between duplicates, never loses).
+ * sidecar's retry headers reset; or the parked unroutable messages of an
+ * inbound route back to the exchange and routing key each was published to.
+ * Each is confirmed by the broker before it is removed from the DLQ (a crash
+ * in between duplicates, never loses).
  */
 #ifndef SIDECAR_REPLAY_H
 #define SIDECAR_REPLAY_H

@@ -121,6 +121,7 @@ struct route_kind {
     enum route_direction direction;
     const char *summary;           /* one line for `keys` and --help */
     bool paced;                    /* it calls the legacy side: takes route_rate_keys */
+    bool keeps_state;              /* it writes in services->state_dir (poll cursors) */
     const struct config_key *keys; /* the kind's own keys, stored in opts */
     size_t opts_size;
     /* Cross-key checks after the keys were applied; report problems into rep. */

@@ -37,7 +37,7 @@
 #define O(field) offsetof(struct file_in_opts, field)
 
 static const struct config_key file_in_keys[] = {
-    {"dir", KEY_PATH, O(dir), KEY_REQUIRED, NULL, NULL, 0, 0, NULL,
+    {"dir", KEY_PATH, O(dir), KEY_REQUIRED | KEY_DIR_LISTED, NULL, NULL, 0, 0, NULL,
      "the drop directory the legacy system writes files into"},
     {"pattern", KEY_STRING, O(pattern), 0, "*", NULL, 0, 0, NULL,
      "glob of the file names to take (dotfiles are always ignored)"},

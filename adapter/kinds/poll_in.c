@@ -668,6 +668,7 @@ const struct route_kind kind_poll_in = {
     .summary = "the sidecar GETs a legacy REST endpoint every interval and "
                "publishes new items",
     .paced = true,
+    .keeps_state = true,
     .keys = poll_in_keys,
     .opts_size = sizeof(struct poll_in_opts),
     .validate = poll_in_validate,
