@@ -711,15 +711,24 @@ void settle_ack(struct delivery *d, struct message *reply)
     ack(di);
 }
 
+/* A failed call: the breaker hears of it, the reason is kept. False when d is gone. */
+static bool failure_begin(struct delivery_impl *di, const char *fmt, va_list ap)
+{
+    if (!settle_begin(di, false, NULL))
+        return false;
+    set_reason(di, fmt, ap);
+    return true;
+}
+
 void settle_retry(struct delivery *d, int calls, double retry_after, const char *fmt, ...)
 {
     struct delivery_impl *di = impl_of(d);
-    if (!settle_begin(di, false, NULL))
-        return;
     va_list ap;
     va_start(ap, fmt);
-    set_reason(di, fmt, ap);
+    bool live = failure_begin(di, fmt, ap);
     va_end(ap);
+    if (!live)
+        return;
     /* No reply: the requester keeps waiting for the final answer. */
     struct route *r = di->c->route;
     int attempts = d->attempts + calls;
@@ -730,12 +739,12 @@ void settle_retry(struct delivery *d, int calls, double retry_after, const char 
 void settle_retry_uncounted(struct delivery *d, const char *fmt, ...)
 {
     struct delivery_impl *di = impl_of(d);
-    if (!settle_begin(di, false, NULL))
-        return;
     va_list ap;
     va_start(ap, fmt);
-    set_reason(di, fmt, ap);
+    bool live = failure_begin(di, fmt, ap);
     va_end(ap);
+    if (!live)
+        return;
     /* The step the last legacy call reached (at least the first, at most the last):
      * the ladder waits, the circuit counts, and the message is never given up. */
     struct route *r = di->c->route;

@@ -488,7 +488,7 @@ static void soap_out_deliver(struct route *r, struct delivery *d)
     free(envelope);
     if (rc != 0) {
         free(c);
-        settle_retry(d, 0, 0, "the HTTP client refused to start the call");
+        settle_retry(d, 1, 0, "the HTTP client refused to start the call"); /* as http out */
         return;
     }
     struct soap_out_state *st = state(r);
