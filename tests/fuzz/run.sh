@@ -49,7 +49,7 @@ run() { # run NAME CORPUS SECONDS [libFuzzer flags...]
 }
 
 # libsidecar.a: rebuilt whole each run (a minute at most), so it never goes stale.
-PKGS="librabbitmq jansson libconfig libmicrohttpd libcurl libxml-2.0 openssl libsystemd"
+PKGS=$(sed -n 's/^PKGS *:= *//p' Makefile) # the libraries the daemon links, as the Makefile says
 LIBOBJ=$OUT/obj
 rm -rf "$LIBOBJ" "$OUT/libsidecar.a"
 mkdir -p "$LIBOBJ"
