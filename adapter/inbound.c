@@ -57,25 +57,6 @@ struct traced {
     char message_id[256];
 };
 
-static const char *publish_outcome(enum publish_status status)
-{
-    switch (status) {
-    case PUBLISH_OK:
-        return "confirmed";
-    case PUBLISH_UNROUTABLE:
-        return "unroutable";
-    case PUBLISH_NACKED:
-        return "nacked";
-    case PUBLISH_UNAVAILABLE:
-        return "unavailable";
-    case PUBLISH_RPC_TIMEOUT:
-        return "rpc_timeout";
-    case PUBLISH_INVALID:
-        return "invalid";
-    }
-    return "unknown";
-}
-
 static void traced_end(struct traced *t, enum publish_status status)
 {
     struct route *r = t->route;
@@ -83,7 +64,7 @@ static void traced_end(struct traced *t, enum publish_status status)
     char name[64];
     snprintf(name, sizeof(name), "publish %s", r->name);
     otel_end(r->services->otel, &t->span, name, server ? OTEL_SERVER : OTEL_PRODUCER, r->name,
-             t->message_id, publish_outcome(status), status == PUBLISH_OK);
+             t->message_id, publish_status_id(status), status == PUBLISH_OK);
 }
 
 static void traced_done(void *arg, struct publish_result *result)

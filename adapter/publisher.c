@@ -46,23 +46,27 @@
 #include <string.h>
 #include <time.h>
 
+/* Each status in words (logs, answers) and as an identifier (trace attributes). */
+static const struct {
+    const char *name, *id;
+} statuses[] = {
+    [PUBLISH_OK] = {"confirmed", "confirmed"},
+    [PUBLISH_UNROUTABLE] = {"unroutable", "unroutable"},
+    [PUBLISH_NACKED] = {"nacked", "nacked"},
+    [PUBLISH_UNAVAILABLE] = {"unavailable", "unavailable"},
+    [PUBLISH_RPC_TIMEOUT] = {"rpc timeout", "rpc_timeout"},
+    [PUBLISH_INVALID] = {"invalid", "invalid"},
+};
+
 const char *publish_status_name(enum publish_status status)
 {
-    switch (status) {
-    case PUBLISH_OK:
-        return "confirmed";
-    case PUBLISH_UNROUTABLE:
-        return "unroutable";
-    case PUBLISH_NACKED:
-        return "nacked";
-    case PUBLISH_UNAVAILABLE:
-        return "unavailable";
-    case PUBLISH_RPC_TIMEOUT:
-        return "rpc timeout";
-    case PUBLISH_INVALID:
-        return "invalid";
-    }
-    return "?";
+    return (size_t)status < sizeof(statuses) / sizeof(statuses[0]) ? statuses[status].name : "?";
+}
+
+const char *publish_status_id(enum publish_status status)
+{
+    return (size_t)status < sizeof(statuses) / sizeof(statuses[0]) ? statuses[status].id
+                                                                   : "unknown";
 }
 
 static const struct broker_client publisher_client_template;

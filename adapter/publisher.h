@@ -93,6 +93,7 @@ bool publisher_idle(const struct publisher *p);
 /* Register before start: this publisher will carry rpc requests. */
 void publisher_enable_rpc(struct publisher *p);
 
-const char *publish_status_name(enum publish_status status);
+const char *publish_status_name(enum publish_status status); /* "rpc timeout" */
+const char *publish_status_id(enum publish_status status);   /* "rpc_timeout" */
 
 #endif

@@ -92,21 +92,6 @@ static void on_route_fatal(struct route *r, const char *why)
 
 /* ---- readiness ------------------------------------------------------------------ */
 
-static void json_string_into(struct buf *b, const char *s)
-{
-    buf_puts(b, "\"");
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            buf_printf(b, "\\%c", c);
-        else if (c < 0x20)
-            buf_printf(b, "\\u%04x", c);
-        else
-            buf_append(b, s, 1);
-    }
-    buf_puts(b, "\"");
-}
-
 bool sidecar_route_ready(struct sidecar *sc, struct route *r, struct buf *why)
 {
     if (r->direction == ROUTE_OUTBOUND) {
@@ -150,7 +135,7 @@ bool sidecar_ready(struct sidecar *sc, struct buf *detail)
                        ok ? "true" : "false");
             if (why.len) {
                 buf_puts(&routes, ",\"detail\":");
-                json_string_into(&routes, why.data);
+                buf_json_string(&routes, why.data);
             }
             buf_puts(&routes, "}");
         }
@@ -165,7 +150,7 @@ bool sidecar_ready(struct sidecar *sc, struct buf *detail)
             char desc[512];
             broker_describe(sc->publisher_broker, desc, sizeof(desc));
             buf_puts(detail, ",\"publisher\":");
-            json_string_into(detail, desc);
+            buf_json_string(detail, desc);
         }
         buf_printf(detail, ",\"routes\":{%s}}\n", routes.data ? routes.data : "");
     }

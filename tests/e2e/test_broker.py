@@ -184,38 +184,52 @@ def test_heartbeats_keep_an_idle_connection(broker, sidecar, uid):
     assert f"amqp-sidecar/{uid}/publisher" in names
 
 
+class SilentPeer:
+    """Accepts TCP connections and never says a word: an AMQP handshake with it
+    waits out connect_timeout."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.2)
+        self.held = []
+        self.stopping = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+        self.url = f"amqp://guest:guest@127.0.0.1:{self.sock.getsockname()[1]}/%2f"
+
+    def _accept(self):
+        while not self.stopping.is_set():
+            try:
+                self.held.append(self.sock.accept()[0])
+            except OSError:
+                pass
+
+    def close(self):
+        self.stopping.set()
+        for c in self.held:
+            c.close()
+        self.sock.close()
+
+
 def test_a_silent_broker_does_not_stall_the_listener(broker, sidecar, uid):
     """The route listeners run in the publisher connection's loop, and opening
     that connection can take seconds (here: a peer that accepts TCP and never
     speaks AMQP, so the handshake waits out connect_timeout, again and again).
     Meanwhile every request must still be answered at once: 503 with
     Retry-After, not a hang. Then, with the real broker, 202."""
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(64)
-    held = []
-    stop = threading.Event()
-
-    def accept():
-        silent.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(silent.accept()[0])
-            except OSError:
-                pass
-    threading.Thread(target=accept, daemon=True).start()
+    silent = SilentPeer()
     port = free_port()
     broker.declare_queue(f"{uid}.q", "amq.topic", f"{uid}.k")
     route = (f'{{ name = "in"; kind = "http"; listen = "127.0.0.1:{port}"; path = "/in"; '
              f'exchange = "amq.topic"; routing_key = "{uid}.k"; }}')
-    silent_url = f"amqp://guest:guest@127.0.0.1:{silent.getsockname()[1]}/%2f"
     text = make_config(broker, uid, inbound=route).replace(
         f'url = "{broker.url}"; heartbeat = 5; connect_timeout = 2;',
-        f'urls = [ "{silent_url}", "{broker.url}" ]; heartbeat = 5; connect_timeout = 4;')
-    assert silent_url in text
+        f'urls = [ "{silent.url}", "{broker.url}" ]; heartbeat = 5; connect_timeout = 4;')
+    assert silent.url in text
     try:
         s = sidecar(text, name=uid, ready=False)
-        wait_for(lambda: held, 10, what="the sidecar connecting to the silent peer")
+        wait_for(lambda: silent.held, 10, what="the sidecar connecting to the silent peer")
         post = lambda: requests.post(f"http://127.0.0.1:{port}/in", data=b"{}", timeout=2,
                                      headers={"Content-Type": "application/json"})
         answers = [post() for _ in range(5)]  # within the 4 s handshake wait
@@ -225,7 +239,23 @@ def test_a_silent_broker_does_not_stall_the_listener(broker, sidecar, uid):
         s.wait_ready(timeout=30)
         assert post().status_code == 202
     finally:
-        stop.set()
-        for c in held:
-            c.close()
+        silent.close()
+
+
+def test_a_stop_while_connecting_waits_for_the_attempt_and_leaks_nothing(broker, sidecar, uid):
+    """SIGTERM while the connection is still being opened on its own thread: the
+    sidecar waits for that attempt (at most connect_timeout), drops what it
+    opened and exits cleanly (ASan checks the rest at stop)."""
+    silent = SilentPeer()
+    route = (f'{{ name = "in"; kind = "http"; listen = "127.0.0.1:{free_port()}"; path = "/in"; '
+             f'exchange = "amq.topic"; routing_key = "{uid}.k"; }}')
+    text = make_config(broker, uid, inbound=route).replace(
+        f'url = "{broker.url}"; heartbeat = 5; connect_timeout = 2;',
+        f'url = "{silent.url}"; heartbeat = 5; connect_timeout = 3;')
+    try:
+        s = sidecar(text, name=uid, ready=False)
+        wait_for(lambda: silent.held, 10, what="the sidecar connecting to the silent peer")
+        assert s.stop(timeout=30) == 0
+        assert "stopped (exit 0)" in s.log()
+    finally:
         silent.close()
