@@ -51,6 +51,13 @@ struct transfer {
     bool client_cert; /* one was configured */
 };
 
+static bool over_tls(CURL *easy)
+{
+    const char *scheme = NULL;
+    curl_easy_getinfo(easy, CURLINFO_SCHEME, &scheme);
+    return scheme != NULL && strcasecmp(scheme, "https") == 0;
+}
+
 /* What went wrong with a certificate, in the words an operator looks for, or NULL. */
 static const char *tls_problem(CURL *easy, CURLcode code, const char *text, bool client_cert)
 {
@@ -80,15 +87,22 @@ static const char *tls_problem(CURL *easy, CURLcode code, const char *text, bool
     if (strstr(text, "unable to get local issuer") || strstr(text, "self-signed") ||
         strstr(text, "self signed"))
         return "unknown CA";
-    if (strstr(text, "alert certificate required") || strstr(text, "alert bad certificate") ||
-        strstr(text, "alert unknown ca") || strstr(text, "alert certificate unknown"))
-        return "client certificate refused (none sent, or not one the server trusts)";
-    if ((code == CURLE_SEND_ERROR || code == CURLE_RECV_ERROR) && strstr(text, "SSL"))
-        /* TLS 1.3 refuses a client certificate after our handshake ended, so curl sees
-         * only a failed first write or read ("bad write retry", "unexpected eof") */
-        return client_cert ? "client certificate refused (or the connection was reset)"
-                           : "client certificate required by the server and none configured "
-                             "(set tls.cert and tls.key)";
+    bool refused = strstr(text, "alert certificate required") ||
+                   strstr(text, "alert bad certificate") || strstr(text, "alert unknown ca") ||
+                   strstr(text, "alert certificate unknown");
+    /* TLS 1.3 refuses a client certificate after our handshake ended, so curl may see only
+     * a failed first write or read ("bad write retry", "unexpected eof"), and its error text
+     * may be an earlier, unrelated line (a getpeername() on the socket the server has
+     * already reset) */
+    bool reset = over_tls(easy) && (code == CURLE_SEND_ERROR || code == CURLE_RECV_ERROR ||
+                                    code == CURLE_GOT_NOTHING);
+    if (!client_cert && (refused || reset))
+        return "client certificate required by the server and none configured "
+               "(set tls.cert and tls.key)";
+    if (refused)
+        return "client certificate refused (not one the server trusts)";
+    if (reset)
+        return "client certificate refused (or the connection was reset)";
     if (code == CURLE_SSL_CERTPROBLEM)
         return "our client certificate or key cannot be used";
     if (code == CURLE_PEER_FAILED_VERIFICATION)

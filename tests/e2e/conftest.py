@@ -93,7 +93,8 @@ class Broker:
     def start(self, timeout=60):
         out = open(os.path.join(self.dir, "out"), "ab")
         self.proc = subprocess.Popen([f"{RABBIT_BIN}/rabbitmq-server"], env=self.env, stdout=out,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     cwd=self.dir)  # where a crashing node's dump goes
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -22,7 +22,7 @@ rabbit_env() {
 }
 
 rabbit_start() {
-    RABBIT_DIR=$1
+    RABBIT_DIR=$(realpath -m "$1")
     local plugins=${2:-}
     mkdir -p "$RABBIT_DIR"
     RABBIT_PORT=$(free_port)
@@ -37,7 +37,8 @@ rabbit_start() {
             echo "listeners.tcp.default = 127.0.0.1:$RABBIT_PORT"
             [ -n "$plugins" ] && echo "management.tcp.port = $RABBIT_MGMT_PORT" && echo "management.tcp.ip = 127.0.0.1"
         } >"$RABBIT_DIR/rabbitmq.conf"
-        setsid "$RABBIT_BIN/rabbitmq-server" >"$RABBIT_DIR/out" 2>&1 &
+        # from its own directory: a node that stops badly writes its MnesiaCore dump there
+        (cd "$RABBIT_DIR" && setsid "$RABBIT_BIN/rabbitmq-server" >"$RABBIT_DIR/out" 2>&1) &
         for _ in $(seq 1 120); do
             "$RABBIT_BIN/rabbitmqctl" -n "$RABBIT_NODE" -q status >/dev/null 2>&1 && exit 0
             sleep 0.5
