@@ -200,7 +200,7 @@ void secrets_read_unlock(void);
 int config_reload_secrets(struct sidecar_config *cfg, struct config_report *rep);
 
 /* Prints the reference of every key as Markdown (for `amqp-sidecar keys`). */
-void config_print_reference(void);
+void config_print_reference(bool markdown);
 
 /* path, or dir/path when path is relative. Caller frees. */
 char *config_resolve_path(const char *dir, const char *path);

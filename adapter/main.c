@@ -64,7 +64,8 @@ static const char usage_text[] =
     "                                FILE: ReadWritePaths= for every directory the file\n"
     "                                routes (and poll cursors) write in; its header says\n"
     "                                how to install it\n"
-    "  keys                          print every config key with its type, default and meaning\n"
+    "  keys [--markdown]             print every config key with its type, default and meaning\n"
+    "                                (--markdown: as the README's tables)\n"
     "\n"
     "Options:\n"
     "  -c, --config FILE   the config file (libconfig syntax; see `keys` and the README)\n"
@@ -87,6 +88,7 @@ struct options {
     const char *user; /* check --user */
     bool connect;
     bool dry_run;
+    bool markdown; /* keys --markdown */
     long max;
 };
 
@@ -253,15 +255,11 @@ static int cmd_transform(struct sidecar_config *cfg, const char *name)
 static int parse_args(int argc, char **argv, struct options *o)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"connect", no_argument, NULL, 'C'},
-        {"max", required_argument, NULL, 'm'},
-        {"dry-run", no_argument, NULL, 'n'},
-        {"verbose", no_argument, NULL, 'v'},
-        {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},
-        {"user", required_argument, NULL, 'u'},
-        {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'}, {"connect", no_argument, NULL, 'C'},
+        {"max", required_argument, NULL, 'm'},    {"dry-run", no_argument, NULL, 'n'},
+        {"verbose", no_argument, NULL, 'v'},      {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},         {"user", required_argument, NULL, 'u'},
+        {"markdown", no_argument, NULL, 'M'},     {NULL, 0, NULL, 0},
     };
     *o = (struct options){.command = "run", .max = -1};
     bool have_command = false;
@@ -297,6 +295,9 @@ static int parse_args(int argc, char **argv, struct options *o)
                 return usage_error("--max wants a number >= 0, not \"%s\"", optarg);
             break;
         }
+        case 'M':
+            o->markdown = true;
+            break;
         case 'n':
             o->dry_run = true;
             break;
@@ -333,7 +334,7 @@ int main(int argc, char **argv)
                            "systemd-dropin)",
                            o.command);
     if (strcmp(o.command, "keys") == 0) {
-        config_print_reference();
+        config_print_reference(o.markdown);
         return 0;
     }
     if (o.config == NULL)

@@ -13,7 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def sections(binary):
-    keys = subprocess.run([binary, "keys"], capture_output=True, text=True, check=True).stdout
+    keys = subprocess.run([binary, "keys", "--markdown"], capture_output=True, text=True, check=True).stdout
     with open(os.path.join(ROOT, "transforms", "XMLJSON.md")) as f:
         xmljson = f.read().replace("## XML ⇄ JSON convention", "### XML ⇄ JSON convention", 1)
     return {"keys": keys.strip("\n"), "xmljson": xmljson.strip("\n")}

@@ -10,7 +10,7 @@ bin=$1 version=$2 template=$3
 date=$(date -u -d "@${SOURCE_DATE_EPOCH:-$(date +%s)}" +%Y-%m-%d)
 
 keys_troff() {
-    "$bin" keys | awk '
+    "$bin" keys --markdown | awk '
         function esc(s) {                      # troff-safe text
             gsub(/\\/, "\\e", s)
             gsub(/`/, "", s)

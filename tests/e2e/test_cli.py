@@ -26,7 +26,13 @@ def test_version_help_and_keys():
     assert r.returncode == 0
     for word in ("run", "check", "topology", "replay", "transform", "Exit codes"):
         assert word in r.stdout
-    r = run_cli("keys")
+    r = run_cli("keys")  # plain text, aligned: key, type, default; the meaning below
+    assert r.returncode == 0 and "| `" not in r.stdout and "####" not in r.stdout
+    line = next(l for l in r.stdout.splitlines() if l.split()[:1] == ["broker.heartbeat"])
+    assert line.split() == ["broker.heartbeat", "integer", "30"]
+    assert line.index("integer") == r.stdout.splitlines()[2].index("TYPE")
+    assert 'Inbound "http"' in r.stdout
+    r = run_cli("keys", "--markdown")  # the README's tables
     assert r.returncode == 0
     assert "| `broker.heartbeat` | integer | 30 |" in r.stdout
     assert "Inbound `http`" in r.stdout

@@ -155,7 +155,7 @@ def test_deb_man_pages(installed):
                 env=dict(os.environ, LC_ALL="C.UTF-8", MANWIDTH="80"))
         assert r.stderr == "", f"{page}({section}) has troff warnings:\n{r.stderr}"
     text = run("man", "5", "amqp-sidecar.conf", env=dict(os.environ, MANWIDTH="200")).stdout
-    keys = run("/usr/bin/amqp-sidecar", "keys").stdout
+    keys = run("/usr/bin/amqp-sidecar", "keys", "--markdown").stdout
     names = [line.split("`")[1] for line in keys.splitlines() if line.startswith("| `")]
     assert names, keys
     missing = [n for n in names if n not in text]

@@ -603,7 +603,7 @@ def test_cli_version_help_keys():
     for word in ("run", "check", "topology", "replay", "transform", "keys", "--connect",
                  "Exit codes: 0 ok, 1 runtime failure, 2 usage or config error"):
         assert word in r.stdout, word
-    r = run_cli("keys")
+    r = run_cli("keys", "--markdown")
     assert r.returncode == 0
     for section in ("#### Process", "#### Every route", "#### Every inbound route",
                     "#### Every outbound route", "#### Inbound `http`"):
