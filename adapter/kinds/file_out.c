@@ -39,6 +39,7 @@
 struct file_out_opts {
     char *dir;
     char *filename;
+    bool portable_names;
     bool overwrite;
     char *mode;
     /* derived by validate */
@@ -58,6 +59,10 @@ static const struct config_key file_out_keys[] = {
      "is dead-lettered; the same content is accepted as a duplicate)"},
     {"mode", KEY_STRING, O(mode), 0, "0640", NULL, 0, 0, NULL,
      "permissions of the files written, in octal"},
+    {"portable_names", KEY_BOOL, O(portable_names), 0, "true", NULL, 0, 0, NULL,
+     "in the values the placeholders put into a name, write a space, '%' and the characters "
+     "Windows and SMB readers refuse (\" * : < > ? |) as %XX, so distinct values stay "
+     "distinct names (false: as they come; the template's own text is never changed)"},
     {0},
 };
 
@@ -75,7 +80,23 @@ struct name_ctx {
     const struct route *r;
     const struct message *m;
     char stamp[32];
+    struct buf value; /* the last value, made portable */
 };
+
+/* V with a space, '%' and " * : < > ? | written as %XX (in c->value). */
+static const char *portable_value(struct name_ctx *c, const char *v)
+{
+    if (strpbrk(v, " %\"*:<>?|") == NULL)
+        return v;
+    c->value.len = 0;
+    for (const char *p = v; *p; p++) {
+        if (strchr(" %\"*:<>?|", *p) != NULL)
+            buf_printf(&c->value, "%%%02X", (unsigned char)*p);
+        else
+            buf_append(&c->value, p, 1);
+    }
+    return c->value.data; /* a buf is always terminated */
+}
 
 static const char *name_lookup(void *arg, const char *name, char *why, size_t whylen)
 {
@@ -98,6 +119,8 @@ static const char *name_lookup(void *arg, const char *name, char *why, size_t wh
     }
     if (v == NULL)
         snprintf(why, whylen, "the message has no %s", name);
+    else if (opts(c->r)->portable_names)
+        v = portable_value(c, v);
     return v;
 }
 
@@ -126,6 +149,7 @@ static char *file_name_for(const struct route *r, const struct message *m, char 
     struct name_ctx c = {.r = r, .m = m};
     char err[512];
     char *name = template_expand(opts(r)->filename, name_lookup, &c, err, sizeof(err));
+    buf_free(&c.value);
     if (name == NULL) {
         snprintf(why, whylen, "cannot build the file name: %s", err);
         return NULL;

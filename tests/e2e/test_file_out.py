@@ -84,6 +84,23 @@ def test_file_out_name_placeholders_and_mode(broker, sidecar, uid, tmp_path):
     assert stat.S_IMODE(os.stat(os.path.join(t.dir, name)).st_mode) == 0o600
 
 
+@pytest.mark.parametrize("portable, expected", [
+    (None, "order%20A%3A1%2A%3F%25.txt"),   # the default: what Windows and SMB readers take
+    ("false", "order A:1*?%.txt"),
+])
+def test_file_out_names_are_portable_unless_asked(broker, sidecar, uid, tmp_path, portable,
+                                                  expected):
+    extra = f"portable_names = {portable};" if portable else ""
+    t = FileOut(broker, sidecar, uid, tmp_path, f'filename = "{{message_id}}.txt"; {extra}')
+    t.send(b"one", message_id="order A:1*?%")
+    t.send(b"two", message_id="order%20A%3A1%2A%3F%25")  # its encoded twin stays distinct
+    t.wait_files(2)
+    assert sorted(t.visible()) == sorted([expected, "order%2520A%253A1%252A%253F%2525.txt"]
+                                         if portable is None else
+                                         [expected, "order%20A%3A1%2A%3F%25.txt"])
+    assert t.read(expected) == b"one"
+
+
 @pytest.mark.parametrize("message_id,name_header,reason", [
     ("../x", None, "path separator"),
     ("/etc/x", None, "path separator"),
