@@ -209,7 +209,8 @@ static long resident_bytes(void)
  * counts them); outbound routes consume (consumer.c: received, inflight,
  * delivered, retries, circuit, dead letters) and call the legacy side. */
 static const struct family families[] = {
-    {"messages_received_total", "counter", "Requests, records or deliveries taken in.", M(received),
+    {"messages_received_total", "counter",
+     "Requests, records or deliveries taken in (a malformed file counts once).", M(received),
      INBOUND | OUTBOUND, NULL},
     /* poll has no sender to hand anything back to */
     {"messages_refused_total", "counter", "Inbound input handed back to the sender with an error.",

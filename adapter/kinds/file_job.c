@@ -422,6 +422,9 @@ static void job_copy_to_dlq(struct file_job *j)
                                "is in failed_dir";
     struct message *m = file_message_dead_copy(j->fi, j->name, j->prefix, j->error,
                                                buf_steal(&body, NULL), len, no_body);
+    /* taken in as one message (its records never were): the summary's received then adds
+     * up to confirmed + unroutable + failed */
+    metric_inc(j->r->metrics.received);
     if (job_submit(j, m))
         job_step(j);
 }

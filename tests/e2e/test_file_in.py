@@ -127,6 +127,11 @@ def test_file_in_transform_and_record_routing_keys(broker, sidecar, uid, tmp_pat
     assert "record 1 (line 3): transform failed" in error
     [(cp, cb)] = t.dead(r)
     assert cb == bad and "transform failed" in header(cp, "x-sidecar-error")
+    # The closing summary adds up: 3 records and 1 malformed file taken in = 2 confirmed to
+    # the exchange + 1 unroutable + 1 file copy confirmed to the DLQ.
+    assert t.sidecar.stop() == 0
+    summary = [ln for ln in t.sidecar.log().splitlines() if "received=" in ln]
+    assert summary and "received=4 confirmed=3 unroutable=1 failed=0" in summary[-1], summary
 
 
 # ---- malformed files --------------------------------------------------------------------
