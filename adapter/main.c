@@ -19,6 +19,7 @@
 #include "sidecar.h"
 #include "systemd_dropin.h"
 #include "topology.h"
+#include "transform_cli.h"
 #include "util.h"
 
 #include <curl/curl.h>
@@ -59,7 +60,8 @@ static const char usage_text[] =
     "                                the exchange and routing key each was sent to (after\n"
     "                                you added the binding); one still unroutable stays\n"
     "                                (exit 1). --dry-run prints what it would do\n"
-    "  transform  -c FILE ROUTE      apply ROUTE's jq transform to stdin, print the result\n"
+    "  transform  -c FILE ROUTE      apply ROUTE's jq transform to stdin (one JSON document, or\n"
+    "                                JSON Lines: one result per line), print the result\n"
     "  systemd-dropin -c FILE        print the [Service] drop-in the hardened unit needs for\n"
     "                                FILE: ReadWritePaths= for every directory the file\n"
     "                                routes (and poll cursors) write in; its header says\n"
@@ -233,23 +235,7 @@ static int cmd_transform(struct sidecar_config *cfg, const char *name)
                 name);
         return EXIT_USAGE;
     }
-    struct buf in = {0};
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), stdin)) > 0)
-        buf_append(&in, chunk, n);
-    char err[1024];
-    size_t out_len;
-    char *out =
-        transform_apply(r->transform, in.data ? in.data : "", in.len, &out_len, err, sizeof(err));
-    buf_free(&in);
-    if (out == NULL) {
-        fprintf(stderr, "%s: %s\n", r->transform_file, err);
-        return 1;
-    }
-    printf("%s\n", out);
-    free(out);
-    return 0;
+    return transform_stream(r->transform, r->transform_file, stdin, stdout, stderr);
 }
 
 static int parse_args(int argc, char **argv, struct options *o)

@@ -175,3 +175,25 @@ def test_check_environment_variables(broker, tmp_path, uid):
     assert (where + "environment variable SIDECAR_E2E_EXCHANGE is not set; set SIDECAR_E2E_EXCHANGE"
             " in the unit's Environment= or EnvironmentFile=, or give a default:"
             " ${SIDECAR_E2E_EXCHANGE:-…}") in r.stderr
+
+
+def test_transform_dry_run_takes_one_document_or_json_lines(tmp_path):
+    jq = tmp_path / "t.jq"
+    jq.write_text("{id: .order.id, total: (.lines | map(.qty) | add)}\n")
+    conf = write(tmp_path, 'name = "tr"; broker = { url = "amqp://127.0.0.1:9/%2f"; };\n'
+                 f'inbound = ( {http_route("orders", "ex", extra=f"transform = {json.dumps(str(jq))};")} );\n')
+    # One document, pretty-printed over several lines: one result.
+    doc = '{\n  "order": {"id": "A-1"},\n  "lines": [{"qty": 2}, {"qty": 3}]\n}\n'
+    r = run_cli("transform", "-c", conf, "orders", input=doc)
+    assert (r.returncode, r.stdout, r.stderr) == (0, '{"id":"A-1","total":5}\n', "")
+    # JSON Lines: a result per record, a blank line skipped, a bad line named by its number
+    # while the others still run.
+    lines = ('{"order": {"id": "A-1"}, "lines": [{"qty": 1}]}\n\n'
+             '{"order": {"id": "A-2"}, "lines": "none"}\n'
+             '{"order": {"id": "A-3"}, "lines": [{"qty": 4}, {"qty": 4}]}\n')
+    r = run_cli("transform", "-c", conf, "orders", input=lines)
+    assert r.returncode == 1
+    assert r.stdout == '{"id":"A-1","total":1}\n{"id":"A-3","total":8}\n'
+    assert f"{jq}: line 3: " in r.stderr and "1 of 3 lines failed" in r.stderr
+    r = run_cli("transform", "-c", conf, "orders", input="not json")
+    assert r.returncode == 1 and str(jq) in r.stderr and r.stdout == ""
