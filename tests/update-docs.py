@@ -3,6 +3,7 @@
 cannot drift from the code:
   <!-- keys:begin --> … <!-- keys:end -->         `amqp-sidecar keys` (the key tables)
   <!-- xmljson:begin --> … <!-- xmljson:end -->   transforms/XMLJSON.md
+  <!-- demo-config:begin --> … <!-- demo-config:end -->   configs/demo.conf
 With --check, changes nothing and exits 1 if README.md is stale."""
 import os
 import re
@@ -16,7 +17,9 @@ def sections(binary):
     keys = subprocess.run([binary, "keys", "--markdown"], capture_output=True, text=True, check=True).stdout
     with open(os.path.join(ROOT, "transforms", "XMLJSON.md")) as f:
         xmljson = f.read().replace("## XML ⇄ JSON convention", "### XML ⇄ JSON convention", 1)
-    return {"keys": keys.strip("\n"), "xmljson": xmljson.strip("\n")}
+    with open(os.path.join(ROOT, "configs", "demo.conf")) as f:
+        demo = "```\n" + f.read().strip("\n") + "\n```"
+    return {"keys": keys.strip("\n"), "xmljson": xmljson.strip("\n"), "demo-config": demo}
 
 
 def render(text, parts):
