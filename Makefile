@@ -6,6 +6,7 @@
 #   make test       deps (if missing) + both builds + unit and end-to-end tests
 #   make demo       a private RabbitMQ, a sample legacy system and the sidecar
 #   make bench      throughput benchmarks against the raw rabbitmq-c limit
+#   make soak       30 minutes of mixed load with broker restarts: RSS, fds, threads, losses
 #   make deb        build/amqp-sidecar_<version>_<arch>.deb
 #   make format     clang-format every C file
 
@@ -35,7 +36,7 @@ UNITS    := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 ASAN     := -fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer \
             -fno-sanitize-recover=undefined,float-cast-overflow
 
-.PHONY: docs bench-tools all asan units deps test unit e2e demo bench deb format format-check clean install fuzz check-deps man
+.PHONY: docs bench-tools all asan units deps test unit e2e demo bench soak deb format format-check clean install fuzz check-deps man
 all: $(B)/amqp-sidecar
 
 ASAN_DIR ?= build/asan
@@ -109,6 +110,9 @@ demo: check-deps all
 
 bench: check-deps all bench-tools
 	@tests/bench/run.sh
+
+soak: check-deps all
+	@$(PYTHON) tests/soak.py
 
 deb: check-deps
 	@packaging/build-deb.sh
