@@ -10,6 +10,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -190,14 +191,25 @@ bool bytes_equal_ct(const void *a, size_t alen, const void *b, size_t blen)
     return CRYPTO_memcmp(a, b, alen) == 0;
 }
 
+/* SHA-256 fetched from the provider once: EVP_sha256() in EVP_DigestInit_ex fetches
+ * it again, with locks, on every call (OpenSSL 3), a hot cost on the delivery path. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
 void sha256_parts(const struct byte_span *parts, size_t n, unsigned char out[SHA256_BYTES])
 {
+    pthread_once(&sha256_once, sha256_fetch);
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int md_len = 0;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     if (ctx == NULL)
         out_of_memory(sizeof(void *));
-    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    EVP_DigestInit_ex(ctx, sha256_md ? sha256_md : EVP_sha256(), NULL);
     for (size_t i = 0; i < n; i++)
         EVP_DigestUpdate(ctx, parts[i].data, parts[i].len);
     EVP_DigestFinal_ex(ctx, md, &md_len);
@@ -207,9 +219,12 @@ void sha256_parts(const struct byte_span *parts, size_t n, unsigned char out[SHA
 
 void sha256_id(const unsigned char *md, size_t len, char *out)
 {
+    static const char hex[] = "0123456789abcdef";
     memcpy(out, "sha256:", 7);
-    for (size_t i = 0; i < len; i++)
-        snprintf(out + 7 + 2 * i, 3, "%02x", md[i]);
+    for (size_t i = 0; i < len; i++) {
+        out[7 + 2 * i] = hex[md[i] >> 4];
+        out[8 + 2 * i] = hex[md[i] & 15];
+    }
     out[7 + 2 * len] = '\0';
 }
 
