@@ -62,9 +62,14 @@ $(B)/tests/%: tests/unit/%.c $(LIB_OBJ)
 $(B)/tests/test_bench_latency: tests/bench/latency.h
 $(B)/tests/test_bench_schedule: tests/bench/schedule.h
 
-# Benchmark tools: the raw rabbitmq-c yardstick, a driver of our own publisher, the
+# Benchmark tools: the raw rabbitmq-c yardsticks (without and with libcurl), a driver of our own publisher, the
 # HTTP load generator (closed or open loop) and the fast local HTTP sink.
 $(B)/bench/raw_amqp: tests/bench/raw_amqp.c tests/bench/latency.h tests/bench/schedule.h
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	@$(CC) $(CPPFLAGS) -O2 -Wall -Wextra -Werror -o $@ $< $(LDLIBS)
+
+$(B)/bench/raw_http_out: tests/bench/raw_http_out.c
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	@$(CC) $(CPPFLAGS) -O2 -Wall -Wextra -Werror -o $@ $< $(LDLIBS)
@@ -84,7 +89,7 @@ $(B)/bench/bench_publisher: tests/bench/bench_publisher.c $(LIB_OBJ)
 	@echo "  LD      $@"
 	@$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
-bench-tools: $(B)/bench/raw_amqp $(B)/bench/bench_publisher $(B)/bench/loadgen $(B)/bench/sink
+bench-tools: $(B)/bench/raw_amqp $(B)/bench/raw_http_out $(B)/bench/bench_publisher $(B)/bench/loadgen $(B)/bench/sink
 
 -include $(OBJ:.o=.d)
 

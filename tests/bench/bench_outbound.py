@@ -1,7 +1,9 @@
 """Outbound matrix: the sidecar's http outbound route draining a queue into a
 fast local HTTP sink (tests/bench/sink.c, libmicrohttpd, answers 200) at
-concurrency N, beside `raw_amqp consume` at prefetch N (consume and ack, no
-HTTP at all), N = 1, 16, 64, 256, on one private broker.
+concurrency N, beside two yardsticks at prefetch N: `raw_amqp consume`
+(consume and ack, no HTTP at all) and `raw_http_out` (consume, POST each to the
+same sink with libcurl's multi interface, ack on the answer: the sidecar's two
+libraries with nothing of the sidecar), N = 1, 16, 64, 256, on one private broker.
 
 Both drain the same number of 200-byte persistent messages published
 beforehand (not measured). The sidecar's rate is between the first and the
@@ -43,6 +45,24 @@ class Bench:
         left = self.broker.depth(queue)
         if left:
             self.failures.append(f"raw consume, prefetch {prefetch}: {left} left in {queue}")
+        self.broker.delete(queue)
+        return r
+
+    def raw_http(self, prefetch, count):
+        queue = f"bench.out.rawhttp{prefetch}"
+        self.broker.delete(queue)
+        self.fill(queue, count, passive=False)
+        self.sink.reset()
+        sink_before, before = self.sink.cpu(), self.broker.cpu()
+        r = self.tools.raw_http_out("--queue", queue, "--count", count, "--prefetch", prefetch,
+                                    "--target", f"http://127.0.0.1:{self.sink.port}/ingest")
+        r["broker_us"] = per_msg_us(self.broker.cpu() - before, count)
+        r["client_us"] = per_msg_us(r["cpu_s"], count)
+        r["sink_us"] = per_msg_us(self.sink.cpu() - sink_before, count)
+        got, left = self.sink.stats()["count"], self.broker.depth(queue)
+        if got != count or left:
+            self.failures.append(f"raw_http_out, prefetch {prefetch}: {got} of {count} at the "
+                                 f"sink, {left} left in {queue}")
         self.broker.delete(queue)
         return r
 
@@ -108,18 +128,23 @@ def main():
     try:
         for c in LEVELS:
             n = count if c > 1 else max(500, count // 4)  # one at a time is slow
-            raws, ours = [], []
+            raws, raw_https, ours = [], [], []
             for i in range(REPEAT):
                 progress(f"outbound, concurrency/prefetch {c}, run {i + 1}/{REPEAT}: raw")
                 raws.append(b.raw(c, n))
+                progress(f"outbound, concurrency/prefetch {c}, run {i + 1}/{REPEAT}: raw+curl")
+                raw_https.append(b.raw_http(c, n))
                 progress(f"outbound, concurrency/prefetch {c}, run {i + 1}/{REPEAT}: sidecar")
                 ours.append(b.sidecar(c, n))
             raw = max(raws, key=lambda r: r["rate"])
+            raw_http = max(raw_https, key=lambda r: r["rate"])
             best = max(ours, key=lambda r: r["rate"])
             startup += [r["startup_ms"] for r in ours]
             startup_broker += [r["startup_broker_ms"] for r in ours]
-            rows.append([c, n, fmt(raw["rate"]), fmt(best["rate"]),
-                         fmt(best["rate"] / raw["rate"], 2), fmt(best["sidecar_us"], 1),
+            rows.append([c, n, fmt(raw["rate"]), fmt(raw_http["rate"]), fmt(best["rate"]),
+                         fmt(best["rate"] / raw["rate"], 2),
+                         fmt(best["rate"] / raw_http["rate"], 2),
+                         f"{fmt(raw_http['client_us'], 1)} → {fmt(best['sidecar_us'], 1)}",
                          fmt(best["sink_us"], 1),
                          f"{fmt(raw['broker_us'], 1)} → {fmt(best['broker_us'], 1)}",
                          fmt(raw["client_us"], 1), fmt(max(r["rss"] for r in ours), 1)])
@@ -127,11 +152,17 @@ def main():
         b.sink.stop()
 
     table(f"Outbound: http route into a local sink beside raw consume+ack (best of {REPEAT})",
-          ["concurrency = prefetch", "messages", "raw consume+ack msg/s", "sidecar → HTTP msg/s",
-           "ratio", "sidecar CPU µs/delivery", "sink CPU µs/request",
+          ["concurrency = prefetch", "messages", "raw consume+ack msg/s",
+           "raw consume+curl POST+ack msg/s", "sidecar → HTTP msg/s", "ratio to raw",
+           "ratio to raw+curl", "client CPU µs/delivery, raw+curl → sidecar",
+           "sink CPU µs/request",
            "broker CPU µs/msg, raw → sidecar", "raw client CPU µs/msg", "sidecar peak RSS MB"],
           rows,
-          ["raw: `raw_amqp consume --prefetch N`, acking each delivery; no HTTP. sidecar: the "
+          ["raw: `raw_amqp consume --prefetch N`, acking each delivery; no HTTP. raw+curl: "
+           "`raw_http_out --prefetch N`, the same consume with each delivery POSTed to the same "
+           "sink by libcurl's multi interface (N transfers at once, keep-alive, easy handles "
+           "reused), acked on the answer — the sidecar's two libraries and nothing else. "
+           "sidecar: the "
            "http outbound route at `concurrency = N` posting each message to `tests/bench/sink` "
            "(2 libmicrohttpd threads, answers 200 `{}`) and acking on the answer.",
            "CPU µs: utime+stime of the whole process (every thread, user and kernel) from "
@@ -145,7 +176,7 @@ def main():
            f"{max(startup_broker):.0f} ms). Raw client: its getrusage, connection setup "
            "included. "
            + tick_note(min(count, max(500, count // 4))),
-           "Each row: raw, sidecar, raw, sidecar; each side shows its faster run. The "
+           "Each row: raw, raw+curl, sidecar, twice; each shows its faster run. The "
            "messages are published before each run (not measured); the sidecar's rate is "
            "between the first and the last request the sink saw. Peak RSS: the larger VmHWM "
            "of the row's two sidecar runs.",

@@ -226,6 +226,9 @@ class Tools:
     def raw(self, mode, *argv):
         return self.run("raw_amqp", mode, "--url", self.url, *argv)
 
+    def raw_http_out(self, *argv):
+        return self.run("raw_http_out", "--url", self.url, *argv)
+
     def loadgen(self, url, connections, seconds, body_file, headers=(), rate=None):
         """Closed loop, or open loop at `rate` requests/s when given."""
         hs = [x for h in headers for x in ("-H", h)]
