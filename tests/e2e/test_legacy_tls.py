@@ -1,7 +1,8 @@
 """End-to-end: `tls = { ca; cert; key; verify; }` on outbound calls, against a real
 HTTPS legacy server (python ssl) that demands a client certificate, with
 certificates made by `openssl` here: a private CA, a client certificate, a server
-certificate for 127.0.0.1, one for another host name, and a CA nobody uses.
+certificate for 127.0.0.1, one for another host name, one that expired in 2020, and a CA
+nobody uses.
 
 A certificate problem is a retryable failure: with a two-step ladder the message
 is called three times and then dead-lettered, its x-sidecar-error naming the
@@ -37,6 +38,26 @@ def issue(d, name, ca, san):
     os.chmod(os.path.join(d, f"{name}.key"), 0o600)
 
 
+def issue_expired(d, name, ca, san):
+    """A certificate that expired in 2020 (x509 -req cannot backdate; `openssl ca` can)."""
+    openssl("req", *EC, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}",
+            cwd=d)
+    with open(os.path.join(d, f"{name}.cnf"), "w") as f:
+        f.write("[ca]\ndefault_ca = dflt\n[dflt]\ndatabase = index.txt\nnew_certs_dir = .\n"
+                "serial = serial\ndefault_md = sha256\npolicy = any\n"
+                "[any]\ncommonName = supplied\n")
+    with open(os.path.join(d, f"{name}.ext"), "w") as f:
+        f.write(f"subjectAltName={san}\n")
+    open(os.path.join(d, "index.txt"), "w").close()
+    with open(os.path.join(d, "serial"), "w") as f:
+        f.write("1000\n")
+    openssl("ca", "-batch", "-notext", "-config", f"{name}.cnf", "-cert", f"{ca}.crt",
+            "-keyfile", f"{ca}.key", "-in", f"{name}.csr", "-out", f"{name}.crt",
+            "-startdate", "20200101000000Z", "-enddate", "20200102000000Z",
+            "-extfile", f"{name}.ext", cwd=d)
+    os.chmod(os.path.join(d, f"{name}.key"), 0o600)
+
+
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
     d = str(tmp_path_factory.mktemp("certs"))
@@ -46,6 +67,7 @@ def certs(tmp_path_factory):
     issue(d, "server", "ca", "IP:127.0.0.1")
     issue(d, "elsewhere", "ca", "DNS:legacy.example")
     issue(d, "client", "ca", None)
+    issue_expired(d, "expired", "ca", "IP:127.0.0.1")
     return lambda name: os.path.join(d, name)
 
 
@@ -107,6 +129,7 @@ def error_of(broker, queue):
 def test_mutual_tls_and_certificate_problems(broker, sidecar, uid, certs):
     good = HttpsLegacy(certs)
     elsewhere = HttpsLegacy(certs, server="elsewhere")
+    expired = HttpsLegacy(certs, server="expired")
     try:
         ca, cert, key = certs("ca.crt"), certs("client.crt"), certs("client.key")
         mtls = f'ca = "{ca}"; cert = "{cert}"; key = "{key}";'
@@ -116,8 +139,9 @@ def test_mutual_tls_and_certificate_problems(broker, sidecar, uid, certs):
             route("wrongca", good.url("/wrongca"),
                   f'ca = "{certs("other-ca.crt")}"; cert = "{cert}"; key = "{key}";'),
             route("wronghost", elsewhere.url("/wronghost"), mtls),
+            route("expired", expired.url("/expired"), mtls),
         ]))
-        for r in ("ok", "nocert", "wrongca", "wronghost"):
+        for r in ("ok", "nocert", "wrongca", "wronghost", "expired"):
             broker.publish("", f"{uid}.{r}", b'{"v":1}', content_type="application/json")
         wait_for(lambda: len(good.requests) == 1, 15, what="the mTLS call")
         path, body, peer = good.requests[0]
@@ -133,12 +157,15 @@ def test_mutual_tls_and_certificate_problems(broker, sidecar, uid, certs):
         assert "TLS: unknown CA" in err and attempts == 3
         err, attempts = error_of(broker, f"{uid}.wronghost.dlq")
         assert "TLS: host name mismatch" in err and attempts == 3
-        assert len(good.requests) == 1 and not elsewhere.requests
+        err, attempts = error_of(broker, f"{uid}.expired.dlq")
+        assert "TLS: expired" in err and attempts == 3
+        assert len(good.requests) == 1 and not elsewhere.requests and not expired.requests
         assert open(key).read().splitlines()[1] not in s.log()  # the private key stays private
         assert s.stop() == 0
     finally:
         good.close()
         elsewhere.close()
+        expired.close()
 
 
 def test_check_refuses_half_a_client_certificate(config, tmp_path, certs):
