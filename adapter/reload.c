@@ -22,17 +22,14 @@
 
 #include "config_diff.h"
 #include "log.h"
-#include "loop.h"
 #include "oauth2.h"
 #include "queue_watch.h"
 #include "route.h"
 #include "status.h"
 #include "util.h"
 
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <systemd/sd-daemon.h>
 
 static void reload_secrets(struct sidecar *sc)
 {
@@ -118,35 +115,18 @@ static struct outbound_runtime *runtime_of(const struct sidecar *sc, const struc
     return NULL;
 }
 
-/* Waits until none of v is busy, or drain_timeout passes (then their
- * unsettled deliveries go back to the queue when the channel closes). */
-static void wait_drained(struct sidecar *sc, struct outbound_runtime *const *v, size_t n)
+struct going {
+    struct outbound_runtime **v;
+    size_t n;
+};
+
+static bool going_busy(void *arg, struct buf *why)
 {
-    int64_t deadline = loop_now_ms() + (int64_t)(sc->cfg->drain_timeout * 1000);
-    int64_t next_log = loop_now_ms() + 2000;
-    for (;;) {
-        struct buf why = {0};
-        for (size_t i = 0; i < n; i++)
-            if (sidecar_outbound_busy(v[i]))
-                buf_printf(&why, " %s;", v[i]->route->name);
-        if (why.len == 0)
-            return;
-        if (loop_now_ms() >= deadline) {
-            log_warn(NULL,
-                     "reload: drain_timeout (%.0fs) passed with deliveries in flight on:%s "
-                     "stopping anyway (unsettled deliveries go back to their queue)",
-                     sc->cfg->drain_timeout, why.data);
-            buf_free(&why);
-            return;
-        }
-        if (loop_now_ms() >= next_log) {
-            log_info(NULL, "reload: draining:%s", why.data);
-            next_log = loop_now_ms() + 2000;
-        }
-        buf_free(&why);
-        sd_notify(0, "WATCHDOG=1"); /* the main loop waits here, not in its loop */
-        poll(NULL, 0, 20);
-    }
+    const struct going *g = arg;
+    for (size_t i = 0; i < g->n; i++)
+        if (sidecar_outbound_busy(g->v[i]))
+            buf_printf(why, " %s: deliveries in flight;", g->v[i]->route->name);
+    return why->len > 0;
 }
 
 /* Publishes the new route set: routes (taken), with its outbound runtimes. */
@@ -197,7 +177,8 @@ static void apply(struct sidecar *sc, struct sidecar_config *next, struct config
             sidecar_outbound_drain(gone[n_gone++]);
         }
     }
-    wait_drained(sc, gone, n_gone);
+    /* Past drain_timeout, unsettled deliveries go back to their queue as the channel closes. */
+    sidecar_wait_idle(sc, going_busy, &(struct going){gone, n_gone}, "reload: ");
     for (size_t i = 0; i < n_gone; i++) {
         sidecar_outbound_stop(gone[i]);
         log_info(gone[i]->route->name, "stopped for the reload");

@@ -393,6 +393,40 @@ static bool busy(struct sidecar *sc, struct buf *why)
     return why->len > 0;
 }
 
+static bool busy_all(void *arg, struct buf *why)
+{
+    return busy(arg, why);
+}
+
+bool sidecar_wait_idle(struct sidecar *sc, bool (*busy_fn)(void *arg, struct buf *why), void *arg,
+                       const char *prefix)
+{
+    int64_t deadline = loop_now_ms() + (int64_t)(sc->cfg->drain_timeout * 1000);
+    int64_t next_log = loop_now_ms() + 2000;
+    for (;;) {
+        struct buf why = {0};
+        if (!busy_fn(arg, &why)) {
+            buf_free(&why);
+            return true;
+        }
+        if (loop_now_ms() >= deadline) {
+            log_error(NULL,
+                      "%sdrain_timeout (%.0fs) passed with work in flight:%s closing anyway "
+                      "(unconfirmed input was not acknowledged and will be retried)",
+                      prefix, sc->cfg->drain_timeout, why.data);
+            buf_free(&why);
+            return false;
+        }
+        if (loop_now_ms() >= next_log) {
+            log_info(NULL, "%sdraining:%s", prefix, why.data);
+            next_log = loop_now_ms() + 2000;
+        }
+        buf_free(&why);
+        sd_notify(0, "WATCHDOG=1"); /* the main loop waits here, not in its loop */
+        poll(NULL, 0, 20);
+    }
+}
+
 /* Does a route listen where the admin endpoint does? */
 static bool admin_listener_shared(const struct sidecar *sc)
 {
@@ -424,30 +458,7 @@ static bool drain(struct sidecar *sc)
     for (size_t i = 0; i < sc->n_outbound; i++)
         sidecar_outbound_drain(sc->outbound[i]);
 
-    int64_t deadline = loop_now_ms() + (int64_t)(sc->cfg->drain_timeout * 1000);
-    int64_t next_log = loop_now_ms() + 2000;
-    for (;;) {
-        struct buf why = {0};
-        bool still = busy(sc, &why);
-        if (!still) {
-            buf_free(&why);
-            return true;
-        }
-        if (loop_now_ms() >= deadline) {
-            log_error(NULL,
-                      "drain_timeout (%.0fs) passed with work in flight:%s closing anyway "
-                      "(unconfirmed input was not acknowledged and will be retried)",
-                      sc->cfg->drain_timeout, why.data);
-            buf_free(&why);
-            return false;
-        }
-        if (loop_now_ms() >= next_log) {
-            log_info(NULL, "draining:%s", why.data);
-            next_log = loop_now_ms() + 2000;
-        }
-        buf_free(&why);
-        poll(NULL, 0, 20);
-    }
+    return sidecar_wait_idle(sc, busy_all, sc, "");
 }
 
 static void shutdown_all(struct sidecar *sc)

@@ -32,6 +32,13 @@ void sidecar_outbound_stop(struct outbound_runtime *o);
 /* After stop, once no other thread reads it (it is out of sc's lists). */
 void sidecar_outbound_free(struct outbound_runtime *o);
 
+/* Main thread: polls busy_fn until it says nothing is in flight (true), or
+ * drain_timeout passes (false, logged); a progress line every 2 s. prefix
+ * ("" or "reload: ") starts its lines. */
+struct buf;
+bool sidecar_wait_idle(struct sidecar *sc, bool (*busy_fn)(void *arg, struct buf *why), void *arg,
+                       const char *prefix);
+
 /* Main thread, after the route set changed from was[0..n_was): the periodic
  * summary's last counts follow the routes that stayed (new ones start at 0). */
 void sidecar_summary_follow(struct sidecar *sc, struct route *const *was, size_t n_was);

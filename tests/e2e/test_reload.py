@@ -228,19 +228,30 @@ def test_reload_keeps_the_untouched_consumer(broker, sidecar, uid):
         assert s.stop() == 0
 
 
+class Small:
+    """One inbound route ("orders" into queue <uid>.in) and one outbound ("keep")."""
+
+    def __init__(self, broker, sidecar, uid, api):
+        self.ex, self.port, self.admin = f"{uid}.ev", free_port(), free_port()
+        broker.declare_exchange(self.ex)
+        broker.declare_queue(f"{uid}.in", self.ex, "in.#")
+        self.inbound = in_route("orders", self.port, self.ex, "in.orders")
+        self.good = make_config(broker, uid, self.inbound, out_route("keep", api.url("/keep")),
+                                self.admin)
+        self.sc = sidecar(self.good)
+        self.tag = consumers(broker)[f"{uid}.keep"]
+
+    def post(self):
+        return requests.post(f"http://127.0.0.1:{self.port}/orders", data=b'{"n":1}',
+                             headers={"Content-Type": "application/json"}, timeout=10)
+
+
 def test_reload_refuses_a_bad_file_and_traffic_goes_on(broker, sidecar, uid):
-    ex, port = f"{uid}.ev", free_port()
-    broker.declare_exchange(ex)
-    broker.declare_queue(f"{uid}.in", ex, "in.#")
     with legacy_server() as api:
-        admin = free_port()
-        inbound = in_route("orders", port, ex, "in.orders")
-        good = make_config(broker, uid, inbound, out_route("keep", api.url("/keep")), admin)
-        s = sidecar(good)
-        tag = consumers(broker)[f"{uid}.keep"]
+        t = Small(broker, sidecar, uid, api)
+        s, good, inbound, admin, tag = t.sc, t.good, t.inbound, t.admin, t.tag
         bad = good + 'outbound_extra = 1;\n'
-        lines = bad.splitlines()
-        bad_line = len(lines)
+        bad_line = len(bad.splitlines())
         # also a wrong value inside a route: both problems are named with their line
         bad = bad.replace('url = "http', 'concurrency = 0; url = "http', 1)
         route_line = next(i + 1 for i, line in enumerate(bad.splitlines()) if "concurrency = 0" in line)
@@ -251,8 +262,7 @@ def test_reload_refuses_a_bad_file_and_traffic_goes_on(broker, sidecar, uid):
         assert "the running config stays" in log
         assert "reload: changed" not in log and "reload: applied" not in log
         # traffic unaffected
-        r = requests.post(f"http://127.0.0.1:{port}/orders", data=b'{"n":1}',
-                          headers={"Content-Type": "application/json"}, timeout=10)
+        r = t.post()
         assert r.status_code == 202
         broker.publish("", f"{uid}.keep", b"{}", message_id="after-bad",
                        content_type="application/json")
@@ -266,15 +276,9 @@ def test_reload_refuses_a_bad_file_and_traffic_goes_on(broker, sidecar, uid):
 
 
 def test_reload_refuses_changes_that_need_a_restart(broker, sidecar, uid):
-    ex, port = f"{uid}.ev", free_port()
-    broker.declare_exchange(ex)
-    broker.declare_queue(f"{uid}.in", ex, "in.#")
     with legacy_server() as api:
-        admin = free_port()
-        inbound = in_route("orders", port, ex, "in.orders")
-        good = make_config(broker, uid, inbound, out_route("keep", api.url("/keep")), admin)
-        s = sidecar(good)
-        tag = consumers(broker)[f"{uid}.keep"]
+        t = Small(broker, sidecar, uid, api)
+        s, inbound, admin, tag, port, ex = t.sc, t.inbound, t.admin, t.tag, t.port, t.ex
         both = ", ".join([out_route("keep", api.url("/keep")), out_route("new", api.url("/new"))])
 
         # A process key: refused whole, so the added route does not start either.
@@ -293,8 +297,7 @@ def test_reload_refuses_changes_that_need_a_restart(broker, sidecar, uid):
         assert re.search(r"route=orders .*reload refused: inbound route changed needs a restart",
                          log), log
         assert not broker.exists(f"{uid}.new")
-        r = requests.post(f"http://127.0.0.1:{port}/orders", data=b'{"n":1}',
-                          headers={"Content-Type": "application/json"}, timeout=10)
+        r = t.post()
         assert r.status_code == 202
         msgs = broker.get_all(f"{uid}.in")
         assert [p.message_id for p, _ in msgs] == [r.json()["message_id"]]
