@@ -303,3 +303,25 @@ def test_reload_refuses_changes_that_need_a_restart(broker, sidecar, uid):
         assert [p.message_id for p, _ in msgs] == [r.json()["message_id"]]
         assert consumers(broker)[f"{uid}.keep"] == tag
         assert s.stop() == 0
+
+
+def test_reload_lets_a_removed_route_finish_its_call(broker, sidecar, uid):
+    """A delivery in flight on a route the reload removes is finished, acked once, and
+    neither redelivered nor dead-lettered; the reload waits for it."""
+    with legacy_server() as api:
+        api.delay = 4.0  # longer than the 2 s between "draining" lines
+        admin = free_port()
+        s = sidecar(make_config(broker, uid, "", ", ".join(
+            [out_route("keep", api.url("/keep")), out_route("gone", api.url("/gone"))]), admin))
+        broker.publish("", f"{uid}.gone", b"{}", message_id="slow",
+                       content_type="application/json")
+        api.wait_requests(1)
+        write_config(s.config_path, make_config(
+            broker, uid, "", out_route("keep", api.url("/keep")), admin))
+        log = reload(s, r"reload: applied: 0 added, 1 removed, 0 changed, 1 unchanged")
+        assert re.search(r"reload: draining: gone: deliveries in flight", log), log
+        assert "drain_timeout" not in log
+        assert broker.count(f"{uid}.gone") == 0 and broker.count(f"{uid}.gone.dlq") == 0
+        time.sleep(0.5)
+        assert [r.header("Idempotency-Key") for r in api.snapshot()] == ["slow"]
+        assert s.stop() == 0
