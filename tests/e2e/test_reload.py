@@ -225,6 +225,9 @@ def test_reload_keeps_the_untouched_consumer(broker, sidecar, uid):
         s.wait_ready()
         m = requests.get(s.admin + "/metrics", timeout=5).text
         assert f'route="gone"' not in m and f'route="change"' in m
+        status = requests.get(s.admin + "/status.json", timeout=5).json()
+        assert [r["name"] for r in status["routes"]] == ["keep", "change"]
+        assert {c["name"] for c in status["connections"]} == {"keep", "change"}
         assert s.stop() == 0
 
 
