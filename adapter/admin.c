@@ -37,7 +37,9 @@ static void on_readyz(struct http_request *req, void *arg)
     if (!method_ok(req))
         return;
     struct buf detail = {0};
+    sidecar_routes_read_lock(arg);
     bool ready = sidecar_ready(arg, &detail);
+    sidecar_routes_read_unlock(arg);
     http_respond(req, ready ? 200 : 503, "application/json", detail.data, detail.len);
     buf_free(&detail);
 }
@@ -47,7 +49,9 @@ static void on_metrics(struct http_request *req, void *arg)
     if (!method_ok(req))
         return;
     struct buf out = {0};
+    sidecar_routes_read_lock(arg);
     metrics_render(&((struct sidecar *)arg)->metrics_sources, &out);
+    sidecar_routes_read_unlock(arg);
     http_respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", out.data, out.len);
     buf_free(&out);
 }
@@ -56,7 +60,9 @@ static void on_status_json(struct http_request *req, void *arg)
 {
     if (!method_ok(req))
         return;
+    sidecar_routes_read_lock(arg);
     json_t *doc = status_json(((struct sidecar *)arg)->status);
+    sidecar_routes_read_unlock(arg);
     char *text = json_dumps(doc, JSON_INDENT(1) | JSON_ENSURE_ASCII);
     json_decref(doc);
     http_respond(req, 200, "application/json", text, strlen(text));
@@ -67,7 +73,9 @@ static void on_status_page(struct http_request *req, void *arg)
 {
     if (!method_ok(req))
         return;
+    sidecar_routes_read_lock(arg);
     json_t *doc = status_json(((struct sidecar *)arg)->status);
+    sidecar_routes_read_unlock(arg);
     struct buf page = {0};
     status_page_html(doc, &page);
     json_decref(doc);

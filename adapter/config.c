@@ -134,7 +134,7 @@ const struct config_key config_process_keys[] = {
 
 /* ---- routes --------------------------------------------------------------- */
 
-static void route_free(struct route *r)
+void config_route_free(struct route *r)
 {
     if (r == NULL)
         return;
@@ -269,7 +269,7 @@ static struct route *route_parse(config_setting_t *s, enum route_direction dir,
     free(name);
     free(kind);
     if (!usable) {
-        route_free(r);
+        config_route_free(r);
         return NULL;
     }
     route_derive(r, cfg);
@@ -607,7 +607,7 @@ int config_load(const char *path, struct sidecar_config *cfg, struct config_repo
 void config_free(struct sidecar_config *cfg)
 {
     for (size_t i = 0; i < cfg->n_routes; i++)
-        route_free(cfg->routes[i]);
+        config_route_free(cfg->routes[i]);
     free(cfg->routes);
     config_free_keys(config_process_keys, cfg);
     free(cfg->path);

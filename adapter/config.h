@@ -174,7 +174,9 @@ struct sidecar_config {
 
 /* Loads and validates path. 0 when valid; else -1 with every problem in rep. */
 int config_load(const char *path, struct sidecar_config *cfg, struct config_report *rep);
-void config_free(struct sidecar_config *cfg);
+void config_free(struct sidecar_config *cfg); /* NULL entries in routes are skipped */
+/* One route of a config and everything it owns (SIGHUP moves routes between configs). */
+void config_route_free(struct route *r);
 
 /* A key table and the struct it fills. */
 struct key_table {

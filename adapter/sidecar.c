@@ -18,6 +18,7 @@
  * free everything. Exit 0 when drained, 1 when the deadline cut work short.
  */
 #include "sidecar.h"
+#include "sidecar_internal.h"
 
 #include "admin.h"
 #include "broker.h"
@@ -65,6 +66,16 @@ struct http_server *sidecar_http_server(struct sidecar *sc, const char *listen,
     return http_server_set_tls(s, tls, err, errlen) == 0 ? s : NULL;
 }
 
+void sidecar_routes_read_lock(struct sidecar *sc)
+{
+    pthread_rwlock_rdlock(&sc->routes_lock);
+}
+
+void sidecar_routes_read_unlock(struct sidecar *sc)
+{
+    pthread_rwlock_unlock(&sc->routes_lock);
+}
+
 /* ---- fatal errors from other threads ------------------------------------------ */
 
 static void fatal_on_main(void *arg)
@@ -96,15 +107,15 @@ bool sidecar_route_ready(struct sidecar *sc, struct route *r, struct buf *why)
 {
     if (r->direction == ROUTE_OUTBOUND) {
         for (size_t i = 0; i < sc->n_outbound; i++) {
-            if (sc->outbound[i].route != r)
+            if (sc->outbound[i]->route != r)
                 continue;
-            if (!broker_is_up(sc->outbound[i].broker)) {
+            if (!broker_is_up(sc->outbound[i]->broker)) {
                 char desc[512];
-                broker_describe(sc->outbound[i].broker, desc, sizeof(desc));
+                broker_describe(sc->outbound[i]->broker, desc, sizeof(desc));
                 buf_puts(why, desc);
                 return false;
             }
-            if (!consumer_ready(sc->outbound[i].consumer, why))
+            if (!consumer_ready(sc->outbound[i]->consumer, why))
                 return false;
         }
     } else if (sc->publisher_broker && !broker_is_up(sc->publisher_broker)) {
@@ -226,6 +237,19 @@ static void summary_tick(struct loop *loop, void *arg)
         loop_timer(loop, SUMMARY_INTERVAL_MS, summary_tick, sc);
 }
 
+void sidecar_summary_follow(struct sidecar *sc, struct route *const *was, size_t n_was)
+{
+    if (sc->summary == NULL)
+        return;
+    struct summary_snapshot *now = xcalloc(sc->cfg->n_routes + 1, sizeof(*now));
+    for (size_t i = 0; i < sc->cfg->n_routes; i++)
+        for (size_t j = 0; j < n_was; j++)
+            if (was[j] == sc->cfg->routes[i])
+                now[i] = sc->summary[j];
+    free(sc->summary);
+    sc->summary = now;
+}
+
 /* Started: every broker connection is open. systemd's READY=1 waits for this,
  * not for the legacy side (a legacy API that is down at boot must not make the
  * unit fail to start: the route retries and /readyz says why). */
@@ -234,7 +258,7 @@ static bool connections_up(struct sidecar *sc)
     if (sc->publisher_broker && !broker_is_up(sc->publisher_broker))
         return false;
     for (size_t i = 0; i < sc->n_outbound; i++)
-        if (!broker_is_up(sc->outbound[i].broker))
+        if (!broker_is_up(sc->outbound[i]->broker))
             return false;
     return true;
 }
@@ -272,32 +296,13 @@ static void watchdog_tick(struct loop *loop, void *arg)
     loop_timer(loop, (int64_t)(usec / 2000), watchdog_tick, arg);
 }
 
-static void reload(struct sidecar *sc)
-{
-    struct config_report rep = {.file = sc->cfg->path};
-    if (config_reload_secrets(sc->cfg, &rep) != 0) {
-        for (size_t i = 0; i < rep.n; i++)
-            log_error(NULL, "SIGHUP: %s", rep.errors[i].msg);
-        log_error(NULL, "SIGHUP: the secrets above kept their previous values (the others were "
-                        "re-read); fix the files and send SIGHUP again");
-    } else {
-        log_info(NULL, "SIGHUP: secret files re-read");
-    }
-    config_report_free(&rep);
-    /* A token fetched with the old secret must not outlive it. */
-    oauth2_registry_drop_tokens(sc->services.oauth2);
-    for (size_t i = 0; i < sc->cfg->n_routes; i++)
-        if (sc->cfg->routes[i]->kind->reload)
-            sc->cfg->routes[i]->kind->reload(sc->cfg->routes[i]);
-}
-
 static void on_signal(struct loop *loop, int fd, short revents, void *arg)
 {
     struct sidecar *sc = arg;
     struct signalfd_siginfo si;
     while (read(fd, &si, sizeof(si)) == sizeof(si)) {
         if (si.ssi_signo == SIGHUP) {
-            reload(sc);
+            sidecar_reload(sc);
         } else {
             log_info(NULL, "%s received: draining", strsignal((int)si.ssi_signo));
             loop_stop(loop);
@@ -358,55 +363,16 @@ static int start_outbound(struct sidecar *sc, char *err, size_t errlen)
         struct route *r = sc->cfg->routes[i];
         if (r->direction != ROUTE_OUTBOUND)
             continue;
-        struct outbound_runtime *o = &sc->outbound[sc->n_outbound++];
-        o->route = r;
-        snprintf(o->connection.name, sizeof(o->connection.name), "%s", r->name);
+        struct outbound_runtime *o = sidecar_outbound_start(sc, r, err, errlen);
+        if (o == NULL)
+            return -1;
+        sc->outbound[sc->n_outbound++] = o;
         sc->connections[sc->n_connections++] = &o->connection;
-        struct broker_events ev = {.fatal = on_broker_fatal,
-                                   .arg = sc,
-                                   .metrics = &sc->metrics,
-                                   .connection = &o->connection};
-        struct topology *topo = topology_for_route(sc->cfg, r);
-        queue_watch_gauges(topo, &r, 1);
-        o->watch = queue_watch_new(r->name, &r, 1, (int64_t)(sc->cfg->admin.queue_interval * 1000));
-        o->broker = broker_new(r->name, sc->cfg->name, &sc->cfg->broker, topo, &ev);
-        /* The route's connection carries its publisher (retries, dead letters,
-         * replies) and its consumer, attached in that order. */
-        o->publisher =
-            publisher_new(r->name, &sc->cfg->broker, broker_loop(o->broker), &sc->metrics);
-        o->consumer = consumer_new(r, o->publisher, broker_loop(o->broker));
-        broker_attach(o->broker, publisher_client(o->publisher));
-        broker_attach(o->broker, consumer_client(o->consumer));
-        broker_attach(o->broker, queue_watch_client(o->watch));
-        r->sc = sc;
-        r->services = &sc->services;
-        r->loop = broker_loop(o->broker);
-        r->publisher = o->publisher;
-        r->consumer = o->consumer;
-        /* start runs here, before the route's thread exists; from now on, only there. */
-        char why[512] = "";
-        if (r->kind->start(r, why, sizeof(why)) != 0) {
-            snprintf(err, errlen, "route \"%s\": %s", r->name, why);
-            return -1;
-        }
-        if (broker_start(o->broker) != 0) {
-            snprintf(err, errlen, "route \"%s\": cannot start its thread", r->name);
-            return -1;
-        }
-        log_info(r->name, "started (outbound %s, queue %s)", r->kind->name, r->queue);
     }
     return 0;
 }
 
 /* ---- drain ---------------------------------------------------------------------------- */
-
-static void drain_outbound_on_thread(void *arg)
-{
-    struct outbound_runtime *o = arg;
-    consumer_drain(o->consumer);
-    if (o->route->kind->drain)
-        o->route->kind->drain(o->route);
-}
 
 static bool busy(struct sidecar *sc, struct buf *why)
 {
@@ -422,9 +388,43 @@ static bool busy(struct sidecar *sc, struct buf *why)
     if (sc->publisher && !publisher_idle(sc->publisher))
         buf_puts(why, " publishes awaiting confirms;");
     for (size_t i = 0; i < sc->n_outbound; i++)
-        if (consumer_busy(sc->outbound[i].consumer) || !publisher_idle(sc->outbound[i].publisher))
-            buf_printf(why, " %s: deliveries in flight;", sc->outbound[i].route->name);
+        if (sidecar_outbound_busy(sc->outbound[i]))
+            buf_printf(why, " %s: deliveries in flight;", sc->outbound[i]->route->name);
     return why->len > 0;
+}
+
+static bool busy_all(void *arg, struct buf *why)
+{
+    return busy(arg, why);
+}
+
+bool sidecar_wait_idle(struct sidecar *sc, bool (*busy_fn)(void *arg, struct buf *why), void *arg,
+                       const char *prefix)
+{
+    int64_t deadline = loop_now_ms() + (int64_t)(sc->cfg->drain_timeout * 1000);
+    int64_t next_log = loop_now_ms() + 2000;
+    for (;;) {
+        struct buf why = {0};
+        if (!busy_fn(arg, &why)) {
+            buf_free(&why);
+            return true;
+        }
+        if (loop_now_ms() >= deadline) {
+            log_error(NULL,
+                      "%sdrain_timeout (%.0fs) passed with work in flight:%s closing anyway "
+                      "(unconfirmed input was not acknowledged and will be retried)",
+                      prefix, sc->cfg->drain_timeout, why.data);
+            buf_free(&why);
+            return false;
+        }
+        if (loop_now_ms() >= next_log) {
+            log_info(NULL, "%sdraining:%s", prefix, why.data);
+            next_log = loop_now_ms() + 2000;
+        }
+        buf_free(&why);
+        sd_notify(0, "WATCHDOG=1"); /* the main loop waits here, not in its loop */
+        poll(NULL, 0, 20);
+    }
 }
 
 /* Does a route listen where the admin endpoint does? */
@@ -456,38 +456,15 @@ static bool drain(struct sidecar *sc)
             r->kind->drain(r);
     }
     for (size_t i = 0; i < sc->n_outbound; i++)
-        loop_post(broker_loop(sc->outbound[i].broker), drain_outbound_on_thread, &sc->outbound[i]);
+        sidecar_outbound_drain(sc->outbound[i]);
 
-    int64_t deadline = loop_now_ms() + (int64_t)(sc->cfg->drain_timeout * 1000);
-    int64_t next_log = loop_now_ms() + 2000;
-    for (;;) {
-        struct buf why = {0};
-        bool still = busy(sc, &why);
-        if (!still) {
-            buf_free(&why);
-            return true;
-        }
-        if (loop_now_ms() >= deadline) {
-            log_error(NULL,
-                      "drain_timeout (%.0fs) passed with work in flight:%s closing anyway "
-                      "(unconfirmed input was not acknowledged and will be retried)",
-                      sc->cfg->drain_timeout, why.data);
-            buf_free(&why);
-            return false;
-        }
-        if (loop_now_ms() >= next_log) {
-            log_info(NULL, "draining:%s", why.data);
-            next_log = loop_now_ms() + 2000;
-        }
-        buf_free(&why);
-        poll(NULL, 0, 20);
-    }
+    return sidecar_wait_idle(sc, busy_all, sc, "");
 }
 
 static void shutdown_all(struct sidecar *sc)
 {
     for (size_t i = 0; i < sc->n_outbound; i++)
-        broker_stop(sc->outbound[i].broker);
+        broker_stop(sc->outbound[i]->broker);
     if (sc->publisher_broker)
         broker_stop(sc->publisher_broker);
     for (size_t i = 0; i < sc->n_servers; i++)
@@ -500,12 +477,8 @@ static void shutdown_all(struct sidecar *sc)
     for (size_t i = 0; i < sc->n_servers; i++)
         http_server_free(sc->servers[i]);
     free(sc->servers);
-    for (size_t i = 0; i < sc->n_outbound; i++) {
-        consumer_free(sc->outbound[i].consumer);
-        broker_free(sc->outbound[i].broker);
-        publisher_free(sc->outbound[i].publisher);
-        queue_watch_free(sc->outbound[i].watch);
-    }
+    for (size_t i = 0; i < sc->n_outbound; i++)
+        sidecar_outbound_free(sc->outbound[i]);
     free(sc->outbound);
     broker_free(sc->publisher_broker);
     publisher_free(sc->publisher);
@@ -581,6 +554,7 @@ int sidecar_run(struct sidecar_config *cfg)
                                           .oauth2 = oauth2_registry_new(),
                                           .fatal = on_route_fatal};
     sc.loop = loop_new();
+    pthread_rwlock_init(&sc.routes_lock, NULL);
     sc.outbound = xcalloc(cfg->n_routes, sizeof(*sc.outbound));
     sc.connections = xcalloc(cfg->n_routes + 1, sizeof(*sc.connections));
     sc.metrics_sources = (struct metrics_sources){.system = cfg->name,
@@ -654,6 +628,7 @@ int sidecar_run(struct sidecar_config *cfg)
     free(sc.summary);
     free(sc.connections);
     status_free(sc.status); /* every thread is gone: nothing logs into it any more */
+    pthread_rwlock_destroy(&sc.routes_lock);
     log_flush_suppressed(true);
     log_info(NULL, "stopped (exit %d)", code);
     return code;

@@ -17,6 +17,7 @@
 #include "metrics.h"
 #include "route.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -45,7 +46,7 @@ struct sidecar {
     struct broker *publisher_broker;     /* NULL without inbound routes */
     struct publisher *publisher;         /* the inbound routes' publisher, on publisher_broker */
     struct queue_watch *publisher_watch; /* the inbound DLQs' depths, on publisher_broker */
-    struct outbound_runtime *outbound;
+    struct outbound_runtime **outbound;  /* each on the heap: its threads hold it */
     size_t n_outbound;
     struct http_server **servers;
     size_t n_servers;
@@ -63,7 +64,16 @@ struct sidecar {
     int64_t summary_ms;               /* when it was taken (start, at first) */
     struct route_services services;   /* what every route's kind may ask of the process */
     struct status *status;            /* what the status page shows beyond the metrics */
+    /* The route set (cfg->routes, outbound, connections, metrics_sources)
+     * changes only on the main thread (SIGHUP, reload.c), with this held for
+     * writing; other threads that walk it hold it for reading
+     * (sidecar_routes_read_lock). The main thread reads it without. */
+    pthread_rwlock_t routes_lock;
 };
+
+/* Any thread but the main one: around a walk of the route set. */
+void sidecar_routes_read_lock(struct sidecar *sc);
+void sidecar_routes_read_unlock(struct sidecar *sc);
 
 /* The server for `listen`, created on first use (started by sidecar_run), with
  * the listener's tls (NULL: plain HTTP; see http_server_set_tls). NULL with err. */

@@ -49,6 +49,7 @@ struct status {
     size_t next; /* slot the next sample goes to */
     /* one per route, then the publisher's connection, then the process */
     struct last_error *errors;
+    pthread_t main_thread; /* status_new's: the one that changes the route set */
 };
 
 static struct counts counts_of(struct route *r)
@@ -107,6 +108,9 @@ static void on_log(void *arg, enum log_level level, const char *route, const cha
                    const char *msg)
 {
     struct status *st = arg;
+    bool main_thread = pthread_equal(pthread_self(), st->main_thread);
+    if (!main_thread) /* the main thread changes the route set (SIGHUP) */
+        sidecar_routes_read_lock(st->sc);
     size_t n = st->sc->cfg->n_routes, slot = n + 1; /* the process */
     if (route && strcmp(route, "publisher") == 0)
         slot = n;
@@ -122,12 +126,55 @@ static void on_log(void *arg, enum log_level level, const char *route, const cha
     e->at = time(NULL);
     e->level = level;
     pthread_mutex_unlock(&st->lock);
+    if (!main_thread)
+        sidecar_routes_read_unlock(st->sc);
+}
+
+/* Where route i of the new set was in the old one, or n_was. */
+static size_t old_index(struct route *r, struct route *const *was, size_t n_was)
+{
+    size_t j = 0;
+    while (j < n_was && was[j] != r)
+        j++;
+    return j;
+}
+
+void status_routes_changed(struct status *st, struct route *const *was, size_t n_was)
+{
+    size_t n = st->sc->cfg->n_routes;
+    struct last_error *errors = xcalloc(n + 2, sizeof(*errors));
+    pthread_mutex_lock(&st->lock);
+    for (size_t i = 0; i < n; i++) {
+        size_t j = old_index(st->sc->cfg->routes[i], was, n_was);
+        if (j < n_was)
+            errors[i] = st->errors[j];
+    }
+    errors[n] = st->errors[n_was];
+    errors[n + 1] = st->errors[n_was + 1];
+    free(st->errors);
+    st->errors = errors;
+    /* Samples follow their routes; a new route's start from zero (all it did is new). */
+    for (size_t k = 0; k < RING; k++) {
+        struct sample *s = &st->ring[k];
+        if (s->ms == 0)
+            continue;
+        struct counts *now = xcalloc(n ? n : 1, sizeof(*now));
+        for (size_t i = 0; i < n; i++) {
+            size_t j = old_index(st->sc->cfg->routes[i], was, n_was);
+            if (j < n_was)
+                now[i] = s->routes[j];
+        }
+        free(s->routes);
+        s->routes = now;
+    }
+    pthread_mutex_unlock(&st->lock);
 }
 
 struct status *status_new(struct sidecar *sc)
 {
     struct status *st = xcalloc(1, sizeof(*st));
     st->sc = sc;
+    st->main_thread = pthread_self();
     pthread_mutex_init(&st->lock, NULL);
     st->errors = xcalloc(sc->cfg->n_routes + 2, sizeof(*st->errors));
     status_sample(st);
@@ -200,8 +247,8 @@ static struct broker *route_broker(struct sidecar *sc, const struct route *r)
     if (r->direction == ROUTE_INBOUND)
         return sc->publisher_broker;
     for (size_t i = 0; i < sc->n_outbound; i++)
-        if (sc->outbound[i].route == r)
-            return sc->outbound[i].broker;
+        if (sc->outbound[i]->route == r)
+            return sc->outbound[i]->broker;
     return NULL;
 }
 
@@ -312,8 +359,8 @@ json_t *status_json(struct status *st)
         json_array_append_new(conns,
                               connection_json(sc->publisher_broker, &sc->publisher_connection));
     for (size_t i = 0; i < sc->n_outbound; i++)
-        json_array_append_new(conns,
-                              connection_json(sc->outbound[i].broker, &sc->outbound[i].connection));
+        json_array_append_new(
+            conns, connection_json(sc->outbound[i]->broker, &sc->outbound[i]->connection));
     json_object_set_new(doc, "connections", conns);
     json_t *routes = json_array();
     for (size_t i = 0; i < n; i++)

@@ -28,6 +28,12 @@ void status_free(struct status *st);
 /* The main loop's timer: one sample of every route's counters. */
 void status_sample(struct status *st);
 
+/* Main thread, with the route set's write lock held (reload.c): the routes
+ * changed from was[0..n_was) to sc->cfg->routes; samples and last errors
+ * follow the routes that stayed (the same struct route). */
+struct route;
+void status_routes_changed(struct status *st, struct route *const *was, size_t n_was);
+
 /* Any thread: a new reference to the whole status (see README "Status page"). */
 json_t *status_json(struct status *st);
 
