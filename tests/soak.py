@@ -179,11 +179,15 @@ outbound = (
             conn = amqp(self.broker)
             try:
                 ch = conn.channel()
-                for _, props, body in ch.consume(queue, auto_ack=True, inactivity_timeout=1):
+                ch.basic_qos(prefetch_count=500)
+                # Acked after it is counted: with auto-ack, what the broker had sent when it
+                # stopped would be lost to this count, not by the sidecar.
+                for method, props, body in ch.consume(queue, inactivity_timeout=1):
                     if body is not None:
                         value = props.message_id if field is None else json.loads(body)[field]
                         with self.lock:
                             into.add(value)
+                        ch.basic_ack(method.delivery_tag)
                     elif self.halt.is_set() and self.drained.is_set():
                         return
             except (pika.exceptions.AMQPError, ConnectionError):
