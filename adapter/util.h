@@ -61,5 +61,7 @@ void sha256_id(const unsigned char *md, size_t len, char *out);
 
 bool str_equal_ci(const char *a, const char *b);
 char *str_trim_right(char *s);
+/* Levenshtein distance for "did you mean"; SIZE_MAX past 64 bytes. */
+size_t str_edit_distance(const char *a, const char *b);
 
 #endif

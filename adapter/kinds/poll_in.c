@@ -584,6 +584,7 @@ static int poll_in_start(struct route *r, char *err, size_t errlen)
                                                .auth = &o->auth,
                                                .oauth2 = r->services->oauth2,
                                                .tls = &o->tls,
+                                               .transport = r->services->legacy_transport,
                                            });
     p->turn.go = poll_turn;
     if (r->rate.rate > 0)
