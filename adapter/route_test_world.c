@@ -55,6 +55,15 @@
 
 enum broker_mode { BROKER_CONFIRM, BROKER_NACK, BROKER_DOWN };
 
+struct world;
+
+struct local {
+    struct world *w;
+    struct http_local_request req;
+    struct header *headers, *query;
+    char *path, *body;
+};
+
 struct world {
     const struct test_case *tc;
     struct route *r;
@@ -64,7 +73,9 @@ struct world {
     struct broker_channel ch;
     struct publisher *pub;
     enum broker_mode broker;
-    uint64_t tags; /* publishes so far: the broker's delivery tags */
+    uint64_t tags;        /* publishes so far: the broker's delivery tags */
+    char *rpc_call;       /* the correlation_id of the rpc publish to reply to, once confirmed */
+    struct local request; /* inbound http: the case's request, until the world ends */
     struct http_server *server;
     struct route_services services;
     struct legacy_transport transport;
@@ -148,10 +159,11 @@ static void confirm_all(void *arg)
 
 /* The case's "reply" to an rpc publish, as the replier would send it to
  * direct reply-to: correlation_id echoing the call id. */
-static void reply_to_rpc(struct world *w, const amqp_basic_properties_t *request)
+static void reply_to_rpc(void *arg)
 {
+    struct world *w = arg;
     json_t *spec = json_object_get(w->tc->spec, "reply");
-    if (spec == NULL || !(request->_flags & AMQP_BASIC_CORRELATION_ID_FLAG))
+    if (spec == NULL || w->rpc_call == NULL)
         return;
     size_t len;
     char *body = route_test_body_text(json_object_get(spec, "body"), &len);
@@ -170,7 +182,7 @@ static void reply_to_rpc(struct world *w, const amqp_basic_properties_t *request
     amqp_message_t reply = {.body = {.len = len, .bytes = body}};
     reply.properties._flags = AMQP_BASIC_CORRELATION_ID_FLAG | AMQP_BASIC_HEADERS_FLAG |
                               (ct ? AMQP_BASIC_CONTENT_TYPE_FLAG : 0);
-    reply.properties.correlation_id = request->correlation_id;
+    reply.properties.correlation_id = amqp_cstring_bytes(w->rpc_call);
     reply.properties.content_type = ct ? amqp_cstring_bytes(ct) : amqp_empty_bytes;
     reply.properties.headers = (amqp_table_t){.num_entries = (int)i, .entries = entries};
     amqp_basic_deliver_t d = {.consumer_tag = amqp_cstring_bytes(RPC_TAG)};
@@ -207,8 +219,12 @@ static int world_publish(const struct broker_channel *ch, amqp_bytes_t exchange,
     pthread_mutex_unlock(&w->lock);
     w->tags++;
     loop_post(w->loop, confirm_all, w);
-    if (props->_flags & AMQP_BASIC_REPLY_TO_FLAG && w->broker == BROKER_CONFIRM)
-        reply_to_rpc(w, props);
+    if (props->_flags & AMQP_BASIC_REPLY_TO_FLAG &&
+        props->_flags & AMQP_BASIC_CORRELATION_ID_FLAG && w->broker == BROKER_CONFIRM &&
+        w->rpc_call == NULL) {
+        w->rpc_call = xstrndup(props->correlation_id.bytes, props->correlation_id.len);
+        loop_post(w->loop, reply_to_rpc, w); /* after the confirm, as a replier would */
+    }
     return AMQP_STATUS_OK;
 }
 
@@ -221,6 +237,15 @@ static void world_fail(const struct broker_channel *ch, const char *why)
 }
 
 static void world_kick(const struct broker_channel *ch) {}
+
+/* What the broker's thread does twice a second: the publisher's deadlines (rpc, confirms). */
+static void world_tick(struct loop *loop, void *arg)
+{
+    struct world *w = arg;
+    const struct broker_client *client = publisher_client(w->pub);
+    client->tick(client->arg);
+    loop_timer(loop, 500, world_tick, w);
+}
 
 /* ---- the process's services ------------------------------------------------------ */
 
@@ -246,13 +271,6 @@ static void world_fatal(struct route *r, const char *why)
 }
 
 /* ---- inbound http and soap: a local request ---------------------------------------- */
-
-struct local {
-    struct world *w;
-    struct http_local_request req;
-    struct header *headers, *query;
-    char *path, *body;
-};
 
 static void answered(void *arg, int status, const char *content_type, const char *body, size_t len,
                      const struct header *headers, size_t n_headers)
@@ -373,16 +391,12 @@ static void local_free(struct local *l)
 
 static int run_http_in(struct world *w, char *err, size_t errlen)
 {
-    struct local l = {0};
-    local_build(w, &l);
-    loop_post(w->loop, dispatch, &l);
-    int rc = 0;
-    if (!world_wait(w)) {
-        snprintf(err, errlen, "no HTTP answer within %ds", CASE_TIMEOUT_S);
-        rc = -1;
-    }
-    local_free(&l);
-    return rc;
+    local_build(w, &w->request);
+    loop_post(w->loop, dispatch, &w->request);
+    if (world_wait(w))
+        return 0;
+    snprintf(err, errlen, "no HTTP answer within %ds", CASE_TIMEOUT_S);
+    return -1;
 }
 
 /* ---- inbound file: a temporary drop directory ---------------------------------------- */
@@ -580,9 +594,13 @@ static const char *verdict_name(enum delivery_verdict_kind kind)
 static void judge_settle(void *arg, struct delivery *d, struct delivery_verdict *v)
 {
     struct world *w = arg;
+    /* Unpaced, the consumer treats a throttle as an ordinary retry (consumer.h). */
+    enum delivery_verdict_kind kind = v->kind;
+    if (kind == VERDICT_THROTTLED && w->r->rate.rate <= 0)
+        kind = VERDICT_RETRY;
     json_t *verdict =
-        json_pack("{s:s s:s s:i s:o}", "outcome", verdict_name(v->kind), "reason", v->reason,
-                  "calls", v->calls, "reply", v->reply ? message_json(v->reply) : json_null());
+        json_pack("{s:s s:s s:i s:o}", "outcome", verdict_name(kind), "reason", v->reason, "calls",
+                  v->calls, "reply", v->reply ? message_json(v->reply) : json_null());
     if (v->kind == VERDICT_DEAD)
         json_object_set_new(verdict, "dead_reason", json_string(dead_reason_name(v->dead)));
     if (v->kind == VERDICT_RETRY || v->kind == VERDICT_THROTTLED)
@@ -603,7 +621,8 @@ static struct delivery *delivery_of(struct world *w)
     json_t *spec = json_object_get(w->tc->spec, "delivery");
     struct message *m = message_new();
     size_t len;
-    message_take_body(m, route_test_body_text(json_object_get(spec, "body"), &len), len);
+    char *body = route_test_body_text(json_object_get(spec, "body"), &len);
+    message_take_body(m, body, len);
     json_t *p = json_object_get(spec, "properties");
     message_set(&m->content_type, json_string_value(json_object_get(p, "content_type")));
     message_set(&m->message_id, json_string_value(json_object_get(p, "message_id")));
@@ -679,8 +698,11 @@ static void world_open_broker(struct world *w, const struct sidecar_config *cfg)
                                     .fail = world_fail,
                                     .kick = world_kick,
                                     .owner = w};
-    if (w->broker == BROKER_DOWN)
+    loop_timer(w->loop, 500, world_tick, w);
+    if (w->broker == BROKER_DOWN) {
+        w->ch.open = false; /* never opened: every submit is refused */
         return;
+    }
     const struct broker_client *client = publisher_client(w->pub);
     char why[256];
     client->on_open(client->arg, &w->ch, why, sizeof(why)); /* a channel without a connection */
@@ -750,7 +772,14 @@ json_t *route_test_run(const struct test_case *tc, const struct sidecar_config *
         pthread_join(w->thread, NULL);
     }
     if (r->direction == ROUTE_OUTBOUND && r->kind->stop)
-        r->kind->stop(r); /* after the route's thread, as sidecar.c does */
+        r->kind->stop(r);       /* after the route's thread, as sidecar.c does */
+    if (w->pub && w->ch.open) { /* the broker's close: what still waits is answered */
+        const struct broker_client *client = publisher_client(w->pub);
+        client->on_lost(client->arg, "the test case ended");
+    }
+    if (w->request.w)
+        local_free(&w->request);
+    free(w->rpc_call);
     http_server_free(w->server);
     publisher_free(w->pub);
     loop_free(w->loop);
