@@ -363,7 +363,9 @@ static void check_case(struct checker *c, const struct sidecar_config *cfg, json
         buf_free(&names);
         return;
     }
-    check_object(c, spec, case_keys(tc->route, &tc->input), where);
+    /* A kind without a runner fails each of its cases when run, saying so. */
+    if (route_test_unsupported(tc->route) == NULL)
+        check_object(c, spec, case_keys(tc->route, &tc->input), where);
     const char *broker = json_string_value(json_object_get(spec, "broker"));
     if (broker && strcmp(broker, "confirm") != 0 && strcmp(broker, "nack") != 0 &&
         strcmp(broker, "down") != 0) {
