@@ -35,130 +35,136 @@ struct shape_key {
     bool required;
 };
 
+/* Rows: an optional key, a required one, and either with the keys of its object(s). */
+#define OPT(name, types)                                                                           \
+    {                                                                                              \
+        name, types, NULL, false                                                                   \
+    }
+#define NEED(name, types)                                                                          \
+    {                                                                                              \
+        name, types, NULL, true                                                                    \
+    }
+#define SUB(name, types, keys)                                                                     \
+    {                                                                                              \
+        name, types, keys, false                                                                   \
+    }
+#define NEED_SUB(name, types, keys)                                                                \
+    {                                                                                              \
+        name, types, keys, true                                                                    \
+    }
 #define END                                                                                        \
     {                                                                                              \
         NULL, 0, NULL, false                                                                       \
     }
 
 static const struct shape_key request_keys[] = {
-    {"method", T_STRING, NULL, false},  {"path", T_STRING, NULL, false},
-    {"headers", T_OBJECT, NULL, false}, {"query", T_OBJECT, NULL, false},
-    {"body", T_ANY, NULL, false},       END,
+    OPT("method", T_STRING), OPT("path", T_STRING), OPT("headers", T_OBJECT),
+    OPT("query", T_OBJECT),  OPT("body", T_ANY),    END,
 };
 static const struct shape_key reply_keys[] = {
-    {"body", T_ANY, NULL, false},
-    {"headers", T_OBJECT, NULL, false},
-    {"content_type", T_STRING, NULL, false},
+    OPT("body", T_ANY),
+    OPT("headers", T_OBJECT),
+    OPT("content_type", T_STRING),
     END,
 };
 static const struct shape_key file_keys[] = {
-    {"name", T_STRING, NULL, true},
-    {"content", T_ANY, NULL, true},
+    NEED("name", T_STRING),
+    NEED("content", T_ANY),
     END,
 };
 static const struct shape_key delivery_property_keys[] = {
-    {"content_type", T_STRING, NULL, false},   {"message_id", T_STRING, NULL, false},
-    {"correlation_id", T_STRING, NULL, false}, {"reply_to", T_STRING, NULL, false},
-    {"timestamp", T_INT, NULL, false},         END,
+    OPT("content_type", T_STRING), OPT("message_id", T_STRING), OPT("correlation_id", T_STRING),
+    OPT("reply_to", T_STRING),     OPT("timestamp", T_INT),     END,
 };
 static const struct shape_key delivery_keys[] = {
-    {"body", T_ANY, NULL, false},
-    {"properties", T_OBJECT, delivery_property_keys, false},
-    {"headers", T_OBJECT, NULL, false},
-    {"attempts", T_INT, NULL, false},
+    OPT("body", T_ANY),
+    SUB("properties", T_OBJECT, delivery_property_keys),
+    OPT("headers", T_OBJECT),
+    OPT("attempts", T_INT),
     END,
 };
 static const struct shape_key response_keys[] = {
-    {"status", T_INT, NULL, false},
-    {"headers", T_OBJECT, NULL, false},
-    {"body", T_ANY, NULL, false},
-    {"error", T_STRING, NULL, false},
-    END,
+    OPT("status", T_INT), OPT("headers", T_OBJECT), OPT("body", T_ANY), OPT("error", T_STRING), END,
 };
 
 /* What is expected: every key optional, null meaning "absent". */
 static const struct shape_key published_property_keys[] = {
-    {"content_type", T_STRING | T_NULL, NULL, false},
-    {"message_id", T_STRING | T_NULL, NULL, false},
-    {"correlation_id", T_STRING | T_NULL, NULL, false},
-    {"reply_to", T_STRING | T_NULL, NULL, false},
-    {"app_id", T_STRING | T_NULL, NULL, false},
-    {"timestamp", T_INT | T_NULL, NULL, false},
-    {"delivery_mode", T_INT, NULL, false},
+    OPT("content_type", T_STRING | T_NULL),
+    OPT("message_id", T_STRING | T_NULL),
+    OPT("correlation_id", T_STRING | T_NULL),
+    OPT("reply_to", T_STRING | T_NULL),
+    OPT("app_id", T_STRING | T_NULL),
+    OPT("timestamp", T_INT | T_NULL),
+    OPT("delivery_mode", T_INT),
     END,
 };
 static const struct shape_key published_keys[] = {
-    {"exchange", T_STRING, NULL, false},
-    {"routing_key", T_STRING, NULL, false},
-    {"properties", T_OBJECT, published_property_keys, false},
-    {"headers", T_OBJECT, NULL, false},
-    {"body", T_ANY, NULL, false},
-    {"body_contains", T_STRING, NULL, false},
+    OPT("exchange", T_STRING),
+    OPT("routing_key", T_STRING),
+    SUB("properties", T_OBJECT, published_property_keys),
+    OPT("headers", T_OBJECT),
+    OPT("body", T_ANY),
+    OPT("body_contains", T_STRING),
     END,
 };
 static const struct shape_key expect_http_keys[] = {
-    {"status", T_INT, NULL, false},
-    {"headers", T_OBJECT, NULL, false},
-    {"body", T_ANY, NULL, false},
-    {"body_contains", T_STRING, NULL, false},
-    {"published", T_ARRAY, published_keys, false},
+    OPT("status", T_INT),
+    OPT("headers", T_OBJECT),
+    OPT("body", T_ANY),
+    OPT("body_contains", T_STRING),
+    SUB("published", T_ARRAY, published_keys),
     END,
 };
 static const struct shape_key expect_file_keys[] = {
-    {"file", T_STRING, NULL, false},
-    {"error", T_STRING | T_NULL, NULL, false},
-    {"error_contains", T_STRING, NULL, false},
-    {"published", T_ARRAY, published_keys, false},
+    OPT("file", T_STRING),
+    OPT("error", T_STRING | T_NULL),
+    OPT("error_contains", T_STRING),
+    SUB("published", T_ARRAY, published_keys),
     END,
 };
 static const struct shape_key legacy_request_keys[] = {
-    {"method", T_STRING, NULL, false},        {"url", T_STRING, NULL, false},
-    {"headers", T_OBJECT, NULL, false},       {"body", T_ANY, NULL, false},
-    {"body_contains", T_STRING, NULL, false}, END,
+    OPT("method", T_STRING), OPT("url", T_STRING),           OPT("headers", T_OBJECT),
+    OPT("body", T_ANY),      OPT("body_contains", T_STRING), END,
 };
 static const struct shape_key expect_reply_keys[] = {
-    {"content_type", T_STRING | T_NULL, NULL, false},
-    {"headers", T_OBJECT, NULL, false},
-    {"body", T_ANY, NULL, false},
-    {"body_contains", T_STRING, NULL, false},
+    OPT("content_type", T_STRING | T_NULL),
+    OPT("headers", T_OBJECT),
+    OPT("body", T_ANY),
+    OPT("body_contains", T_STRING),
     END,
 };
 static const struct shape_key expect_outbound_keys[] = {
-    {"request", T_OBJECT | T_NULL, legacy_request_keys, false},
-    {"outcome", T_STRING, NULL, false},
-    {"reason", T_STRING, NULL, false},
-    {"reason_contains", T_STRING, NULL, false},
-    {"dead_reason", T_STRING, NULL, false},
-    {"retry_after", T_NUMBER | T_INT, NULL, false},
-    {"reply", T_OBJECT | T_NULL, expect_reply_keys, false},
+    SUB("request", T_OBJECT | T_NULL, legacy_request_keys),
+    OPT("outcome", T_STRING),
+    OPT("reason", T_STRING),
+    OPT("reason_contains", T_STRING),
+    OPT("dead_reason", T_STRING),
+    OPT("retry_after", T_NUMBER | T_INT),
+    SUB("reply", T_OBJECT | T_NULL, expect_reply_keys),
     END,
 };
 
-#define CASE_COMMON                                                                                \
-    {"name", T_STRING, NULL, false},                                                               \
-    {                                                                                              \
-        "route", T_STRING, NULL, true                                                              \
-    }
+#define CASE_COMMON OPT("name", T_STRING), NEED("route", T_STRING)
 
 static const struct shape_key case_http_keys[] = {
     CASE_COMMON,
-    {"request", T_OBJECT, request_keys, true},
-    {"broker", T_STRING, NULL, false},
-    {"reply", T_OBJECT, reply_keys, false},
-    {"expect", T_OBJECT, expect_http_keys, true},
+    NEED_SUB("request", T_OBJECT, request_keys),
+    OPT("broker", T_STRING),
+    SUB("reply", T_OBJECT, reply_keys),
+    NEED_SUB("expect", T_OBJECT, expect_http_keys),
     END,
 };
 static const struct shape_key case_file_keys[] = {
     CASE_COMMON,
-    {"file", T_OBJECT, file_keys, true},
-    {"expect", T_OBJECT, expect_file_keys, true},
+    NEED_SUB("file", T_OBJECT, file_keys),
+    NEED_SUB("expect", T_OBJECT, expect_file_keys),
     END,
 };
 static const struct shape_key case_outbound_keys[] = {
     CASE_COMMON,
-    {"delivery", T_OBJECT, delivery_keys, true},
-    {"response", T_OBJECT, response_keys, false},
-    {"expect", T_OBJECT, expect_outbound_keys, true},
+    NEED_SUB("delivery", T_OBJECT, delivery_keys),
+    SUB("response", T_OBJECT, response_keys),
+    NEED_SUB("expect", T_OBJECT, expect_outbound_keys),
     END,
 };
 /* Before the route is known: enough to find it. */

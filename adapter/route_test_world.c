@@ -412,10 +412,7 @@ static char *read_text(const char *path)
     if (f == NULL)
         return NULL;
     struct buf b = {0};
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        buf_append(&b, chunk, n);
+    buf_read_stream(&b, f);
     fclose(f);
     return b.data ? b.data : xstrdup("");
 }

@@ -266,3 +266,12 @@ size_t str_edit_distance(const char *a, const char *b)
     }
     return row[lb];
 }
+
+bool buf_read_stream(struct buf *b, FILE *f)
+{
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        buf_append(b, chunk, n);
+    return !ferror(f);
+}
