@@ -40,6 +40,8 @@ const char route_test_usage[] =
     "                     expect { request: { method, url, headers, body },\n"
     "                     outcome: \"ack\" | \"retry\" | \"throttled\" | \"dead\",\n"
     "                     reason, dead_reason, reply }\n"
+    "  outbound file      \"delivery\" as above; expect { outcome, reason,\n"
+    "                     written: [ { name, content } ] } (in a temporary dir)\n"
     "  a published message: { exchange, routing_key, body, headers,\n"
     "                     properties: { content_type, message_id, correlation_id,\n"
     "                     reply_to, app_id, delivery_mode, timestamp } }\n"
@@ -65,7 +67,7 @@ const char route_test_usage[] =
     "\n"
     "Prints one line per case, the differences of a failed one (expected and got,\n"
     "per field), and \"N passed, N failed\". Exit 0 all passed, 1 a case failed\n"
-    "(or its kind has no test runner yet: poll inbound, file outbound), 2 a bad\n"
+    "(or its kind has no test runner yet: poll inbound), 2 a bad\n"
     "config or tests file (nothing was run; its problems name file:line:column or\n"
     "the case's place, e.g. tests[2].expect.published[0]).\n";
 

@@ -160,6 +160,26 @@ static const struct shape_key case_file_keys[] = {
     NEED_SUB("expect", T_OBJECT, expect_file_keys),
     END,
 };
+static const struct shape_key written_keys[] = {
+    OPT("name", T_STRING),
+    OPT("content", T_ANY),
+    OPT("content_contains", T_STRING),
+    END,
+};
+static const struct shape_key expect_file_out_keys[] = {
+    OPT("outcome", T_STRING),
+    OPT("reason", T_STRING),
+    OPT("reason_contains", T_STRING),
+    OPT("dead_reason", T_STRING),
+    SUB("written", T_ARRAY, written_keys),
+    END,
+};
+static const struct shape_key case_file_out_keys[] = {
+    CASE_COMMON,
+    NEED_SUB("delivery", T_OBJECT, delivery_keys),
+    NEED_SUB("expect", T_OBJECT, expect_file_out_keys),
+    END,
+};
 static const struct shape_key case_outbound_keys[] = {
     CASE_COMMON,
     NEED_SUB("delivery", T_OBJECT, delivery_keys),
@@ -326,10 +346,9 @@ const char *route_test_unsupported(const struct route *r)
     if (r->direction == ROUTE_INBOUND &&
         (strcmp(kind, "http") == 0 || strcmp(kind, "soap") == 0 || strcmp(kind, "file") == 0))
         return NULL;
-    if (r->direction == ROUTE_OUTBOUND && (strcmp(kind, "http") == 0 || strcmp(kind, "soap") == 0))
+    if (r->direction == ROUTE_OUTBOUND)
         return NULL;
-    return r->direction == ROUTE_INBOUND ? "not supported yet for kind poll (inbound)"
-                                         : "not supported yet for kind file (outbound)";
+    return "not supported yet for kind poll (inbound)";
 }
 
 /* Which input feeds r, and the keys of its cases. */
@@ -337,7 +356,7 @@ static const struct shape_key *case_keys(const struct route *r, enum test_input 
 {
     if (r->direction == ROUTE_OUTBOUND) {
         *input = TEST_DELIVERY;
-        return case_outbound_keys;
+        return strcmp(r->kind->name, "file") == 0 ? case_file_out_keys : case_outbound_keys;
     }
     if (strcmp(r->kind->name, "file") == 0) {
         *input = TEST_FILE;

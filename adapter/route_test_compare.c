@@ -118,7 +118,7 @@ static void compare_object(struct diff *d, const char *path, json_t *expect, jso
                 differs(d, at, want, have, "text containing ");
         } else if (strcmp(base, "headers") == 0 && json_is_object(want)) {
             compare_headers(d, at, want, json_is_object(have) ? have : NULL);
-        } else if (strcmp(base, "body") == 0) {
+        } else if (strcmp(base, "body") == 0 || strcmp(base, "content") == 0) {
             compare_body(d, at, want, have);
         } else if (json_is_null(want)) {
             if (have != NULL && !json_is_null(have))

@@ -30,6 +30,7 @@
 #include "httpc.h"
 #include "httpd.h"
 #include "kinds/file_in.h"
+#include "kinds/file_out.h"
 #include "legacy_client.h"
 #include "log.h"
 #include "loop.h"
@@ -39,6 +40,7 @@
 #include "route.h"
 #include "util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
 #include <pthread.h>
@@ -423,6 +425,22 @@ static bool exists(const char *path)
     return lstat(path, &st) == 0;
 }
 
+/* A fresh directory for one case (caller frees; temp_dir_remove at the end), or NULL with err. */
+static char *temp_dir_new(char *err, size_t errlen)
+{
+    char tmpl[] = "/tmp/amqp-sidecar-test.XXXXXX";
+    if (mkdtemp(tmpl) != NULL)
+        return xstrdup(tmpl);
+    snprintf(err, errlen, "cannot make a temporary directory: %s", strerror(errno));
+    return NULL;
+}
+
+static void temp_dir_remove(char *top)
+{
+    nftw(top, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(top);
+}
+
 static int run_file_in(struct world *w, char *err, size_t errlen)
 {
     struct route *r = w->r;
@@ -432,10 +450,8 @@ static int run_file_in(struct world *w, char *err, size_t errlen)
     size_t len;
     char *content = route_test_body_text(json_object_get(spec, "content"), &len);
 
-    char tmpl[] = "/tmp/amqp-sidecar-test.XXXXXX";
-    char *top = mkdtemp(tmpl);
+    char *top = temp_dir_new(err, errlen);
     if (top == NULL) {
-        snprintf(err, errlen, "cannot make a temporary directory: %s", strerror(errno));
         free(content);
         return -1;
     }
@@ -490,7 +506,7 @@ static int run_file_in(struct world *w, char *err, size_t errlen)
     }
 out:
     *o = saved;
-    nftw(top, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    temp_dir_remove(top);
     free(in);
     free(done);
     free(failed);
@@ -663,6 +679,46 @@ static int run_outbound(struct world *w, char *err, size_t errlen)
     return -1;
 }
 
+/* got.written: the files in dir the legacy system would find (hidden temp names are not). */
+static void list_written(struct world *w, const char *dir)
+{
+    json_t *written = json_array();
+    DIR *d = opendir(dir);
+    for (struct dirent *e = d ? readdir(d) : NULL; e != NULL; e = readdir(d)) {
+        if (e->d_name[0] == '.')
+            continue;
+        char *path = xasprintf("%s/%s", dir, e->d_name);
+        char *content = read_text(path);
+        json_array_append_new(written,
+                              json_pack("{s:s s:o}", "name", e->d_name, "content",
+                                        body_json(content, content ? strlen(content) : 0)));
+        free(content);
+        free(path);
+    }
+    if (d)
+        closedir(d);
+    pthread_mutex_lock(&w->lock);
+    json_object_set_new(w->got, "written", written);
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* file outbound: the route's dir is a temporary one during the case. */
+static int run_file_out(struct world *w, char *err, size_t errlen)
+{
+    struct file_out_opts *o = w->r->opts;
+    char *top = temp_dir_new(err, errlen);
+    if (top == NULL)
+        return -1;
+    char *saved = o->dir;
+    o->dir = top;
+    int rc = run_outbound(w, err, errlen);
+    if (rc == 0)
+        list_written(w, top);
+    o->dir = saved;
+    temp_dir_remove(top);
+    return rc;
+}
+
 /* ---- one case ------------------------------------------------------------------------ */
 
 static enum broker_mode broker_mode_of(json_t *spec)
@@ -762,7 +818,8 @@ json_t *route_test_run(const struct test_case *tc, const struct sidecar_config *
         if (rc == 0)
             rc = world_start_thread(w, err, errlen);
         if (rc == 0)
-            rc = run_outbound(w, err, errlen);
+            rc = strcmp(r->kind->name, "file") == 0 ? run_file_out(w, err, errlen)
+                                                    : run_outbound(w, err, errlen);
     }
     if (w->thread_started) {
         loop_stop(w->loop);

@@ -29,7 +29,7 @@ def write_tests(tmp_path, cases, name="t.tests.json"):
 def test_every_example_has_tests_and_they_cover_the_runnable_kinds():
     names = {os.path.basename(p) for p in EXAMPLES}
     assert {"http-in.tests.json", "http-out.tests.json", "file-in.tests.json",
-            "soap.tests.json"} <= names
+            "file-out.tests.json", "soap.tests.json"} <= names
     for p in EXAMPLES:
         assert os.path.exists(config_of(p)), f"{p} has no config beside it"
 
