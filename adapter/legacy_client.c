@@ -134,7 +134,8 @@ static void send_call(struct call *c, const char *auth_name, const char *auth_va
     req.n_headers = n;
     req.tls = c->lc->tls;
     const struct legacy_transport *t = c->lc->transport;
-    int rc = t ? t->start(t->arg, &req, answered, c) : httpc_start(c->lc->http, &req, answered, c);
+    int rc = t ? t->start(t->arg, c->lc->loop, &req, answered, c)
+               : httpc_start(c->lc->http, &req, answered, c);
     free(h);
     if (rc != 0) {
         free(c->failure);

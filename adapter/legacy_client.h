@@ -31,10 +31,12 @@ struct oauth2_registry;
 
 /* Where calls go instead of HTTP: `amqp-sidecar test` answers them in-process
  * (route_services.legacy_transport). start has httpc_start's contract: 0, and
- * done runs exactly once on the loop, never before start returned; or -1. The
+ * done runs exactly once on loop, never before start returned; or -1 (a call
+ * still unanswered when the client is freed is dropped, never answered). The
  * request is the one that would be sent, credentials included. */
 struct legacy_transport {
-    int (*start)(void *arg, const struct httpc_request *req, httpc_done_fn done, void *done_arg);
+    int (*start)(void *arg, struct loop *loop, const struct httpc_request *req, httpc_done_fn done,
+                 void *done_arg); /* loop: the client's, where done must run */
     void *arg;
 };
 

@@ -35,6 +35,9 @@ const char route_test_usage[] =
     "                     expect { status, headers, body, published: [ … ] }\n"
     "  inbound file       \"file\": { name, content };\n"
     "                     expect { file: \"done\" | \"failed\", error, published }\n"
+    "  inbound poll       \"response\" (or \"responses\": [ … ], one per GET),\n"
+    "                     optional \"cursor\" (as stored before);\n"
+    "                     expect { request(s), published, cursor, error }\n"
     "  outbound http/soap \"delivery\": { body, properties, headers, attempts },\n"
     "                     \"response\": { status, headers, body } (or { error });\n"
     "                     expect { request: { method, url, headers, body },\n"
@@ -67,7 +70,7 @@ const char route_test_usage[] =
     "\n"
     "Prints one line per case, the differences of a failed one (expected and got,\n"
     "per field), and \"N passed, N failed\". Exit 0 all passed, 1 a case failed\n"
-    "(or its kind has no test runner yet: poll inbound), 2 a bad\n"
+    "(or its kind has no test runner yet), 2 a bad\n"
     "config or tests file (nothing was run; its problems name file:line:column or\n"
     "the case's place, e.g. tests[2].expect.published[0]).\n";
 
@@ -87,9 +90,9 @@ static void add_request_shorthand(json_t *got)
 /* One case: true when it passed. */
 static bool run_case(const struct test_case *tc, const struct sidecar_config *cfg)
 {
-    const char *unsupported = route_test_unsupported(tc->route);
-    if (unsupported != NULL) {
-        printf("FAIL %s: %s — %s\n", tc->route->name, tc->name, unsupported);
+    if (!route_test_supported(tc->route)) {
+        printf("FAIL %s: %s — not supported yet for kind %s (%s)\n", tc->route->name, tc->name,
+               tc->route->kind->name, route_direction_name(tc->route->direction));
         return false;
     }
     char err[1024] = "";

@@ -180,6 +180,23 @@ static const struct shape_key case_file_out_keys[] = {
     NEED_SUB("expect", T_OBJECT, expect_file_out_keys),
     END,
 };
+static const struct shape_key expect_poll_keys[] = {
+    SUB("request", T_OBJECT | T_NULL, legacy_request_keys),
+    SUB("requests", T_ARRAY, legacy_request_keys),
+    OPT("cursor", T_STRING | T_NULL),
+    OPT("error", T_STRING | T_NULL),
+    OPT("error_contains", T_STRING),
+    SUB("published", T_ARRAY, published_keys),
+    END,
+};
+static const struct shape_key case_poll_keys[] = {
+    CASE_COMMON,
+    SUB("response", T_OBJECT, response_keys),
+    SUB("responses", T_ARRAY, response_keys),
+    OPT("cursor", T_STRING),
+    NEED_SUB("expect", T_OBJECT, expect_poll_keys),
+    END,
+};
 static const struct shape_key case_outbound_keys[] = {
     CASE_COMMON,
     NEED_SUB("delivery", T_OBJECT, delivery_keys),
@@ -340,15 +357,20 @@ static struct route *route_named(const struct sidecar_config *cfg, const char *n
     return NULL;
 }
 
-const char *route_test_unsupported(const struct route *r)
+bool route_test_supported(const struct route *r)
 {
-    const char *kind = r->kind->name;
-    if (r->direction == ROUTE_INBOUND &&
-        (strcmp(kind, "http") == 0 || strcmp(kind, "soap") == 0 || strcmp(kind, "file") == 0))
-        return NULL;
-    if (r->direction == ROUTE_OUTBOUND)
-        return NULL;
-    return "not supported yet for kind poll (inbound)";
+    static const struct {
+        enum route_direction direction;
+        const char *kind;
+    } runners[] = {
+        {ROUTE_INBOUND, "http"},  {ROUTE_INBOUND, "soap"},  {ROUTE_INBOUND, "file"},
+        {ROUTE_INBOUND, "poll"},  {ROUTE_OUTBOUND, "http"}, {ROUTE_OUTBOUND, "soap"},
+        {ROUTE_OUTBOUND, "file"},
+    };
+    for (size_t i = 0; i < sizeof(runners) / sizeof(runners[0]); i++)
+        if (runners[i].direction == r->direction && strcmp(runners[i].kind, r->kind->name) == 0)
+            return true;
+    return false;
 }
 
 /* Which input feeds r, and the keys of its cases. */
@@ -361,6 +383,10 @@ static const struct shape_key *case_keys(const struct route *r, enum test_input 
     if (strcmp(r->kind->name, "file") == 0) {
         *input = TEST_FILE;
         return case_file_keys;
+    }
+    if (strcmp(r->kind->name, "poll") == 0) {
+        *input = TEST_POLL;
+        return case_poll_keys;
     }
     *input = TEST_HTTP_REQUEST;
     return case_http_keys;
@@ -389,7 +415,7 @@ static void check_case(struct checker *c, const struct sidecar_config *cfg, json
         return;
     }
     /* A kind without a runner fails each of its cases when run, saying so. */
-    if (route_test_unsupported(tc->route) == NULL)
+    if (route_test_supported(tc->route))
         check_object(c, spec, case_keys(tc->route, &tc->input), where);
     const char *broker = json_string_value(json_object_get(spec, "broker"));
     if (broker && strcmp(broker, "confirm") != 0 && strcmp(broker, "nack") != 0 &&

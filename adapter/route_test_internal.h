@@ -26,6 +26,7 @@ struct sidecar_config;
 enum test_input {
     TEST_HTTP_REQUEST, /* http and soap inbound: "request" */
     TEST_FILE,         /* file inbound: "file" */
+    TEST_POLL,         /* poll inbound: "response" or "responses" (and "cursor") */
     TEST_DELIVERY,     /* http and soap outbound: "delivery" (and "response") */
 };
 
@@ -44,8 +45,8 @@ int route_test_load(const char *path, const struct sidecar_config *cfg, json_t *
                     struct test_case **cases, size_t *n_cases);
 void route_test_cases_free(struct test_case *cases, size_t n);
 
-/* Why a route's kind has no test runner yet (NULL: it has one). */
-const char *route_test_unsupported(const struct route *r);
+/* Has r's kind a test runner? (A kind added without one fails its cases, saying so.) */
+bool route_test_supported(const struct route *r);
 
 /* Runs c through its route: the result (a new reference), or NULL with err
  * when the case could not be run at all (the route would not start, no answer

@@ -31,6 +31,8 @@
 #include "httpd.h"
 #include "kinds/file_in.h"
 #include "kinds/file_out.h"
+#include "kinds/poll_cursor.h"
+#include "kinds/poll_in.h"
 #include "legacy_client.h"
 #include "log.h"
 #include "loop.h"
@@ -86,7 +88,9 @@ struct world {
     pthread_mutex_t lock; /* the fields below, written on the loop thread */
     pthread_cond_t changed;
     json_t *got;
-    bool answered; /* inbound http: the answer came; outbound: the verdict */
+    bool answered;             /* inbound http: the answer came; outbound: the verdict */
+    struct legacy_call *calls; /* every legacy call started, newest first */
+    size_t n_calls;
 };
 
 static void world_signal(struct world *w)
@@ -97,17 +101,18 @@ static void world_signal(struct world *w)
     pthread_mutex_unlock(&w->lock);
 }
 
-/* Waits for the answer (or the verdict); false after CASE_TIMEOUT_S. */
-static bool world_wait(struct world *w)
+/* Waits for the answer or the verdict (calls 0), or for the route to have started
+ * `calls` legacy calls; false after CASE_TIMEOUT_S. */
+static bool world_wait(struct world *w, size_t calls)
 {
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += CASE_TIMEOUT_S;
     pthread_mutex_lock(&w->lock);
     int rc = 0;
-    while (!w->answered && rc == 0)
+    while (!(calls ? w->n_calls >= calls : w->answered) && rc == 0)
         rc = pthread_cond_timedwait(&w->changed, &w->lock, &until);
-    bool ok = w->answered;
+    bool ok = calls ? w->n_calls >= calls : w->answered;
     pthread_mutex_unlock(&w->lock);
     return ok;
 }
@@ -395,7 +400,7 @@ static int run_http_in(struct world *w, char *err, size_t errlen)
 {
     local_build(w, &w->request);
     loop_post(w->loop, dispatch, &w->request);
-    if (world_wait(w))
+    if (world_wait(w, 0))
         return 0;
     snprintf(err, errlen, "no HTTP answer within %ds", CASE_TIMEOUT_S);
     return -1;
@@ -516,13 +521,90 @@ out:
     return rc;
 }
 
+/* ---- inbound poll: a temporary state_dir, a short interval ------------------------------ */
+
+#define POLL_TEST_INTERVAL 0.01 /* s: the route's next GET comes at once after a poll */
+
+/* The case ends when the route asks for more than the case answers: by then every
+ * answered poll was published, confirmed and its cursor stored. */
+static int run_poll_in(struct world *w, char *err, size_t errlen)
+{
+    struct route *r = w->r;
+    struct poll_in_opts *o = r->opts;
+    char *top = temp_dir_new(err, errlen);
+    if (top == NULL)
+        return -1;
+    w->services.state_dir = top;
+    char *path = xasprintf("%s/%s.cursor", top, r->name);
+    const char *cursor = json_string_value(json_object_get(w->tc->spec, "cursor"));
+    json_t *many = json_object_get(w->tc->spec, "responses");
+    size_t answers = many ? json_array_size(many) : 1;
+    double interval = o->interval;
+    int rc = -1;
+    char why[512] = "";
+    if (cursor && poll_cursor_save(top, path, cursor, err, errlen) != 0)
+        goto out;
+    o->interval = POLL_TEST_INTERVAL;
+    if (r->kind->start(r, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "the route did not start: %s", why);
+        r->kind->stop(r);
+        goto out;
+    }
+    bool ended = world_wait(w, answers + 1);
+    struct buf failing = {0};
+    bool ready = r->kind->ready(r, &failing);
+    r->kind->drain(r);
+    int64_t deadline = loop_now_ms() + CASE_TIMEOUT_S * 1000;
+    while (r->kind->busy(r) && loop_now_ms() < deadline)
+        usleep(5000);
+    r->kind->stop(r);
+    bool missing;
+    char *stored = poll_cursor_load(path, &missing, why, sizeof(why));
+    pthread_mutex_lock(&w->lock);
+    json_object_set_new(w->got, "cursor", text_or_null(stored));
+    json_object_set_new(w->got, "error", ready ? json_null() : json_string(failing.data));
+    pthread_mutex_unlock(&w->lock);
+    free(stored);
+    buf_free(&failing);
+    rc = ended ? 0 : -1;
+    if (!ended)
+        snprintf(err, errlen, "the route made %zu of the %zu GETs expected within %ds", w->n_calls,
+                 answers + 1, CASE_TIMEOUT_S);
+out:
+    o->interval = interval;
+    w->services.state_dir = NULL;
+    temp_dir_remove(top);
+    free(path);
+    return rc;
+}
+
 /* ---- outbound: a delivery with a judge, and the legacy side ------------------------------ */
 
+/* One legacy call, from start to its answer (or to the end of the case, unanswered:
+ * poll's next GET once the case's responses are used up). */
 struct legacy_call {
     struct world *w;
+    json_t *response; /* the case's (borrowed); NULL: 200 with no body */
+    bool held;
     httpc_done_fn done;
     void *arg;
+    bool answered;
+    struct legacy_call *next;
 };
+
+/* Does the case answer its n-th call (0-based), and with what ("responses"[n], or
+ * "response" for the first; NULL: 200 with no body)? An outbound case makes one
+ * call; a poll case gets as many answers as it gives. */
+static bool response_for(const struct test_case *tc, size_t n, json_t **response)
+{
+    json_t *many = json_object_get(tc->spec, "responses");
+    *response = many     ? json_array_get(many, n)
+                : n == 0 ? json_object_get(tc->spec, "response")
+                         : NULL;
+    if (tc->route->direction == ROUTE_OUTBOUND)
+        return n == 0;
+    return *response != NULL;
+}
 
 /* The redacted text of a credential header: its scheme word, never the secret. */
 static json_t *request_header_json(const struct header *h)
@@ -536,7 +618,7 @@ static json_t *request_header_json(const struct header *h)
 static void legacy_answer(struct loop *loop, void *arg)
 {
     struct legacy_call *c = arg;
-    json_t *spec = json_object_get(c->w->tc->spec, "response");
+    json_t *spec = c->response;
     json_t *status = json_object_get(spec, "status");
     const char *error = json_string_value(json_object_get(spec, "error"));
     size_t len;
@@ -562,13 +644,26 @@ static void legacy_answer(struct loop *loop, void *arg)
     }
     c->done(c->arg, &resp);
     free(body);
-    free(c);
+    pthread_mutex_lock(&c->w->lock);
+    c->answered = true;
+    pthread_cond_broadcast(&c->w->changed);
+    pthread_mutex_unlock(&c->w->lock);
 }
 
-static int legacy_start(void *arg, const struct httpc_request *req, httpc_done_fn done,
-                        void *done_arg)
+static int legacy_start(void *arg, struct loop *loop, const struct httpc_request *req,
+                        httpc_done_fn done, void *done_arg)
 {
     struct world *w = arg;
+    struct legacy_call *c = xcalloc(1, sizeof(*c));
+    *c = (struct legacy_call){.w = w, .done = done, .arg = done_arg};
+    pthread_mutex_lock(&w->lock);
+    c->held = !response_for(w->tc, w->n_calls++, &c->response);
+    c->next = w->calls;
+    w->calls = c;
+    pthread_cond_broadcast(&w->changed);
+    pthread_mutex_unlock(&w->lock);
+    if (c->held)
+        return 0; /* the case ends before it would be answered */
     json_t *headers = json_object();
     for (size_t i = 0; i < req->n_headers; i++)
         json_object_set_new(headers, req->headers[i].name, request_header_json(&req->headers[i]));
@@ -578,9 +673,7 @@ static int legacy_start(void *arg, const struct httpc_request *req, httpc_done_f
     pthread_mutex_lock(&w->lock);
     json_array_append_new(json_object_get(w->got, "requests"), one);
     pthread_mutex_unlock(&w->lock);
-    struct legacy_call *c = xcalloc(1, sizeof(*c));
-    *c = (struct legacy_call){.w = w, .done = done, .arg = done_arg};
-    loop_timer(w->loop, 0, legacy_answer, c);
+    loop_timer(loop, 0, legacy_answer, c);
     return 0;
 }
 
@@ -673,7 +766,7 @@ static int run_outbound(struct world *w, char *err, size_t errlen)
 {
     struct handover h = {.r = w->r, .d = delivery_of(w)};
     loop_post(w->loop, deliver, &h);
-    if (world_wait(w))
+    if (world_wait(w, 0))
         return 0;
     snprintf(err, errlen, "the route gave no verdict within %ds", CASE_TIMEOUT_S);
     return -1;
@@ -766,11 +859,12 @@ static int run_inbound(struct world *w, const struct sidecar_config *cfg, char *
     struct route *r = w->r;
     w->pub = publisher_new("test", &cfg->broker, w->loop, NULL);
     r->publisher = w->pub;
-    if (w->tc->input == TEST_FILE) {
+    if (w->tc->input == TEST_FILE || w->tc->input == TEST_POLL) {
         world_open_broker(w, cfg);
         if (world_start_thread(w, err, errlen) != 0)
             return -1;
-        return run_file_in(w, err, errlen);
+        return w->tc->input == TEST_FILE ? run_file_in(w, err, errlen)
+                                         : run_poll_in(w, err, errlen);
     }
     char why[512] = "";
     if (r->kind->start(r, why, sizeof(why)) != 0) {
@@ -834,6 +928,11 @@ json_t *route_test_run(const struct test_case *tc, const struct sidecar_config *
     if (w->request.w)
         local_free(&w->request);
     free(w->rpc_call);
+    while (w->calls) {
+        struct legacy_call *c = w->calls;
+        w->calls = c->next;
+        free(c);
+    }
     http_server_free(w->server);
     publisher_free(w->pub);
     loop_free(w->loop);
