@@ -76,32 +76,6 @@ static const char *expected_name(enum key_type type)
     }
 }
 
-static size_t edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > 64 || lb > 64)
-        return SIZE_MAX;
-    size_t row[65];
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t diag = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-            size_t best = diag + cost;
-            if (row[j] + 1 < best)
-                best = row[j] + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    return row[lb];
-}
-
 char *config_resolve_path(const char *dir, const char *path)
 {
     if (path[0] == '/' || dir == NULL)
@@ -538,7 +512,7 @@ static const char *suggest(const struct key_table *tables, size_t n_tables, cons
     size_t best_d = 3; /* suggest only close matches */
     for (size_t t = 0; t < n_tables; t++)
         for (const struct config_key *k = tables[t].keys; k && k->name; k++) {
-            size_t d = edit_distance(name, k->name);
+            size_t d = str_edit_distance(name, k->name);
             if (d < best_d) {
                 best_d = d;
                 best = k->name;

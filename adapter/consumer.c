@@ -29,6 +29,7 @@
 #include "topology.h"
 #include "util.h"
 
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -695,8 +696,36 @@ static void set_reason(struct delivery_impl *di, const char *fmt, va_list ap)
     di->reason = xstrdup(reason);
 }
 
+/* A delivery with a judge (consumer.h) is `test`'s: the verdict goes there, formatted. */
+static void judged(struct delivery *d, struct delivery_verdict v, const char *fmt, va_list ap)
+{
+    char reason[REASON_MAX + 1] = "";
+    if (fmt != NULL)
+        vsnprintf(reason, sizeof(reason), fmt, ap);
+    v.reason = reason;
+    d->judge->settle(d->judge->arg, d, &v);
+}
+
+#define JUDGED(d, fmt, ...)                                                                        \
+    do {                                                                                           \
+        va_list ap_;                                                                               \
+        va_start(ap_, fmt);                                                                        \
+        judged(d, (struct delivery_verdict){__VA_ARGS__}, fmt, ap_);                               \
+        va_end(ap_);                                                                               \
+    } while (0)
+
+static void judged_plain(struct delivery *d, struct delivery_verdict v)
+{
+    v.reason = "";
+    d->judge->settle(d->judge->arg, d, &v);
+}
+
 void settle_ack(struct delivery *d, struct message *reply)
 {
+    if (d->judge) {
+        judged_plain(d, (struct delivery_verdict){.kind = VERDICT_ACK, .reply = reply});
+        return;
+    }
     struct delivery_impl *di = impl_of(d);
     if (!settle_begin(di, true, reply))
         return;
@@ -722,6 +751,10 @@ static bool failure_begin(struct delivery_impl *di, const char *fmt, va_list ap)
 
 void settle_retry(struct delivery *d, int calls, double retry_after, const char *fmt, ...)
 {
+    if (d->judge) {
+        JUDGED(d, fmt, .kind = VERDICT_RETRY, .calls = calls, .retry_after = retry_after);
+        return;
+    }
     struct delivery_impl *di = impl_of(d);
     va_list ap;
     va_start(ap, fmt);
@@ -738,6 +771,10 @@ void settle_retry(struct delivery *d, int calls, double retry_after, const char 
 
 void settle_retry_uncounted(struct delivery *d, const char *fmt, ...)
 {
+    if (d->judge) {
+        JUDGED(d, fmt, .kind = VERDICT_RETRY_UNCOUNTED);
+        return;
+    }
     struct delivery_impl *di = impl_of(d);
     va_list ap;
     va_start(ap, fmt);
@@ -755,6 +792,10 @@ void settle_retry_uncounted(struct delivery *d, const char *fmt, ...)
 
 void settle_throttled(struct delivery *d, double retry_after, const char *fmt, ...)
 {
+    if (d->judge) {
+        JUDGED(d, fmt, .kind = VERDICT_THROTTLED, .calls = 1, .retry_after = retry_after);
+        return;
+    }
     struct delivery_impl *di = impl_of(d);
     struct consumer *c = di->c;
     va_list ap;
@@ -793,6 +834,10 @@ void settle_throttled(struct delivery *d, double retry_after, const char *fmt, .
 void settle_dead(struct delivery *d, int calls, enum dead_reason reason, struct message *reply,
                  const char *fmt, ...)
 {
+    if (d->judge) {
+        JUDGED(d, fmt, .kind = VERDICT_DEAD, .calls = calls, .dead = reason, .reply = reply);
+        return;
+    }
     struct delivery_impl *di = impl_of(d);
     if (!settle_begin(di, true, reply))
         return;
@@ -809,6 +854,10 @@ void settle_dead(struct delivery *d, int calls, enum dead_reason reason, struct 
 
 void abandon(struct delivery *d)
 {
+    if (d->judge) {
+        judged_plain(d, (struct delivery_verdict){.kind = VERDICT_ABANDON});
+        return;
+    }
     requeue(impl_of(d));
 }
 

@@ -48,11 +48,39 @@ struct publisher;
 struct message;
 struct route;
 
+struct delivery_judge;
+
 struct delivery {
     struct message *msg; /* owned by the delivery: read, don't free */
     int attempts;        /* legacy calls made in earlier rounds (x-sidecar-attempts) */
     bool redelivered;
     void *kind_data; /* free for the kind */
+    /* Who hears the verdict: NULL for the consumer's own deliveries; `amqp-sidecar
+     * test` makes deliveries of its own and records what the kind decided. */
+    const struct delivery_judge *judge;
+};
+
+/* A verdict as the kind gave it, for a judge (see struct delivery). */
+enum delivery_verdict_kind {
+    VERDICT_ACK,
+    VERDICT_RETRY,
+    VERDICT_RETRY_UNCOUNTED,
+    VERDICT_THROTTLED,
+    VERDICT_DEAD,
+    VERDICT_ABANDON,
+};
+struct delivery_verdict {
+    enum delivery_verdict_kind kind;
+    int calls;
+    double retry_after;
+    enum dead_reason dead; /* VERDICT_DEAD */
+    const char *reason;    /* formatted; "" for ack and abandon; valid during the call */
+    struct message *reply; /* taken by the judge; may be NULL */
+};
+/* settle runs on the exit's thread; it takes d (and v->reply) like the exit would. */
+struct delivery_judge {
+    void (*settle)(void *arg, struct delivery *d, struct delivery_verdict *v);
+    void *arg;
 };
 
 /* A consumer for outbound route r on the connection whose thread runs loop;

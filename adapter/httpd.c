@@ -43,6 +43,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #define MAX_HEADERS 100
@@ -63,7 +64,13 @@ struct http_request {
     enum req_state state;
     struct MHD_Response *response;
     int status;
+    const struct http_local_request *local; /* not from a socket (conn NULL): see httpd.h */
 };
+
+static const char *local_lookup(const struct header *h, size_t n, const char *name, bool any_case);
+static void local_answer(struct http_request *req, int status, const char *content_type,
+                         const char *body, size_t len, const struct header *headers,
+                         size_t n_headers);
 
 /* The watch entry of an MHD connection (its socket context). */
 static struct http_conn *watched(struct MHD_Connection *conn)
@@ -95,11 +102,15 @@ const char *http_request_path(const struct http_request *req)
 
 const char *http_request_header(const struct http_request *req, const char *name)
 {
+    if (req->local)
+        return local_lookup(req->local->headers, req->local->n_headers, name, true);
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
 const char *http_request_query(const struct http_request *req, const char *name)
 {
+    if (req->local)
+        return local_lookup(req->local->query, req->local->n_query, name, false);
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
@@ -126,6 +137,8 @@ static enum MHD_Result find_key(void *cls, enum MHD_ValueKind kind, const char *
 
 bool http_request_has_query_key(const struct http_request *req, const char *key)
 {
+    if (req->local)
+        return local_lookup(req->local->query, req->local->n_query, key, false) != NULL;
     struct key_search k = {.key = key};
     MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, find_key, &k);
     return k.found;
@@ -133,6 +146,8 @@ bool http_request_has_query_key(const struct http_request *req, const char *key)
 
 bool http_request_has_query(const struct http_request *req)
 {
+    if (req->local)
+        return req->local->n_query > 0;
     int n = 0;
     MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, count_value, &n);
     return n > 0;
@@ -159,6 +174,10 @@ void http_respond_headers(struct http_request *req, int status, const char *cont
                           const char *body, size_t len, const struct header *headers,
                           size_t n_headers)
 {
+    if (req->local) {
+        local_answer(req, status, content_type, body, len, headers, n_headers);
+        return;
+    }
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(len, (void *)(body ? body : ""), MHD_RESPMEM_MUST_COPY);
     if (content_type)
@@ -414,4 +433,70 @@ void *httpd_on_request_line(void *cls, const char *uri, struct MHD_Connection *c
 {
     http_conn_request_line(watched(conn));
     return NULL;
+}
+
+/* ---- local requests (httpd.h): `amqp-sidecar test` --------------------------------- */
+
+static const char *local_lookup(const struct header *h, size_t n, const char *name, bool any_case)
+{
+    for (size_t i = 0; i < n; i++)
+        if (any_case ? strcasecmp(h[i].name, name) == 0 : strcmp(h[i].name, name) == 0)
+            return h[i].value;
+    return NULL;
+}
+
+/* The answer, and the end of the request: nothing may use req afterwards. */
+static void local_answer(struct http_request *req, int status, const char *content_type,
+                         const char *body, size_t len, const struct header *headers,
+                         size_t n_headers)
+{
+    pthread_mutex_lock(&req->lock);
+    bool twice = req->state == REQ_ANSWERED;
+    req->state = REQ_ANSWERED;
+    pthread_mutex_unlock(&req->lock);
+    if (twice) {
+        log_error(NULL, "bug: HTTP request answered twice (status %d)", status);
+        return;
+    }
+    req->local->answered(req->local->arg, status, content_type, body ? body : "", len, headers,
+                         n_headers);
+    request_free(req);
+}
+
+void http_server_dispatch_local(struct http_server *s, const struct http_local_request *l)
+{
+    const struct http_route *route = http_route_for(s, l->path);
+    struct http_request *req = xcalloc(1, sizeof(*req));
+    req->server = s;
+    req->route = route;
+    req->local = l;
+    req->method = xstrdup(l->method);
+    req->path = xstrdup(l->path);
+    pthread_mutex_init(&req->lock, NULL);
+    if (route == NULL) {
+        http_respond_error(req, 404, "no route here");
+        return;
+    }
+    if (l->n_headers > MAX_HEADERS) {
+        http_respond_error(req, 431, "too many request headers");
+        return;
+    }
+    if (l->body_len > route->max_body) {
+        int status = 413;
+        const char *ctype = "text/plain";
+        size_t len = 0;
+        char *body = route->refusal
+                         ? route->refusal(route->arg, &status,
+                                          http_request_header(req, "Content-Type"), &ctype, &len)
+                         : NULL;
+        if (body != NULL)
+            http_respond(req, status, ctype, body, len);
+        else
+            http_respond_error(req, 413, "request body too large");
+        free(body);
+        return;
+    }
+    buf_append(&req->body, l->body ? l->body : "", l->body_len);
+    req->state = REQ_HANDLING;
+    route->fn(req, route->arg);
 }

@@ -117,4 +117,28 @@ void http_respond_headers(struct http_request *req, int status, const char *cont
 void http_respond_error(struct http_request *req, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* ---- local requests: `amqp-sidecar test` (route_test.c) ----------------------
+ * A request that did not come from a socket: http_server_dispatch_local hands
+ * it to the route registered for its path on s (which need not be started),
+ * through the same checks a socket's request meets first (404 without a
+ * route, 413 over max_body, in the route's words when it has a refusal
+ * hook), and its answer goes to `answered` instead of a connection. Every
+ * string and array of l is borrowed and must stay valid until answered has
+ * run; answered runs exactly once, on whichever thread answers, and its
+ * arguments are valid during the call only. */
+struct http_local_request {
+    const char *method;
+    const char *path;
+    const struct header *headers; /* looked up case-insensitively */
+    size_t n_headers;
+    const struct header *query; /* decoded values */
+    size_t n_query;
+    const char *body;
+    size_t body_len;
+    void (*answered)(void *arg, int status, const char *content_type, const char *body, size_t len,
+                     const struct header *headers, size_t n_headers);
+    void *arg;
+};
+void http_server_dispatch_local(struct http_server *s, const struct http_local_request *l);
+
 #endif

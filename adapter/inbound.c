@@ -7,7 +7,6 @@
 #include "message.h"
 #include "otel.h"
 #include "route.h"
-#include "sidecar.h"
 #include "template.h"
 #include "util.h"
 
@@ -284,7 +283,7 @@ int inbound_serve_http(struct route *r, const char *listen, const struct listen_
                        char *(*refusal)(void *, int *, const char *, const char **, size_t *),
                        bool rpc, char *err, size_t errlen)
 {
-    struct http_server *s = sidecar_http_server(r->sc, listen, tls, err, errlen);
+    struct http_server *s = r->services->http_server(r, listen, tls, err, errlen);
     if (s == NULL)
         return -1;
     if (http_server_route(s, path, max_body, handler, r) != 0) {

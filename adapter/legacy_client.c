@@ -26,8 +26,9 @@ struct legacy_client {
     const char *route;
     const struct legacy_auth *auth;
     const struct tls_config *tls;
-    struct oauth2_client *oauth2; /* NULL unless auth.oauth2 */
-    struct oauth2_registry *own;  /* when the config gave no registry to share */
+    struct oauth2_client *oauth2;             /* NULL unless auth.oauth2 */
+    struct oauth2_registry *own;              /* when the config gave no registry to share */
+    const struct legacy_transport *transport; /* NULL: lc->http */
     struct call *calls;
 };
 
@@ -132,7 +133,9 @@ static void send_call(struct call *c, const char *auth_name, const char *auth_va
     req.headers = h;
     req.n_headers = n;
     req.tls = c->lc->tls;
-    int rc = httpc_start(c->lc->http, &req, answered, c);
+    const struct legacy_transport *t = c->lc->transport;
+    int rc = t ? t->start(t->arg, c->lc->loop, &req, answered, c)
+               : httpc_start(c->lc->http, &req, answered, c);
     free(h);
     if (rc != 0) {
         free(c->failure);
@@ -233,7 +236,8 @@ struct legacy_client *legacy_client_new(struct loop *loop, const struct legacy_c
     lc->route = cfg->route;
     lc->auth = cfg->auth;
     lc->tls = cfg->tls;
-    if (cfg->auth && cfg->auth->method == LEGACY_AUTH_OAUTH2) {
+    lc->transport = cfg->transport;
+    if (cfg->auth && cfg->auth->method == LEGACY_AUTH_OAUTH2 && cfg->transport == NULL) {
         struct oauth2_registry *reg = cfg->oauth2;
         if (reg == NULL)
             reg = lc->own = oauth2_registry_new();

@@ -29,11 +29,24 @@ struct legacy_auth;
 struct loop;
 struct oauth2_registry;
 
+/* Where calls go instead of HTTP: `amqp-sidecar test` answers them in-process
+ * (route_services.legacy_transport). start has httpc_start's contract: 0, and
+ * done runs exactly once on loop, never before start returned; or -1 (a call
+ * still unanswered when the client is freed is dropped, never answered). The
+ * request is the one that would be sent, credentials included. */
+struct legacy_transport {
+    int (*start)(void *arg, struct loop *loop, const struct httpc_request *req, httpc_done_fn done,
+                 void *done_arg); /* loop: the client's, where done must run */
+    void *arg;
+};
+
 struct legacy_client_config {
-    const char *route;              /* for log lines */
-    const struct legacy_auth *auth; /* validated (method resolved) */
-    struct oauth2_registry *oauth2; /* shared tokens; needed for auth.oauth2 */
-    const struct tls_config *tls;   /* for the legacy side (not the token endpoint) */
+    const char *route;                        /* for log lines */
+    const struct legacy_auth *auth;           /* validated (method resolved) */
+    struct oauth2_registry *oauth2;           /* shared tokens; needed for auth.oauth2 */
+    const struct tls_config *tls;             /* for the legacy side (not the token endpoint) */
+    const struct legacy_transport *transport; /* NULL: HTTP; else every call goes there (and
+                                               * auth.oauth2 fetches no token: none is sent) */
 };
 
 /* The `tls = { ca; cert; key; verify; }` table of the calling kinds, with

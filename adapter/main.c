@@ -16,6 +16,7 @@
 #include "oauth2.h"
 #include "replay.h"
 #include "route.h"
+#include "route_test.h"
 #include "sidecar.h"
 #include "systemd_dropin.h"
 #include "topology.h"
@@ -62,6 +63,10 @@ static const char usage_text[] =
     "                                (exit 1). --dry-run prints what it would do\n"
     "  transform  -c FILE ROUTE      apply ROUTE's jq transform to stdin (one JSON document, or\n"
     "                                JSON Lines: one result per line), print the result\n"
+    "  test       -c FILE [TESTS…]   run route test cases (JSON) through the routes' real\n"
+    "                                code, broker and legacy side played in-process; a\n"
+    "                                failed case shows expected vs got (exit 1); see\n"
+    "                                `amqp-sidecar test --help` for the format\n"
     "  systemd-dropin -c FILE        print the [Service] drop-in the hardened unit needs for\n"
     "                                FILE: ReadWritePaths= for every directory the file\n"
     "                                routes (and poll cursors) write in; its header says\n"
@@ -91,7 +96,10 @@ struct options {
     bool connect;
     bool dry_run;
     bool markdown; /* keys --markdown */
+    bool verbose;
     long max;
+    const char **tests; /* test: the TESTS files (argv's) */
+    size_t n_tests;
 };
 
 static int usage_error(const char *fmt, const char *arg)
@@ -248,6 +256,7 @@ static int parse_args(int argc, char **argv, struct options *o)
         {"markdown", no_argument, NULL, 'M'},     {NULL, 0, NULL, 0},
     };
     *o = (struct options){.command = "run", .max = -1};
+    o->tests = xcalloc((size_t)argc, sizeof(*o->tests));
     bool have_command = false;
     int c;
     /* A leading "-" makes getopt hand us positional words in order (as c == 1). */
@@ -257,6 +266,8 @@ static int parse_args(int argc, char **argv, struct options *o)
             if (!have_command) {
                 o->command = optarg;
                 have_command = true;
+            } else if (strcmp(o->command, "test") == 0) {
+                o->tests[o->n_tests++] = optarg;
             } else if (o->route == NULL) {
                 o->route = optarg;
             } else {
@@ -289,12 +300,13 @@ static int parse_args(int argc, char **argv, struct options *o)
             break;
         case 'v':
             log_set_level(LOG_DEBUG);
+            o->verbose = true;
             break;
         case 'V':
             printf("amqp-sidecar %s\n", SIDECAR_VERSION);
             exit(0);
         case 'h':
-            fputs(usage_text, stdout);
+            fputs(strcmp(o->command, "test") == 0 ? route_test_usage : usage_text, stdout);
             exit(0);
         default:
             return option_error(argv, optopt);
@@ -303,21 +315,20 @@ static int parse_args(int argc, char **argv, struct options *o)
     return 0;
 }
 
-int main(int argc, char **argv)
+/* The command o names (parsed); main frees what parse_args made. */
+static int run_command(const struct options *op)
 {
-    struct options o;
-    int rc = parse_args(argc, argv, &o);
-    if (rc != 0)
-        return rc;
+    const struct options o = *op;
+    int rc = 0;
 
-    static const char *const commands[] = {"run",       "check", "topology",      "replay",
-                                           "transform", "keys",  "systemd-dropin"};
+    static const char *const commands[] = {"run",       "check", "topology",       "replay",
+                                           "transform", "keys",  "systemd-dropin", "test"};
     bool known = false;
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         known = known || strcmp(o.command, commands[i]) == 0;
     if (!known)
         return usage_error("unknown command \"%s\" (run, check, topology, replay, transform, keys, "
-                           "systemd-dropin)",
+                           "systemd-dropin, test)",
                            o.command);
     if (strcmp(o.command, "keys") == 0) {
         config_print_reference(o.markdown);
@@ -350,6 +361,8 @@ int main(int argc, char **argv)
         rc = cmd_topology(&cfg);
     else if (strcmp(o.command, "transform") == 0)
         rc = cmd_transform(&cfg, o.route);
+    else if (strcmp(o.command, "test") == 0)
+        rc = route_test_main(&cfg, o.tests, o.n_tests, o.verbose);
     else if (strcmp(o.command, "systemd-dropin") == 0)
         rc = systemd_dropin_print(&cfg, stdout);
     else if (strcmp(o.command, "replay") == 0)
@@ -362,5 +375,15 @@ int main(int argc, char **argv)
     config_free(&cfg);
     curl_global_cleanup();
     xmlCleanupParser();
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    struct options o;
+    int rc = parse_args(argc, argv, &o);
+    if (rc == 0)
+        rc = run_command(&o);
+    free(o.tests);
     return rc;
 }

@@ -27,7 +27,10 @@
 
 struct buf;
 struct delivery;
+struct http_server;
 struct legacy_auth;
+struct legacy_transport;
+struct listen_tls_config;
 struct loop;
 struct oauth2_registry;
 struct otel;
@@ -68,6 +71,16 @@ struct route_services {
     struct otel *otel;              /* traces (otel.h), or NULL when off */
     /* Any thread: the route cannot go on; the process logs why and exits 1. */
     void (*fatal)(struct route *r, const char *why);
+    /* Start: the HTTP server the route's requests arrive on, the one for
+     * listen (shared by the routes on it) with tls (NULL: plain HTTP); NULL
+     * with err. The process's listeners, or `test`'s server that is never
+     * started (its requests are local ones: httpd.h). */
+    struct http_server *(*http_server)(struct route *r, const char *listen,
+                                       const struct listen_tls_config *tls, char *err,
+                                       size_t errlen);
+    /* How calls reach the legacy side (legacy_client.h): NULL, over HTTP;
+     * `test` answers them in-process. */
+    const struct legacy_transport *legacy_transport;
 };
 
 struct route {

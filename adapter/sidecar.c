@@ -101,6 +101,13 @@ static void on_route_fatal(struct route *r, const char *why)
     sidecar_fatal(r->sc, why);
 }
 
+static struct http_server *route_http_server(struct route *r, const char *listen,
+                                             const struct listen_tls_config *tls, char *err,
+                                             size_t errlen)
+{
+    return sidecar_http_server(r->sc, listen, tls, err, errlen);
+}
+
 /* ---- readiness ------------------------------------------------------------------ */
 
 bool sidecar_route_ready(struct sidecar *sc, struct route *r, struct buf *why)
@@ -552,7 +559,8 @@ int sidecar_run(struct sidecar_config *cfg)
     sc.services = (struct route_services){.state_dir = cfg->state_dir,
                                           .publish_window = (size_t)cfg->broker.max_inflight,
                                           .oauth2 = oauth2_registry_new(),
-                                          .fatal = on_route_fatal};
+                                          .fatal = on_route_fatal,
+                                          .http_server = route_http_server};
     sc.loop = loop_new();
     pthread_rwlock_init(&sc.routes_lock, NULL);
     sc.outbound = xcalloc(cfg->n_routes, sizeof(*sc.outbound));

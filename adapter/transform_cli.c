@@ -52,10 +52,7 @@ static int apply_one(struct transform *t, const char *in, size_t len, FILE *out,
 int transform_stream(struct transform *t, const char *label, FILE *in, FILE *out, FILE *errs)
 {
     struct buf text = {0};
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), in)) > 0)
-        buf_append(&text, chunk, n);
+    buf_read_stream(&text, in);
     const char *data = text.data ? text.data : "";
     if (!several_values(data, text.len)) {
         int rc = apply_one(t, data, text.len, out, errs, label, 0);

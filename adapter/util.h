@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 void *xmalloc(size_t n);
@@ -33,6 +34,8 @@ void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(print
 void buf_json_string(struct buf *b, const char *s);
 char *buf_steal(struct buf *b, size_t *len); /* caller owns the result; b is reset */
 void buf_free(struct buf *b);
+/* Appends what is left to read of f; false on a read error. */
+bool buf_read_stream(struct buf *b, FILE *f);
 
 /* n random bytes for ids (message ids, trace and span ids), from a per-thread
  * pool refilled by the CSPRNG; not for keys. */
@@ -61,5 +64,7 @@ void sha256_id(const unsigned char *md, size_t len, char *out);
 
 bool str_equal_ci(const char *a, const char *b);
 char *str_trim_right(char *s);
+/* Levenshtein distance for "did you mean"; SIZE_MAX past 64 bytes. */
+size_t str_edit_distance(const char *a, const char *b);
 
 #endif

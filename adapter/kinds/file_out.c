@@ -17,6 +17,7 @@
 #include "config.h"
 #include "consumer.h"
 #include "file_ops.h"
+#include "file_out.h"
 #include "jq_transform.h"
 #include "log.h"
 #include "loop.h"
@@ -35,16 +36,6 @@
 #include <unistd.h>
 
 #define NAME_MAX_BYTES 255
-
-struct file_out_opts {
-    char *dir;
-    char *filename;
-    bool portable_names;
-    bool overwrite;
-    char *mode;
-    /* derived by validate */
-    mode_t mode_bits;
-};
 
 #define O(field) offsetof(struct file_out_opts, field)
 

@@ -405,6 +405,7 @@ static int http_out_start(struct route *r, char *err, size_t errlen)
                                                .auth = &opts(r)->auth,
                                                .oauth2 = r->services->oauth2,
                                                .tls = &opts(r)->tls,
+                                               .transport = r->services->legacy_transport,
                                            });
     r->state = s;
     return 0;

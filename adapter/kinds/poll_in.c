@@ -32,6 +32,7 @@
 #include "poll_batch.h"
 #include "poll_cursor.h"
 #include "poll_http.h"
+#include "poll_in.h"
 #include "poll_jq.h"
 #include "publisher.h"
 #include "route.h"
@@ -47,22 +48,6 @@
 #include <string.h>
 
 #define BROKER_WAIT_MS 500 /* re-check for a usable publisher this often */
-
-struct poll_in_opts {
-    char *url;
-    double interval;
-    char *items;
-    char *id;
-    char *cursor;
-    char *cursor_from;
-    char *initial_cursor;
-    double timeout;
-    int max_response;
-    struct strmap headers;
-    struct secret bearer_token; /* deprecated: moved into auth by validate */
-    struct legacy_auth auth;
-    struct tls_config tls;
-};
 
 #define O(field) offsetof(struct poll_in_opts, field)
 
@@ -584,6 +569,7 @@ static int poll_in_start(struct route *r, char *err, size_t errlen)
                                                .auth = &o->auth,
                                                .oauth2 = r->services->oauth2,
                                                .tls = &o->tls,
+                                               .transport = r->services->legacy_transport,
                                            });
     p->turn.go = poll_turn;
     if (r->rate.rate > 0)

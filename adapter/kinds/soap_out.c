@@ -546,6 +546,7 @@ static int soap_out_start(struct route *r, char *err, size_t errlen)
                                               .auth = &opts(r)->auth,
                                               .oauth2 = r->services->oauth2,
                                               .tls = &opts(r)->tls,
+                                              .transport = r->services->legacy_transport,
                                           });
     r->state = st;
     return 0;
