@@ -191,30 +191,18 @@ static char *route_label(config_setting_t *s, const char *key)
     return config_env_expand(raw, config_env_getenv, NULL, err, sizeof(err));
 }
 
-/* A paced kind's key on a route that makes no legacy calls: say so instead
- * of guessing at a near name. */
-static void explain_unpaced_rate(struct config_report *rep, size_t from, const char *where)
+/* A key of another kind's table (rate, lease) on a route whose kind has none:
+ * say why it does not apply instead of guessing at a near name. */
+static void explain_inapplicable(struct config_report *rep, size_t from, const char *key,
+                                 const char *where, const char *why)
 {
+    char needle[64];
+    snprintf(needle, sizeof(needle), "unknown key \"%s\"", key);
     for (size_t i = from; i < rep->n; i++) {
-        if (strstr(rep->errors[i].msg, "unknown key \"rate\"") == NULL)
+        if (strstr(rep->errors[i].msg, needle) == NULL)
             continue;
         free(rep->errors[i].msg);
-        rep->errors[i].msg = xasprintf("%s: rate applies only to routes that call the legacy "
-                                       "side (outbound http and soap, inbound poll); remove it",
-                                       where);
-    }
-}
-
-/* lease on a kind that needs none: say why instead of guessing at a near name. */
-static void explain_unleased(struct config_report *rep, size_t from, const char *where)
-{
-    for (size_t i = from; i < rep->n; i++) {
-        if (strstr(rep->errors[i].msg, "unknown key \"lease\"") == NULL)
-            continue;
-        free(rep->errors[i].msg);
-        rep->errors[i].msg = xasprintf("%s: lease applies only to inbound poll and file routes "
-                                       "(every other kind runs on all sidecars at once); remove it",
-                                       where);
+        rep->errors[i].msg = xasprintf("%s: %s", where, why);
     }
 }
 
@@ -275,9 +263,13 @@ static struct route *route_parse(config_setting_t *s, enum route_direction dir,
         size_t before = rep->n;
         config_apply_tables(tables, n_tables, s, where, cfg, rep);
         if (!r->kind->paced)
-            explain_unpaced_rate(rep, before, where);
+            explain_inapplicable(rep, before, "rate", where,
+                                 "rate applies only to routes that call the legacy side "
+                                 "(outbound http and soap, inbound poll); remove it");
         if (!r->kind->leasable)
-            explain_unleased(rep, before, where);
+            explain_inapplicable(rep, before, "lease", where,
+                                 "lease applies only to inbound poll and file routes (every other "
+                                 "kind runs on all sidecars at once); remove it");
     } else {
         /* Without a kind we cannot tell its keys from typos: check only the common ones. */
         size_t before = rep->n;

@@ -177,6 +177,21 @@ static void get_ok(struct fixture *fx, uint64_t tag, const void *body, size_t le
     answer(fx, AMQP_BASIC_GET_OK_METHOD, &ok, &msg);
 }
 
+/* A round that opens the channel and has the first lease asked about declared. */
+static void round_declared(struct fixture *fx)
+{
+    fx->c->tick(fx->c->arg);
+    open_ok(fx);
+    declare_ok(fx);
+}
+
+static void reconnect(struct fixture *fx, const char *why)
+{
+    fx->c->on_lost(fx->c->arg, why);
+    char err[64];
+    assert_int_equal(fx->c->on_open(fx->c->arg, &fx->fake.ch, err, sizeof(err)), 0);
+}
+
 static const struct sent *last(struct fixture *fx)
 {
     assert_true(fx->fake.n > 0);
@@ -235,9 +250,7 @@ static void test_a_locked_lease_is_standby_and_asked_again_later(void **state)
 static void test_the_stored_cursor_is_read_and_given_back(void **state)
 {
     struct fixture *fx = *state;
-    fx->c->tick(fx->c->arg);
-    open_ok(fx);
-    declare_ok(fx);
+    round_declared(fx);
     assert_int_equal(heard[0].gained, 0); /* not before the cursor is known */
     assert_int_equal(last(fx)->id, AMQP_BASIC_GET_METHOD);
     assert_string_equal(last(fx)->queue, "crm.tickets.cursor");
@@ -253,9 +266,7 @@ static void test_the_stored_cursor_is_read_and_given_back(void **state)
 static void test_no_stored_cursor_gives_none(void **state)
 {
     struct fixture *fx = *state;
-    fx->c->tick(fx->c->arg);
-    open_ok(fx);
-    declare_ok(fx);
+    round_declared(fx);
     amqp_basic_get_empty_t empty = {0};
     answer(fx, AMQP_BASIC_GET_EMPTY_METHOD, &empty, NULL);
     assert_int_equal(heard[0].gained, 1);
@@ -265,9 +276,7 @@ static void test_no_stored_cursor_gives_none(void **state)
 static void test_a_missing_cursor_queue_still_holds_the_lease(void **state)
 {
     struct fixture *fx = *state;
-    fx->c->tick(fx->c->arg);
-    open_ok(fx);
-    declare_ok(fx);
+    round_declared(fx);
     closed(fx, AMQP_NOT_FOUND, "NOT_FOUND - no queue");
     assert_int_equal(heard[0].gained, 1);
     assert_string_equal(heard[0].cursor, "(null)"); /* the local cursor is used */
@@ -277,9 +286,7 @@ static void test_a_missing_cursor_queue_still_holds_the_lease(void **state)
 static void test_a_bad_stored_cursor_is_ignored_and_given_back(void **state)
 {
     struct fixture *fx = *state;
-    fx->c->tick(fx->c->arg);
-    open_ok(fx);
-    declare_ok(fx);
+    round_declared(fx);
     get_ok(fx, 3,
            "12\0"
            "34",
@@ -288,12 +295,8 @@ static void test_a_bad_stored_cursor_is_ignored_and_given_back(void **state)
     assert_string_equal(heard[0].cursor, "(null)");
     char *big = xcalloc(1, LEASE_CURSOR_MAX + 1);
     memset(big, 'x', LEASE_CURSOR_MAX + 1);
-    fx->c->on_lost(fx->c->arg, "reconnect");
-    char err[64];
-    fx->c->on_open(fx->c->arg, &fx->fake.ch, err, sizeof(err));
-    fx->c->tick(fx->c->arg);
-    open_ok(fx);
-    declare_ok(fx);
+    reconnect(fx, "reconnect");
+    round_declared(fx);
     get_ok(fx, 4, big, LEASE_CURSOR_MAX + 1);
     free(big);
     assert_int_equal(heard[0].gained, 2);
@@ -324,13 +327,11 @@ static void test_a_lost_connection_loses_the_held_leases_only(void **state)
     closed(fx, AMQP_RESOURCE_LOCKED, "RESOURCE_LOCKED");
     open_ok(fx);
     declare_ok(fx);
-    fx->c->on_lost(fx->c->arg, "connection reset");
+    reconnect(fx, "connection reset");
     assert_int_equal(heard[0].lost, 0); /* never held: nothing to stop */
     assert_int_equal(heard[1].lost, 1);
     assert_int_equal(role_of(fx, 0), LEASE_WAITING);
     assert_int_equal(role_of(fx, 1), LEASE_WAITING);
-    char err[64];
-    fx->c->on_open(fx->c->arg, &fx->fake.ch, err, sizeof(err));
     fx->c->tick(fx->c->arg); /* a new connection asks at once */
     assert_int_equal(last(fx)->id, AMQP_CHANNEL_OPEN_METHOD);
     open_ok(fx);
@@ -344,9 +345,7 @@ static void test_a_lost_connection_loses_the_held_leases_only(void **state)
 static void test_lost_while_reading_the_cursor_tells_the_route_nothing(void **state)
 {
     struct fixture *fx = *state;
-    fx->c->tick(fx->c->arg);
-    open_ok(fx);
-    declare_ok(fx);
+    round_declared(fx);
     fx->c->on_lost(fx->c->arg, "connection reset"); /* before get-ok */
     assert_int_equal(heard[0].gained, 0);
     assert_int_equal(heard[0].lost, 0);
