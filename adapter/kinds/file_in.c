@@ -386,6 +386,8 @@ static void file_in_describe(const struct route *r, struct buf *out)
     buf_printf(out, "files %s/%s (%s%s) → exchange \"%s\" key \"%s\"; done → %s, failed → %s",
                o->dir, o->pattern, o->format, o->split ? ", split" : "", r->exchange,
                r->routing_key, o->done_dir ? o->done_dir : "deleted", o->failed_dir);
+    if (r->lease)
+        buf_printf(out, "; under lease %s", r->lease_queue);
 }
 
 static int file_in_start(struct route *r, char *err, size_t errlen)

@@ -132,7 +132,8 @@ struct poll_in {
     atomic_bool draining;
     atomic_long outstanding; /* publishes whose result the poll thread has not finished */
     pthread_mutex_t lock;
-    char *last_error; /* for ready(); under lock */
+    char *last_error;    /* for ready(); under lock */
+    char *handed_cursor; /* lease_gained's stored cursor, for the poll thread; under lock */
 };
 
 static const struct poll_in_opts *opts(const struct route *r)
@@ -427,33 +428,30 @@ static void init_on_thread(void *arg)
 /* ---- the lease (lease = true)
  * ------------------------------------------------------------------------- */
 
-struct handover {
-    struct poll_in *p;
-    char *cursor; /* stored in the broker, or NULL */
-};
-
 /* Poll thread: this sidecar holds the lease now; resume from the cursor the
  * last holder stored (it only ever follows confirmed items). */
 static void gained_on_thread(void *arg)
 {
-    struct handover *h = arg;
-    struct poll_in *p = h->p;
+    struct poll_in *p = arg;
     struct route *r = p->route;
+    pthread_mutex_lock(&p->lock);
+    char *stored = p->handed_cursor;
+    p->handed_cursor = NULL;
+    pthread_mutex_unlock(&p->lock);
     char err[1024];
-    if (h->cursor && strcmp(h->cursor, p->cursor) != 0) {
+    if (stored && strcmp(stored, p->cursor) != 0) {
         log_info(r->name, "resuming from the cursor stored in %s: \"%s\" (local: \"%s\")",
-                 r->cursor_queue, h->cursor, p->cursor);
+                 r->cursor_queue, stored, p->cursor);
         free(p->cursor);
-        p->cursor = h->cursor;
-        h->cursor = NULL;
+        p->cursor = stored;
+        stored = NULL;
         if (poll_cursor_save(p->state_dir, p->cursor_path, p->cursor, err, sizeof(err)) != 0)
             log_warn(r->name, "cannot store the cursor locally: %s", err);
         free(p->etag); /* of another cursor's url, and perhaps another holder's time */
         free(p->etag_url);
         p->etag = p->etag_url = NULL;
     }
-    free(h->cursor);
-    free(h);
+    free(stored);
     p->standby = false;
     poll_schedule(p, 0);
 }
@@ -470,9 +468,11 @@ static void lost_on_thread(void *arg)
 static void poll_in_lease_gained(struct route *r, const char *cursor)
 {
     struct poll_in *p = r->state;
-    struct handover *h = xcalloc(1, sizeof(*h));
-    *h = (struct handover){.p = p, .cursor = cursor ? xstrdup(cursor) : NULL};
-    loop_post(p->loop, gained_on_thread, h);
+    pthread_mutex_lock(&p->lock); /* kept here, not in the post: a stop may drop that */
+    free(p->handed_cursor);
+    p->handed_cursor = cursor ? xstrdup(cursor) : NULL;
+    pthread_mutex_unlock(&p->lock);
+    loop_post(p->loop, gained_on_thread, p);
 }
 
 static void poll_in_lease_lost(struct route *r)
@@ -594,6 +594,8 @@ static void poll_in_describe(const struct route *r, struct buf *out)
         buf_printf(out, ", cursor %s (per %s)", o->cursor, o->cursor_from);
     buf_printf(out, " → exchange \"%s\" key \"%s\"%s, auth %s", r->exchange, r->routing_key,
                r->transform ? " (transform)" : "", legacy_auth_describe(&o->auth));
+    if (r->lease)
+        buf_printf(out, "; under lease %s, cursor also in %s", r->lease_queue, r->cursor_queue);
 }
 
 static void poll_in_free_state(struct poll_in *p)
@@ -612,6 +614,7 @@ static void poll_in_free_state(struct poll_in *p)
     free(p->cursor_path);
     free(p->state_dir);
     free(p->last_error);
+    free(p->handed_cursor);
     pthread_mutex_destroy(&p->lock);
     free(p);
 }
