@@ -172,6 +172,28 @@ def test_ha_poll_frozen_holder_loses_the_lease_by_heartbeat(broker, sidecar, con
         assert holder.stop() == 0 and standby.stop() == 0
 
 
+def test_ha_poll_broker_restart_leaves_one_holder_and_no_item_is_lost(broker, sidecar, config,
+                                                                        uid, tmp_path):
+    """Both sidecars lose their connection at once; the lease queue (exclusive) is gone with
+    it, the cursor queue (durable) is not: whichever declares first holds the lease again and
+    resumes from the stored cursor; the other waits."""
+    with legacy_server() as server:
+        api = GrowingApi(server)
+        queue, inbound = poll_route(broker, uid, server)
+        a, b = start_pair(sidecar, config, uid, inbound, tmp_path, "items")
+        wait_for(lambda: broker.count(queue) > 100, 20, what="items flowing")
+        broker.stop()
+        broker.start()
+        wait_for(lambda: sorted([role(a, "items"), role(b, "items")]) == ["holder", "standby"],
+                 30, what="one holder, one standby after the restart")
+        holder = a if role(a, "items") == "holder" else b
+        before = broker.count(queue)
+        wait_for(lambda: broker.count(queue) > before + 100, 20, what="items flowing again")
+        assert_every_item(broker, uid, queue, api.stop())
+        assert "holds the lease" in plain(holder.log()).split("reconnected to")[-1]
+        assert a.stop() == 0 and b.stop() == 0
+
+
 def test_ha_file_lease_moves_on_sigkill_and_every_file_is_published(broker, sidecar, config,
                                                                     uid, tmp_path):
     r = Route(str(tmp_path), uid, "drops", "csv", extra="lease = true; max_inflight = 16;")
