@@ -510,6 +510,15 @@ static void dispatch(struct broker *b, amqp_frame_t *f)
     amqp_method_t *method = &f->payload.method;
     const struct broker_client *own =
         f->channel != BROKER_CHANNEL && f->channel != 0 ? channel_owner(b, f->channel) : NULL;
+    if (own && method->id == AMQP_BASIC_GET_OK_METHOD) {
+        /* A basic.get on its channel (lease.c reads a stored cursor): its content too. */
+        amqp_message_t msg;
+        if (!read_content(b, f->channel, &msg))
+            return;
+        if (own->on_method(own->arg, method, &msg) != BROKER_TOOK)
+            amqp_destroy_message(&msg);
+        return;
+    }
     if (own && method->id != AMQP_BASIC_RETURN_METHOD && method->id != AMQP_BASIC_DELIVER_METHOD) {
         own->on_method(own->arg, method, NULL); /* its channel, its errors */
         return;

@@ -69,7 +69,8 @@ struct broker_client {
     /* The connection is open, the topology declared, confirm mode on. 0, or -1
      * with err (the connection is then dropped and retried). */
     int (*on_open)(void *arg, const struct broker_channel *ch, char *err, size_t errlen);
-    /* A method frame. For basic.return and basic.deliver, content holds the
+    /* A method frame. For basic.return and basic.deliver (and basic.get-ok on
+     * a client's own channel), content holds the
      * message already read (else NULL). */
     enum broker_handled (*on_method)(void *arg, const amqp_method_t *method,
                                      amqp_message_t *content);

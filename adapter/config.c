@@ -148,6 +148,9 @@ void config_route_free(struct route *r)
     config_free_keys(route_common_keys, r);
     config_free_keys(r->direction == ROUTE_INBOUND ? route_inbound_keys : route_outbound_keys, r);
     config_free_keys(route_rate_keys, r);
+    config_free_keys(route_lease_keys, r);
+    free(r->lease_queue);
+    free(r->cursor_queue);
     free(r->dlx);
     free(r->dlq);
     free(r->dlq_key);
@@ -168,6 +171,11 @@ static void route_derive(struct route *r, const struct sidecar_config *cfg)
     } else {
         r->dlq_key = xasprintf("%s.%s", cfg->name ? cfg->name : "sidecar", r->name);
         r->dlq = xasprintf("%s.dlq", r->dlq_key);
+        if (r->lease) {
+            r->lease_queue = xasprintf("%s.lease", r->dlq_key);
+            if (r->kind && r->kind->keeps_state)
+                r->cursor_queue = xasprintf("%s.cursor", r->dlq_key);
+        }
     }
 }
 
@@ -183,17 +191,18 @@ static char *route_label(config_setting_t *s, const char *key)
     return config_env_expand(raw, config_env_getenv, NULL, err, sizeof(err));
 }
 
-/* A paced kind's key on a route that makes no legacy calls: say so instead
- * of guessing at a near name. */
-static void explain_unpaced_rate(struct config_report *rep, size_t from, const char *where)
+/* A key of another kind's table (rate, lease) on a route whose kind has none:
+ * say why it does not apply instead of guessing at a near name. */
+static void explain_inapplicable(struct config_report *rep, size_t from, const char *key,
+                                 const char *where, const char *why)
 {
+    char needle[64];
+    snprintf(needle, sizeof(needle), "unknown key \"%s\"", key);
     for (size_t i = from; i < rep->n; i++) {
-        if (strstr(rep->errors[i].msg, "unknown key \"rate\"") == NULL)
+        if (strstr(rep->errors[i].msg, needle) == NULL)
             continue;
         free(rep->errors[i].msg);
-        rep->errors[i].msg = xasprintf("%s: rate applies only to routes that call the legacy "
-                                       "side (outbound http and soap, inbound poll); remove it",
-                                       where);
+        rep->errors[i].msg = xasprintf("%s: %s", where, why);
     }
 }
 
@@ -229,9 +238,10 @@ static struct route *route_parse(config_setting_t *s, enum route_direction dir,
         }
     }
 
-    struct key_table tables[4] = {
+    struct key_table tables[5] = {
         {route_common_keys, r},
         {dir == ROUTE_INBOUND ? route_inbound_keys : route_outbound_keys, r},
+        {NULL, NULL},
         {NULL, NULL},
         {NULL, NULL},
     };
@@ -248,10 +258,18 @@ static struct route *route_parse(config_setting_t *s, enum route_direction dir,
             r->rate.written = rate && (config_setting_get_member(rate, "per_second") ||
                                        config_setting_get_member(rate, "per_minute"));
         }
+        if (r->kind->leasable)
+            tables[n_tables++] = (struct key_table){route_lease_keys, r};
         size_t before = rep->n;
         config_apply_tables(tables, n_tables, s, where, cfg, rep);
         if (!r->kind->paced)
-            explain_unpaced_rate(rep, before, where);
+            explain_inapplicable(rep, before, "rate", where,
+                                 "rate applies only to routes that call the legacy side "
+                                 "(outbound http and soap, inbound poll); remove it");
+        if (!r->kind->leasable)
+            explain_inapplicable(rep, before, "lease", where,
+                                 "lease applies only to inbound poll and file routes (every other "
+                                 "kind runs on all sidecars at once); remove it");
     } else {
         /* Without a kind we cannot tell its keys from typos: check only the common ones. */
         size_t before = rep->n;
@@ -478,11 +496,12 @@ static void check_routes(struct sidecar_config *cfg, struct config_report *rep)
                               "must be unique",
                               r->name, twin->line);
         /* Names that become AMQP short strings (at most 255 bytes) on every message. */
-        if (r->dlq && r->app_id && (strlen(r->dlq) > 255 || strlen(r->app_id) > 255))
+        const char *longest = r->cursor_queue ? r->cursor_queue : r->dlq;
+        if (longest && r->app_id && (strlen(longest) > 255 || strlen(r->app_id) > 255))
             config_report_add(rep, r->line,
                               "route \"%s\": name and route name make AMQP names over 255 bytes "
                               "(\"%s\"); shorten them",
-                              r->name, strlen(r->dlq) > 255 ? r->dlq : r->app_id);
+                              r->name, strlen(longest) > 255 ? longest : r->app_id);
         if (r->direction == ROUTE_INBOUND && r->exchange && strlen(r->exchange) > 255)
             config_report_add(rep, r->line,
                               "inbound route \"%s\": exchange name is %zu bytes; AMQP allows 255",

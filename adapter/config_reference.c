@@ -144,6 +144,8 @@ void config_print_reference(bool markdown)
     print_table("Every outbound route", route_outbound_keys, markdown);
     print_table("Every route that calls the legacy side (outbound http and soap, inbound poll)",
                 route_rate_keys, markdown);
+    print_table("Every inbound poll and file route (high availability)", route_lease_keys,
+                markdown);
     for (const struct route_kind *const *k = route_kinds(); *k; k++) {
         const char *q = markdown ? "`" : "\"";
         char *title =

@@ -58,7 +58,7 @@ const char *dead_reason_name(enum dead_reason reason)
 
 const char *queue_role_name(enum queue_role role)
 {
-    static const char *const names[] = {"work", "retry", "dlq"};
+    static const char *const names[] = {"work", "retry", "dlq", "cursor"};
     return names[role];
 }
 

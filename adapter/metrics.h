@@ -60,7 +60,7 @@ struct route_metrics {
 };
 
 /* What a queue the sidecar owns is for (the role label). */
-enum queue_role { QUEUE_WORK, QUEUE_RETRY, QUEUE_DLQ };
+enum queue_role { QUEUE_WORK, QUEUE_RETRY, QUEUE_DLQ, QUEUE_CURSOR };
 
 /* One owned queue's depth, read by a passive queue.declare on the connection
  * that owns it (queue_watch.c writes, any thread reads). name and route are

@@ -106,6 +106,14 @@ const struct config_key route_rate_keys[] = {
     {0},
 };
 
+const struct config_key route_lease_keys[] = {
+    {"lease", KEY_BOOL, R(lease), 0, "false", NULL, 0, 0, NULL,
+     "high availability: run only while this sidecar holds the broker lease "
+     "\"<name>.<route>.lease\", so of several sidecars with this config exactly one runs the "
+     "route (poll: the cursor is kept in \"<name>.<route>.cursor\" too)"},
+    {0},
+};
+
 void route_describe_rate(const struct route *r, struct buf *out)
 {
     const struct rate_config *rc = &r->rate;

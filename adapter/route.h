@@ -28,6 +28,7 @@
 struct buf;
 struct delivery;
 struct http_server;
+struct lease;
 struct legacy_auth;
 struct legacy_transport;
 struct listen_tls_config;
@@ -104,15 +105,19 @@ struct route {
     double circuit_cooldown;
     /* kinds that call the legacy side (http/soap out, poll in) */
     struct rate_config rate;
+    /* leasable kinds (poll in, file in): run only while holding the broker lease */
+    bool lease;
     /* both */
     char *transform_file;
     struct strlist pass_headers;
 
     /* derived by config_load */
-    char *dlx;     /* "<name>.dlx" */
-    char *dlq;     /* inbound "<name>.<route>.dlq", outbound "<queue>.dlq" */
-    char *dlq_key; /* routing key into dlq through dlx */
-    char *app_id;  /* "amqp-sidecar/<name>" */
+    char *dlx;          /* "<name>.dlx" */
+    char *dlq;          /* inbound "<name>.<route>.dlq", outbound "<queue>.dlq" */
+    char *dlq_key;      /* routing key into dlq through dlx */
+    char *app_id;       /* "amqp-sidecar/<name>" */
+    char *lease_queue;  /* with lease: "<name>.<route>.lease" (exclusive, see lease.h) */
+    char *cursor_queue; /* with lease, kinds that keep state: "<name>.<route>.cursor" */
 
     void *opts; /* the kind's config struct, described by kind->keys */
 
@@ -127,6 +132,7 @@ struct route {
     struct route_metrics metrics;
     struct queue_gauge *queues; /* the queues it owns (queue_watch.h); set by sidecar_start */
     size_t n_queues;
+    struct lease *lease_handle; /* with lease: its lease (lease.h); set by sidecar_start */
 };
 
 struct route_kind {
@@ -135,6 +141,7 @@ struct route_kind {
     const char *summary;           /* one line for `keys` and --help */
     bool paced;                    /* it calls the legacy side: takes route_rate_keys */
     bool keeps_state;              /* it writes in services->state_dir (poll cursors) */
+    bool leasable;                 /* it may run under a lease: takes route_lease_keys */
     const struct config_key *keys; /* the kind's own keys, stored in opts */
     size_t opts_size;
     /* Cross-key checks after the keys were applied; report problems into rep. */
@@ -155,6 +162,12 @@ struct route_kind {
     void (*stop)(struct route *r);
     /* Optional: false with a reason in detail when the route cannot work now. */
     bool (*ready)(struct route *r, struct buf *detail);
+    /* Leasable kinds, on the publisher's broker thread (post to your own): the
+     * route now holds its lease (cursor: the last one stored in the broker, or
+     * NULL when there is none or the kind keeps none; borrowed), or lost it. A
+     * leased route does no work until lease_gained. */
+    void (*lease_gained)(struct route *r, const char *cursor);
+    void (*lease_lost)(struct route *r);
     /* Optional: SIGHUP (secrets were re-read into opts). */
     void (*reload)(struct route *r);
     /* Optional, for kinds that call the legacy side: the credentials they present
@@ -173,6 +186,8 @@ extern const struct config_key route_inbound_keys[];
 extern const struct config_key route_outbound_keys[];
 /* `rate`, for the routes of a paced kind (on top of their direction's keys). */
 extern const struct config_key route_rate_keys[];
+/* `lease`, for the routes of a leasable kind. */
+extern const struct config_key route_lease_keys[];
 
 /* ", rate 10/s burst 10" (or ", rate 30/min burst 1") for describe; nothing unpaced. */
 void route_describe_rate(const struct route *r, struct buf *out);

@@ -25,6 +25,7 @@
 #include "consumer.h"
 #include "fd_budget.h"
 #include "httpd.h"
+#include "lease.h"
 #include "log.h"
 #include "loop.h"
 #include "oauth2.h"
@@ -135,6 +136,9 @@ bool sidecar_route_ready(struct sidecar *sc, struct route *r, struct buf *why)
     }
     if (r->kind->ready && !r->kind->ready(r, why))
         return false;
+    if (r->lease_handle && lease_role(r->lease_handle) == LEASE_STANDBY)
+        buf_printf(why, "%sstandby: another sidecar holds the lease %s", why->len ? "; " : "",
+                   r->lease_queue); /* ready all the same: waiting is its job now */
     return true;
 }
 
@@ -151,6 +155,9 @@ bool sidecar_ready(struct sidecar *sc, struct buf *detail)
             buf_printf(&routes, "%s\"%s\":{\"kind\":\"%s\",\"direction\":\"%s\",\"ready\":%s",
                        i ? "," : "", r->name, r->kind->name, route_direction_name(r->direction),
                        ok ? "true" : "false");
+            if (r->lease_handle)
+                buf_printf(&routes, ",\"lease\":\"%s\"",
+                           lease_role_name(lease_role(r->lease_handle)));
             if (why.len) {
                 buf_puts(&routes, ",\"detail\":");
                 buf_json_string(&routes, why.data);
@@ -349,6 +356,16 @@ static int start_inbound(struct sidecar *sc, char *err, size_t errlen)
     broker_attach(sc->publisher_broker, queue_watch_client(sc->publisher_watch));
     for (size_t i = 0; i < sc->cfg->n_routes; i++) {
         struct route *r = sc->cfg->routes[i];
+        if (r->direction != ROUTE_INBOUND || !r->lease)
+            continue;
+        if (sc->leases == NULL) {
+            sc->leases = lease_set_new("publisher");
+            broker_attach(sc->publisher_broker, lease_set_client(sc->leases));
+        }
+        lease_set_add(sc->leases, r); /* before start: the kind waits for the lease */
+    }
+    for (size_t i = 0; i < sc->cfg->n_routes; i++) {
+        struct route *r = sc->cfg->routes[i];
         if (r->direction != ROUTE_INBOUND)
             continue;
         r->sc = sc;
@@ -490,6 +507,7 @@ static void shutdown_all(struct sidecar *sc)
     broker_free(sc->publisher_broker);
     publisher_free(sc->publisher);
     queue_watch_free(sc->publisher_watch);
+    lease_set_free(sc->leases);
     for (size_t i = 0; i < sc->cfg->n_routes; i++) /* no listener reads them now */
         queue_watch_gauges_free(sc->cfg->routes[i]);
 }

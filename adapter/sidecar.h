@@ -27,6 +27,7 @@ struct http_server;
 struct listen_tls_config;
 struct loop;
 struct publisher;
+struct lease_set;
 struct queue_watch;
 struct status;
 struct summary_snapshot;
@@ -47,6 +48,7 @@ struct sidecar {
     struct publisher *publisher;         /* the inbound routes' publisher, on publisher_broker */
     struct queue_watch *publisher_watch; /* the inbound DLQs' depths, on publisher_broker */
     struct outbound_runtime **outbound;  /* each on the heap: its threads hold it */
+    struct lease_set *leases;            /* routes with lease = true, on publisher_broker */
     size_t n_outbound;
     struct http_server **servers;
     size_t n_servers;

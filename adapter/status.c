@@ -12,6 +12,7 @@
 #include "status.h"
 
 #include "broker.h"
+#include "lease.h"
 #include "log.h"
 #include "loop.h"
 #include "metrics.h"
@@ -264,6 +265,8 @@ static const char *route_state(struct sidecar *sc, struct route *r, bool ready)
         return "broker down";
     if (b && broker_is_blocked(b))
         return "blocked";
+    if (r->lease_handle && lease_role(r->lease_handle) == LEASE_STANDBY)
+        return "standby";
     if (r->direction == ROUTE_OUTBOUND && circuit == 1)
         return "circuit open";
     if (r->direction == ROUTE_OUTBOUND && circuit == 2)
@@ -325,6 +328,15 @@ static json_t *route_json(struct status *st, size_t i, const struct counts *base
         json_object_set_new(o, "in_flight", json_integer(metric_get(r->metrics.publishing)));
     }
     json_object_set_new(o, "queues", queues_json(r, now));
+    if (r->lease_handle) {
+        int64_t since = lease_since_ms(r->lease_handle);
+        json_object_set_new(o, "lease",
+                            json_pack("{sssssosI}", "queue", r->lease_queue, "role",
+                                      lease_role_name(lease_role(r->lease_handle)),
+                                      "since_seconds_ago",
+                                      since ? json_real((double)(now - since) / 1000) : json_null(),
+                                      "taken", (json_int_t)lease_gained_count(r->lease_handle)));
+    }
     pthread_mutex_lock(&st->lock);
     json_object_set_new(o, "last_error", error_json(&st->errors[i]));
     pthread_mutex_unlock(&st->lock);

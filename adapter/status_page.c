@@ -76,8 +76,8 @@ static const char *state_class(const char *state)
 {
     if (state == NULL)
         return "bad";
-    if (strcmp(state, "ready") == 0 || strcmp(state, "up") == 0)
-        return "ok";
+    if (strcmp(state, "ready") == 0 || strcmp(state, "up") == 0 || strcmp(state, "standby") == 0)
+        return "ok"; /* standby: another sidecar runs the route, as it should (lease.h) */
     if (strcmp(state, "pacing") == 0 || strcmp(state, "paused") == 0 ||
         strcmp(state, "draining") == 0 || strcmp(state, "circuit half-open") == 0 ||
         strcmp(state, "blocked") == 0)

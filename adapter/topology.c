@@ -78,6 +78,12 @@ static void add_inbound_route(struct topology *t, const struct route *r)
                   .name = xstrdup(r->dlq), .quorum = quorum, .owner = r->name, .role = QUEUE_DLQ});
     add_binding(t, r->dlx, r->dlq, r->dlq_key);
     add_checked(t, r->exchange);
+    if (r->cursor_queue) /* reached through the default exchange: no binding */
+        add_queue(t, (struct topo_queue){.name = xstrdup(r->cursor_queue),
+                                         .quorum = quorum,
+                                         .max_length = 1,
+                                         .owner = r->name,
+                                         .role = QUEUE_CURSOR});
 }
 
 static void add_outbound_route(struct topology *t, const struct route *r)
@@ -176,6 +182,10 @@ static json_t *queue_arguments_json(const struct topo_queue *q)
         json_object_set_new(args, "x-message-ttl", json_integer(q->ttl_ms));
     if (q->single_active)
         json_object_set_new(args, "x-single-active-consumer", json_true());
+    if (q->max_length > 0) {
+        json_object_set_new(args, "x-max-length", json_integer(q->max_length));
+        json_object_set_new(args, "x-overflow", json_string("drop-head"));
+    }
     if (q->quorum && q->dlx != NULL) {
         json_object_set_new(args, "x-dead-letter-strategy", json_string("at-least-once"));
         json_object_set_new(args, "x-overflow", json_string("reject-publish"));
@@ -274,6 +284,13 @@ static void queue_arguments_amqp(const struct topo_queue *q, amqp_table_entry_t 
     if (q->single_active)
         e[(*n)++] = (amqp_table_entry_t){amqp_cstring_bytes("x-single-active-consumer"),
                                          {.kind = AMQP_FIELD_KIND_BOOLEAN, .value.boolean = 1}};
+    if (q->max_length > 0) {
+        e[(*n)++] = (amqp_table_entry_t){amqp_cstring_bytes("x-max-length"),
+                                         {.kind = AMQP_FIELD_KIND_I64, .value.i64 = q->max_length}};
+        e[(*n)++] = (amqp_table_entry_t){
+            amqp_cstring_bytes("x-overflow"),
+            {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes("drop-head")}};
+    }
     if (!q->quorum || q->legacy_args)
         return;
     if (q->dlx != NULL) {
@@ -306,7 +323,7 @@ static int declare_queue(amqp_connection_state_t conn, amqp_channel_t ch,
                          const struct topo_queue *q, const char *vhost, bool *fatal, char *err,
                          size_t errlen)
 {
-    amqp_table_entry_t entries[8];
+    amqp_table_entry_t entries[10];
     int n;
     queue_arguments_amqp(q, entries, &n);
     amqp_table_t args = {.num_entries = n, .entries = entries};
@@ -379,7 +396,7 @@ int topology_check_quorum(amqp_connection_state_t conn, amqp_channel_t ch, const
             goto broken;
         if (!exists)
             continue;
-        amqp_table_entry_t entries[8];
+        amqp_table_entry_t entries[10];
         int n;
         queue_arguments_amqp(q, entries, &n);
         amqp_queue_declare(conn, ch, amqp_cstring_bytes(q->name), 0, 1, 0, 0,

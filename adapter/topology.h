@@ -6,7 +6,9 @@
  * Owned per DESIGN.md: `<name>.dlx`; per outbound route Q: Q (dead-lettering
  * to the DLX with key Q), Q.retry.<i> (TTL, dead-lettering back to Q through
  * the default exchange) and Q.dlq bound to the DLX with key Q; per inbound
- * route `<name>.<route>.dlq` bound with key `<name>.<route>`. Exchanges that
+ * route `<name>.<route>.dlq` bound with key `<name>.<route>`, and for a leased
+ * poll route `<name>.<route>.cursor`, which holds its latest cursor (lease.h;
+ * the lease queue itself is exclusive and not part of it). Exchanges that
  * routes publish to belong to the admin and are only checked, passively.
  */
 #ifndef SIDECAR_TOPOLOGY_H
@@ -25,8 +27,9 @@ struct sidecar_config;
 struct topo_queue {
     char *name;
     bool quorum;
-    int64_t ttl_ms; /* 0 = none */
-    char *dlx;      /* NULL = no dead-lettering; "" = the default exchange */
+    int64_t ttl_ms;     /* 0 = none */
+    int64_t max_length; /* 0 = none; else x-max-length with x-overflow drop-head (newest kept) */
+    char *dlx;          /* NULL = no dead-lettering; "" = the default exchange */
     char *dlk;
     bool single_active;
     const char *owner; /* route name, for messages */

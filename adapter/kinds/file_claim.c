@@ -86,6 +86,18 @@ void file_claimed_push_front(struct file_in *fi, struct file_claimed *c)
     fi->claimed = c;
 }
 
+void file_claimed_drop(struct file_in *fi, const char *name)
+{
+    for (struct file_claimed **pp = &fi->claimed; *pp; pp = &(*pp)->next) {
+        if (strcmp((*pp)->name, name) != 0)
+            continue;
+        struct file_claimed *c = *pp;
+        *pp = c->next;
+        file_claimed_free(c);
+        return;
+    }
+}
+
 static void claimed_push_back(struct file_in *fi, struct file_claimed *c)
 {
     struct file_claimed **pp = &fi->claimed;

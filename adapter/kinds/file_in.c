@@ -204,7 +204,7 @@ static void pump(struct file_in *fi)
     if (fi->job != NULL)
         return;
     atomic_store(&fi->busy, true); /* before looking at draining: drain() reads them reversed */
-    if (!atomic_load(&fi->draining))
+    if (!atomic_load(&fi->draining) && !fi->standby)
         pump_next(fi);
     if (fi->job == NULL)
         atomic_store(&fi->busy, false);
@@ -234,9 +234,62 @@ void file_in_job_ended(struct file_in *fi, const char *name, const char *prefix,
 static void boot(void *arg)
 {
     struct file_in *fi = arg;
+    if (fi->standby)
+        return; /* lease = true: the lease starts it */
     file_claim_recover(fi);
     file_watch_start(fi->watch);
+    fi->watching = true;
     pump(fi);
+}
+
+/* ---- the lease (lease = true) ----------------------------------------------------------- */
+
+/* The claimed files this sidecar remembers: while another holds the lease, it
+ * may finish them; they stay in .processing, and the next holder finds them
+ * there. */
+static void forget_claimed(struct file_in *fi)
+{
+    while (fi->claimed != NULL) {
+        struct file_claimed *c = fi->claimed;
+        fi->claimed = c->next;
+        file_claimed_free(c);
+    }
+}
+
+/* Loop thread: this sidecar holds the lease: finish what the last holder left
+ * in .processing (the same message ids again), then take new files. */
+static void gained_on_thread(void *arg)
+{
+    struct file_in *fi = arg;
+    fi->standby = false;
+    forget_claimed(fi);
+    file_claim_recover(fi);
+    if (fi->job != NULL) /* still ours, from before a lost lease: not twice */
+        file_claimed_drop(fi, file_job_name(fi->job));
+    if (!fi->watching)
+        file_watch_start(fi->watch);
+    fi->watching = true;
+    pump_later(fi, 0);
+}
+
+static void lost_on_thread(void *arg)
+{
+    struct file_in *fi = arg;
+    fi->standby = true; /* a file under way ends; its publishes fail with the connection */
+    forget_claimed(fi);
+}
+
+static void file_in_lease_gained(struct route *r, const char *cursor)
+{
+    (void)cursor; /* file routes keep none */
+    struct file_in *fi = r->state;
+    loop_post(fi->loop, gained_on_thread, fi);
+}
+
+static void file_in_lease_lost(struct route *r)
+{
+    struct file_in *fi = r->state;
+    loop_post(fi->loop, lost_on_thread, fi);
 }
 
 static void *file_in_thread(void *arg)
@@ -333,6 +386,8 @@ static void file_in_describe(const struct route *r, struct buf *out)
     buf_printf(out, "files %s/%s (%s%s) → exchange \"%s\" key \"%s\"; done → %s, failed → %s",
                o->dir, o->pattern, o->format, o->split ? ", split" : "", r->exchange,
                r->routing_key, o->done_dir ? o->done_dir : "deleted", o->failed_dir);
+    if (r->lease)
+        buf_printf(out, "; under lease %s", r->lease_queue);
 }
 
 static int file_in_start(struct route *r, char *err, size_t errlen)
@@ -343,6 +398,10 @@ static int file_in_start(struct route *r, char *err, size_t errlen)
     fi->r = r;
     fi->o = o;
     fi->processing = xasprintf("%s/" FILE_PROCESSING_DIR, o->dir);
+    fi->standby = r->lease; /* until lease_gained */
+    if (r->lease)
+        log_info(r->name, "files in %s are taken once this sidecar holds the lease %s", o->dir,
+                 r->lease_queue);
     fi->key_has_json = strstr(r->routing_key, "{json.") != NULL;
     size_t cap = (size_t)o->max_inflight;
     size_t window = r->services->publish_window * 2;
@@ -396,11 +455,7 @@ static void file_in_stop(struct route *r)
                  file_job_name(fi->job), fi->processing);
         file_job_discard(fi->job);
     }
-    while (fi->claimed != NULL) {
-        struct file_claimed *c = fi->claimed;
-        fi->claimed = c->next;
-        file_claimed_free(c);
-    }
+    forget_claimed(fi);
     file_watch_free(fi->watch);
     loop_free(fi->loop);
     free(fi->processing);
@@ -423,6 +478,7 @@ const struct route_kind kind_file_in = {
     .direction = ROUTE_INBOUND,
     .summary = "files dropped into a directory are published (csv/jsonl/json split: a message "
                "per record), then moved to done_dir",
+    .leasable = true,
     .keys = file_in_keys,
     .opts_size = sizeof(struct file_in_opts),
     .validate = file_in_validate,
@@ -432,4 +488,6 @@ const struct route_kind kind_file_in = {
     .busy = file_in_busy,
     .stop = file_in_stop,
     .ready = file_in_ready,
+    .lease_gained = file_in_lease_gained,
+    .lease_lost = file_in_lease_lost,
 };

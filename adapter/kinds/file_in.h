@@ -73,6 +73,8 @@ struct file_in {
     int64_t not_before_ms; /* back-off after an attempt the broker did not accept */
     int failures;          /* consecutive such attempts */
     bool waiting_logged;   /* "waiting for the broker" said once */
+    bool standby;          /* lease = true and this sidecar does not hold it: claim nothing */
+    bool watching;         /* file_watch started (at boot, or when the lease is first held) */
     atomic_bool draining;
     atomic_bool busy;
 };
@@ -111,6 +113,8 @@ int64_t file_claim_backoff_ms(int failures);
 struct file_claimed *file_claimed_new(const char *name, bool confirmed, const char *prefix);
 void file_claimed_free(struct file_claimed *c);
 void file_claimed_push_front(struct file_in *fi, struct file_claimed *c);
+/* Forgets the claimed file of that name, if fi->claimed holds one. */
+void file_claimed_drop(struct file_in *fi, const char *name);
 /* This file has a problem of its own: back of the line, backing off. */
 void file_claimed_back_off(struct file_in *fi, struct file_claimed *c);
 /* The first claimed file not backing off (unlinked), or NULL; *due = when the next one is. */

@@ -31,6 +31,7 @@
 #include "pacer.h"
 #include "poll_batch.h"
 #include "poll_cursor.h"
+#include "poll_cursor_broker.h"
 #include "poll_http.h"
 #include "poll_in.h"
 #include "poll_jq.h"
@@ -108,6 +109,7 @@ struct poll_in {
     bool polling;           /* a GET waits its turn or is in flight */
     char *request_url;      /* of the GET in flight */
     bool waiting_broker;
+    bool standby;                 /* lease = true and this sidecar does not hold it: no GET */
     struct poll_batch *batch;     /* publishing; NULL between polls */
     char *batch_etag, *batch_url; /* of its response: remembered once it is stored */
 
@@ -115,7 +117,8 @@ struct poll_in {
     atomic_bool draining;
     atomic_long outstanding; /* publishes whose result the poll thread has not finished */
     pthread_mutex_t lock;
-    char *last_error; /* for ready(); under lock */
+    char *last_error;    /* for ready(); under lock */
+    char *handed_cursor; /* lease_gained's stored cursor, for the poll thread; under lock */
 };
 
 static const struct poll_in_opts *opts(const struct route *r)
@@ -203,6 +206,8 @@ static void batch_finished(void *arg, struct poll_batch *b)
                       p->cursor, err);
         free(p->cursor);
         p->cursor = xstrdup(next);
+        if (r->cursor_queue && !p->standby)
+            poll_cursor_broker_store(r, p->cursor, &p->outstanding);
     }
     if (out.published > 0 || moved)
         log_info(r->name, "published %zu item(s) of %zu; cursor \"%s\"", out.published, out.n,
@@ -317,7 +322,7 @@ static void poll_tick(struct loop *loop, void *arg)
     struct poll_in *p = arg;
     struct route *r = p->route;
     p->timer = 0;
-    if (atomic_load(&p->draining) || p->polling || p->batch)
+    if (atomic_load(&p->draining) || p->standby || p->polling || p->batch)
         return;
     const char *why = NULL;
     if (!publisher_available(r->publisher, &why)) {
@@ -402,7 +407,63 @@ static void init_on_thread(void *arg)
     if (compile_expression(p, "items", o->items, &p->jq_items) &&
         compile_expression(p, "id", o->id, &p->jq_id) &&
         compile_expression(p, "cursor", o->cursor, &p->jq_cursor))
-        poll_schedule(p, 0);
+        poll_schedule(p, 0); /* a standby route's tick does nothing */
+}
+
+/* ---- the lease (lease = true)
+ * ------------------------------------------------------------------------- */
+
+/* Poll thread: this sidecar holds the lease now; resume from the cursor the
+ * last holder stored (it only ever follows confirmed items). */
+static void gained_on_thread(void *arg)
+{
+    struct poll_in *p = arg;
+    struct route *r = p->route;
+    pthread_mutex_lock(&p->lock);
+    char *stored = p->handed_cursor;
+    p->handed_cursor = NULL;
+    pthread_mutex_unlock(&p->lock);
+    char err[1024];
+    if (stored && strcmp(stored, p->cursor) != 0) {
+        log_info(r->name, "resuming from the cursor stored in %s: \"%s\" (local: \"%s\")",
+                 r->cursor_queue, stored, p->cursor);
+        free(p->cursor);
+        p->cursor = stored;
+        stored = NULL;
+        if (poll_cursor_save(p->state_dir, p->cursor_path, p->cursor, err, sizeof(err)) != 0)
+            log_warn(r->name, "cannot store the cursor locally: %s", err);
+        free(p->etag); /* of another cursor's url, and perhaps another holder's time */
+        free(p->etag_url);
+        p->etag = p->etag_url = NULL;
+    }
+    free(stored);
+    p->standby = false;
+    poll_schedule(p, 0);
+}
+
+static void lost_on_thread(void *arg)
+{
+    struct poll_in *p = arg;
+    p->standby = true; /* a GET or batch under way ends; its publishes fail with the connection */
+    if (p->timer)
+        loop_timer_cancel(p->loop, p->timer);
+    p->timer = 0;
+}
+
+static void poll_in_lease_gained(struct route *r, const char *cursor)
+{
+    struct poll_in *p = r->state;
+    pthread_mutex_lock(&p->lock); /* kept here, not in the post: a stop may drop that */
+    free(p->handed_cursor);
+    p->handed_cursor = cursor ? xstrdup(cursor) : NULL;
+    pthread_mutex_unlock(&p->lock);
+    loop_post(p->loop, gained_on_thread, p);
+}
+
+static void poll_in_lease_lost(struct route *r)
+{
+    struct poll_in *p = r->state;
+    loop_post(p->loop, lost_on_thread, p);
 }
 
 static void drain_on_thread(void *arg)
@@ -518,6 +579,8 @@ static void poll_in_describe(const struct route *r, struct buf *out)
         buf_printf(out, ", cursor %s (per %s)", o->cursor, o->cursor_from);
     buf_printf(out, " → exchange \"%s\" key \"%s\"%s, auth %s", r->exchange, r->routing_key,
                r->transform ? " (transform)" : "", legacy_auth_describe(&o->auth));
+    if (r->lease)
+        buf_printf(out, "; under lease %s, cursor also in %s", r->lease_queue, r->cursor_queue);
 }
 
 static void poll_in_free_state(struct poll_in *p)
@@ -536,6 +599,7 @@ static void poll_in_free_state(struct poll_in *p)
     free(p->cursor_path);
     free(p->state_dir);
     free(p->last_error);
+    free(p->handed_cursor);
     pthread_mutex_destroy(&p->lock);
     free(p);
 }
@@ -552,6 +616,7 @@ static int poll_in_start(struct route *r, char *err, size_t errlen)
     p->route = r;
     p->state_dir = xstrdup(dir);
     p->cursor_path = xasprintf("%s/%s.cursor", dir, r->name);
+    p->standby = r->lease; /* until lease_gained */
     pthread_mutex_init(&p->lock, NULL);
     bool missing;
     p->cursor = poll_cursor_load(p->cursor_path, &missing, err, errlen);
@@ -583,8 +648,9 @@ static int poll_in_start(struct route *r, char *err, size_t errlen)
     r->state = p;
     struct buf where = {0};
     http_text_url_redacted(&where, o->url);
-    log_info(r->name, "polling GET %s every %gs from cursor \"%s\"%s", where.data, o->interval,
-             p->cursor, missing ? " (initial)" : "");
+    log_info(r->name, "polling GET %s every %gs from cursor \"%s\"%s%s", where.data, o->interval,
+             p->cursor, missing ? " (initial)" : "",
+             r->lease ? ", once this sidecar holds the lease" : "");
     buf_free(&where);
     loop_post(p->loop, init_on_thread, p);
     if (pthread_create(&p->thread, NULL, poll_thread, p) != 0) {
@@ -655,6 +721,7 @@ const struct route_kind kind_poll_in = {
                "publishes new items",
     .paced = true,
     .keeps_state = true,
+    .leasable = true,
     .keys = poll_in_keys,
     .opts_size = sizeof(struct poll_in_opts),
     .validate = poll_in_validate,
@@ -665,4 +732,6 @@ const struct route_kind kind_poll_in = {
     .stop = poll_in_stop,
     .ready = poll_in_ready,
     .legacy_auth = poll_in_legacy_auth,
+    .lease_gained = poll_in_lease_gained,
+    .lease_lost = poll_in_lease_lost,
 };

@@ -697,6 +697,49 @@ static void test_rate(void **state)
     loaded_free(&l);
 }
 
+/* lease: poll and file inbound only; the names it derives; off by default. */
+static void test_lease(void **state)
+{
+    (void)state;
+    char text[2048];
+    snprintf(
+        text, sizeof(text),
+        "name = \"crm\";\n%sstate_dir = \"%s/state\";\ninbound = (\n"
+        "  { name = \"tickets\"; kind = \"poll\"; url = \"http://x/\"; id = \".id\";\n"
+        "    exchange = \"e\"; lease = true; },\n"
+        "  { name = \"drop\"; kind = \"file\"; dir = \"%s\"; exchange = \"e\"; lease = true; },\n"
+        "  { name = \"other\"; kind = \"poll\"; url = \"http://y/\"; id = \".id\"; exchange = "
+        "\"e\"; }\n"
+        ");\n",
+        BROKER, dir, dir);
+    struct loaded l;
+    load_text(&l, text);
+    assert_int_equal(l.rep.n, 0);
+    assert_int_equal(l.rc, 0);
+    struct route *poll = l.cfg.routes[0], *file = l.cfg.routes[1], *other = l.cfg.routes[2];
+    assert_true(poll->lease);
+    assert_string_equal(poll->lease_queue, "crm.tickets.lease");
+    assert_string_equal(poll->cursor_queue, "crm.tickets.cursor");
+    assert_true(file->lease);
+    assert_string_equal(file->lease_queue, "crm.drop.lease");
+    assert_null(file->cursor_queue); /* files keep no cursor */
+    assert_false(other->lease);
+    assert_null(other->lease_queue);
+    assert_null(other->cursor_queue);
+    loaded_free(&l);
+
+    load_text(
+        &l,
+        "name = \"crm\";\n" BROKER "inbound = (\n"
+        "  { name = \"orders\"; kind = \"http\"; path = \"/o\"; exchange = \"e\";\n"
+        "    lease = true; }\n);\n"
+        "outbound = ( { name = \"c\"; kind = \"http\"; url = \"http://x/\"; lease = true; } );\n");
+    assert_int_equal(l.rc, -1);
+    assert_error(&l, 5, "lease applies only to inbound poll and file routes");
+    assert_error(&l, 7, "lease applies only to inbound poll and file routes");
+    loaded_free(&l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -731,6 +774,7 @@ int main(void)
         cmocka_unit_test(test_errors_are_all_collected),
         cmocka_unit_test(test_parse_listen),
         cmocka_unit_test(test_rate),
+        cmocka_unit_test(test_lease),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -78,6 +78,16 @@ static void test_states_depths_and_missing_values(void **state)
     free(page);
 }
 
+/* A leased route on the standby sidecar is healthy: green, not red. */
+static void test_a_standby_route_is_green(void **state)
+{
+    json_t *doc = json_pack("{s[{ss ss ss ss sb}]}", "routes", "name", "tickets", "kind", "poll",
+                            "direction", "inbound", "state", "standby", "ready", 1);
+    char *page = render(doc);
+    assert_non_null(strstr(page, "class=\"badge ok\">standby<"));
+    free(page);
+}
+
 static void test_an_empty_document_renders(void **state)
 {
     char *page = render(json_object());
@@ -99,6 +109,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_string_is_escaped),
         cmocka_unit_test(test_states_depths_and_missing_values),
+        cmocka_unit_test(test_a_standby_route_is_green),
         cmocka_unit_test(test_an_empty_document_renders),
         cmocka_unit_test(test_html_escape),
     };
