@@ -40,9 +40,13 @@ def test_queue_depths_of_every_owned_queue_and_a_missing_one(broker, sidecar, ui
         retry2 = dict(route="work", queue=f"{q}.retry.2", role="retry")
         dlq = dict(route="work", queue=f"{q}.dlq", role="dlq")
         inbound_dlq = dict(route="orders", queue=f"{uid}.orders.dlq", role="dlq")
-        wait_for(lambda: depth(sc, "queue_messages", **retry1) == 3, 20,
-                 what="three messages in the first retry tier")
-        m = Metrics(sc)
+        # One round reads the queues one after another: wait for a scrape that has them all.
+        def settled():
+            m = Metrics(sc)
+            ok = (m.get("amqp_sidecar_queue_messages", **retry1) == 3 and
+                  m.get("amqp_sidecar_queue_messages", **dlq) == 2)
+            return m if ok else None
+        m = wait_for(settled, 20, what="three messages in the first retry tier, two in the DLQ")
         assert m.get("amqp_sidecar_queue_messages", **work) == 0
         assert m.get("amqp_sidecar_queue_consumers", **work) == 1  # the sidecar itself
         assert m.get("amqp_sidecar_queue_messages", **retry2) == 0
