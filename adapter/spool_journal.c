@@ -257,7 +257,8 @@ static int list_segments(const char *dir, uint64_t **out, size_t *n, char *err, 
         (*out)[(*n)++] = strtoull(e->d_name, NULL, 10);
     }
     closedir(d);
-    qsort(*out, *n, sizeof(**out), cmp_u64);
+    if (*n > 1)
+        qsort(*out, *n, sizeof(**out), cmp_u64);
     return 0;
 }
 

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "http_auth.h"
 #include "log.h"
+#include "spool.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -48,6 +49,7 @@ struct http_front_config {
     struct http_auth auth;
     struct listen_tls_config tls; /* the listener's (listen_tls.h); shared by its routes */
     char *message_id_from;        /* "json.<path>" | "header.<Name>", or NULL */
+    struct spool_config spool;    /* spool.h; dir NULL: none */
 };
 
 /* The key rows both kinds share, with the kind's wording where it differs. */
@@ -95,6 +97,12 @@ int http_front_serve(struct route *r, const struct http_front_config *c,
                      char *(*refusal)(void *, int *, const char *, const char **, size_t *),
                      char *err, size_t errlen);
 
+/* The kind's drain, stop and ready for a route that may spool (route->state
+ * holds its spool): stop forwarding; stop the spool; add its figures. */
+void http_front_drain(struct route *r);
+void http_front_stop(struct route *r);
+bool http_front_ready(struct route *r, struct buf *detail);
+
 struct http_front_answers;
 
 /* One request between the handler and its answer. The kind fills the fields
@@ -130,6 +138,9 @@ struct http_front_answers {
                         const struct header *retry_after);
     /* The request cannot be carried as an AMQP message: a client error. */
     void (*invalid)(const struct http_front_request *p, const char *why);
+    /* Event mode with a spool: the broker could not take it, the spool did (it
+     * is on disk and will be forwarded). NULL: answered as accepted, routed. */
+    void (*spooled)(const struct http_front_request *p);
 };
 
 /* Publishes m (taken) as how->route's message for how->req, and answers the

@@ -104,6 +104,7 @@ static const struct config_key soap_in_keys[] = {
     {"message_id_from", KEY_STRING, O(front.message_id_from), 0, NULL, NULL, 0, 0, NULL,
      "where a request without Idempotency-Key gets its message_id: \"header.<Name>\" (e.g. "
      "\"header.X-Request-Id\"); a request without that header gets a Client/Sender fault"},
+    SPOOL_KEY(O(front.spool)),
     {0},
 };
 
@@ -542,4 +543,7 @@ const struct route_kind kind_soap_in = {
     .endpoint = soap_in_endpoint,
     .free_opts = soap_in_free_opts,
     .start = soap_in_start,
+    .drain = http_front_drain,
+    .stop = http_front_stop,
+    .ready = http_front_ready,
 };
