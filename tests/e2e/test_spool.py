@@ -218,3 +218,28 @@ def test_check_refuses_a_spool_on_rpc_and_a_missing_dir(broker, uid, tmp_path):
     r = check("", tmp_path / "missing")
     assert r.returncode == 2 and "does not exist" in r.stderr
     assert check("", tmp_path).returncode == 0
+
+
+def test_a_blocked_broker_spools_and_forwards_when_unblocked(broker, sidecar, uid, tmp_path):
+    """The first request's confirm is held back by the resource alarm: after confirm_timeout
+    it is spooled (the broker may still store it: then it arrives twice, with one id); the
+    next ones go to the spool at once."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    t = SpoolRoute(broker, sidecar, uid, spool)
+    t.text = t.text.replace("connect_timeout = 2;", "connect_timeout = 2; confirm_timeout = 2;")
+    t.start()
+    broker.ctl("set_vm_memory_high_watermark", "0.000001")
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            held = pool.submit(t.post, "held")
+            t.sidecar.wait_log("broker blocked publishing", timeout=20)
+            later = [t.post(f"b-{i}") for i in range(3)]
+            assert held.result().status_code == 202 and held.result().json()["spooled"] is True
+        assert all(r.status_code == 202 and r.json()["spooled"] is True for r in later)
+    finally:
+        broker.ctl("set_vm_memory_high_watermark", "0.4")
+    wait_for(lambda: t.metric("spool_messages") == 0, 40, what="the spool drained")
+    ids = [p.message_id for p, _ in broker.get_all(t.queue)]
+    assert [i for i in ids if i != "held"] == ["b-0", "b-1", "b-2"]
+    assert 1 <= ids.count("held") <= 2
