@@ -19,11 +19,12 @@ from conftest import free_port, make_config, run_cli, wait_for
 class SpoolRoute:
     """An http inbound route with a spool, its exchange and a bound queue."""
 
-    def __init__(self, broker, sidecar, uid, spool_dir, max_bytes=None, extra_route=""):
+    def __init__(self, broker, sidecar, uid, spool_dir, max_bytes=None, extra_route="",
+                 queue_arguments=None):
         self.broker, self.uid = broker, uid
         self.exchange, self.queue = f"{uid}.ex", f"{uid}.q"
         broker.declare_exchange(self.exchange)
-        broker.declare_queue(self.queue, self.exchange, "#")
+        broker.declare_queue(self.queue, self.exchange, "#", arguments=queue_arguments)
         self.port, self.admin_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}/in"
         self.spool_dir = str(spool_dir)
@@ -243,3 +244,27 @@ def test_a_blocked_broker_spools_and_forwards_when_unblocked(broker, sidecar, ui
     ids = [p.message_id for p, _ in broker.get_all(t.queue)]
     assert [i for i in ids if i != "held"] == ["b-0", "b-1", "b-2"]
     assert 1 <= ids.count("held") <= 2
+
+
+def test_nacked_forwards_are_sent_again_in_order(broker, sidecar, uid, tmp_path):
+    """A queue that refuses what is over its length (reject-publish) nacks forwards: the
+    forwarder goes back to the oldest unconfirmed record and tries again, so as the queue
+    is emptied every message arrives, first arrivals in the order they were sent."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    t = SpoolRoute(broker, sidecar, uid, spool,
+                   queue_arguments={"x-max-length": 40, "x-overflow": "reject-publish"})
+    t.start()
+    broker.stop()
+    try:
+        keys = [f"n-{i:03d}" for i in range(150)]
+        assert all(t.post(k).json()["spooled"] is True for k in keys)
+    finally:
+        broker.start()
+    got = []
+    wait_for(lambda: got.extend(p.message_id for p, _ in broker.get_all(t.queue)) or
+             len(set(got)) >= len(keys), 60, interval=0.5, what="every spooled message")
+    first = list(dict.fromkeys(got))
+    assert first == keys
+    assert "failed; sending again from it" in t.sidecar.log()
+    wait_for(lambda: t.metric("spool_messages") == 0, 20, what="the spool drained")
