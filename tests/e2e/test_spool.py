@@ -125,27 +125,39 @@ def test_spooled_while_down_survive_a_sigkill_and_arrive_in_order(broker, sideca
     assert "spool: 0 message(s)" in t.sidecar.readyz().text
 
 
+def fill_while_down(broker, t, pad, n=14):
+    """With the broker stopped, posts n bodies of `pad` bytes until the spool refuses:
+    (keys answered 202, responses answered 503); the broker is started again."""
+    broker.stop()
+    try:
+        body = json.dumps({"pad": "x" * pad}).encode()
+        answers = [(f"big-{i}", t.post(f"big-{i}", body)) for i in range(n)]
+        spooled = [k for k, r in answers if r.status_code == 202]
+        refused = [r for _, r in answers if r.status_code == 503]
+        assert len(spooled) + len(refused) == n
+        assert all(int(r.headers["Retry-After"]) > 0 for r in refused)
+        assert t.metric("spool_refused_total") == len(refused)
+    finally:
+        broker.start()
+    return spooled, refused
+
+
+def assert_forwarded_exactly(broker, t, keys):
+    wait_for(lambda: broker.count(t.queue) >= len(keys), 60, what="the spooled ones forwarded")
+    wait_for(lambda: t.metric("spool_messages") == 0, 20, what="the spool drained")
+    assert [p.message_id for p, _ in broker.get_all(t.queue)] == keys
+
+
 def test_a_full_spool_answers_503_and_keeps_every_202(broker, sidecar, uid, tmp_path):
     spool = tmp_path / "spool"
     spool.mkdir()
     t = SpoolRoute(broker, sidecar, uid, spool, max_bytes=1048576,
                    extra_route="max_body = 200000;")
     t.start()
-    broker.stop()
-    try:
-        body = json.dumps({"pad": "x" * 100000}).encode()
-        answers = [(f"big-{i}", t.post(f"big-{i}", body)) for i in range(14)]
-        spooled = [k for k, r in answers if r.status_code == 202]
-        refused = [r for _, r in answers if r.status_code == 503]
-        assert 5 <= len(spooled) <= 10 and len(spooled) + len(refused) == 14
-        assert all(int(r.headers["Retry-After"]) > 0 for r in refused)
-        assert "spool is full" in refused[0].json()["error"]
-        assert t.metric("spool_refused_total") == len(refused)
-    finally:
-        broker.start()
-    wait_for(lambda: broker.count(t.queue) >= len(spooled), 60, what="the spooled ones forwarded")
-    wait_for(lambda: t.metric("spool_messages") == 0, 20, what="the spool drained")
-    assert [p.message_id for p, _ in broker.get_all(t.queue)] == spooled
+    spooled, refused = fill_while_down(broker, t, 100000)
+    assert 5 <= len(spooled) <= 10
+    assert "spool is full" in refused[0].json()["error"]
+    assert_forwarded_exactly(broker, t, spooled)
 
 
 @pytest.fixture
@@ -165,22 +177,12 @@ def test_a_full_disk_answers_503_and_keeps_every_202(broker, sidecar, uid, small
     assert r.returncode == 0, r.stderr
     assert "less than spool.max_bytes" in r.stderr  # a note: the disk fills first
     t.start()
-    broker.stop()
-    try:
-        body = json.dumps({"pad": "y" * 30000}).encode()
-        answers = [(f"d-{i}", t.post(f"d-{i}", body)) for i in range(14)]
-        spooled = [k for k, r in answers if r.status_code == 202]
-        refused = [r for _, r in answers if r.status_code == 503]
-        assert 3 <= len(spooled) <= 9 and refused
-        assert all(int(r.headers["Retry-After"]) > 0 for r in refused)
-        assert "No space left on device" in refused[-1].json()["error"]
-        assert "No space left on device" in t.sidecar.log()
-    finally:
-        broker.start()
-    wait_for(lambda: broker.count(t.queue) >= len(spooled), 60, what="the spooled ones forwarded")
-    wait_for(lambda: t.metric("spool_messages") == 0, 20, what="the spool drained")
-    assert [p.message_id for p, _ in broker.get_all(t.queue)] == spooled
-    t.sidecar.stop()
+    spooled, refused = fill_while_down(broker, t, 30000)
+    assert 3 <= len(spooled) <= 9 and refused
+    assert "No space left on device" in refused[-1].json()["error"]
+    assert "No space left on device" in t.sidecar.log()
+    assert_forwarded_exactly(broker, t, spooled)
+    t.sidecar.stop()  # before the tmpfs goes
 
 
 def test_a_torn_journal_tail_is_cut_off_and_the_rest_forwarded(broker, sidecar, uid, tmp_path):

@@ -131,6 +131,16 @@ static off_t file_size(const char *path)
     return st.st_size;
 }
 
+/* A closed journal of records "msg-0" … "msg-<n-1>", confirmed up to seq confirmed. */
+static void prepare(int n, uint64_t confirmed)
+{
+    struct spool_journal *j = open_journal(1 << 20, NULL);
+    append_n(j, 0, n);
+    char err[512];
+    assert_int_equal(spool_journal_confirm(j, confirmed, err, sizeof(err)), 0);
+    spool_journal_close(j);
+}
+
 static void test_crc32c_known_value(void **state)
 {
     /* RFC 3720 B.4: 32 bytes of zeros */
@@ -158,14 +168,9 @@ static void test_write_read_in_order(void **state)
 
 static void test_reopen_keeps_unconfirmed(void **state)
 {
-    struct spool_journal *j = open_journal(1 << 20, NULL);
-    append_n(j, 0, 20);
-    char err[512];
-    assert_int_equal(spool_journal_confirm(j, 7, err, sizeof(err)), 0);
-    spool_journal_close(j);
-
+    prepare(20, 7);
     struct spool_recovery found;
-    j = open_journal(1 << 20, &found);
+    struct spool_journal *j = open_journal(1 << 20, &found);
     assert_int_equal(found.records, 13);
     assert_int_equal(found.torn_bytes, 0);
     for (int i = 7; i < 20; i++)
@@ -305,18 +310,14 @@ static void test_rewind_to_oldest_unconfirmed(void **state)
 
 static void test_bad_mark_resends_everything(void **state)
 {
-    struct spool_journal *j = open_journal(1 << 20, NULL);
-    append_n(j, 0, 4);
-    char err[512];
-    assert_int_equal(spool_journal_confirm(j, 2, err, sizeof(err)), 0);
-    spool_journal_close(j);
+    prepare(4, 2);
     char path[512];
     snprintf(path, sizeof(path), "%s/confirmed", dir);
     FILE *f = fopen(path, "w");
     fputs("garbage", f);
     fclose(f);
     struct spool_recovery found;
-    j = open_journal(1 << 20, &found);
+    struct spool_journal *j = open_journal(1 << 20, &found);
     assert_true(found.confirmed_mark_bad);
     assert_int_equal(found.records, 4);
     expect_next(j, 0);
