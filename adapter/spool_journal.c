@@ -345,7 +345,19 @@ static int open_segments(struct spool_journal *j, struct spool_recovery *found, 
     return rc;
 }
 
-/* Points c at record seq (or, when it is not stored, the next stored after it). */
+/* Points c where the next append lands: the end of the last segment (a new
+ * segment starts at offset 0 with next_seq, where an empty journal points). */
+static void cursor_end(const struct spool_journal *j, struct cursor *c)
+{
+    *c = (struct cursor){.seq = j->next_seq};
+    if (j->n_segments > 0) {
+        c->segment = j->n_segments - 1;
+        c->offset = j->segments[c->segment].size;
+    }
+}
+
+/* Points c at record seq (or, when it is not stored, the next stored after
+ * it): walks the headers of its segment, so only for the rare jumps. */
 static void cursor_seek(const struct spool_journal *j, struct cursor *c, uint64_t seq)
 {
     for (size_t i = 0; i < j->n_segments; i++) {
@@ -364,26 +376,38 @@ static void cursor_seek(const struct spool_journal *j, struct cursor *c, uint64_
             return;
         }
     }
-    *c = (struct cursor){.seq = j->next_seq, .segment = j->n_segments};
+    cursor_end(j, c);
+}
+
+/* Keeps c on its record as segments come and go: at the end of a segment it
+ * moves on to the next one (or stays, where the next append lands). */
+static void cursor_fix(const struct spool_journal *j, struct cursor *c)
+{
+    while (c->segment < j->n_segments) {
+        const struct segment *s = &j->segments[c->segment];
+        uint64_t end = s->first_seq + s->records;
+        if (c->seq >= s->first_seq && c->seq < end)
+            return; /* on a stored record */
+        if (c->seq != end || c->offset != s->size)
+            break; /* lost its place: find it again */
+        if (c->segment + 1 == j->n_segments)
+            return; /* at the end: the next record goes here */
+        c->segment++;
+        c->offset = 0;
+        if (c->seq < j->segments[c->segment].first_seq) /* records lost to damage */
+            c->seq = j->segments[c->segment].first_seq;
+    }
+    if (j->n_segments == 0 && c->seq == j->next_seq)
+        return;
+    cursor_seek(j, c, c->seq);
 }
 
 /* Moves c to the record after the one it points at, whose payload is len long. */
 static void cursor_step(const struct spool_journal *j, struct cursor *c, size_t len)
 {
-    const struct segment *s = &j->segments[c->segment];
     c->seq++;
     c->offset += SPOOL_RECORD_HEADER + len;
-    if (c->seq >= s->first_seq + s->records)
-        cursor_seek(j, c, c->seq);
-}
-
-/* Does c point into a segment that holds its record? (A cursor at the end
- * does not: it finds its segment once the record is appended.) */
-static void cursor_fix(const struct spool_journal *j, struct cursor *c)
-{
-    const struct segment *s = c->segment < j->n_segments ? &j->segments[c->segment] : NULL;
-    if (s == NULL || c->seq < s->first_seq || c->seq >= s->first_seq + s->records)
-        cursor_seek(j, c, c->seq);
+    cursor_fix(j, c);
 }
 
 /* The time of the record at `oldest`, or 0 when it is past the last. */
@@ -392,7 +416,7 @@ static void oldest_refresh(struct spool_journal *j)
     unsigned char h[SPOOL_RECORD_HEADER];
     j->oldest_ms = 0;
     cursor_fix(j, &j->oldest);
-    if (j->oldest.segment < j->n_segments &&
+    if (j->oldest.seq < j->next_seq && j->oldest.segment < j->n_segments &&
         full_pread(j->segments[j->oldest.segment].fd, h, sizeof(h), j->oldest.offset) == 0)
         j->oldest_ms = (int64_t)get64(h + 16);
 }
@@ -616,14 +640,15 @@ int spool_journal_confirm(struct spool_journal *j, uint64_t seq, char *err, size
     if (k > 0)
         drop_segments(j, k);
     cursor_fix(j, &j->oldest);
-    while (j->oldest.seq <= seq && j->oldest.segment < j->n_segments) {
+    while (j->oldest.seq <= seq && j->oldest.seq < j->next_seq) {
         unsigned char h[SPOOL_RECORD_HEADER];
-        if (full_pread(j->segments[j->oldest.segment].fd, h, sizeof(h), j->oldest.offset) != 0)
+        if (j->oldest.segment >= j->n_segments ||
+            full_pread(j->segments[j->oldest.segment].fd, h, sizeof(h), j->oldest.offset) != 0)
             break;
         cursor_step(j, &j->oldest, get32(h + 4));
     }
     if (j->oldest.seq <= seq)
-        j->oldest = (struct cursor){.seq = seq + 1, .segment = j->n_segments};
+        cursor_seek(j, &j->oldest, seq + 1);
     if (j->read.seq < j->oldest.seq)
         j->read = j->oldest;
     oldest_refresh(j);

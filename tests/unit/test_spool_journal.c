@@ -166,6 +166,31 @@ static void test_write_read_in_order(void **state)
     spool_journal_close(j);
 }
 
+/* The forwarder's steady state: each record read soon after it was appended,
+ * across segment rollovers and segments deleted as they drain. */
+static void test_reads_follow_appends_across_segments(void **state)
+{
+    struct spool_journal *j = open_journal(64, NULL);
+    char err[512];
+    int next = 0;
+    for (int round = 0; round < 13; round++) { /* the last one stays unconfirmed */
+        int n = round % 3 + 1;
+        append_n(j, next, n);
+        uint64_t seq = 0;
+        for (int i = 0; i < n; i++)
+            seq = expect_next(j, next + i);
+        expect_end(j);
+        if (round % 4 == 3)
+            assert_int_equal(spool_journal_confirm(j, seq, err, sizeof(err)), 0);
+        next += n;
+    }
+    struct spool_journal_stats st;
+    spool_journal_stats(j, &st);
+    assert_true(st.records > 0);
+    assert_int_equal(st.oldest_ms, 1000);
+    spool_journal_close(j);
+}
+
 static void test_reopen_keeps_unconfirmed(void **state)
 {
     prepare(20, 7);
@@ -329,6 +354,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crc32c_known_value),
         cmocka_unit_test_setup_teardown(test_write_read_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reads_follow_appends_across_segments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_keeps_unconfirmed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_torn_tail_cut_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_checksum_at_tail, setup, teardown),
