@@ -247,6 +247,11 @@ static void write_group(struct spool *s)
         log_error(s->route->name, "%s: answering %zu sender(s) 503", err, n);
     else
         metric_add(s->route->metrics.spooled, n);
+    if (rc == 0 && atomic_load(&s->route->metrics.spool_messages) == 0)
+        log_warn(s->route->name,
+                 "spooling: the broker cannot take publishes; requests are kept in %s and "
+                 "forwarded in order once it can",
+                 s->dir);
 
     pthread_mutex_lock(&s->lock);
     s->queued_bytes -= bytes;
@@ -363,8 +368,10 @@ static void forward_more(struct spool *s)
         struct message *m = NULL;
         if (rc > 0)
             m = spool_message_decode(rec.payload, rec.len, err, sizeof(err));
-        if (rc < 0 || (rc > 0 && m == NULL))
-            log_error(s->route->name, "spool: %s; the record is dropped", err);
+        if (rc < 0)
+            log_error(s->route->name, "spool: %s; trying again in %d ms", err, RETRY_MS);
+        else if (rc > 0 && m == NULL)
+            log_error(s->route->name, "spool: record %" PRIu64 ": %s; it is dropped", rec.seq, err);
         pthread_mutex_lock(&s->lock);
         if (rc == 0)
             return;

@@ -104,6 +104,11 @@ const char *http_front_mutual(const struct http_front_config *c)
     return c->tls.client_ca ? ", client certificates" : "";
 }
 
+const char *http_front_spool(const struct http_front_config *c)
+{
+    return c->spool.dir ? ", spool" : "";
+}
+
 bool http_front_endpoint(const struct http_front_config *c, struct http_endpoint *out)
 {
     out->listen = c->listen;
@@ -252,24 +257,21 @@ static void spooled(void *arg, bool ok, const char *why)
     pending_free(pending);
 }
 
-/* Hands the request's record to the spool: true when the spool answers it
- * (later, from its thread); false when it cannot (none, or it refused: the
- * caller answers 503, with broker_why when there is no spool). */
-static bool spool_request(struct pending *pending, const char *broker_why)
+/* Hands the request's record (pending->record, not NULL) to the spool, which
+ * answers later from its thread; or, when it refuses, answers 503 now. Either
+ * way pending is gone afterwards. */
+static void spool_request(struct pending *pending, const char *broker_why)
 {
     struct http_front_request *p = &pending->how;
-    if (pending->record == NULL)
-        return false;
     const char *why = NULL;
     char *record = pending->record;
     pending->record = NULL;
     if (spool_append(p->route->state, record, pending->record_len, spooled, pending, &why) == 0)
-        return true;
+        return;
     char *detail = xasprintf("%s, and the spool is no way out: %s", broker_why, why);
     answer_unavailable(p, detail);
     free(detail);
     pending_free(pending);
-    return true;
 }
 
 /* Publisher thread: the broker answered (or the connection died). */
@@ -298,8 +300,10 @@ static void published(void *arg, struct publish_result *res)
         a->rpc_timeout(p);
         break;
     case PUBLISH_UNAVAILABLE:
-        if (spool_request(pending, res->detail ? res->detail : "broker unavailable"))
+        if (pending->record != NULL) {
+            spool_request(pending, res->detail ? res->detail : "broker unavailable");
             return; /* the spool answers, and frees pending */
+        }
         /* fall through */
     case PUBLISH_NACKED:
         answer_unavailable(p, res->detail ? res->detail : publish_status_name(res->status));
@@ -342,16 +346,18 @@ void http_front_publish(const struct http_front_request *how, struct message *m)
         pending_free(pending);
         return;
     }
-    if (pending->record && !publisher_available(p->route->publisher, &why)) {
+    if (pending->record != NULL && !publisher_available(p->route->publisher, &why)) {
         message_free(m); /* straight to the spool: the broker cannot take it now */
-        if (spool_request(pending, why))
-            return;
+        spool_request(pending, why);
+        return;
     }
     int refused = inbound_publish(p->route, m, p->rpc, p->timeout, published, pending, &why);
     if (refused == 0)
         return; /* published answers, and frees pending */
-    if (refused == PUBLISH_UNAVAILABLE && spool_request(pending, why ? why : "unavailable"))
+    if (refused == PUBLISH_UNAVAILABLE && pending->record != NULL) {
+        spool_request(pending, why ? why : "unavailable");
         return;
+    }
     if (refused == PUBLISH_INVALID)
         p->answers->invalid(p, why ? why : "invalid");
     else

@@ -86,6 +86,8 @@ bool http_front_message_id(const struct http_front_config *c, const struct http_
 /* For describe: "http" or "https", and ", client certificates" or "". */
 const char *http_front_scheme(const struct http_front_config *c);
 const char *http_front_mutual(const struct http_front_config *c);
+/* For describe: ", spool" when the route spools, or "". */
+const char *http_front_spool(const struct http_front_config *c);
 
 /* The route's endpoint, for the clash checks (route_kind.endpoint). */
 bool http_front_endpoint(const struct http_front_config *c, struct http_endpoint *out);

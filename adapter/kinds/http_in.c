@@ -362,10 +362,11 @@ static void http_in_validate(struct route *r, const struct sidecar_config *cfg,
 static void http_in_describe(const struct route *r, struct buf *out)
 {
     const struct http_in_opts *o = opts(r);
-    buf_printf(out, "%s %s://%s%s → exchange \"%s\" key \"%s\" (%s, auth %s%s%s)", o->method,
+    buf_printf(out, "%s %s://%s%s → exchange \"%s\" key \"%s\" (%s, auth %s%s%s%s)", o->method,
                http_front_scheme(&o->front), o->front.listen, o->front.path, r->exchange,
                r->routing_key, o->front.mode_name, http_auth_describe(&o->front.auth),
-               http_front_mutual(&o->front), r->transform ? ", transform" : "");
+               http_front_mutual(&o->front), r->transform ? ", transform" : "",
+               http_front_spool(&o->front));
 }
 
 static bool http_in_endpoint(const struct route *r, struct http_endpoint *out)

@@ -509,12 +509,13 @@ static void soap_in_free_opts(struct route *r)
 static void soap_in_describe(const struct route *r, struct buf *out)
 {
     const struct soap_in_opts *o = opts(r);
-    buf_printf(out, "SOAP 1.1/1.2 %s://%s%s → exchange \"%s\" key \"%s\" (%s, %s, auth %s%s%s%s%s",
+    buf_printf(out,
+               "SOAP 1.1/1.2 %s://%s%s → exchange \"%s\" key \"%s\" (%s, %s, auth %s%s%s%s%s%s",
                http_front_scheme(&o->front), o->front.listen, o->front.path, r->exchange,
                r->routing_key, o->front.mode_name, o->format_name,
                http_auth_describe(&o->front.auth), o->wsse_username ? " + UsernameToken" : "",
                http_front_mutual(&o->front), o->wsdl ? ", wsdl" : "",
-               r->transform_file ? ", transform" : "");
+               r->transform_file ? ", transform" : "", http_front_spool(&o->front));
     if (is_rpc(r) && o->served.one_way.n > 0) {
         buf_puts(out, "; one-way by the WSDL: ");
         soap_wsdl_describe_one_way(&o->served, out);
