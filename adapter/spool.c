@@ -46,7 +46,8 @@
 #define MAX_BYTES_MIN   1048576.0
 #define MAX_BYTES_MAX   1e15
 #define MAX_BYTES_DFLT  "1073741824"
-#define GROUP_RECORDS   1024 /* records one write takes at most */
+#define GROUP_RECORDS   1024       /* records one write takes at most, */
+#define GROUP_BYTES     (8u << 20) /* and bytes (past these, the next group takes the rest) */
 
 #define O(field) offsetof(struct spool_config, field)
 
@@ -213,13 +214,15 @@ static void publish_stats(struct spool *s)
     s->disk_bytes = st.bytes; /* under the lock */
 }
 
-/* Lock held on entry and exit: writes up to GROUP_RECORDS queued appends, then answers them. */
+/* Lock held on entry and exit: writes the queued appends (up to GROUP_RECORDS
+ * and GROUP_BYTES; one, whatever its size) as one group, then answers them. */
 static void write_group(struct spool *s)
 {
     struct append *list = s->head, *last = list;
-    size_t n = 1;
-    while (last->next && n < GROUP_RECORDS) {
+    size_t n = 1, group_bytes = list->len;
+    while (last->next && n < GROUP_RECORDS && group_bytes + last->next->len <= GROUP_BYTES) {
         last = last->next;
+        group_bytes += last->len;
         n++;
     }
     s->head = last->next;
