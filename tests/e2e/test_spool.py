@@ -270,3 +270,27 @@ def test_nacked_forwards_are_sent_again_in_order(broker, sidecar, uid, tmp_path)
     assert first == keys
     assert "failed; sending again from it" in t.sidecar.log()
     wait_for(lambda: t.metric("spool_messages") == 0, 20, what="the spool drained")
+
+
+def test_sigterm_while_forwarding_exits_cleanly_and_the_next_run_finishes(broker, sidecar, uid,
+                                                                         tmp_path):
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    t = SpoolRoute(broker, sidecar, uid, spool)
+    t.start()
+    broker.stop()
+    try:
+        clients = [[f"s{c}-{i:03d}" for i in range(100)] for c in range(4)]
+        assert all(r.json()["spooled"] for r in post_concurrently(t, clients).values())
+    finally:
+        broker.start()
+    t.sidecar.wait_log("reconnected to", 30)
+    assert t.sidecar.stop() == 0  # drains what is in flight; the rest stays in the journal
+    assert "stopped (exit 0)" in t.sidecar.log()
+    t.start()
+    wait_for(lambda: t.metric("spool_messages") == 0, 40, what="the spool drained")
+    ids = [p.message_id for p, _ in broker.get_all(t.queue)]
+    assert set(ids) == {k for c in clients for k in c}
+    first = list(dict.fromkeys(ids))
+    for c in clients:
+        assert [i for i in first if i.startswith(c[0][:3])] == c
