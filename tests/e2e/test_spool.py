@@ -294,3 +294,15 @@ def test_sigterm_while_forwarding_exits_cleanly_and_the_next_run_finishes(broker
     first = list(dict.fromkeys(ids))
     for c in clients:
         assert [i for i in first if i.startswith(c[0][:3])] == c
+
+
+def test_two_routes_on_one_spool_dir_are_refused_at_start(broker, sidecar, uid, tmp_path):
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    routes = ", ".join(
+        f'{{ name = "{n}"; kind = "http"; listen = "127.0.0.1:{free_port()}"; path = "/{n}"; '
+        f'exchange = "amq.topic"; routing_key = "k"; spool = {{ dir = "{spool}"; }}; }}'
+        for n in ("a", "b"))
+    s = sidecar(make_config(broker, uid, inbound=routes), ready=False, name=uid)
+    assert s.proc.wait(30) == 1
+    assert "in use by another route or sidecar process" in s.log()
