@@ -64,6 +64,14 @@ class SpoolRoute:
         return glob.glob(os.path.join(self.spool_dir, "*.seg"))
 
 
+@pytest.fixture
+def spool(tmp_path):
+    """An empty directory for a route's journal."""
+    d = tmp_path / "spool"
+    d.mkdir()
+    return d
+
+
 def post_concurrently(route, keys_per_client, body=None):
     """Each client posts its keys in order; returns {key: response}."""
     def run(keys):
@@ -76,9 +84,7 @@ def post_concurrently(route, keys_per_client, body=None):
     return out
 
 
-def test_spooled_while_down_survive_a_sigkill_and_arrive_in_order(broker, sidecar, uid, tmp_path):
-    spool = tmp_path / "spool"
-    spool.mkdir()
+def test_spooled_while_down_survive_a_sigkill_and_arrive_in_order(broker, sidecar, uid, spool):
     t = SpoolRoute(broker, sidecar, uid, spool)
     t.start()
     assert t.post("warm-up").json()["routed"] is True  # the broker is up: published at once
@@ -148,9 +154,7 @@ def assert_forwarded_exactly(broker, t, keys):
     assert [p.message_id for p, _ in broker.get_all(t.queue)] == keys
 
 
-def test_a_full_spool_answers_503_and_keeps_every_202(broker, sidecar, uid, tmp_path):
-    spool = tmp_path / "spool"
-    spool.mkdir()
+def test_a_full_spool_answers_503_and_keeps_every_202(broker, sidecar, uid, spool):
     t = SpoolRoute(broker, sidecar, uid, spool, max_bytes=1048576,
                    extra_route="max_body = 200000;")
     t.start()
@@ -185,9 +189,7 @@ def test_a_full_disk_answers_503_and_keeps_every_202(broker, sidecar, uid, small
     t.sidecar.stop()  # before the tmpfs goes
 
 
-def test_a_torn_journal_tail_is_cut_off_and_the_rest_forwarded(broker, sidecar, uid, tmp_path):
-    spool = tmp_path / "spool"
-    spool.mkdir()
+def test_a_torn_journal_tail_is_cut_off_and_the_rest_forwarded(broker, sidecar, uid, spool):
     t = SpoolRoute(broker, sidecar, uid, spool)
     t.start()
     broker.stop()
@@ -223,12 +225,10 @@ def test_check_refuses_a_spool_on_rpc_and_a_missing_dir(broker, uid, tmp_path):
     assert check("", tmp_path).returncode == 0
 
 
-def test_a_blocked_broker_spools_and_forwards_when_unblocked(broker, sidecar, uid, tmp_path):
+def test_a_blocked_broker_spools_and_forwards_when_unblocked(broker, sidecar, uid, spool):
     """The first request's confirm is held back by the resource alarm: after confirm_timeout
     it is spooled (the broker may still store it: then it arrives twice, with one id); the
     next ones go to the spool at once."""
-    spool = tmp_path / "spool"
-    spool.mkdir()
     t = SpoolRoute(broker, sidecar, uid, spool)
     t.text = t.text.replace("connect_timeout = 2;", "connect_timeout = 2; confirm_timeout = 2;")
     t.start()
@@ -248,12 +248,10 @@ def test_a_blocked_broker_spools_and_forwards_when_unblocked(broker, sidecar, ui
     assert 1 <= ids.count("held") <= 2
 
 
-def test_nacked_forwards_are_sent_again_in_order(broker, sidecar, uid, tmp_path):
+def test_nacked_forwards_are_sent_again_in_order(broker, sidecar, uid, spool):
     """A queue that refuses what is over its length (reject-publish) nacks forwards: the
     forwarder goes back to the oldest unconfirmed record and tries again, so as the queue
     is emptied every message arrives, first arrivals in the order they were sent."""
-    spool = tmp_path / "spool"
-    spool.mkdir()
     t = SpoolRoute(broker, sidecar, uid, spool,
                    queue_arguments={"x-max-length": 40, "x-overflow": "reject-publish"})
     t.start()
@@ -273,9 +271,7 @@ def test_nacked_forwards_are_sent_again_in_order(broker, sidecar, uid, tmp_path)
 
 
 def test_sigterm_while_forwarding_exits_cleanly_and_the_next_run_finishes(broker, sidecar, uid,
-                                                                         tmp_path):
-    spool = tmp_path / "spool"
-    spool.mkdir()
+                                                                         spool):
     t = SpoolRoute(broker, sidecar, uid, spool)
     t.start()
     broker.stop()
@@ -296,9 +292,7 @@ def test_sigterm_while_forwarding_exits_cleanly_and_the_next_run_finishes(broker
         assert [i for i in first if i.startswith(c[0][:3])] == c
 
 
-def test_two_routes_on_one_spool_dir_are_refused_at_start(broker, sidecar, uid, tmp_path):
-    spool = tmp_path / "spool"
-    spool.mkdir()
+def test_two_routes_on_one_spool_dir_are_refused_at_start(broker, sidecar, uid, spool):
     routes = ", ".join(
         f'{{ name = "{n}"; kind = "http"; listen = "127.0.0.1:{free_port()}"; path = "/{n}"; '
         f'exchange = "amq.topic"; routing_key = "k"; spool = {{ dir = "{spool}"; }}; }}'
