@@ -590,8 +590,10 @@ int spool_journal_read(struct spool_journal *j, struct spool_record *out, char *
                  j->dir, j->read.seq, s->first_seq, strerror(-rc));
         return rc;
     }
-    *out = (struct spool_record){
-        .seq = j->read.seq, .time_ms = (int64_t)get64(h + 16), .payload = j->buf, .len = len};
+    *out = (struct spool_record){.seq = j->read.seq,
+                                 .time_ms = (int64_t)get64(h + 16),
+                                 .payload = j->buf ? j->buf : "",
+                                 .len = len};
     cursor_step(j, &j->read, len);
     return 1;
 }
