@@ -19,6 +19,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static const double bucket_bounds[HISTOGRAM_BUCKETS - 1] = {
@@ -190,6 +191,26 @@ static void oldest_inflight(struct buf *out, const struct metrics_sources *src)
     }
 }
 
+/* A gauge computed at the scrape: the age of the oldest spooled request (wall clock). */
+static void spool_oldest(struct buf *out, const struct metrics_sources *src)
+{
+    buf_printf(out, "# HELP amqp_sidecar_spool_oldest_seconds Age of the oldest request in the "
+                    "route's spool (0 when empty).\n"
+                    "# TYPE amqp_sidecar_spool_oldest_seconds gauge\n");
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    for (size_t i = 0; i < src->n_routes; i++) {
+        struct route *r = src->routes[i];
+        if (!applies(HTTP_IN | SOAP_IN, r))
+            continue;
+        int64_t since = metric_get(r->metrics.spool_oldest_ms);
+        buf_printf(out, "amqp_sidecar_spool_oldest_seconds{");
+        labels(out, r);
+        buf_printf(out, "} %.3f\n", since > 0 && now > since ? (double)(now - since) / 1000 : 0.0);
+    }
+}
+
 static long resident_bytes(void)
 {
     FILE *f = fopen("/proc/self/statm", "r");
@@ -241,6 +262,18 @@ static const struct family families[] = {
      M(poll_failures), POLL_IN, NULL},
     {"poll_failing", "gauge", "1 while the route's last poll failed (/readyz says why).",
      M(poll_failing), POLL_IN, NULL},
+    /* spool.c; zero without spool = { … } */
+    {"spool_messages", "gauge", "Requests in the route's spool, not yet confirmed by the broker.",
+     M(spool_messages), HTTP_IN | SOAP_IN, NULL},
+    {"spool_bytes", "gauge", "Bytes of the route's spool journal on disk.", M(spool_bytes),
+     HTTP_IN | SOAP_IN, NULL},
+    {"spooled_total", "counter", "Requests answered 202 \"spooled\" (written to the spool).",
+     M(spooled), HTTP_IN | SOAP_IN, NULL},
+    {"spool_forwarded_total", "counter", "Spooled messages forwarded and confirmed.",
+     M(spool_forwarded), HTTP_IN | SOAP_IN, NULL},
+    {"spool_refused_total", "counter",
+     "Requests the spool could not take (full, or its write failed): answered 503.",
+     M(spool_refused), HTTP_IN | SOAP_IN, NULL},
 };
 
 /* Counters of milliseconds, shown in seconds. */
@@ -369,6 +402,7 @@ void metrics_render(const struct metrics_sources *src, struct buf *out)
     for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++)
         family(out, src, &families[i], false);
     oldest_inflight(out, src);
+    spool_oldest(out, src);
     for (size_t i = 0; i < sizeof(ms_counters) / sizeof(ms_counters[0]); i++)
         family(out, src, &ms_counters[i], true);
 

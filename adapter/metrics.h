@@ -51,6 +51,13 @@ struct route_metrics {
     _Atomic int64_t throttle;       /* paced kinds: 0 flowing, 1 pacing, 2 paused (pacer.h) */
     _Atomic uint64_t poll_failures; /* poll: polls that failed (legacy call, items, cursor) */
     _Atomic int64_t poll_failing;   /* poll: 1 while the last poll failed */
+    /* spool.c: http/soap inbound routes with spool = { … } */
+    _Atomic int64_t spool_messages;  /* records in the journal, not yet confirmed */
+    _Atomic int64_t spool_bytes;     /* the journal's segment files */
+    _Atomic int64_t spool_oldest_ms; /* wall clock (ms) the oldest of them was written; 0 none */
+    _Atomic uint64_t spooled;        /* requests answered 202 "spooled" */
+    _Atomic uint64_t spool_forwarded;
+    _Atomic uint64_t spool_refused; /* the spool was full or its write failed: 503 */
     /* outbound (consumer.c): a first delivery's age at arrival, from its AMQP timestamp */
     _Atomic int64_t last_lag_ms;        /* -1 until one with a timestamp came */
     _Atomic int64_t oldest_inflight_ms; /* loop_now_ms() the oldest unsettled one came; 0 none */

@@ -16,6 +16,8 @@
 #include "message.h"
 #include "publisher.h"
 #include "route.h"
+#include "spool.h"
+#include "spool_message.h"
 #include "template.h"
 #include "util.h"
 
@@ -88,6 +90,8 @@ void http_front_validate(struct route *r, const struct sidecar_config *cfg,
     listen_tls_validate(&c->tls, where, rep);
     free(where);
     validate_message_id_from(r, c, id_sources, rep);
+    spool_validate(&c->spool, r->name, c->mode == HTTP_FRONT_RPC, rep);
+    c->spool.max_message = cfg->broker.max_message;
 }
 
 const char *http_front_scheme(const struct http_front_config *c)
@@ -98,6 +102,11 @@ const char *http_front_scheme(const struct http_front_config *c)
 const char *http_front_mutual(const struct http_front_config *c)
 {
     return c->tls.client_ca ? ", client certificates" : "";
+}
+
+const char *http_front_spool(const struct http_front_config *c)
+{
+    return c->spool.dir ? ", spool" : "";
 }
 
 bool http_front_endpoint(const struct http_front_config *c, struct http_endpoint *out)
@@ -113,8 +122,33 @@ int http_front_serve(struct route *r, const struct http_front_config *c,
                      char *(*refusal)(void *, int *, const char *, const char **, size_t *),
                      char *err, size_t errlen)
 {
-    return inbound_serve_http(r, c->listen, &c->tls, c->path, (size_t)c->max_body, handler, refusal,
-                              c->mode == HTTP_FRONT_RPC, err, errlen);
+    if (c->spool.dir != NULL && (r->state = spool_start(r, &c->spool, err, errlen)) == NULL)
+        return -1;
+    int rc = inbound_serve_http(r, c->listen, &c->tls, c->path, (size_t)c->max_body, handler,
+                                refusal, c->mode == HTTP_FRONT_RPC, err, errlen);
+    if (rc != 0) {
+        spool_stop(r->state);
+        r->state = NULL;
+    }
+    return rc;
+}
+
+void http_front_drain(struct route *r)
+{
+    spool_drain(r->state);
+}
+
+void http_front_stop(struct route *r)
+{
+    spool_stop(r->state);
+    r->state = NULL;
+}
+
+bool http_front_ready(struct route *r, struct buf *detail)
+{
+    if (r->state != NULL)
+        spool_describe(r->state, detail);
+    return true;
 }
 
 /* What message_id_from names for req; NULL with why. */
@@ -175,10 +209,20 @@ struct log_ctx http_front_log_ctx(const struct http_front_request *p)
         .route = p->route->name, .message_id = p->message_id, .correlation_id = p->correlation_id};
 }
 
-static void pending_free(struct http_front_request *p)
+/* A request between the handler and its answer: the kind's description, and
+ * for a route that spools, the message as its record, in case the broker
+ * cannot take it. */
+struct pending {
+    struct http_front_request how; /* first: the answers get &how */
+    char *record;
+    size_t record_len;
+};
+
+static void pending_free(struct pending *p)
 {
-    free(p->message_id);
-    free(p->correlation_id);
+    free(p->how.message_id);
+    free(p->how.correlation_id);
+    free(p->record);
     free(p);
 }
 
@@ -190,10 +234,51 @@ static void answer_unavailable(const struct http_front_request *p, const char *w
     p->answers->unavailable(p, why, &h);
 }
 
+/* ---- the spool: what the broker could not take ---------------------------------- */
+
+/* The spool's thread: the record is on disk, or its write failed. */
+static void spooled(void *arg, bool ok, const char *why)
+{
+    struct pending *pending = arg;
+    struct http_front_request *p = &pending->how;
+    struct log_ctx ctx = http_front_log_ctx(p);
+    if (!ok) {
+        char *detail =
+            xasprintf("the broker is unavailable and the spool could not store it: %s", why);
+        answer_unavailable(p, detail);
+        free(detail);
+    } else if (p->answers->spooled) {
+        log_event(LOG_DEBUG, &ctx, "spooled");
+        p->answers->spooled(p);
+    } else {
+        log_event(LOG_DEBUG, &ctx, "spooled");
+        p->answers->accepted(p, true);
+    }
+    pending_free(pending);
+}
+
+/* Hands the request's record (pending->record, not NULL) to the spool, which
+ * answers later from its thread; or, when it refuses, answers 503 now. Either
+ * way pending is gone afterwards. */
+static void spool_request(struct pending *pending, const char *broker_why)
+{
+    struct http_front_request *p = &pending->how;
+    const char *why = NULL;
+    char *record = pending->record;
+    pending->record = NULL;
+    if (spool_append(p->route->state, record, pending->record_len, spooled, pending, &why) == 0)
+        return;
+    char *detail = xasprintf("%s, and the spool is no way out: %s", broker_why, why);
+    answer_unavailable(p, detail);
+    free(detail);
+    pending_free(pending);
+}
+
 /* Publisher thread: the broker answered (or the connection died). */
 static void published(void *arg, struct publish_result *res)
 {
-    struct http_front_request *p = arg;
+    struct pending *pending = arg;
+    struct http_front_request *p = &pending->how;
     const struct http_front_answers *a = p->answers;
     struct log_ctx ctx = http_front_log_ctx(p);
     switch (res->status) {
@@ -214,32 +299,70 @@ static void published(void *arg, struct publish_result *res)
     case PUBLISH_RPC_TIMEOUT:
         a->rpc_timeout(p);
         break;
-    case PUBLISH_NACKED:
     case PUBLISH_UNAVAILABLE:
+        if (pending->record != NULL) {
+            spool_request(pending, res->detail ? res->detail : "broker unavailable");
+            return; /* the spool answers, and frees pending */
+        }
+        /* fall through */
+    case PUBLISH_NACKED:
         answer_unavailable(p, res->detail ? res->detail : publish_status_name(res->status));
         break;
     case PUBLISH_INVALID:
         a->invalid(p, res->detail ? res->detail : "invalid");
         break;
     }
-    pending_free(p);
+    pending_free(pending);
+}
+
+/* A route that spools keeps its message as a record until the broker took
+ * it. Only what the publisher would take is spooled: false with why (for a
+ * 400) when m cannot become an AMQP message. */
+static bool keep_record(struct pending *pending, const struct message *m, char *why, size_t whylen)
+{
+    const struct http_front_request *p = &pending->how;
+    if (p->route->state == NULL || p->rpc)
+        return true;
+    if (!spool_takes(p->route->state, m, why, whylen))
+        return false;
+    struct buf record = {0};
+    spool_message_encode(m, &record);
+    pending->record = buf_steal(&record, &pending->record_len);
+    return true;
 }
 
 void http_front_publish(const struct http_front_request *how, struct message *m)
 {
-    struct http_front_request *p = xcalloc(1, sizeof(*p));
+    struct pending *pending = xcalloc(1, sizeof(*pending));
+    struct http_front_request *p = &pending->how;
     *p = *how;
     p->message_id = xstrdup(m->message_id);
     p->correlation_id = xstrdup(m->correlation_id);
+    char invalid[256];
     const char *why = NULL;
-    int refused = inbound_publish(p->route, m, p->rpc, p->timeout, published, p, &why);
+    if (!keep_record(pending, m, invalid, sizeof(invalid))) {
+        message_free(m);
+        p->answers->invalid(p, invalid);
+        pending_free(pending);
+        return;
+    }
+    if (pending->record != NULL && !publisher_available(p->route->publisher, &why)) {
+        message_free(m); /* straight to the spool: the broker cannot take it now */
+        spool_request(pending, why);
+        return;
+    }
+    int refused = inbound_publish(p->route, m, p->rpc, p->timeout, published, pending, &why);
     if (refused == 0)
-        return; /* published answers, and frees p */
+        return; /* published answers, and frees pending */
+    if (refused == PUBLISH_UNAVAILABLE && pending->record != NULL) {
+        spool_request(pending, why ? why : "unavailable");
+        return;
+    }
     if (refused == PUBLISH_INVALID)
         p->answers->invalid(p, why ? why : "invalid");
     else
         answer_unavailable(p, why ? why : publish_status_name(refused));
-    pending_free(p);
+    pending_free(pending);
 }
 
 void http_front_pass_headers(const struct route *r, const struct http_request *req,

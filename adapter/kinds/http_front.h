@@ -13,6 +13,7 @@
 #include "config.h"
 #include "http_auth.h"
 #include "log.h"
+#include "spool.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -48,6 +49,7 @@ struct http_front_config {
     struct http_auth auth;
     struct listen_tls_config tls; /* the listener's (listen_tls.h); shared by its routes */
     char *message_id_from;        /* "json.<path>" | "header.<Name>", or NULL */
+    struct spool_config spool;    /* spool.h; dir NULL: none */
 };
 
 /* The key rows both kinds share, with the kind's wording where it differs. */
@@ -84,6 +86,8 @@ bool http_front_message_id(const struct http_front_config *c, const struct http_
 /* For describe: "http" or "https", and ", client certificates" or "". */
 const char *http_front_scheme(const struct http_front_config *c);
 const char *http_front_mutual(const struct http_front_config *c);
+/* For describe: ", spool" when the route spools, or "". */
+const char *http_front_spool(const struct http_front_config *c);
 
 /* The route's endpoint, for the clash checks (route_kind.endpoint). */
 bool http_front_endpoint(const struct http_front_config *c, struct http_endpoint *out);
@@ -94,6 +98,12 @@ int http_front_serve(struct route *r, const struct http_front_config *c,
                      void (*handler)(struct http_request *, void *),
                      char *(*refusal)(void *, int *, const char *, const char **, size_t *),
                      char *err, size_t errlen);
+
+/* The kind's drain, stop and ready for a route that may spool (route->state
+ * holds its spool): stop forwarding; stop the spool; add its figures. */
+void http_front_drain(struct route *r);
+void http_front_stop(struct route *r);
+bool http_front_ready(struct route *r, struct buf *detail);
 
 struct http_front_answers;
 
@@ -130,6 +140,9 @@ struct http_front_answers {
                         const struct header *retry_after);
     /* The request cannot be carried as an AMQP message: a client error. */
     void (*invalid)(const struct http_front_request *p, const char *why);
+    /* Event mode with a spool: the broker could not take it, the spool did (it
+     * is on disk and will be forwarded). NULL: answered as accepted, routed. */
+    void (*spooled)(const struct http_front_request *p);
 };
 
 /* Publishes m (taken) as how->route's message for how->req, and answers the

@@ -69,6 +69,7 @@ static const struct config_key http_in_keys[] = {
      "where a request without Idempotency-Key gets its message_id: \"json.<field>\" of the body "
      "as sent (e.g. a Stripe event's \"json.id\") or \"header.<Name>\"; a request without it "
      "gets 400"},
+    SPOOL_KEY(O(front.spool)),
     {0},
 };
 
@@ -108,7 +109,8 @@ static void refuse(struct route *r, struct http_request *req, int status, const 
     http_respond_error(req, status, "%s", msg);
 }
 
-static void answer_accepted(const struct http_front_request *p, bool routed)
+/* 202 {"message_id", "correlation_id", then `tail`}: routed, or spooled. */
+static void answer_202(const struct http_front_request *p, const char *tail)
 {
     struct header h = {"X-Correlation-ID", p->correlation_id};
     struct buf body = {0};
@@ -117,9 +119,20 @@ static void answer_accepted(const struct http_front_request *p, bool routed)
     buf_json_string(&body, p->message_id);
     buf_puts(&body, ",\"correlation_id\":");
     buf_json_string(&body, p->correlation_id);
-    buf_puts(&body, routed ? ",\"routed\":true}\n" : ",\"routed\":false}\n");
+    buf_puts(&body, tail);
     http_respond_headers(p->req, 202, "application/json", body.data, body.len, &h, 1);
     buf_free(&body);
+}
+
+static void answer_accepted(const struct http_front_request *p, bool routed)
+{
+    answer_202(p, routed ? ",\"routed\":true}\n" : ",\"routed\":false}\n");
+}
+
+/* On disk in the spool, not yet at the broker: no "routed" (it is not known yet). */
+static void answer_spooled(const struct http_front_request *p)
+{
+    answer_202(p, ",\"spooled\":true}\n");
 }
 
 static void answer_unroutable(const struct http_front_request *p)
@@ -178,6 +191,7 @@ static const struct http_front_answers answers = {
     .rpc_timeout = answer_rpc_timeout,
     .unavailable = answer_unavailable,
     .invalid = answer_invalid,
+    .spooled = answer_spooled,
 };
 
 /* ---- handling a request ------------------------------------------------------------ */
@@ -348,10 +362,11 @@ static void http_in_validate(struct route *r, const struct sidecar_config *cfg,
 static void http_in_describe(const struct route *r, struct buf *out)
 {
     const struct http_in_opts *o = opts(r);
-    buf_printf(out, "%s %s://%s%s → exchange \"%s\" key \"%s\" (%s, auth %s%s%s)", o->method,
+    buf_printf(out, "%s %s://%s%s → exchange \"%s\" key \"%s\" (%s, auth %s%s%s%s)", o->method,
                http_front_scheme(&o->front), o->front.listen, o->front.path, r->exchange,
                r->routing_key, o->front.mode_name, http_auth_describe(&o->front.auth),
-               http_front_mutual(&o->front), r->transform ? ", transform" : "");
+               http_front_mutual(&o->front), r->transform ? ", transform" : "",
+               http_front_spool(&o->front));
 }
 
 static bool http_in_endpoint(const struct route *r, struct http_endpoint *out)
@@ -374,4 +389,7 @@ const struct route_kind kind_http_in = {
     .describe = http_in_describe,
     .endpoint = http_in_endpoint,
     .start = http_in_start,
+    .drain = http_front_drain,
+    .stop = http_front_stop,
+    .ready = http_front_ready,
 };

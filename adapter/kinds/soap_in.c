@@ -104,6 +104,7 @@ static const struct config_key soap_in_keys[] = {
     {"message_id_from", KEY_STRING, O(front.message_id_from), 0, NULL, NULL, 0, 0, NULL,
      "where a request without Idempotency-Key gets its message_id: \"header.<Name>\" (e.g. "
      "\"header.X-Request-Id\"); a request without that header gets a Client/Sender fault"},
+    SPOOL_KEY(O(front.spool)),
     {0},
 };
 
@@ -508,12 +509,13 @@ static void soap_in_free_opts(struct route *r)
 static void soap_in_describe(const struct route *r, struct buf *out)
 {
     const struct soap_in_opts *o = opts(r);
-    buf_printf(out, "SOAP 1.1/1.2 %s://%s%s → exchange \"%s\" key \"%s\" (%s, %s, auth %s%s%s%s%s",
+    buf_printf(out,
+               "SOAP 1.1/1.2 %s://%s%s → exchange \"%s\" key \"%s\" (%s, %s, auth %s%s%s%s%s%s",
                http_front_scheme(&o->front), o->front.listen, o->front.path, r->exchange,
                r->routing_key, o->front.mode_name, o->format_name,
                http_auth_describe(&o->front.auth), o->wsse_username ? " + UsernameToken" : "",
                http_front_mutual(&o->front), o->wsdl ? ", wsdl" : "",
-               r->transform_file ? ", transform" : "");
+               r->transform_file ? ", transform" : "", http_front_spool(&o->front));
     if (is_rpc(r) && o->served.one_way.n > 0) {
         buf_puts(out, "; one-way by the WSDL: ");
         soap_wsdl_describe_one_way(&o->served, out);
@@ -542,4 +544,7 @@ const struct route_kind kind_soap_in = {
     .endpoint = soap_in_endpoint,
     .free_opts = soap_in_free_opts,
     .start = soap_in_start,
+    .drain = http_front_drain,
+    .stop = http_front_stop,
+    .ready = http_front_ready,
 };

@@ -175,6 +175,16 @@ static void one_way_accepted(const struct http_front_request *p, bool routed)
     http_respond_headers(p->req, 202, NULL, "", 0, h, routed ? 2 : 3);
 }
 
+/* Spooled: 202 and an empty body as for any one-way call; X-Sidecar-Spooled says it
+ * is on the sidecar's disk, not yet at the broker. */
+static void one_way_spooled(const struct http_front_request *p)
+{
+    struct header h[3] = {{"X-Correlation-ID", p->correlation_id},
+                          {"X-Message-ID", p->message_id},
+                          {"X-Sidecar-Spooled", "true"}};
+    http_respond_headers(p->req, 202, NULL, "", 0, h, 3);
+}
+
 static void server_fault_unroutable(const struct http_front_request *p)
 {
     struct header h = {"X-Correlation-ID", p->correlation_id};
@@ -210,6 +220,7 @@ static void client_fault_unpublishable(const struct http_front_request *p, const
 
 const struct http_front_answers soap_in_answers = {
     .accepted = one_way_accepted,
+    .spooled = one_way_spooled,
     .unroutable = server_fault_unroutable,
     .rpc_reply = response_envelope,
     .rpc_timeout = server_fault_timeout,

@@ -177,6 +177,10 @@ APPLIES = {
     **{name: {("outbound", "http"), ("outbound", "soap"), ("inbound", "poll")}
        for name in ("throttled_seconds_total", "throttle_state")},
     **{name: {("inbound", "poll")} for name in ("poll_failures_total", "poll_failing")},
+    # spool.c: the kinds that take spool = { … }; zero on a route without one
+    **{name: {("inbound", "http"), ("inbound", "soap")}
+       for name in ("spool_messages", "spool_bytes", "spool_oldest_seconds", "spooled_total",
+                    "spool_forwarded_total", "spool_refused_total")},
 }
 HISTOGRAMS = {"confirm_seconds", "legacy_call_seconds", "delivery_lag_seconds"}
 QUEUE_FAMILIES = {f"amqp_sidecar_queue_{f}" for f in ("messages", "consumers", "missing")}

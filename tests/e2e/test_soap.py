@@ -550,6 +550,23 @@ def test_soap_in_broker_down_answers_503_fault(broker, soap_in):
     assert [ET.fromstring(b).findtext(f"{{{CRM_NS}}}id") for _, b in msgs] == ["back"]
 
 
+def test_soap_in_spools_one_way_calls_while_the_broker_is_down(broker, soap_in, tmp_path):
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    svc = soap_in(f'spool = {{ dir = "{spool}"; }};')
+    broker.stop()
+    try:
+        for i in range(3):
+            r = post(svc.url, envelope("1.1", changed_xml(f"s{i}")), **{"Idempotency-Key": f"s{i}"})
+            assert r.status_code == 202 and r.content == b""
+            assert r.headers["X-Sidecar-Spooled"] == "true" and r.headers["X-Message-ID"] == f"s{i}"
+    finally:
+        broker.start()
+    msgs = collect(broker, svc.queue, 3, timeout=40)
+    assert [p.message_id for p, _ in msgs] == ["s0", "s1", "s2"]
+    assert [ET.fromstring(b).findtext(f"{{{CRM_NS}}}id") for _, b in msgs] == ["s0", "s1", "s2"]
+
+
 # ---- outbound: spyne and scripted peers -------------------------------------------------
 
 def update_xml(id_, name="Ada"):

@@ -9,7 +9,8 @@
 #   fuzz_xmljson        ${FUZZ_XMLJSON_SECONDS:-5} s  JSON -> XML -> JSON, round trip stable
 #   fuzz_http_auth      ${FUZZ_AUTH_SECONDS:-5} s   signature header parsers: nothing forged verifies
 #   fuzz_template       ${FUZZ_TEMPLATE_SECONDS:-5} s  routing keys: {json.…} lookups in fuzzed bodies
-# The last four link build/fuzz/libsidecar.a: every library source (all of
+#   fuzz_spool_journal  ${FUZZ_SPOOL_SECONDS:-5} s  spool recovery: torn, cut or flipped segments
+# The last five link build/fuzz/libsidecar.a: every library source (all of
 # adapter/, adapter/kinds/, transforms/ but main.c) built with the sanitizers.
 # FUZZ_JOBS (default: nproc) compiles it in parallel. tests/fuzz/lsan.supp
 # names the library leaks (not ours) that LeakSanitizer ignores.
@@ -83,6 +84,7 @@ build_lib fuzz_config tests/fuzz/fuzz_config.c
 build_lib fuzz_xmljson tests/fuzz/fuzz_xmljson.c
 build_lib fuzz_http_auth tests/fuzz/fuzz_http_auth.c
 build_lib fuzz_template tests/fuzz/fuzz_template.c
+build_lib fuzz_spool_journal tests/fuzz/fuzz_spool_journal.c
 
 run fuzz_soap_envelope soap "${FUZZ_SECONDS:-30}" -dict=tests/fuzz/soap.dict
 run fuzz_csv csv "${FUZZ_CSV_SECONDS:-10}"
@@ -91,3 +93,4 @@ run fuzz_config config "${FUZZ_CONFIG_SECONDS:-5}"
 run fuzz_xmljson xmljson "${FUZZ_XMLJSON_SECONDS:-5}"
 run fuzz_http_auth http_auth "${FUZZ_AUTH_SECONDS:-5}"
 run fuzz_template template "${FUZZ_TEMPLATE_SECONDS:-5}"
+run fuzz_spool_journal spool "${FUZZ_SPOOL_SECONDS:-5}"
