@@ -162,6 +162,9 @@ struct route_kind {
     void (*stop)(struct route *r);
     /* Optional: false with a reason in detail when the route cannot work now. */
     bool (*ready)(struct route *r, struct buf *detail);
+    /* Optional, inbound: would the route take a request while the broker is down or
+     * blocking (a spool with room)? Then it stays ready. */
+    bool (*spools)(struct route *r);
     /* Leasable kinds, on the publisher's broker thread (post to your own): the
      * route now holds its lease (cursor: the last one stored in the broker, or
      * NULL when there is none or the kind keeps none; borrowed), or lost it. A

@@ -128,11 +128,16 @@ bool sidecar_route_ready(struct sidecar *sc, struct route *r, struct buf *why)
         }
     } else if (sc->publisher_broker && !broker_is_up(sc->publisher_broker)) {
         buf_puts(why, "the publisher's broker connection is down");
-        return false;
+        if (!(r->kind->spools && r->kind->spools(r)))
+            return false;
+        buf_puts(why, ": requests are spooled; ");
     } else if (sc->publisher_broker && broker_is_blocked(sc->publisher_broker)) {
         /* Every request would get 503 now: a load balancer should send them elsewhere. */
-        buf_puts(why, "the broker is blocking publishes (resource alarm): requests get 503");
-        return false;
+        if (!(r->kind->spools && r->kind->spools(r))) {
+            buf_puts(why, "the broker is blocking publishes (resource alarm): requests get 503");
+            return false;
+        }
+        buf_puts(why, "the broker is blocking publishes (resource alarm): requests are spooled; ");
     }
     if (r->kind->ready && !r->kind->ready(r, why))
         return false;

@@ -79,6 +79,7 @@ struct spool {
     struct route *route;
     char *dir;
     uint64_t max_bytes;
+    uint64_t largest; /* the route's max_body: ready while one that large fits */
     int max_message;
     struct spool_journal *journal; /* the thread's */
     int lock_fd;                   /* flock on dir/lock: one user of a directory */
@@ -166,6 +167,15 @@ bool spool_takes(const struct spool *s, const struct message *m, char *why, size
         return false;
     }
     return message_check(m, why, whylen) == 0;
+}
+
+bool spool_has_room(struct spool *s)
+{
+    pthread_mutex_lock(&s->lock);
+    bool room = !s->stopping &&
+                s->disk_bytes + s->queued_bytes + SPOOL_RECORD_HEADER + s->largest <= s->max_bytes;
+    pthread_mutex_unlock(&s->lock);
+    return room;
 }
 
 int spool_append(struct spool *s, char *record, size_t len, spool_done_fn done, void *arg,
@@ -448,7 +458,8 @@ static int lock_dir(const char *dir, char *err, size_t errlen)
     return fd;
 }
 
-struct spool *spool_start(struct route *r, const struct spool_config *c, char *err, size_t errlen)
+struct spool *spool_start(struct route *r, const struct spool_config *c, size_t largest, char *err,
+                          size_t errlen)
 {
     int lock_fd = lock_dir(c->dir, err, errlen);
     if (lock_fd < 0)
@@ -465,6 +476,7 @@ struct spool *spool_start(struct route *r, const struct spool_config *c, char *e
     s->route = r;
     s->dir = xstrdup(c->dir);
     s->max_bytes = (uint64_t)c->max_bytes;
+    s->largest = (uint64_t)largest;
     s->max_message = c->max_message > 0 ? c->max_message : (int)SPOOL_RECORD_MAX;
     s->journal = j;
     s->lock_fd = lock_fd;

@@ -60,7 +60,10 @@ void spool_validate(const struct spool_config *c, const char *route, bool rpc,
 
 /* Recovers r's journal in c->dir (logging what a previous run left) and
  * starts its thread; forwards through r->publisher. NULL with err. */
-struct spool *spool_start(struct route *r, const struct spool_config *c, char *err, size_t errlen);
+/* largest: the biggest request body the route accepts (its max_body): the spool is
+ * ready while one that large still fits. */
+struct spool *spool_start(struct route *r, const struct spool_config *c, size_t largest, char *err,
+                          size_t errlen);
 
 /* Would the publisher take m (message_check, broker.max_message)? Only such
  * a message is spooled. false with why (the words of a 400). */
@@ -84,5 +87,9 @@ void spool_stop(struct spool *s);
 
 /* For /readyz: "spool: 12 message(s), 4096 bytes, oldest 3.2s, 100 forwarded". */
 void spool_describe(struct spool *s, struct buf *out);
+
+/* Any thread. Would any request the route accepts be taken now (not stopping, and room
+ * below max_bytes for the largest body it accepts)? */
+bool spool_has_room(struct spool *s);
 
 #endif

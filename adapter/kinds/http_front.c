@@ -122,7 +122,8 @@ int http_front_serve(struct route *r, const struct http_front_config *c,
                      char *(*refusal)(void *, int *, const char *, const char **, size_t *),
                      char *err, size_t errlen)
 {
-    if (c->spool.dir != NULL && (r->state = spool_start(r, &c->spool, err, errlen)) == NULL)
+    if (c->spool.dir != NULL &&
+        (r->state = spool_start(r, &c->spool, (size_t)c->max_body, err, errlen)) == NULL)
         return -1;
     int rc = inbound_serve_http(r, c->listen, &c->tls, c->path, (size_t)c->max_body, handler,
                                 refusal, c->mode == HTTP_FRONT_RPC, err, errlen);
@@ -142,6 +143,11 @@ void http_front_stop(struct route *r)
 {
     spool_stop(r->state);
     r->state = NULL;
+}
+
+bool http_front_spools(struct route *r)
+{
+    return r->state != NULL && spool_has_room(r->state);
 }
 
 bool http_front_ready(struct route *r, struct buf *detail)

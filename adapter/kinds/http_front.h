@@ -86,6 +86,10 @@ bool http_front_message_id(const struct http_front_config *c, const struct http_
 /* For describe: "http" or "https", and ", client certificates" or "". */
 const char *http_front_scheme(const struct http_front_config *c);
 const char *http_front_mutual(const struct http_front_config *c);
+/* The kind's spools: the route has a spool with room, so it takes requests while the
+ * broker is away (ready, in /readyz's terms). */
+bool http_front_spools(struct route *r);
+
 /* For describe: ", spool" when the route spools, or "". */
 const char *http_front_spool(const struct http_front_config *c);
 

@@ -392,4 +392,5 @@ const struct route_kind kind_http_in = {
     .drain = http_front_drain,
     .stop = http_front_stop,
     .ready = http_front_ready,
+    .spools = http_front_spools,
 };

@@ -547,4 +547,5 @@ const struct route_kind kind_soap_in = {
     .drain = http_front_drain,
     .stop = http_front_stop,
     .ready = http_front_ready,
+    .spools = http_front_spools,
 };

@@ -91,6 +91,10 @@ def test_spooled_while_down_survive_a_sigkill_and_arrive_in_order(broker, sideca
     broker.get_all(t.queue)
     broker.stop()
     try:
+        # Ready all the same: a load balancer keeps sending, the spool takes it.
+        ready = wait_for(lambda: (lambda r: r if "requests are spooled" in r.text else None)(
+            t.sidecar.readyz()), 20, what="readyz saying the route spools")
+        assert ready.status_code == 200, ready.text
         clients = [[f"c{c}-{i:04d}" for i in range(250)] for c in range(8)]
         answers = post_concurrently(t, clients)
         assert len(answers) == 2000
@@ -141,6 +145,8 @@ def fill_while_down(broker, t, pad, n=14):
         spooled = [k for k, r in answers if r.status_code == 202]
         refused = [r for _, r in answers if r.status_code == 503]
         assert len(spooled) + len(refused) == n
+        if refused and "spool is full" in refused[0].text:  # full: not ready any more
+            assert t.sidecar.readyz().status_code == 503
         assert all(int(r.headers["Retry-After"]) > 0 for r in refused)
         assert t.metric("spool_refused_total") == len(refused)
     finally:
