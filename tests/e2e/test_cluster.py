@@ -222,7 +222,7 @@ def test_retry_tier_dead_letters_into_a_work_queue_whose_leader_is_killed(fresh_
         if held:
             assert nodes[0].ctl("list_queues", "name", "messages").count(f"{queue}.retry.1\t")
             nodes[1].start()
-        wait_for(lambda: second_calls() == n, 90,
+        wait_for(lambda: second_calls() == n, 180,
                  what=f"every message back from the retry tier ({held} held until the node "
                       "returned)")
         print(f"\n{held} of {n} retries waited for the killed node to return")

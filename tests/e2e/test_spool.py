@@ -257,7 +257,8 @@ def test_a_blocked_broker_spools_and_forwards_when_unblocked(broker, sidecar, ui
 def test_nacked_forwards_are_sent_again_in_order(broker, sidecar, uid, spool):
     """A queue that refuses what is over its length (reject-publish) nacks forwards: the
     forwarder goes back to the oldest unconfirmed record and tries again, so as the queue
-    is emptied every message arrives, first arrivals in the order they were sent."""
+    is emptied every message arrives. (Not in order: a later forward in the same window may
+    be accepted while an earlier one is refused, as room frees up.)"""
     t = SpoolRoute(broker, sidecar, uid, spool,
                    queue_arguments={"x-max-length": 40, "x-overflow": "reject-publish"})
     t.start()
@@ -270,8 +271,7 @@ def test_nacked_forwards_are_sent_again_in_order(broker, sidecar, uid, spool):
     got = []
     wait_for(lambda: got.extend(p.message_id for p, _ in broker.get_all(t.queue)) or
              len(set(got)) >= len(keys), 60, interval=0.5, what="every spooled message")
-    first = list(dict.fromkeys(got))
-    assert first == keys
+    assert sorted(set(got)) == keys
     assert "failed; sending again from it" in t.sidecar.log()
     wait_for(lambda: t.metric("spool_messages") == 0, 20, what="the spool drained")
 
