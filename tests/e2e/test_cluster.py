@@ -118,25 +118,38 @@ def queue_leader(node, queue):
     return next(q["leader"] for q in json.loads(out) if q["name"] == queue)
 
 
+def fail_each_once(legacy):
+    """Every message's first call gets 503, later ones 200: all of them wait in retry.1.
+    Returns the monotonic times of the first calls."""
+    seen, first = set(), []
+
+    def handler(req):
+        mid = req.header("Idempotency-Key")
+        if mid in seen:
+            return json_response(200, {"ok": True})
+        seen.add(mid)
+        first.append(time.monotonic())
+        return json_response(503, {"error": "busy"})
+    legacy.handler = handler
+    return first
+
+
+def billing_config(nodes, uid, legacy, concurrency):
+    """A quorum http route with one 6 s retry tier, given every node's URL."""
+    route = (f'{{ name = "billing"; kind = "http"; url = "{legacy.url()}"; '
+             f'queue_type = "quorum"; concurrency = {concurrency}; retry = {{ delays = [6]; }}; '
+             f'circuit = {{ failures = 0; }}; }}')
+    text = make_config(nodes[0], uid, outbound=route)
+    urls = ", ".join(f'"{n.url}"' for n in nodes)
+    return text.replace(f'url = "{nodes[0].url}"', f"urls = [ {urls} ]")
+
+
 def test_retry_tier_survives_its_leader_being_killed(fresh_cluster, sidecar, uid):
     nodes = fresh_cluster
     queue = f"{uid}.billing"
     with legacy_server() as legacy:
-        seen = set()
-
-        def first_fails(req):  # every message fails once: all of them wait in retry.1
-            mid = req.header("Idempotency-Key")
-            if mid in seen:
-                return json_response(200, {"ok": True})
-            seen.add(mid)
-            return json_response(503, {"error": "busy"})
-        legacy.handler = first_fails
-        route = (f'{{ name = "billing"; kind = "http"; url = "{legacy.url()}"; '
-                 f'queue_type = "quorum"; concurrency = 8; retry = {{ delays = [6]; }}; '
-                 f'circuit = {{ failures = 0; }}; }}')
-        text = make_config(nodes[0], uid, outbound=route)
-        urls = ", ".join(f'"{n.url}"' for n in nodes)
-        text = text.replace(f'url = "{nodes[0].url}"', f"urls = [ {urls} ]")
+        fail_each_once(legacy)
+        text = billing_config(nodes, uid, legacy, 8)
         s = sidecar(text, name=uid)
         n = 60
         with nodes[0].channel() as ch:
@@ -170,22 +183,8 @@ def test_retry_tier_dead_letters_into_a_work_queue_whose_leader_is_killed(fresh_
     nodes = fresh_cluster
     queue = f"{uid}.billing"
     with legacy_server() as legacy:
-        seen, first = set(), []
-
-        def first_fails(req):  # every message fails once: all of them wait in retry.1
-            mid = req.header("Idempotency-Key")
-            if mid in seen:
-                return json_response(200, {"ok": True})
-            seen.add(mid)
-            first.append(time.monotonic())
-            return json_response(503, {"error": "busy"})
-        legacy.handler = first_fails
-        route = (f'{{ name = "billing"; kind = "http"; url = "{legacy.url()}"; '
-                 f'queue_type = "quorum"; concurrency = 16; retry = {{ delays = [6]; }}; '
-                 f'circuit = {{ failures = 0; }}; }}')
-        text = make_config(nodes[0], uid, outbound=route)
-        urls = ", ".join(f'"{n.url}"' for n in nodes)
-        text = text.replace(f'url = "{nodes[0].url}"', f"urls = [ {urls} ]")
+        first = fail_each_once(legacy)
+        text = billing_config(nodes, uid, legacy, 16)
         # The work queue, declared as the sidecar would but from node 2, leads there; the
         # sidecar (connected to node 1) declares the tier, which leads on node 1.
         conf = tmp_path / "topology.conf"
