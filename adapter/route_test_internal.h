@@ -2,7 +2,7 @@
  * route_test_internal — what the parts of `amqp-sidecar test` share:
  * route_test.c (the command: files in, one line per case, the summary),
  * route_test_case.c (reading and checking a tests file), route_test_world.c
- * (one case through the route's real code, broker and legacy side stubbed
+ * (one case through the route's real code, broker and legacy side played
  * in-process) and route_test_compare.c (expected against got, per field).
  *
  * A case's input and its result are both JSON, in the shapes the README's

@@ -143,6 +143,16 @@ def billing_config(nodes, uid, legacy, concurrency):
     return text.replace(f'url = "{nodes[0].url}"', f"urls = [ {urls} ]")
 
 
+def publish_and_fail_once(node, queue, n, legacy):
+    """n persistent messages m0… to queue, confirmed; returns once each had its first call."""
+    with node.channel() as ch:
+        ch.confirm_delivery()
+        for i in range(n):
+            ch.basic_publish("", queue, json.dumps({"i": i}).encode(),
+                             pika.BasicProperties(message_id=f"m{i}", delivery_mode=2))
+    wait_for(lambda: len(legacy.snapshot()) >= n, 30, what="every message's first call")
+
+
 def test_retry_tier_survives_its_leader_being_killed(fresh_cluster, sidecar, uid):
     nodes = fresh_cluster
     queue = f"{uid}.billing"
@@ -151,12 +161,7 @@ def test_retry_tier_survives_its_leader_being_killed(fresh_cluster, sidecar, uid
         text = billing_config(nodes, uid, legacy, 8)
         s = sidecar(text, name=uid)
         n = 60
-        with nodes[0].channel() as ch:
-            ch.confirm_delivery()
-            for i in range(n):
-                ch.basic_publish("", queue, json.dumps({"i": i}).encode(),
-                                 pika.BasicProperties(message_id=f"m{i}", delivery_mode=2))
-        wait_for(lambda: len(legacy.snapshot()) >= n, 30, what="every message's first call")
+        publish_and_fail_once(nodes[0], queue, n, legacy)
         leader = queue_leader(nodes[0], f"{queue}.retry.1")
         victim = next(x for x in nodes if x.node == leader)
         alive = next(x for x in nodes if x is not victim)
@@ -196,12 +201,7 @@ def test_retry_tier_dead_letters_into_a_work_queue_whose_leader_is_killed(fresh_
         assert queue_leader(nodes[0], queue) == nodes[1].node
         assert queue_leader(nodes[0], f"{queue}.retry.1") == nodes[0].node
         n = 200
-        with nodes[0].channel() as ch:
-            ch.confirm_delivery()
-            for i in range(n):
-                ch.basic_publish("", queue, json.dumps({"i": i}).encode(),
-                                 pika.BasicProperties(message_id=f"m{i}", delivery_mode=2))
-        wait_for(lambda: len(legacy.snapshot()) >= n, 30, what="every message's first call")
+        publish_and_fail_once(nodes[0], queue, n, legacy)
         wait_for(lambda: nodes[0].count(f"{queue}.retry.1") == n, 10,
                  what=f"all {n} messages waiting in the retry tier")
         time.sleep(max(0.0, first[0] + 5.9 - time.monotonic()))
