@@ -19,6 +19,7 @@
 #include "jq_transform.h"
 #include "listen_tls.h"
 #include "route.h"
+#include "spool.h"
 #include "util.h"
 
 #include <errno.h>
@@ -127,6 +128,9 @@ const struct config_key config_process_keys[] = {
      "where poll cursors are kept; default $STATE_DIRECTORY or /var/lib/amqp-sidecar/<name>"},
     {"drain_timeout", KEY_NUMBER, CFG(drain_timeout), 0, "30", NULL, 0, 3600, NULL,
      "seconds SIGTERM waits for in-flight work before closing anyway"},
+    {"spool", KEY_GROUP, CFG(spool), KEY_GROUP_LINE, NULL, NULL, 0, 0, spool_process_keys,
+     "a spool for every http and soap event route without one of its own (see the routes' "
+     "spool)"},
     {"inbound", KEY_ROUTES, 0, 0, NULL, NULL, 0, 0, NULL, "routes legacy → AMQP"},
     {"outbound", KEY_ROUTES, 0, 0, NULL, NULL, 0, 0, NULL, "routes AMQP → legacy"},
     {0},
@@ -611,6 +615,7 @@ int config_load(const char *path, struct sidecar_config *cfg, struct config_repo
             env ? xstrdup(env) : xasprintf("/var/lib/amqp-sidecar/%s", cfg->name ? cfg->name : "");
     }
 
+    spool_validate(&cfg->spool, NULL, false, rep);
     routes_parse(&lc, "inbound", ROUTE_INBOUND, cfg, rep);
     routes_parse(&lc, "outbound", ROUTE_OUTBOUND, cfg, rep);
     if (cfg->n_routes == 0 && rep->n == 0)

@@ -157,6 +157,15 @@ struct http_listener_config {
     double idle_timeout;
 };
 
+/* The `spool` group of a route, or of the process (the routes' default). */
+struct spool_config {
+    int line;         /* of the group (KEY_GROUP_LINE); 0 when absent */
+    char *dir;        /* NULL: no spool */
+    double max_bytes; /* the journal's bound on disk */
+    int max_message;  /* broker.max_message: the validating kind copies it here */
+    bool create;      /* from the process's spool: dir is made at start */
+};
+
 struct sidecar_config {
     char *path; /* as given */
     char *dir;  /* its directory: relative paths resolve against it */
@@ -168,6 +177,7 @@ struct sidecar_config {
     char *log_format;
     char *state_dir;
     double drain_timeout;
+    struct spool_config spool; /* the default of the http and soap event routes */
     struct route **routes;
     size_t n_routes;
 };

@@ -59,6 +59,14 @@ const struct config_key spool_keys[] = {
     {0},
 };
 
+const struct config_key spool_process_keys[] = {
+    {"dir", KEY_PATH, O(dir), KEY_DIR_LISTED, NULL, NULL, 0, 0, NULL,
+     "must exist, writable by the service; route R's journal is DIR/R, made at start"},
+    {"max_bytes", KEY_NUMBER, O(max_bytes), 0, MAX_BYTES_DFLT, NULL, MAX_BYTES_MIN, MAX_BYTES_MAX,
+     NULL, "each route's journal's size on disk at most"},
+    {0},
+};
+
 struct append {
     char *record;
     size_t len;
@@ -108,37 +116,22 @@ static int64_t wall_ms(void)
 
 /* ---- checks ----------------------------------------------------------------------- */
 
-void spool_validate(const struct spool_config *c, const char *route, bool rpc,
-                    struct config_report *rep)
+/* The directory checks of `check` and run: who names the group ("route
+ * \"crm\"", "the process's spool"). */
+static void validate_dir(const struct spool_config *c, const char *who, struct config_report *rep)
 {
-    if (c->line == 0)
-        return;
-    if (c->dir == NULL) {
-        config_report_add(rep, c->line,
-                          "route \"%s\": spool needs dir = \"…\" (the journal's "
-                          "directory)",
-                          route);
-        return;
-    }
-    if (rpc) {
-        config_report_add(rep, c->line,
-                          "route \"%s\": an rpc route cannot spool (its answer is the reply, which "
-                          "needs the broker): remove spool, or use mode = \"event\"",
-                          route);
-        return;
-    }
     struct stat st;
     bool exists = stat(c->dir, &st) == 0;
     if (!exists || !S_ISDIR(st.st_mode)) {
         config_report_add(rep, c->line,
-                          "route \"%s\": spool.dir \"%s\" %s: create it (owned by the service "
-                          "user, mode 0700)",
-                          route, c->dir, exists ? "is not a directory" : "does not exist");
+                          "%s: spool.dir \"%s\" %s: create it (owned by the service user, mode "
+                          "0700)",
+                          who, c->dir, exists ? "is not a directory" : "does not exist");
         return;
     }
     if (access(c->dir, R_OK | W_OK | X_OK) != 0) {
-        config_report_add(rep, c->line, "route \"%s\": spool.dir \"%s\" is not writable: %s", route,
-                          c->dir, strerror(errno));
+        config_report_add(rep, c->line, "%s: spool.dir \"%s\" is not writable: %s", who, c->dir,
+                          strerror(errno));
         return;
     }
     struct statvfs vfs;
@@ -146,15 +139,53 @@ void spool_validate(const struct spool_config *c, const char *route, bool rpc,
         double room = (double)vfs.f_bavail * (double)vfs.f_frsize;
         if (room < ROOM_MIN)
             config_report_add(rep, c->line,
-                              "route \"%s\": spool.dir \"%s\" is on a filesystem with %.0f bytes "
-                              "free: the spool could take nothing; free space or move it",
-                              route, c->dir, room);
+                              "%s: spool.dir \"%s\" is on a filesystem with %.0f bytes free: the "
+                              "spool could take nothing; free space or move it",
+                              who, c->dir, room);
         else if (room < c->max_bytes)
             config_report_note(rep, c->line,
-                               "route \"%s\": spool.dir \"%s\" has %.0f bytes free, less than "
+                               "%s: spool.dir \"%s\" has %.0f bytes free, less than "
                                "spool.max_bytes %.0f: the disk fills first (requests then get 503)",
-                               route, c->dir, room, c->max_bytes);
+                               who, c->dir, room, c->max_bytes);
     }
+}
+
+void spool_validate(const struct spool_config *c, const char *route, bool rpc,
+                    struct config_report *rep)
+{
+    if (c->line == 0)
+        return;
+    char *who = route ? xasprintf("route \"%s\"", route) : xstrdup("the process's spool");
+    if (c->dir == NULL)
+        config_report_add(
+            rep, c->line, "%s: spool needs dir = \"…\" (the journal's directory%s)", who,
+            route ? "" : "; each route's journal goes in a directory of its own in it");
+    else if (rpc)
+        config_report_add(rep, c->line,
+                          "%s: an rpc route cannot spool (its answer is the reply, which "
+                          "needs the broker): remove spool, or use mode = \"event\"",
+                          who);
+    else if (!c->create)
+        validate_dir(c, who, rep);
+    else {
+        /* The process's directory was checked; the route's own one in it is
+         * made at start, and if it is there already, it must be usable. */
+        struct stat st;
+        if (stat(c->dir, &st) == 0 || errno != ENOENT)
+            validate_dir(c, who, rep);
+    }
+    free(who);
+}
+
+void spool_inherit(struct spool_config *c, const struct spool_config *process, const char *route,
+                   bool rpc)
+{
+    if (c->line != 0 || process->dir == NULL || rpc)
+        return;
+    c->line = process->line;
+    c->dir = xasprintf("%s/%s", process->dir, route);
+    c->max_bytes = process->max_bytes;
+    c->create = true;
 }
 
 /* ---- appends: group commit --------------------------------------------------------- */
@@ -461,6 +492,10 @@ static int lock_dir(const char *dir, char *err, size_t errlen)
 struct spool *spool_start(struct route *r, const struct spool_config *c, size_t largest, char *err,
                           size_t errlen)
 {
+    if (c->create && mkdir(c->dir, 0700) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "cannot create the spool directory %s: %s", c->dir, strerror(errno));
+        return NULL;
+    }
     int lock_fd = lock_dir(c->dir, err, errlen);
     if (lock_fd < 0)
         return NULL;

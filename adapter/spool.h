@@ -35,15 +35,10 @@ struct message;
 struct route;
 struct spool;
 
-/* The `spool` group of a route. */
-struct spool_config {
-    int line;         /* of the group (KEY_GROUP_LINE); 0 when absent */
-    char *dir;        /* NULL: no spool */
-    double max_bytes; /* the journal's bound on disk */
-    int max_message;  /* broker.max_message: the validating kind copies it here */
-};
-
+/* struct spool_config, the `spool` group, is in config.h. */
 extern const struct config_key spool_keys[];
+/* The process's `spool`: the default for every http and soap event route. */
+extern const struct config_key spool_process_keys[];
 
 #define SPOOL_KEY(offset)                                                                          \
     {                                                                                              \
@@ -54,9 +49,16 @@ extern const struct config_key spool_keys[];
     }
 
 /* check and run: reports a group without dir, a dir that is not a writable
- * directory, and a filesystem without room; rpc says the route is rpc. */
+ * directory, and a filesystem without room; rpc says the route is rpc. route
+ * NULL: the process's spool. */
 void spool_validate(const struct spool_config *c, const char *route, bool rpc,
                     struct config_report *rep);
+
+/* A route without a spool of its own that can spool (not rpc) takes the
+ * process's, if there is one: its journal in process->dir/route, made at
+ * start, bounded by the same max_bytes. */
+void spool_inherit(struct spool_config *c, const struct spool_config *process, const char *route,
+                   bool rpc);
 
 /* Recovers r's journal in c->dir (logging what a previous run left) and
  * starts its thread; forwards through r->publisher. NULL with err. */

@@ -90,6 +90,7 @@ void http_front_validate(struct route *r, const struct sidecar_config *cfg,
     listen_tls_validate(&c->tls, where, rep);
     free(where);
     validate_message_id_from(r, c, id_sources, rep);
+    spool_inherit(&c->spool, &cfg->spool, r->name, c->mode == HTTP_FRONT_RPC);
     spool_validate(&c->spool, r->name, c->mode == HTTP_FRONT_RPC, rep);
     c->spool.max_message = cfg->broker.max_message;
 }

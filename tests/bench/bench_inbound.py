@@ -18,7 +18,7 @@ import time
 
 import inbound_openloop
 from benchlib import (BODY, Broker, Sidecar, Tools, args, bench_seconds, fmt, free_port,
-                      per_msg_us, progress, table, tick_note)
+                      per_msg_us, progress, table, target, targets_table, tick_note)
 
 LEVELS = (1, 16, 64, 256, 512)
 QUEUE, EXCHANGE, KEY = "bench.in", "amq.direct", "bench.in"
@@ -127,6 +127,24 @@ class Matrix:
             ["Content-Type: application/json", "Authorization: Basic Z3Vlc3Q6Z3Vlc3Q="])
 
 
+def print_targets(closed):
+    """Issue #12's inbound targets against this run's closed-loop rows."""
+    def each(value, limit, at_least=True):
+        return [(n, value(raw, ours), limit(n) if callable(limit) else limit, at_least)
+                for n, (raw, ours) in closed.items()]
+    targets_table("Inbound targets, this run", [
+        target("sidecar ÷ raw rate ≥ 0.9 (≥ 0.8 at 512)",
+               each(lambda raw, ours: ours["rate"] / raw["rate"],
+                    lambda n: 0.8 if n >= 512 else 0.9)),
+        target("broker CPU/msg fed by the sidecar ÷ fed by raw ≤ 1.10",
+               each(lambda raw, ours: ours["broker_us"] / raw["broker_us"], 1.10, False)),
+        target("sidecar CPU/msg ÷ broker CPU/msg ≤ 0.25",
+               each(lambda raw, ours: ours["sidecar_us"] / ours["broker_us"], 0.25, False)),
+        target("sidecar peak RSS ≤ 20 MB", each(lambda raw, ours: ours["rss"], 20.0, False), 1),
+    ], ["By in-flight level, from the table above. The p99 target is in the open-loop table "
+        "below."])
+
+
 def main():
     a = args(__doc__).parse_args()
     m = Matrix(a)
@@ -181,6 +199,7 @@ def main():
           ["in flight", "raw msg/s", "sidecar req/s", "ratio", "raw p50 / p99 ms",
            "sidecar p50 / p99 ms", "sidecar CPU µs/msg", "broker CPU µs/msg, raw → sidecar",
            "CPU µs/msg raw client / loadgen", "sidecar peak RSS MB"], rows, notes)
+    print_targets(closed)
     inbound_openloop.run(m, closed, REPEAT, write_config)
     if m.failures:
         print("**ERROR**: " + "; ".join(m.failures) + "\n", flush=True)

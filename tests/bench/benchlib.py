@@ -262,6 +262,28 @@ def table(title, headers, rows, notes=()):
     print("\n".join(lines) + "\n", flush=True)
 
 
+def target(what, cases, digits=2):
+    """One row of a targets table: where a target holds and where it does not,
+    by how much. cases: (label, value, limit, at_least) — the value must be
+    at least the limit when at_least, at most it otherwise."""
+    met, missed = [], []
+    for label, value, limit, at_least in cases:
+        if value is None or value != value:
+            missed.append(f"{label} (no figure)")
+            continue
+        if (value >= limit) if at_least else (value <= limit):
+            met.append(str(label))
+            continue
+        off = (limit - value) / limit if at_least else (value - limit) / limit
+        missed.append(f"{label}: {value:.{digits}f}, {off * 100:.0f} % "
+                      f"{'short' if at_least else 'over'}")
+    return [what, ", ".join(met) or "–", "; ".join(missed) or "–"]
+
+
+def targets_table(title, rows, notes=()):
+    table(title, ["target", "met at", "missed at (figure, by how much)"], rows, notes)
+
+
 def progress(text):
     """Progress goes to stderr: stdout is the Markdown report."""
     print(f"  .. {text}", file=sys.stderr, flush=True)

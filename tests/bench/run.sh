@@ -9,7 +9,7 @@
 #
 #   BENCH_SECONDS=5   seconds per measured run; the counts of the count-based
 #                     sections scale with it (BENCH_SECONDS=2 for a quick look)
-#   BENCH_ONLY=NAME   one section: publisher, inbound, outbound or file
+#   BENCH_ONLY=NAME   one section: publisher, inbound, outbound, file or spool
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 . tests/lib/rabbit.sh
@@ -42,7 +42,7 @@ mkdir -p build
 } | tee "$OUT"
 
 failed=()
-for name in ${BENCH_ONLY:-publisher inbound outbound file}; do
+for name in ${BENCH_ONLY:-publisher inbound outbound file spool}; do
     b=tests/bench/bench_$name.py
     [ -f "$b" ] || { echo "no such section: $name" >&2; failed+=("$name"); continue; }
     echo "== $name" >&2

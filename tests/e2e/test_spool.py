@@ -306,3 +306,60 @@ def test_two_routes_on_one_spool_dir_are_refused_at_start(broker, sidecar, uid, 
     s = sidecar(make_config(broker, uid, inbound=routes), ready=False, name=uid)
     assert s.proc.wait(30) == 1
     assert "in use by another route or sidecar process" in s.log()
+
+
+def test_a_process_spool_serves_every_event_route_in_a_directory_of_its_own(broker, sidecar, uid,
+                                                                            spool, tmp_path):
+    """`spool` at the top: each http event route without its own spool gets DIR/<route>
+    (made at start), a route with its own keeps it, an rpc route does not spool; `check`
+    names a missing process directory, and systemd-dropin lists the directory."""
+    exchange = f"{uid}.ex"
+    broker.declare_exchange(exchange)
+    queues = {k: f"{uid}.{k}" for k in ("a", "b", "own")}
+    for key, q in queues.items():
+        broker.declare_queue(q, exchange, key)
+    own = tmp_path / "own-spool"
+    own.mkdir()
+    port, admin = free_port(), free_port()
+
+    def route(name, extra=""):
+        return (f'{{ name = "{name}"; kind = "http"; listen = "127.0.0.1:{port}"; '
+                f'path = "/{name}"; exchange = "{exchange}"; routing_key = "{name}"; {extra} }}')
+    inbound = ", ".join([route("a"), route("b"), route("own", f'spool = {{ dir = "{own}"; }};'),
+                         route("ask", 'mode = "rpc"; timeout = 2;')])
+    text = make_config(broker, uid, inbound=inbound, admin_port=admin,
+                       extra=f'spool = {{ dir = "{spool}"; max_bytes = 8388608; }};')
+
+    conf = tmp_path / "process-spool.conf"
+    conf.write_text(text.replace(str(spool), str(tmp_path / "nowhere")))
+    r = run_cli("check", "-c", str(conf))
+    assert r.returncode == 2
+    line = next(i for i, t in enumerate(conf.read_text().splitlines(), 1) if "nowhere" in t)
+    assert f":{line}: the process's spool: spool.dir" in r.stderr and "does not exist" in r.stderr
+    conf.write_text(text)
+    r = run_cli("systemd-dropin", "-c", str(conf))
+    assert r.returncode == 0 and str(spool) in r.stdout, r.stdout + r.stderr
+
+    s = sidecar(text, name=uid)
+    assert sorted(os.listdir(spool)) == ["a", "b"]  # own keeps its directory; rpc has none
+    assert os.path.exists(own / "lock")
+    broker.stop()
+    try:
+        def post(path, key):
+            return requests.post(f"http://127.0.0.1:{port}/{path}", data=b'{"k": 1}', timeout=30,
+                                 headers={"Content-Type": "application/json",
+                                          "Idempotency-Key": key})
+        wait_for(lambda: "requests are spooled" in s.readyz().text, 20,
+                 what="readyz saying the routes spool")
+        answers = {(path, i): post(path, f"{path}-{i}") for path in ("a", "b", "own")
+                   for i in range(20)}
+        assert all(r.status_code == 202 and r.json()["spooled"] is True
+                   for r in answers.values()), [(k, r.text) for k, r in answers.items()]
+        asked = post("ask", "ask-1")
+        assert asked.status_code == 503  # a reply needs the broker: never spooled
+        assert glob.glob(str(spool / "a" / "*.seg")) and glob.glob(str(own / "*.seg"))
+    finally:
+        broker.start()
+    for key, q in queues.items():
+        wait_for(lambda: broker.count(q) >= 20, 60, what=f"route {key}'s 20 forwarded")
+        assert [p.message_id for p, _ in broker.get_all(q)] == [f"{key}-{i}" for i in range(20)]
