@@ -37,8 +37,12 @@ class SpoolRoute:
         self.sidecar = None
 
     def start(self, ready=True):
+        """ready: the broker is up; wait until the publisher is connected to it (a route
+        with a spool is ready at once, spooling, so /readyz alone does not say so)."""
         self.sidecar = self.start_sidecar(self.text, ready=ready, name=self.uid)
-        if not ready:
+        if ready:
+            self.sidecar.wait_log(r'route=publisher msg="connected to', 30)
+        else:
             wait_for(self.listening, 20, what="the route's listener")
         return self.sidecar
 
