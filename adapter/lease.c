@@ -50,6 +50,7 @@ static void set_role(struct lease *l, enum lease_role role)
 {
     if (atomic_exchange(&l->role, role) != (int)role)
         atomic_store(&l->since_ms, loop_now_ms());
+    atomic_store(&l->route->metrics.lease_held, role == LEASE_HOLDER);
 }
 
 /* ---- the lease's life ------------------------------------------------------------ */

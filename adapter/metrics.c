@@ -211,6 +211,24 @@ static void spool_oldest(struct buf *out, const struct metrics_sources *src)
     }
 }
 
+/* A gauge of the leased routes only (lease = true, any kind that takes it):
+ * which of several sidecars runs the route. */
+static void lease_held(struct buf *out, const struct metrics_sources *src)
+{
+    buf_printf(out, "# HELP amqp_sidecar_lease_held 1 while this sidecar holds the route's lease "
+                    "and runs it, 0 while another does or the broker is unreachable "
+                    "(lease = true routes only).\n"
+                    "# TYPE amqp_sidecar_lease_held gauge\n");
+    for (size_t i = 0; i < src->n_routes; i++) {
+        struct route *r = src->routes[i];
+        if (!r->lease)
+            continue;
+        buf_printf(out, "amqp_sidecar_lease_held{");
+        labels(out, r);
+        buf_printf(out, "} %lld\n", (long long)metric_get(r->metrics.lease_held));
+    }
+}
+
 static long resident_bytes(void)
 {
     FILE *f = fopen("/proc/self/statm", "r");
@@ -403,6 +421,7 @@ void metrics_render(const struct metrics_sources *src, struct buf *out)
         family(out, src, &families[i], false);
     oldest_inflight(out, src);
     spool_oldest(out, src);
+    lease_held(out, src);
     for (size_t i = 0; i < sizeof(ms_counters) / sizeof(ms_counters[0]); i++)
         family(out, src, &ms_counters[i], true);
 

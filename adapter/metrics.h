@@ -51,6 +51,7 @@ struct route_metrics {
     _Atomic int64_t throttle;       /* paced kinds: 0 flowing, 1 pacing, 2 paused (pacer.h) */
     _Atomic uint64_t poll_failures; /* poll: polls that failed (legacy call, items, cursor) */
     _Atomic int64_t poll_failing;   /* poll: 1 while the last poll failed */
+    _Atomic int64_t lease_held;     /* lease = true (lease.c): 1 while this sidecar holds it */
     /* spool.c: http/soap inbound routes with spool = { … } */
     _Atomic int64_t spool_messages;  /* records in the journal, not yet confirmed */
     _Atomic int64_t spool_bytes;     /* the journal's segment files */

@@ -5,7 +5,8 @@
  * Covers taking a lease (an exclusive declare), standby on 405 and the next
  * try after LEASE_RETRY_MS, reading the stored cursor and giving it back, a
  * missing cursor queue, a bad stored cursor, two leases in one round, and a
- * lost connection (the route hears it only for a lease it held).
+ * lost connection (the route hears it only for a lease it held). Every role
+ * read also checks the lease_held gauge agrees with it.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -198,9 +199,12 @@ static const struct sent *last(struct fixture *fx)
     return &fx->fake.sent[fx->fake.n - 1];
 }
 
+/* The role, and the metric /metrics shows for it (amqp_sidecar_lease_held), which must agree. */
 static enum lease_role role_of(struct fixture *fx, int i)
 {
-    return lease_role(fx->routes[i].lease_handle);
+    enum lease_role role = lease_role(fx->routes[i].lease_handle);
+    assert_int_equal(metric_get(fx->routes[i].metrics.lease_held), role == LEASE_HOLDER);
+    return role;
 }
 
 static void test_a_lease_is_an_exclusive_declare_and_taking_it_runs_the_route(void **state)
