@@ -550,11 +550,15 @@ def test_reload_bounds_a_removed_route_upload_by_drain_timeout(broker, sidecar, 
     c = socket.create_connection(("127.0.0.1", port), timeout=20)
     c.sendall(b"POST /slow HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
               b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body[:10])
+    sent = 10
+    for _ in range(3):  # the sidecar has read its headers, and it progresses
+        time.sleep(0.2)
+        c.sendall(body[sent:sent + 1])
+        sent += 1
     write_config(s.config_path, make_config(broker, uid, keep, "", admin, "drain_timeout = 3;"))
     start = len(s.log())
     t0 = time.monotonic()
     s.proc.send_signal(signal.SIGHUP)
-    sent = 10
     while not re.search(r"reload: applied: ", plain(s.log()[start:])):
         assert time.monotonic() - t0 < 8, "the reload waited past drain_timeout"
         if sent < len(body) - 1:
