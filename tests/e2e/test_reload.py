@@ -22,6 +22,7 @@ import requests
 from conftest import free_port, make_config, plain, wait_for
 from file_helpers import Route, expected_id, listing
 from http_poll_helpers import json_response, legacy_server
+from soap_helpers import envelope
 
 FAST = "retry = { delays = [0.2, 0.4]; }; circuit = { failures = 0; };"
 
@@ -588,3 +589,46 @@ def test_reload_bounds_a_removed_route_upload_by_drain_timeout(broker, sidecar, 
         refused = True
     assert refused, "the lone route's listener still accepts"
     assert s.stop() == 0
+
+
+def soap_route(name, port, exchange, key):
+    return (f'{{ name = "{name}"; kind = "soap"; listen = "127.0.0.1:{port}"; '
+            f'path = "/{name}"; exchange = "{exchange}"; routing_key = "{key}"; }}')
+
+
+def test_reload_changes_and_adds_soap_routes_on_a_shared_listener(broker, sidecar, uid):
+    """soap routes take the same path as http ones: a changed one answers with its new
+    routing from the reload on, an added one serves on the listener it shares, and the
+    http route beside them is not disturbed."""
+    ex, port, admin = f"{uid}.ev", free_port(), free_port()
+    broker.declare_exchange(ex)
+    for k in ("old", "new", "added", "keep"):
+        broker.declare_queue(f"{uid}.{k}", ex, f"soap.{k}" if k != "keep" else "in.keep")
+    keep = http_route("keep", port, ex, "in.keep")
+    s = sidecar(make_config(broker, uid, keep + ", " + soap_route("ws", port, ex, "soap.old"),
+                            "", admin))
+    body = envelope("1.1", '<c:Ping xmlns:c="urn:example:crm"><c:n>1</c:n></c:Ping>')
+    headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": '"urn:example:Ping"'}
+
+    def soap(path):
+        return requests.post(f"http://127.0.0.1:{port}{path}", data=body.encode(),
+                             headers=headers, timeout=10)
+    posts = InboundLoad(port, "/keep")
+    wait_for(lambda: len(posts.accepted) > 10, 20, what="load flowing")
+    before = soap("/ws")
+    assert before.status_code == 202, before.text
+    write_config(s.config_path, make_config(
+        broker, uid, ", ".join([keep, soap_route("ws", port, ex, "soap.new"),
+                                soap_route("added", port, ex, "soap.added")]), "", admin))
+    log = reload(s, r"reload: applied: 1 added, 0 removed, 1 changed, 1 unchanged")
+    after, added = soap("/ws"), soap("/added")
+    flowing = len(posts.accepted)
+    wait_for(lambda: len(posts.accepted) > flowing + 10, 20, what="posts after the reload")
+    posts.stop()
+    assert s.stop() == 0
+    assert re.search(r"route=ws .*reload: changed: routing_key", log), log
+    assert after.status_code == 202 and added.status_code == 202, (after.text, added.text)
+    assert broker.count(f"{uid}.old") == 1 and broker.count(f"{uid}.new") == 1
+    assert broker.count(f"{uid}.added") == 1
+    assert posts.accepted and not posts.other, posts.other[:5]
+    assert set(posts.accepted) <= ids(broker.get_all(f"{uid}.keep"))
