@@ -632,3 +632,66 @@ def test_reload_changes_and_adds_soap_routes_on_a_shared_listener(broker, sideca
     assert broker.count(f"{uid}.added") == 1
     assert posts.accepted and not posts.other, posts.other[:5]
     assert set(posts.accepted) <= ids(broker.get_all(f"{uid}.keep"))
+
+
+def test_reload_lets_a_removed_route_finish_an_upload(broker, sidecar, uid):
+    """An upload to a removed route that completes within drain_timeout is accepted with the
+    removed route's settings (its routing key), and the reload waits for its answer."""
+    ex, port, admin = f"{uid}.ev", free_port(), free_port()
+    broker.declare_exchange(ex)
+    broker.declare_queue(f"{uid}.slow", ex, "in.slow")
+    keep = http_route("keep", port, ex, "in.keep")
+    s = sidecar(make_config(broker, uid, keep + ", " + http_route("slow", port, ex, "in.slow"),
+                            "", admin))
+    body = b'{"x":"' + b"a" * 20 + b'"}'
+    c = socket.create_connection(("127.0.0.1", port), timeout=20)
+    c.sendall(b"POST /slow HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body[:5])
+    time.sleep(0.3)
+    write_config(s.config_path, make_config(broker, uid, keep, "", admin))
+    start = len(s.log())
+    s.proc.send_signal(signal.SIGHUP)
+    for i in range(5, len(body)):  # about 3 s, a byte at a time
+        time.sleep(0.15)
+        assert not re.search(r"reload: applied", plain(s.log()[start:])), "did not wait"
+        c.sendall(body[i:i + 1])
+    answer = c.recv(4096)
+    c.close()
+    assert answer.startswith(b"HTTP/1.1 202"), answer
+    s.wait_log(r"reload: applied: 0 added, 1 removed, 0 changed, 1 unchanged", timeout=10)
+    log = plain(s.log()[start:])
+    assert "reload: draining: slow: requests or publishes in flight" in log, log
+    assert "drain_timeout" not in log
+    got = broker.get_all(f"{uid}.slow")
+    assert [b for _, b in got] == [body]
+    assert s.stop() == 0
+
+
+def test_reload_reconnects_with_the_new_inbound_topology(broker, sidecar, uid):
+    """After a reload, the publisher's next connection declares the new routes' queues (a
+    dead-letter queue deleted meanwhile comes back) and not the removed ones', and the
+    removed route's name is never read after it went (ASan)."""
+    ex, port, admin = f"{uid}.ev", free_port(), free_port()
+    broker.declare_exchange(ex)
+    broker.declare_queue(f"{uid}.in", ex, "in.#")
+    s = sidecar(make_config(broker, uid, http_route("old", port, ex, "in.old"), "", admin))
+    write_config(s.config_path, make_config(broker, uid, http_route("new", port, ex, "in.new"),
+                                            "", admin))
+    reload(s, r"reload: applied: 1 added, 1 removed, 0 changed, 0 unchanged")
+    assert broker.exists(f"{uid}.new.dlq")  # declared by the reload itself
+    with broker.channel() as ch:
+        ch.queue_delete(f"{uid}.new.dlq")
+        ch.queue_delete(f"{uid}.old.dlq")
+    start = len(s.log())
+    broker.ctl("close_all_connections", "test: reconnect")
+    wait_for(lambda: re.search(r"route=publisher .*reconnected to", plain(s.log()[start:])), 30,
+             what="the publisher reconnected")
+    assert broker.exists(f"{uid}.new.dlq")
+    assert not broker.exists(f"{uid}.old.dlq")
+    s.wait_ready()
+    r = requests.post(f"http://127.0.0.1:{port}/new", data=b"{}", timeout=10,
+                      headers={"Content-Type": "application/json"})
+    assert r.status_code == 202
+    assert requests.post(f"http://127.0.0.1:{port}/old", data=b"{}", timeout=10,
+                         headers={"Content-Type": "application/json"}).status_code == 404
+    assert s.stop() == 0
