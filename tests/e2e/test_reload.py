@@ -20,6 +20,7 @@ import pika
 import requests
 
 from conftest import free_port, make_config, plain, wait_for
+from fault_proxy import FaultProxy
 from file_helpers import Route, expected_id, listing
 from http_poll_helpers import json_response, legacy_server
 from soap_helpers import envelope
@@ -695,3 +696,39 @@ def test_reload_reconnects_with_the_new_inbound_topology(broker, sidecar, uid):
     assert requests.post(f"http://127.0.0.1:{port}/old", data=b"{}", timeout=10,
                          headers={"Content-Type": "application/json"}).status_code == 404
     assert s.stop() == 0
+
+
+def test_reload_stops_a_file_route_once_its_publishes_are_answered(broker, sidecar, uid,
+                                                                  tmp_path):
+    """A removed file route whose confirms come late (a slow network to the broker) is
+    still publishing when drain_timeout passes: the reload goes on, and the route stops
+    only once its last publish was answered, the file published whole and once."""
+    proxy = FaultProxy(broker.port)
+    fx, ex, port, admin = f"{uid}.files", f"{uid}.ev", free_port(), free_port()
+    broker.declare_exchange(fx)
+    broker.declare_exchange(ex)
+    slow = Route(str(tmp_path), uid, "slowfile", "jsonl", extra="settle_ms = 100;")
+    broker.declare_queue(slow.queue, fx, slow.bind)
+    keep = http_route("keep", port, ex, "in.keep")
+
+    def config(inbound):
+        return make_config(broker, uid, inbound, "", admin, "drain_timeout = 1;").replace(
+            f"127.0.0.1:{broker.port}/", f"127.0.0.1:{proxy.port}/")
+    try:
+        s = sidecar(config(keep + ", " + slow.config()))
+        proxy.latency(2.0)
+        content = lines(100, "late")
+        slow.drop("late.jsonl", content)
+        wait_for(lambda: "late.jsonl" in listing(slow.processing), 10, what="the file claimed")
+        write_config(s.config_path, config(keep))
+        log = reload(s, r"reload: applied: 0 added, 1 removed, 0 changed, 1 unchanged")
+        assert re.search(r"route=slowfile .*still publishing after drain_timeout", log), log
+        assert not re.search(r"route=slowfile .*stopped", log), log
+        s.wait_log(r"route=slowfile .*stopped \(its last publish was answered\)", timeout=30)
+        proxy.heal()
+        assert listing(slow.done) == ["late.jsonl"]
+        got = [p.message_id for p, _ in broker.get_all(slow.queue)]
+        assert sorted(got) == sorted(expected_id(content, i) for i in range(100))
+        assert s.stop() == 0
+    finally:
+        proxy.close()
