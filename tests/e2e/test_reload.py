@@ -164,6 +164,9 @@ def test_reload_adds_removes_and_changes_outbound_routes_under_load(broker, side
 
         write_config(s.config_path, make_config(broker, uid, inbound, ", ".join(after), admin))
         log = reload(s, r"reload: applied: ")
+        # The added route declares its queue once connected, just after: a mandatory
+        # publish before that comes back unroutable (and stops the load thread).
+        wait_for(lambda: broker.exists(q["new"]), 20, what="the added route's queue")
         pubs.set_queues([q["keep"], q["change"], q["new"]])
         flowing = len(posts.accepted)
         wait_for(lambda: len(posts.accepted) > flowing + 20, 20, what="posts after the reload")
