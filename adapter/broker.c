@@ -51,6 +51,7 @@ struct broker {
     size_t n_urls;
     size_t url_index;
     struct topology *topo;
+    struct topology *next_topo; /* broker_set_topology during an attempt: at its end */
     struct broker_events events;
 
     struct loop *loop;
@@ -144,6 +145,7 @@ void broker_free(struct broker *b)
         broker_url_free(&b->urls[i]);
     free(b->urls);
     topology_free(b->topo);
+    topology_free(b->next_topo);
     pthread_mutex_destroy(&b->desc_lock);
     free(b->label);
     free(b->system_name);
@@ -418,7 +420,12 @@ static void attempt_over(struct broker_attempt *a, void *arg)
     amqp_connection_state_t conn = broker_attempt_take(a, &why, &fatal);
     char err[1024];
     snprintf(err, sizeof(err), "%s", why);
-    broker_attempt_free(a); /* its thread has posted: it is ending */
+    broker_attempt_free(a);     /* its thread has posted: it is ending */
+    if (b->next_topo != NULL) { /* the attempt read the old one: from the next, this */
+        topology_free(b->topo);
+        b->topo = b->next_topo;
+        b->next_topo = NULL;
+    }
     if (b->stopping) {
         if (conn)
             broker_close(conn, false);
@@ -607,6 +614,33 @@ static void stop_on_thread(void *arg)
     }
     broker_set_desc(b, "stopped");
     loop_stop(b->loop);
+}
+
+struct topology_swap {
+    struct broker *b;
+    struct topology *t;
+};
+
+static void set_topology_on_thread(void *arg)
+{
+    struct topology_swap *swap = arg;
+    struct broker *b = swap->b;
+    if (b->attempt != NULL) { /* its thread reads b->topo until attempt_over */
+        topology_free(b->next_topo);
+        b->next_topo = swap->t;
+        return;
+    }
+    topology_free(b->topo);
+    b->topo = swap->t;
+}
+
+void broker_set_topology(struct broker *b, struct topology *t)
+{
+    struct topology_swap swap = {.b = b, .t = t};
+    if (b->thread_started)
+        loop_call(b->loop, set_topology_on_thread, &swap);
+    else
+        set_topology_on_thread(&swap);
 }
 
 void broker_stop(struct broker *b)

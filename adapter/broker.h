@@ -59,6 +59,9 @@ const char *broker_label(const struct broker *b);
 int broker_start(struct broker *b);
 /* Any thread but the owner: close the connection, stop and join the thread. */
 void broker_stop(struct broker *b);
+/* Main thread (SIGHUP): t (taken) replaces the topology declared on every
+ * later connect; the connection that is open now keeps what it declared. */
+void broker_set_topology(struct broker *b, struct topology *t);
 
 /* Any thread. */
 bool broker_is_up(const struct broker *b);

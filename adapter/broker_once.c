@@ -243,3 +243,18 @@ int broker_probe(const struct broker_config *cfg, const char *system_name, const
     free(where);
     return rc;
 }
+
+int broker_declare_once(const struct broker_config *cfg, const char *system_name,
+                        const struct topology *t, char *err, size_t errlen)
+{
+    amqp_connection_state_t conn;
+    char *vhost, *where;
+    if (broker_connect_once(cfg, system_name, "reload", &conn, &vhost, &where, err, errlen) != 0)
+        return -1;
+    bool fatal;
+    int rc = topology_declare(conn, BROKER_CHANNEL, t, vhost, &fatal, err, errlen);
+    broker_close(conn, rc == 0);
+    free(vhost);
+    free(where);
+    return rc;
+}

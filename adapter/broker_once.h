@@ -33,4 +33,10 @@ int broker_connect_once(const struct broker_config *cfg, const char *system_name
                         size_t errlen);
 void broker_close_once(amqp_connection_state_t conn);
 
+/* Declares t on a connection of its own, then closes it (SIGHUP: the queues
+ * and bindings of new inbound routes, before they start). 0, or -1 with err. */
+struct topology;
+int broker_declare_once(const struct broker_config *cfg, const char *system_name,
+                        const struct topology *t, char *err, size_t errlen);
+
 #endif

@@ -30,6 +30,7 @@
 #include "httpd_watch.h"
 #include "listen_tls.h"
 #include "log.h"
+#include "loop.h"
 #include "message.h"
 #include "util.h"
 
@@ -54,7 +55,8 @@ struct http_request {
     struct http_server *server;
     struct MHD_Connection *conn;
     struct http_conn *watched; /* the connection's watch entry (may be NULL) */
-    const struct http_route *route;
+    struct http_route *route;  /* held (http_route_for) until request_free */
+    bool reading;              /* counted in route->reading */
     char *method;
     char *path;
     struct buf body;
@@ -159,8 +161,20 @@ const char *http_request_body(const struct http_request *req, size_t *len)
     return req->body.data ? req->body.data : "";
 }
 
+/* The request's body is read, or it ended. */
+static void reading_over(struct http_request *req)
+{
+    if (req->reading)
+        atomic_fetch_sub(&req->route->reading, 1);
+    req->reading = false;
+}
+
 static void request_free(struct http_request *req)
 {
+    reading_over(req);
+    if (req->route && req->dispatched)
+        atomic_fetch_sub(&req->route->dispatched, 1);
+    http_route_release(req->server, req->route);
     if (req->response)
         MHD_destroy_response(req->response);
     pthread_mutex_destroy(&req->lock);
@@ -260,12 +274,15 @@ static enum MHD_Result answer_too_large(struct MHD_Connection *conn, const struc
     return rc;
 }
 
-/* Draining: refuse further requests on connections kept alive, and close them. */
-static enum MHD_Result answer_draining(struct MHD_Connection *conn)
+/* Draining: refuse further requests on connections kept alive, and close them.
+ * The route that took a request went away (SIGHUP) before its body was read:
+ * the same, in other words. */
+static enum MHD_Result answer_draining(struct MHD_Connection *conn, const char *text)
 {
-    static const char body[] = "{\"error\":\"shutting down; retry on another instance\"}\n";
+    char body[160];
+    int n = snprintf(body, sizeof(body), "{\"error\":\"%s\"}\n", text);
     struct MHD_Response *resp =
-        MHD_create_response_from_buffer(sizeof(body) - 1, (void *)body, MHD_RESPMEM_PERSISTENT);
+        MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "5");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
@@ -276,14 +293,17 @@ static enum MHD_Result answer_draining(struct MHD_Connection *conn)
 
 /* A request whose body is to be read: in flight while it makes progress. */
 static enum MHD_Result start_reading(struct http_server *s, struct MHD_Connection *conn,
-                                     struct http_conn *wc, const struct http_route *route,
+                                     struct http_conn *wc, struct http_route *route,
                                      const char *url, const char *method, void **con_cls)
 {
     struct http_request *req = xcalloc(1, sizeof(*req));
     req->server = s;
     req->conn = conn;
     req->watched = wc;
-    req->route = route;
+    req->route = route; /* the request's hold, from http_route_for */
+    req->reading = true;
+    atomic_fetch_add(&route->reading, 1);
+    atomic_store(&route->progress_ms, loop_now_ms());
     req->method = xstrdup(method);
     req->path = xstrdup(url);
     pthread_mutex_init(&req->lock, NULL);
@@ -316,12 +336,12 @@ static enum MHD_Result first_call(struct http_server *s, struct MHD_Connection *
         return MHD_NO;
     }
     enum MHD_Result refused;
-    const struct http_route *route = http_route_for(s, url);
+    struct http_route *route = http_route_for(s, url);
     int headers = 0;
     MHD_get_connection_values(conn, MHD_HEADER_KIND, count_value, &headers);
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
     if (atomic_load(&s->draining))
-        refused = answer_draining(conn);
+        refused = answer_draining(conn, "shutting down; retry on another instance");
     else if (route == NULL)
         refused = answer_now(conn, 404, "no route here");
     else if (headers > MAX_HEADERS)
@@ -330,6 +350,7 @@ static enum MHD_Result first_call(struct http_server *s, struct MHD_Connection *
         refused = answer_too_large(conn, route);
     else
         return start_reading(s, conn, wc, route, url, method, con_cls);
+    http_route_release(s, route);
     http_conn_busy(wc);
     return refused;
 }
@@ -338,6 +359,7 @@ static enum MHD_Result first_call(struct http_server *s, struct MHD_Connection *
 static void dispatch(struct http_request *req)
 {
     req->dispatched = true;
+    atomic_fetch_add(&req->route->dispatched, 1);
     atomic_fetch_add(&req->server->dispatched, 1);
     http_conn_busy(req->watched); /* after: drain never sees it in neither count */
     req->state = REQ_HANDLING;
@@ -357,6 +379,7 @@ enum MHD_Result httpd_on_request(void *cls, struct MHD_Connection *conn, const c
         if (http_conn_late(req->watched))
             return MHD_NO; /* a body trickling past read_timeout: close */
         http_conn_progress(req->watched);
+        atomic_store(&req->route->progress_ms, loop_now_ms());
         if (req->body.len + *upload_data_size > req->route->max_body)
             req->too_large = true;
         else
@@ -366,9 +389,15 @@ enum MHD_Result httpd_on_request(void *cls, struct MHD_Connection *conn, const c
     }
 
     if (req->state == REQ_READING) {
+        reading_over(req);
         if (req->too_large) {
             http_conn_busy(req->watched);
             return answer_too_large(conn, req->route);
+        }
+        if (atomic_load(&req->route->gone)) {
+            http_conn_busy(req->watched);
+            req->state = REQ_ANSWERED;
+            return answer_draining(conn, "this path was reconfigured; retry");
         }
         dispatch(req);
         pthread_mutex_lock(&req->lock);
@@ -404,7 +433,7 @@ void httpd_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
     if (req->dispatched) /* answer sent, or the connection is gone */
         atomic_fetch_sub(&req->server->dispatched, 1);
-    request_free(req);
+    request_free(req); /* and its route's counts */
 }
 
 /* MHD's connection notifications: a connection is watched while it exists. */
@@ -465,7 +494,7 @@ static void local_answer(struct http_request *req, int status, const char *conte
 
 void http_server_dispatch_local(struct http_server *s, const struct http_local_request *l)
 {
-    const struct http_route *route = http_route_for(s, l->path);
+    struct http_route *route = http_route_for(s, l->path);
     struct http_request *req = xcalloc(1, sizeof(*req));
     req->server = s;
     req->route = route;

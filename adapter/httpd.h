@@ -96,6 +96,27 @@ void http_server_quiesce(struct http_server *s);
 size_t http_server_active(const struct http_server *s);
 void http_server_free(struct http_server *s); /* stops it */
 
+/* ---- SIGHUP: routes come and go while the server runs (sidecar_inbound.c) ----
+ * A route is known by the arg it was registered with. Its requests hold it:
+ * one taken out of the table still finishes what it took, with its own
+ * settings. Any thread. */
+/* A route registered later for the same path replaces arg's, in one step. */
+void http_server_route_leaving(struct http_server *s, void *arg);
+/* arg's routes leave the table: new requests to their paths get 404. How many. */
+size_t http_server_unroute(struct http_server *s, void *arg);
+/* Requests of arg's routes in flight (as http_server_active counts them)? */
+bool http_server_route_busy(struct http_server *s, void *arg);
+/* arg's route stopped: a request of it whose body is complete only now gets
+ * 503 (it was never accepted; the client retries) instead of its handler. */
+void http_server_route_gone(struct http_server *s, void *arg);
+/* Routes in the table. */
+size_t http_server_n_routes(struct http_server *s);
+bool http_server_started(const struct http_server *s);
+/* Main thread, loop mode, the loop running, nothing dispatched (active 0):
+ * stops listening and serving on the loop's thread (waits for it; open
+ * connections close), then frees s. */
+void http_server_close(struct http_server *s);
+
 /* Request accessors: valid until the request is answered. Header lookup is
  * case-insensitive; query values are decoded; NULL when absent. */
 const char *http_request_method(const struct http_request *req);

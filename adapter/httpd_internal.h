@@ -9,13 +9,19 @@
 #include "httpd.h"
 
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 struct listen_tls;
 struct listen_tls_config;
 struct loop;
 
+/* One path's route. It lives while the server's table or a request holds it
+ * (refs, under the server's routes_lock): SIGHUP may take it out of the
+ * table (new requests get 404, or the route that replaced it) while
+ * requests it already took finish with it. */
 struct http_route {
     char *path;
     bool prefix;
@@ -23,14 +29,23 @@ struct http_route {
     http_handler_fn fn;
     void *arg;
     http_refusal_fn refusal;
+    int refs;                    /* the table's, while in it, and each request's */
+    bool leaving;                /* a new route may take its place in the table */
+    atomic_bool gone;            /* its route stopped: a request read now gets 503 */
+    atomic_size_t reading;       /* its requests whose body is arriving */
+    atomic_size_t dispatched;    /* its requests handed to fn, not yet completed */
+    _Atomic int64_t progress_ms; /* when the last body bytes of one of them arrived */
 };
 
 struct http_server {
     char *listen;
     struct sockaddr_storage addr;
     struct MHD_Daemon *daemon;
-    struct http_route *routes;
+    pthread_mutex_t routes_lock; /* the table, the held list and every route's refs */
+    struct http_route **routes;  /* the table: what a new request finds */
     size_t n_routes;
+    struct http_route **held; /* out of the table, still held by requests */
+    size_t n_held;
     struct http_limits limits;
     struct http_watch *watch; /* from start */
     struct loop *loop;        /* the loop that runs the daemon, or NULL: MHD's own threads */
@@ -48,7 +63,10 @@ struct http_server {
  * inter-thread channel without its own thread). */
 void http_server_resumed(struct http_server *s);
 
-const struct http_route *http_route_for(const struct http_server *s, const char *path);
+/* The route for path, held for the caller (NULL: none); give it back with
+ * http_route_release. Any thread. */
+struct http_route *http_route_for(struct http_server *s, const char *path);
+void http_route_release(struct http_server *s, struct http_route *r);
 
 /* libmicrohttpd's callbacks (httpd.c); cls is the server. */
 enum MHD_Result httpd_on_request(void *cls, struct MHD_Connection *conn, const char *url,

@@ -80,6 +80,7 @@ struct http_server *http_server_new(const char *listen, char *err, size_t errlen
     }
     s->listen = xstrdup(listen);
     s->limits = HTTP_LIMITS_DEFAULT;
+    pthread_mutex_init(&s->routes_lock, NULL);
     return s;
 }
 
@@ -127,44 +128,195 @@ int http_server_set_tls(struct http_server *s, const struct listen_tls_config *t
 
 /* ---- routes --------------------------------------------------------------------- */
 
+static struct http_route *route_new(const char *path, size_t max_body, http_handler_fn fn,
+                                    void *arg)
+{
+    struct http_route *r = xcalloc(1, sizeof(*r));
+    size_t len = strlen(path);
+    r->prefix = len > 0 && path[len - 1] == '*';
+    r->path = r->prefix ? xstrndup(path, len - 1) : xstrdup(path);
+    r->max_body = max_body;
+    r->fn = fn;
+    r->arg = arg;
+    r->refs = 1; /* the table's */
+    return r;
+}
+
+static void route_free(struct http_route *r)
+{
+    free(r->path);
+    free(r);
+}
+
+/* The path as registered (a prefix route with its "*"). Under routes_lock. */
+static bool route_has_path(const struct http_route *r, const char *path)
+{
+    size_t len = strlen(r->path);
+    return strncmp(r->path, path, len) == 0 &&
+           (r->prefix ? strcmp(path + len, "*") == 0 : path[len] == '\0');
+}
+
+/* r has left the table: the table's hold goes; requests may still hold it.
+ * Under routes_lock. */
+static void table_let_go(struct http_server *s, struct http_route *r)
+{
+    if (--r->refs == 0) {
+        route_free(r);
+        return;
+    }
+    s->held = xrealloc(s->held, (s->n_held + 1) * sizeof(*s->held));
+    s->held[s->n_held++] = r;
+}
+
+static void table_remove(struct http_server *s, size_t i)
+{
+    struct http_route *r = s->routes[i];
+    memmove(&s->routes[i], &s->routes[i + 1], (s->n_routes - i - 1) * sizeof(*s->routes));
+    s->n_routes--;
+    table_let_go(s, r);
+}
+
 int http_server_route(struct http_server *s, const char *path, size_t max_body, http_handler_fn fn,
                       void *arg)
 {
+    struct http_route *r = route_new(path, max_body, fn, arg);
+    pthread_mutex_lock(&s->routes_lock);
+    size_t at = s->n_routes;
     for (size_t i = 0; i < s->n_routes; i++)
-        if (strcmp(s->routes[i].path, path) == 0)
-            return -1;
-    s->routes = xrealloc(s->routes, (s->n_routes + 1) * sizeof(*s->routes));
-    size_t len = strlen(path);
-    bool prefix = len > 0 && path[len - 1] == '*';
-    s->routes[s->n_routes++] = (struct http_route){
-        .path = prefix ? xstrndup(path, len - 1) : xstrdup(path),
-        .prefix = prefix,
-        .max_body = max_body,
-        .fn = fn,
-        .arg = arg,
-    };
+        if (route_has_path(s->routes[i], path))
+            at = i;
+    if (at < s->n_routes && !s->routes[at]->leaving) {
+        pthread_mutex_unlock(&s->routes_lock);
+        route_free(r);
+        return -1;
+    }
+    if (at < s->n_routes) { /* in its place, at once: no request meets neither */
+        struct http_route *old = s->routes[at];
+        s->routes[at] = r;
+        table_let_go(s, old);
+    } else {
+        s->routes = xrealloc(s->routes, (s->n_routes + 1) * sizeof(*s->routes));
+        s->routes[s->n_routes++] = r;
+    }
+    pthread_mutex_unlock(&s->routes_lock);
     return 0;
 }
 
 int http_server_route_refusal(struct http_server *s, const char *path, http_refusal_fn fn)
 {
+    int rc = -1;
+    pthread_mutex_lock(&s->routes_lock);
     for (size_t i = 0; i < s->n_routes; i++) {
-        if (strcmp(s->routes[i].path, path) == 0) {
-            s->routes[i].refusal = fn;
-            return 0;
+        if (route_has_path(s->routes[i], path)) {
+            s->routes[i]->refusal = fn;
+            rc = 0;
         }
     }
-    return -1;
+    pthread_mutex_unlock(&s->routes_lock);
+    return rc;
 }
 
-const struct http_route *http_route_for(const struct http_server *s, const char *path)
+struct http_route *http_route_for(struct http_server *s, const char *path)
 {
-    for (size_t i = 0; i < s->n_routes; i++) {
-        const struct http_route *r = &s->routes[i];
+    struct http_route *found = NULL;
+    pthread_mutex_lock(&s->routes_lock);
+    for (size_t i = 0; i < s->n_routes && found == NULL; i++) {
+        struct http_route *r = s->routes[i];
         if (r->prefix ? strncmp(path, r->path, strlen(r->path)) == 0 : strcmp(path, r->path) == 0)
-            return r;
+            found = r;
     }
-    return NULL;
+    if (found)
+        found->refs++;
+    pthread_mutex_unlock(&s->routes_lock);
+    return found;
+}
+
+void http_route_release(struct http_server *s, struct http_route *r)
+{
+    if (r == NULL)
+        return;
+    pthread_mutex_lock(&s->routes_lock);
+    bool last = --r->refs == 0;
+    for (size_t i = 0; last && i < s->n_held; i++) {
+        if (s->held[i] == r) {
+            s->held[i] = s->held[--s->n_held];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->routes_lock);
+    if (last)
+        route_free(r);
+}
+
+void http_server_route_leaving(struct http_server *s, void *arg)
+{
+    pthread_mutex_lock(&s->routes_lock);
+    for (size_t i = 0; i < s->n_routes; i++)
+        if (s->routes[i]->arg == arg)
+            s->routes[i]->leaving = true;
+    pthread_mutex_unlock(&s->routes_lock);
+}
+
+size_t http_server_unroute(struct http_server *s, void *arg)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&s->routes_lock);
+    for (size_t i = s->n_routes; i-- > 0;) {
+        if (s->routes[i]->arg == arg) {
+            table_remove(s, i);
+            n++;
+        }
+    }
+    pthread_mutex_unlock(&s->routes_lock);
+    return n;
+}
+
+/* Is one of arg's routes (in the table or held) busy: a request handed to
+ * it, or an upload to it that made progress within HTTP_PROGRESS_MS?
+ * Under routes_lock. */
+static bool route_busy(const struct http_route *r, int64_t now)
+{
+    return atomic_load(&((struct http_route *)r)->dispatched) > 0 ||
+           (atomic_load(&((struct http_route *)r)->reading) > 0 &&
+            now - atomic_load(&((struct http_route *)r)->progress_ms) < HTTP_PROGRESS_MS);
+}
+
+bool http_server_route_busy(struct http_server *s, void *arg)
+{
+    int64_t now = loop_now_ms();
+    bool busy = false;
+    pthread_mutex_lock(&s->routes_lock);
+    for (size_t i = 0; i < s->n_routes && !busy; i++)
+        busy = s->routes[i]->arg == arg && route_busy(s->routes[i], now);
+    for (size_t i = 0; i < s->n_held && !busy; i++)
+        busy = s->held[i]->arg == arg && route_busy(s->held[i], now);
+    pthread_mutex_unlock(&s->routes_lock);
+    return busy;
+}
+
+void http_server_route_gone(struct http_server *s, void *arg)
+{
+    pthread_mutex_lock(&s->routes_lock);
+    for (size_t i = 0; i < s->n_routes; i++)
+        if (s->routes[i]->arg == arg)
+            atomic_store(&s->routes[i]->gone, true);
+    for (size_t i = 0; i < s->n_held; i++)
+        if (s->held[i]->arg == arg)
+            atomic_store(&s->held[i]->gone, true);
+    pthread_mutex_unlock(&s->routes_lock);
+}
+
+size_t http_server_n_routes(struct http_server *s)
+{
+    pthread_mutex_lock(&s->routes_lock);
+    size_t n = s->n_routes;
+    pthread_mutex_unlock(&s->routes_lock);
+    return n;
+}
+
+bool http_server_started(const struct http_server *s)
+{
+    return s->daemon != NULL;
 }
 
 size_t http_server_active(const struct http_server *s)
@@ -356,6 +508,27 @@ void http_server_quiesce(struct http_server *s)
         loop_wake(s->loop); /* its prepare closes the listener */
 }
 
+/* The loop's thread: stop serving; every connection closes. */
+static void detach_on_loop(void *arg)
+{
+    struct http_server *s = arg;
+    if (!atomic_load(&s->quiesced))
+        close_listener(s);
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+    if (info != NULL)
+        loop_unwatch(s->loop, info->epoll_fd);
+    loop_remove_prepare(s->loop, daemon_prepare, s);
+    MHD_stop_daemon(s->daemon); /* closes every connection: the watch is empty after */
+    s->daemon = NULL;
+}
+
+void http_server_close(struct http_server *s)
+{
+    if (s->daemon != NULL && s->loop != NULL)
+        loop_call(s->loop, detach_on_loop, s);
+    http_server_free(s);
+}
+
 void http_server_free(struct http_server *s)
 {
     if (s == NULL)
@@ -367,9 +540,13 @@ void http_server_free(struct http_server *s)
     }
     http_watch_free(s->watch);
     listen_tls_free(s->tls);
-    for (size_t i = 0; i < s->n_routes; i++)
-        free(s->routes[i].path);
+    for (size_t i = 0; i < s->n_routes; i++) /* no request is left: nothing else holds them */
+        route_free(s->routes[i]);
+    for (size_t i = 0; i < s->n_held; i++)
+        route_free(s->held[i]);
     free(s->routes);
+    free(s->held);
+    pthread_mutex_destroy(&s->routes_lock);
     free(s->listen);
     free(s);
 }

@@ -283,6 +283,12 @@ int inbound_serve_http(struct route *r, const char *listen, const struct listen_
                        char *(*refusal)(void *, int *, const char *, const char **, size_t *),
                        bool rpc, char *err, size_t errlen)
 {
+    if (rpc && r->services->running && !publisher_rpc_enabled(r->publisher)) {
+        snprintf(err, errlen,
+                 "the first rpc route needs the publisher's reply consumer, which is set up at "
+                 "start; restart to add it");
+        return -1;
+    }
     struct http_server *s = r->services->http_server(r, listen, tls, err, errlen);
     if (s == NULL)
         return -1;

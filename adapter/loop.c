@@ -190,6 +190,48 @@ int loop_add_prepare(struct loop *loop, loop_prepare_fn fn, void *arg)
     return 0;
 }
 
+void loop_remove_prepare(struct loop *loop, loop_prepare_fn fn, void *arg)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < loop->n_prepare; i++)
+        if (loop->prepare[i].fn != fn || loop->prepare[i].arg != arg)
+            loop->prepare[kept++] = loop->prepare[i];
+    loop->n_prepare = kept;
+}
+
+struct call {
+    loop_post_fn fn;
+    void *arg;
+    pthread_mutex_t lock;
+    pthread_cond_t done_cond;
+    bool done;
+};
+
+static void call_on_thread(void *arg)
+{
+    struct call *c = arg;
+    c->fn(c->arg);
+    pthread_mutex_lock(&c->lock);
+    c->done = true;
+    pthread_cond_signal(&c->done_cond);
+    pthread_mutex_unlock(&c->lock);
+}
+
+void loop_call(struct loop *loop, loop_post_fn fn, void *arg)
+{
+    struct call c = {.fn = fn, .arg = arg};
+    pthread_mutex_init(&c.lock, NULL);
+    pthread_cond_init(&c.done_cond, NULL);
+    while (loop_post(loop, call_on_thread, &c) != 0)
+        poll(NULL, 0, 1); /* out of memory: fn must still run there, not here */
+    pthread_mutex_lock(&c.lock);
+    while (!c.done)
+        pthread_cond_wait(&c.done_cond, &c.lock);
+    pthread_mutex_unlock(&c.lock);
+    pthread_mutex_destroy(&c.lock);
+    pthread_cond_destroy(&c.done_cond);
+}
+
 int loop_post(struct loop *loop, loop_post_fn fn, void *arg)
 {
     struct post *p = malloc(sizeof(*p));

@@ -45,9 +45,15 @@ void loop_timer_cancel(struct loop *loop, uint64_t id);
 /* Adds a hook run before each poll, after those added before it (the
  * broker's, and one per HTTP server the loop runs). 0, or -1 if out of memory. */
 int loop_add_prepare(struct loop *loop, loop_prepare_fn fn, void *arg);
+/* On the loop's thread, outside the hooks (e.g. from a post): removes the hook
+ * added with fn and arg. */
+void loop_remove_prepare(struct loop *loop, loop_prepare_fn fn, void *arg);
 
 /* Any thread: run fn(arg) on the loop's thread soon. 0, or -1 if out of memory. */
 int loop_post(struct loop *loop, loop_post_fn fn, void *arg);
+/* Another thread than the loop's, which is running: run fn(arg) there and
+ * wait until it returned. */
+void loop_call(struct loop *loop, loop_post_fn fn, void *arg);
 
 /* Run until loop_stop; then run what is still posted and return. */
 void loop_run(struct loop *loop);

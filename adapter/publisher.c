@@ -133,6 +133,11 @@ void publisher_enable_rpc(struct publisher *p)
     p->rpc = true;
 }
 
+bool publisher_rpc_enabled(const struct publisher *p)
+{
+    return p->rpc;
+}
+
 bool publisher_idle(const struct publisher *p)
 {
     return atomic_load(&((struct publisher *)p)->outstanding) == 0;

@@ -92,6 +92,8 @@ bool publisher_idle(const struct publisher *p);
 
 /* Register before start: this publisher will carry rpc requests. */
 void publisher_enable_rpc(struct publisher *p);
+/* Main thread: was it? */
+bool publisher_rpc_enabled(const struct publisher *p);
 
 const char *publish_status_name(enum publish_status status); /* "rpc timeout" */
 const char *publish_status_id(enum publish_status status);   /* "rpc_timeout" */

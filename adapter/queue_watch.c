@@ -31,6 +31,7 @@ struct queue_watch {
     enum watch_state state;
     size_t next;    /* the gauge asked about, or next to ask about */
     bool in_round;  /* next < n is meaningful */
+    bool stale;     /* the question outstanding was about a gauge set that was replaced */
     int64_t due_ms; /* when the next round starts */
     struct broker_client client;
 };
@@ -115,7 +116,7 @@ static void ask_next(struct queue_watch *w)
 static void watch_tick(void *arg)
 {
     struct queue_watch *w = arg;
-    if (w->ch == NULL || !w->ch->open || w->n == 0 || w->in_round)
+    if (w->ch == NULL || !w->ch->open || w->n == 0 || w->in_round || w->stale)
         return;
     if (loop_now_ms() < w->due_ms)
         return;
@@ -147,7 +148,9 @@ static void channel_closed(struct queue_watch *w, const amqp_channel_close_t *c)
 {
     amqp_channel_close_ok_t ok = {0};
     int rc = w->ch->send_method(w->ch, QUEUE_WATCH_CHANNEL, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
-    bool was_asking = w->state == WATCH_ASKING && w->next < w->n;
+    bool stale = w->stale; /* about a replaced gauge set: the new one is asked at once */
+    bool was_asking = w->state == WATCH_ASKING && w->next < w->n && !stale;
+    w->stale = false;
     w->state = WATCH_CLOSED;
     if (rc != AMQP_STATUS_OK) {
         send_failed(w, "channel.close-ok", rc);
@@ -178,6 +181,8 @@ static void channel_closed(struct queue_watch *w, const amqp_channel_close_t *c)
         open_channel(w);
     else
         round_over(w);
+    if (stale)
+        w->due_ms = 0;
     if (!w->in_round)
         w->state = WATCH_CLOSED; /* reopened when the next round is due */
 }
@@ -194,7 +199,10 @@ static enum broker_handled watch_method(void *arg, const amqp_method_t *method,
             ask_next(w);
         break;
     case AMQP_QUEUE_DECLARE_OK_METHOD:
-        if (w->state == WATCH_ASKING && w->next < w->n)
+        if (w->stale) { /* about a gauge that is no longer watched */
+            w->stale = false;
+            w->state = WATCH_IDLE;
+        } else if (w->state == WATCH_ASKING && w->next < w->n)
             answered(w, method->decoded);
         break;
     case AMQP_CHANNEL_CLOSE_METHOD:
@@ -215,6 +223,7 @@ static int watch_open(void *arg, const struct broker_channel *ch, char *err, siz
     w->ch = ch;
     w->state = WATCH_CLOSED; /* a new connection: our channel is not open on it */
     w->in_round = false;
+    w->stale = false;
     w->due_ms = 0; /* first round at the next tick */
     return 0;
 }
@@ -225,6 +234,7 @@ static void watch_lost(void *arg, const char *why)
     (void)why;
     w->state = WATCH_CLOSED;
     w->in_round = false;
+    w->stale = false;
     w->due_ms = 0;
 }
 
@@ -233,17 +243,37 @@ static void watch_blocked(void *arg, bool blocked)
     (void)arg, (void)blocked; /* the broker may not answer while blocked; the round waits */
 }
 
+static void gauges_of(struct queue_watch *w, struct route *const *routes, size_t n)
+{
+    w->gauges = NULL;
+    w->n = 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t q = 0; q < routes[i]->n_queues; q++) {
+            w->gauges = xrealloc(w->gauges, (w->n + 1) * sizeof(*w->gauges));
+            w->gauges[w->n++] = &routes[i]->queues[q];
+        }
+}
+
+void queue_watch_set_routes(struct queue_watch *w, struct route *const *routes, size_t n)
+{
+    free(w->gauges);
+    gauges_of(w, routes, n);
+    if (w->in_round) { /* the round starts over with the new set */
+        w->stale = w->state == WATCH_ASKING;
+        w->in_round = false;
+        if (!w->stale && w->state != WATCH_CLOSED)
+            w->state = WATCH_IDLE;
+        w->due_ms = 0;
+    }
+}
+
 struct queue_watch *queue_watch_new(const char *label, struct route *const *routes, size_t n,
                                     int64_t interval_ms)
 {
     struct queue_watch *w = xcalloc(1, sizeof(*w));
     w->label = xstrdup(label);
     w->interval_ms = interval_ms;
-    for (size_t i = 0; i < n; i++)
-        for (size_t q = 0; q < routes[i]->n_queues; q++) {
-            w->gauges = xrealloc(w->gauges, (w->n + 1) * sizeof(*w->gauges));
-            w->gauges[w->n++] = &routes[i]->queues[q];
-        }
+    gauges_of(w, routes, n);
     w->client = (struct broker_client){.name = "queue_watch",
                                        .own_channel = QUEUE_WATCH_CHANNEL,
                                        .on_open = watch_open,

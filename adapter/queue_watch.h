@@ -37,6 +37,10 @@ void queue_watch_gauges_free(struct route *r);
 struct queue_watch *queue_watch_new(const char *label, struct route *const *routes, size_t n,
                                     int64_t interval_ms);
 const struct broker_client *queue_watch_client(struct queue_watch *w);
+/* On the watch's broker thread (SIGHUP): watch these routes' gauges instead
+ * (they outlive the watch; the old ones need only outlive this call). An
+ * answer still due about an old gauge is dropped. */
+void queue_watch_set_routes(struct queue_watch *w, struct route *const *routes, size_t n);
 void queue_watch_free(struct queue_watch *w);
 
 #endif

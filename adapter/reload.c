@@ -6,17 +6,24 @@
  * with a problem, each is logged as `file:line: …` and the running config
  * stays. Then config_diff compares it with the running one and one line per
  * route says what changed. A reload is all or nothing: if any change needs a
- * restart (a process key such as name, broker or admin; any inbound route
- * added, removed or changed — they share the publisher's connection and the
- * listeners), it is refused whole, so the running routes always match one
- * file and the next SIGHUP compares against a config that really runs.
+ * restart (a process key such as name, broker or admin; an inbound change
+ * sidecar_inbound_refusals names: a route with lease or with a spool that
+ * goes or changes, the first inbound route, a route joining the admin
+ * listener, a listener's tls), or the new inbound routes' queues cannot be
+ * declared, it is refused whole, so the running routes always match one file
+ * and the next SIGHUP compares against a config that really runs.
  *
- * Applied, outbound routes that go or change are drained together (the
- * consumer cancels, in-flight deliveries settle, publishes confirm, at most
- * drain_timeout), stopped, and the changed and added ones start on their own
- * new connections. Unchanged routes keep their struct route, connection and
- * consumer: nothing of theirs is touched. The route set is swapped under
- * sc->routes_lock so the admin endpoint never sees half of it.
+ * Applied, the routes that go or change stop taking work together (outbound:
+ * the consumer cancels; http/soap: the path is handed over; file, poll: no
+ * new file or poll), the new http/soap routes start at once and take their
+ * paths in one step (new requests meet the new settings, 404 for a path that
+ * went), then everything that goes drains (in-flight deliveries settle,
+ * requests are answered with the old settings, publishes confirm; at most
+ * drain_timeout) and stops, and the changed and added outbound, file and
+ * poll routes start. Unchanged routes keep their struct route, connection,
+ * consumer, listener and connections: nothing of theirs is touched. The route
+ * set is swapped under sc->routes_lock so the admin endpoint never sees half
+ * of it (sidecar_inbound.c has the inbound details).
  */
 #include "sidecar_internal.h"
 
@@ -63,11 +70,6 @@ static void log_problems(const struct config_report *rep)
     }
 }
 
-static const char *plan_name(const struct route_plan *e)
-{
-    return e->next ? e->next->name : e->running->name;
-}
-
 static void log_plan(const struct config_plan *plan)
 {
     for (size_t i = 0; i < plan->n_routes; i++) {
@@ -92,19 +94,7 @@ static size_t log_refusals(const struct sidecar *sc, const struct config_plan *p
                   plan->process_keys, sc->cfg->name);
         n++;
     }
-    for (size_t i = 0; i < plan->n_routes; i++) {
-        const struct route_plan *e = &plan->routes[i];
-        bool inbound = (e->running && e->running->direction == ROUTE_INBOUND) ||
-                       (e->next && e->next->direction == ROUTE_INBOUND);
-        if (e->change == ROUTE_UNCHANGED || !inbound)
-            continue;
-        log_error(plan_name(e),
-                  "reload refused: inbound route %s needs a restart (inbound routes share the "
-                  "publisher's connection and listeners and are not started or stopped live)",
-                  route_change_name(e->change));
-        n++;
-    }
-    return n;
+    return n + sidecar_inbound_refusals(sc, plan);
 }
 
 static struct outbound_runtime *runtime_of(const struct sidecar *sc, const struct route *r)
@@ -115,21 +105,39 @@ static struct outbound_runtime *runtime_of(const struct sidecar *sc, const struc
     return NULL;
 }
 
+static bool is_inbound(const struct route *r)
+{
+    return r != NULL && r->direction == ROUTE_INBOUND;
+}
+
+static bool on_listener(const struct route *r)
+{
+    struct http_endpoint e = {0};
+    return is_inbound(r) && r->kind->endpoint && r->kind->endpoint(r, &e) && e.listen != NULL;
+}
+
+/* What goes: the outbound runtimes and the inbound routes that go or change. */
 struct going {
-    struct outbound_runtime **v;
-    size_t n;
+    const struct sidecar *sc;
+    struct outbound_runtime **out;
+    size_t n_out;
+    struct route **in;
+    size_t n_in;
 };
 
 static bool going_busy(void *arg, struct buf *why)
 {
     const struct going *g = arg;
-    for (size_t i = 0; i < g->n; i++)
-        if (sidecar_outbound_busy(g->v[i]))
-            buf_printf(why, " %s: deliveries in flight;", g->v[i]->route->name);
+    for (size_t i = 0; i < g->n_out; i++)
+        if (sidecar_outbound_busy(g->out[i]))
+            buf_printf(why, " %s: deliveries in flight;", g->out[i]->route->name);
+    for (size_t i = 0; i < g->n_in; i++)
+        if (sidecar_inbound_busy(g->sc, g->in[i]))
+            buf_printf(why, " %s: requests or publishes in flight;", g->in[i]->name);
     return why->len > 0;
 }
 
-/* Publishes the new route set: routes (taken), with its outbound runtimes. */
+/* Publishes the new route set: routes (taken), with its outbound runtimes (taken). */
 static void swap_route_set(struct sidecar *sc, struct route **routes, size_t n_routes,
                            struct outbound_runtime **outbound, size_t n_outbound)
 {
@@ -164,66 +172,145 @@ static void swap_route_set(struct sidecar *sc, struct route **routes, size_t n_r
     free(old_conns);
 }
 
+/* Before the inbound routes that go are stopped, they leave the set, so no
+ * other thread (/readyz, /metrics, the status page) asks them anything more. */
+static void hide_going(struct sidecar *sc, const struct going *g)
+{
+    struct route **routes = xcalloc(sc->cfg->n_routes + 1, sizeof(*routes));
+    size_t n = 0;
+    for (size_t i = 0; i < sc->cfg->n_routes; i++) {
+        bool goes = false;
+        for (size_t j = 0; j < g->n_in && !goes; j++)
+            goes = g->in[j] == sc->cfg->routes[i];
+        if (!goes)
+            routes[n++] = sc->cfg->routes[i];
+    }
+    struct outbound_runtime **outbound = xcalloc(sc->n_outbound + 1, sizeof(*outbound));
+    memcpy(outbound, sc->outbound, sc->n_outbound * sizeof(*outbound));
+    swap_route_set(sc, routes, n, outbound, sc->n_outbound);
+}
+
+/* Starts next's route i, which moves to the running config: true, or false
+ * (logged, the route freed or retired: the next SIGHUP tries it again). */
+static bool start_new(struct sidecar *sc, struct sidecar_config *next, size_t i,
+                      struct outbound_runtime **o)
+{
+    struct route *r = next->routes[i];
+    next->routes[i] = NULL; /* it runs now: the running config owns it */
+    char err[1024] = "";
+    if (r->direction == ROUTE_OUTBOUND) {
+        *o = sidecar_outbound_start(sc, r, err, sizeof(err));
+        if (*o != NULL)
+            return true;
+    } else if (sidecar_inbound_stopping(sc, r->name)) {
+        log_error(r->name, "reload: not started: the route it replaces is still publishing; send "
+                           "SIGHUP again once that one logged \"stopped\"");
+        config_route_free(r);
+        return false;
+    } else {
+        sidecar_inbound_gauges(sc, r);
+        if (sidecar_inbound_start(sc, r, err, sizeof(err)) == 0 &&
+            sidecar_inbound_listen(sc, r, err, sizeof(err)) == 0)
+            return true;
+    }
+    log_error(r->name,
+              "reload: cannot start: %s; the route is not running — fix it and send "
+              "SIGHUP again",
+              err);
+    if (r->direction == ROUTE_INBOUND)
+        sidecar_inbound_abandon(sc, r);
+    else
+        config_route_free(r);
+    return false;
+}
+
 /* Applies a plan with no refusals; next's routes that are used move out of it. */
 static void apply(struct sidecar *sc, struct sidecar_config *next, struct config_plan *plan)
 {
-    /* 1. Drain and stop the outbound routes that go or change, all at once. */
-    struct outbound_runtime **gone = xcalloc(plan->n_routes + 1, sizeof(*gone));
-    size_t n_gone = 0;
+    /* 1. What goes or changes stops taking work, all at once. */
+    struct going g = {.sc = sc,
+                      .out = xcalloc(plan->n_routes + 1, sizeof(*g.out)),
+                      .in = xcalloc(plan->n_routes + 1, sizeof(*g.in))};
     for (size_t i = 0; i < plan->n_routes; i++) {
         const struct route_plan *e = &plan->routes[i];
-        if (e->change == ROUTE_REMOVED || e->change == ROUTE_CHANGED) {
-            gone[n_gone] = runtime_of(sc, e->running);
-            sidecar_outbound_drain(gone[n_gone++]);
+        if (e->change != ROUTE_REMOVED && e->change != ROUTE_CHANGED)
+            continue;
+        if (is_inbound(e->running)) {
+            sidecar_inbound_leave(sc, e->running);
+            g.in[g.n_in++] = e->running;
+        } else {
+            g.out[g.n_out] = runtime_of(sc, e->running);
+            sidecar_outbound_drain(g.out[g.n_out++]);
         }
-    }
-    /* Past drain_timeout, unsettled deliveries go back to their queue as the channel closes. */
-    sidecar_wait_idle(sc, going_busy, &(struct going){gone, n_gone}, "reload: ");
-    for (size_t i = 0; i < n_gone; i++) {
-        sidecar_outbound_stop(gone[i]);
-        log_info(gone[i]->route->name, "stopped for the reload");
     }
 
-    /* 2. The new set, in the file's order: unchanged routes as they run,
-     * changed and added ones started (a start that fails leaves the route
-     * out; the next SIGHUP tries it again). */
-    struct route **routes = xcalloc(next->n_routes + 1, sizeof(*routes));
-    struct outbound_runtime **outbound = xcalloc(next->n_routes + 1, sizeof(*outbound));
-    size_t n_routes = 0, n_outbound = 0, failed = 0;
+    /* 2. New http/soap routes start now: each takes its path from the route it
+     * replaces in one step; paths no route took any more answer 404. */
+    bool *started = xcalloc(next->n_routes + 1, sizeof(*started));
+    bool *early = xcalloc(next->n_routes + 1, sizeof(*early)); /* started in this step */
+    struct outbound_runtime **runtimes = xcalloc(next->n_routes + 1, sizeof(*runtimes));
+    size_t failed = 0;
     for (size_t i = 0; i < next->n_routes; i++) {
         struct route_plan *e = &plan->routes[i]; /* the plan lists next's routes first */
+        early[i] = e->change != ROUTE_UNCHANGED && on_listener(e->next);
+        if (early[i]) {
+            started[i] = start_new(sc, next, i, &runtimes[i]);
+            failed += !started[i];
+        }
+    }
+    for (size_t i = 0; i < g.n_in; i++)
+        sidecar_inbound_unroute(sc, g.in[i]);
+
+    /* 3. Drain. Past drain_timeout, unsettled deliveries go back to their queue as the
+     * channel closes, an upload still arriving gets 503, and a file or poll route still
+     * publishing stops once it is answered. */
+    sidecar_wait_idle(sc, going_busy, &g, "reload: ");
+    for (size_t i = 0; i < g.n_out; i++) {
+        sidecar_outbound_stop(g.out[i]);
+        log_info(g.out[i]->route->name, "stopped for the reload");
+    }
+    if (g.n_in > 0)
+        hide_going(sc, &g);
+    for (size_t i = 0; i < g.n_in; i++)
+        sidecar_inbound_stop(sc, g.in[i]);
+
+    /* 4. The new set, in the file's order: unchanged routes as they run, the
+     * rest started (a start that fails leaves the route out). */
+    struct route **routes = xcalloc(next->n_routes + 1, sizeof(*routes));
+    struct outbound_runtime **outbound = xcalloc(next->n_routes + 1, sizeof(*outbound));
+    size_t n_routes = 0, n_outbound = 0;
+    for (size_t i = 0; i < next->n_routes; i++) {
+        struct route_plan *e = &plan->routes[i];
         struct route *r = e->change == ROUTE_UNCHANGED ? e->running : e->next;
-        struct outbound_runtime *o = NULL;
+        struct outbound_runtime *o = runtimes[i];
         if (e->change == ROUTE_UNCHANGED && r->direction == ROUTE_OUTBOUND)
             o = runtime_of(sc, r);
-        if (e->change != ROUTE_UNCHANGED) {
-            next->routes[i] = NULL; /* it runs now: the running config owns it */
-            char err[1024] = "";
-            o = sidecar_outbound_start(sc, r, err, sizeof(err));
-            if (o == NULL) {
-                log_error(r->name,
-                          "reload: cannot start: %s; the route is not running — fix "
-                          "it and send SIGHUP again",
-                          err);
-                config_route_free(r);
-                failed++;
-                continue;
-            }
+        if (e->change != ROUTE_UNCHANGED && !early[i]) {
+            started[i] = start_new(sc, next, i, &o);
+            failed += !started[i];
         }
+        if (e->change != ROUTE_UNCHANGED && !started[i])
+            continue;
         routes[n_routes++] = r;
         if (o != NULL)
             outbound[n_outbound++] = o;
     }
     swap_route_set(sc, routes, n_routes, outbound, n_outbound);
+    sidecar_inbound_set_changed(sc);
+    sidecar_inbound_close_unused(sc);
 
-    /* 3. Nothing reads the routes that went any more. */
-    for (size_t i = 0; i < n_gone; i++) {
-        struct route *r = gone[i]->route;
-        sidecar_outbound_free(gone[i]);
+    /* 5. Nothing reads the outbound routes that went any more. */
+    for (size_t i = 0; i < g.n_out; i++) {
+        struct route *r = g.out[i]->route;
+        sidecar_outbound_free(g.out[i]);
         queue_watch_gauges_free(r);
         config_route_free(r);
     }
-    free(gone);
+    free(g.out);
+    free(g.in);
+    free(started);
+    free(early);
+    free(runtimes);
     log_info(NULL, "reload: applied: %zu added, %zu removed, %zu changed, %zu unchanged%s",
              plan->count[ROUTE_ADDED], plan->count[ROUTE_REMOVED], plan->count[ROUTE_CHANGED],
              plan->count[ROUTE_UNCHANGED], failed ? " (some failed to start: see above)" : "");
@@ -248,6 +335,7 @@ void sidecar_reload(struct sidecar *sc)
     config_report_free(&rep);
 
     struct config_plan plan;
+    char err[1024] = "";
     config_plan_make(sc->cfg, &next, &plan);
     log_plan(&plan);
     size_t refused = log_refusals(sc, &plan);
@@ -260,6 +348,12 @@ void sidecar_reload(struct sidecar *sc)
                   plan.count[ROUTE_UNCHANGED]);
     else if (plan.count[ROUTE_UNCHANGED] == plan.n_routes)
         log_info(NULL, "reload: no route changed (%zu unchanged)", plan.n_routes);
+    else if (sidecar_inbound_declare(sc, &plan, err, sizeof(err)) != 0)
+        log_error(NULL,
+                  "reload refused: the new inbound routes' queues and bindings cannot be "
+                  "declared: %s; the running config stays (is the broker reachable, does the "
+                  "exchange exist?); send SIGHUP again",
+                  err);
     else
         apply(sc, &next, &plan);
     config_plan_free(&plan);

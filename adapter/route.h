@@ -82,6 +82,9 @@ struct route_services {
     /* How calls reach the legacy side (legacy_client.h): NULL, over HTTP;
      * `test` answers them in-process. */
     const struct legacy_transport *legacy_transport;
+    /* Main thread: set once `run` started everything, so starts after it are
+     * SIGHUP's (the publisher runs: its rpc reply consumer cannot be added). */
+    bool running;
 };
 
 struct route {

@@ -371,17 +371,8 @@ static int start_inbound(struct sidecar *sc, char *err, size_t errlen)
     }
     for (size_t i = 0; i < sc->cfg->n_routes; i++) {
         struct route *r = sc->cfg->routes[i];
-        if (r->direction != ROUTE_INBOUND)
-            continue;
-        r->sc = sc;
-        r->services = &sc->services;
-        r->publisher = sc->publisher;
-        char why[512] = "";
-        if (r->kind->start(r, why, sizeof(why)) != 0) {
-            snprintf(err, errlen, "route \"%s\": %s", r->name, why);
+        if (r->direction == ROUTE_INBOUND && sidecar_inbound_start(sc, r, err, errlen) != 0)
             return -1;
-        }
-        log_info(r->name, "started (inbound %s)", r->kind->name);
     }
     return broker_start(sc->publisher_broker) == 0 ? 0 : -1;
 }
@@ -409,11 +400,18 @@ static bool busy(struct sidecar *sc, struct buf *why)
         if (http_server_active(sc->servers[i]) > 0)
             buf_printf(why, " http %s: %zu request(s);", http_server_listen(sc->servers[i]),
                        http_server_active(sc->servers[i]));
+    for (size_t i = 0; i < sc->n_closing; i++) /* a reload closes them */
+        if (http_server_active(sc->closing[i]) > 0)
+            buf_printf(why, " http %s: %zu request(s);", http_server_listen(sc->closing[i]),
+                       http_server_active(sc->closing[i]));
     for (size_t i = 0; i < sc->cfg->n_routes; i++) {
         struct route *r = sc->cfg->routes[i];
         if (r->direction == ROUTE_INBOUND && r->kind->busy && r->kind->busy(r))
             buf_printf(why, " %s: work in flight;", r->name);
     }
+    for (size_t i = 0; i < sc->n_stopping; i++) /* a reload stops them */
+        if (sc->stopping[i]->kind->busy(sc->stopping[i]))
+            buf_printf(why, " %s: work in flight;", sc->stopping[i]->name);
     if (sc->publisher && !publisher_idle(sc->publisher))
         buf_puts(why, " publishes awaiting confirms;");
     for (size_t i = 0; i < sc->n_outbound; i++)
@@ -515,6 +513,7 @@ static void shutdown_all(struct sidecar *sc)
     lease_set_free(sc->leases);
     for (size_t i = 0; i < sc->cfg->n_routes; i++) /* no listener reads them now */
         queue_watch_gauges_free(sc->cfg->routes[i]);
+    sidecar_inbound_shutdown(sc); /* what reloads left: closing listeners, retired routes */
 }
 
 /* ---- listeners' limits ------------------------------------------------------------ */
@@ -547,15 +546,20 @@ static void plan_listeners(struct sidecar *sc)
     unsigned long reserve = fd_budget_reserve(&needs);
     unsigned want = (unsigned)h->max_connections;
     unsigned each = fd_budget_per_listener(limit, reserve, n_route_listeners, want);
+    sc->route_limits = (struct http_limits){
+        .max_connections = each,
+        .max_per_ip = (unsigned)h->max_connections_per_ip,
+        .read_timeout = h->read_timeout,
+        .idle_timeout = h->idle_timeout,
+    };
 
     for (size_t i = 0; i < sc->n_servers; i++) {
         bool admin = is_admin_only(sc, sc->servers[i]);
-        struct http_limits l = {
-            .max_connections = admin ? (unsigned)sc->cfg->admin.max_connections : each,
-            .max_per_ip = admin ? 0 : (unsigned)h->max_connections_per_ip,
-            .read_timeout = h->read_timeout,
-            .idle_timeout = h->idle_timeout,
-        };
+        struct http_limits l = sc->route_limits;
+        if (admin) {
+            l.max_connections = (unsigned)sc->cfg->admin.max_connections;
+            l.max_per_ip = 0;
+        }
         http_server_set_limits(sc->servers[i], &l);
     }
     if (was != limit)
@@ -630,6 +634,7 @@ int sidecar_run(struct sidecar_config *cfg)
     }
 
     if (code == 0) {
+        sc.services.running = true; /* starts from now on are SIGHUP's */
         loop_watch(sc.loop, sc.signal_fd, POLLIN, on_signal, &sc);
         loop_timer(sc.loop, SUMMARY_INTERVAL_MS, summary_tick, &sc);
         loop_timer(sc.loop, 0, ready_tick, &sc);

@@ -14,6 +14,7 @@
 #define SIDECAR_SIDECAR_H
 
 #include "config.h"
+#include "httpd.h"
 #include "metrics.h"
 #include "route.h"
 
@@ -52,6 +53,15 @@ struct sidecar {
     size_t n_outbound;
     struct http_server **servers;
     size_t n_servers;
+    struct http_limits route_limits; /* what plan_listeners gave each route listener */
+    /* SIGHUP (sidecar_inbound.c), main thread only: */
+    struct route **retired;  /* inbound routes out of the set, kept until exit: late */
+    size_t n_retired;        /* answers, the publisher and old topologies name them */
+    struct route **stopping; /* inbound routes drained, still publishing past drain_timeout */
+    size_t n_stopping;
+    struct http_server **closing; /* listeners whose last route went, still answering */
+    size_t n_closing;
+    bool reaping; /* the timer that stops and closes those is set */
     struct process_metrics metrics;
     struct connection_metrics publisher_connection;
     struct connection_metrics **connections; /* every broker's gauge, for /metrics */

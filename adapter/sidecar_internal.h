@@ -32,6 +32,46 @@ void sidecar_outbound_stop(struct outbound_runtime *o);
 /* After stop, once no other thread reads it (it is out of sc's lists). */
 void sidecar_outbound_free(struct outbound_runtime *o);
 
+/* ---- inbound routes (sidecar_inbound.c) -------------------------------------
+ * They share the publisher and, by path, the listeners. On SIGHUP, for the
+ * routes that go or change: leave (an http route that is replaced stays in
+ * its listener's table until the new one takes its path; one that goes
+ * leaves it: 404; file and poll stop taking work) → the changed and added
+ * http routes start (and listen, on a new address) → unroute (a replaced
+ * route whose new one moved) → busy until false or drain_timeout → stop (an
+ * upload still arriving gets 503; file or poll still publishing stop later,
+ * from a timer) → the changed and added file and poll routes start → the set
+ * changed (the queue watch and the topology of later connects follow) →
+ * listeners without routes close once they answered what they took. */
+struct config_plan;
+/* Main thread: start r on sc's publisher. 0, or -1 with err. */
+int sidecar_inbound_start(struct sidecar *sc, struct route *r, char *err, size_t errlen);
+/* Logs each inbound change of plan that needs a restart; how many. */
+size_t sidecar_inbound_refusals(const struct sidecar *sc, const struct config_plan *plan);
+/* Declares the new and changed inbound routes' queues and bindings (and checks
+ * their exchanges) on a connection of its own. 0, or -1 with err. */
+int sidecar_inbound_declare(struct sidecar *sc, const struct config_plan *plan, char *err,
+                            size_t errlen);
+void sidecar_inbound_leave(struct sidecar *sc, struct route *r);
+void sidecar_inbound_unroute(struct sidecar *sc, struct route *r);
+bool sidecar_inbound_busy(const struct sidecar *sc, struct route *r);
+/* true: stopped and retired; false: still publishing, stopped later by a timer. */
+bool sidecar_inbound_stop(struct sidecar *sc, struct route *r);
+/* After r's start: open its listener if it is new. 0, or -1 with err (r no
+ * longer served). */
+int sidecar_inbound_listen(struct sidecar *sc, struct route *r, char *err, size_t errlen);
+/* Is an inbound route of that name still stopping (publishing past drain_timeout)? */
+bool sidecar_inbound_stopping(const struct sidecar *sc, const char *name);
+/* A route whose start (or listen) failed: stopped, out of every listener, retired. */
+void sidecar_inbound_abandon(struct sidecar *sc, struct route *r);
+/* A new route's queue gauges. */
+void sidecar_inbound_gauges(struct sidecar *sc, struct route *r);
+/* After the route set changed. */
+void sidecar_inbound_set_changed(struct sidecar *sc);
+void sidecar_inbound_close_unused(struct sidecar *sc);
+/* shutdown_all, after the publisher and the listeners stopped. */
+void sidecar_inbound_shutdown(struct sidecar *sc);
+
 /* Main thread: polls busy_fn until it says nothing is in flight (true), or
  * drain_timeout passes (false, logged); a progress line every 2 s. prefix
  * ("" or "reload: ") starts its lines. */

@@ -315,15 +315,21 @@ static void submit_more(struct poll_batch *b)
     struct route *r = b->c.route;
     while (!b->stopped && b->next < b->n && b->in_flight < SUBMIT_WINDOW) {
         struct poll_item *it = &b->items[b->next];
+        /* Counted before looking at draining, which drain sets before it reads the
+         * count: a reload that reads 0 stops the route, and no publish starts after. */
+        atomic_fetch_add(b->c.outstanding, 1);
         if (atomic_load(b->c.draining)) {
+            atomic_fetch_sub(b->c.outstanding, 1);
             b->stopped = true;
             if (b->failure == NULL)
                 b->failure = xstrdup("shutting down");
             break;
         }
         b->next++;
-        if (it->state == ITEM_SKIPPED)
+        if (it->state == ITEM_SKIPPED) {
+            atomic_fetch_sub(b->c.outstanding, 1);
             continue;
+        }
         metric_inc(r->metrics.received);
         if (it->problem)
             log_event(LOG_WARN, &(struct log_ctx){.route = r->name, .message_id = it->id},
@@ -331,7 +337,6 @@ static void submit_more(struct poll_batch *b)
         const char *why = NULL;
         it->state = ITEM_SUBMITTED;
         b->in_flight++;
-        atomic_fetch_add(b->c.outstanding, 1);
         if (inbound_publish(r, item_message(r, it), false, 0, item_published, it, &why) != 0) {
             it->state = ITEM_FAILED;
             b->in_flight--;

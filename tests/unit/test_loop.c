@@ -14,6 +14,7 @@
 #include "loop.h"
 
 #include <math.h>
+#include <poll.h>
 #include <pthread.h>
 
 static void test_ordinary_seconds(void **state)
@@ -136,6 +137,52 @@ static void test_another_thread_is_not_the_loop_thread(void **state)
     loop_free(loop);
 }
 
+/* loop_call from another thread runs on the loop's thread and returns after;
+ * a hook removed from there no longer runs. */
+struct call_state {
+    struct loop *loop;
+    int hook_calls;
+    bool ran_on_thread;
+    int hook_calls_at_removal;
+};
+
+static int counting_hook(struct loop *loop, void *arg)
+{
+    ((struct call_state *)arg)->hook_calls++;
+    return 10;
+}
+
+static void remove_hook_there(void *arg)
+{
+    struct call_state *c = arg;
+    c->ran_on_thread = loop_on_thread(c->loop);
+    loop_remove_prepare(c->loop, counting_hook, c);
+    c->hook_calls_at_removal = c->hook_calls;
+}
+
+static void *call_then_stop(void *arg)
+{
+    struct call_state *c = arg;
+    loop_call(c->loop, remove_hook_there, c); /* waits for it */
+    poll(NULL, 0, 50);                        /* the loop goes round a few times without the hook */
+    loop_stop(c->loop);
+    return NULL;
+}
+
+static void test_loop_call_runs_there_and_a_removed_hook_stops(void **state)
+{
+    struct call_state c = {.loop = loop_new()};
+    loop_add_prepare(c.loop, counting_hook, &c);
+    pthread_t t;
+    pthread_create(&t, NULL, call_then_stop, &c);
+    loop_run(c.loop);
+    pthread_join(t, NULL);
+    assert_true(c.ran_on_thread);
+    assert_true(c.hook_calls_at_removal >= 1);
+    assert_int_equal(c.hook_calls, c.hook_calls_at_removal);
+    loop_free(c.loop);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -145,6 +192,7 @@ int main(void)
         cmocka_unit_test(test_every_prepare_hook_runs_and_the_shortest_limit_wins),
         cmocka_unit_test(test_another_thread_is_not_the_loop_thread),
         cmocka_unit_test(test_a_timer_added_by_a_prepare_hook_counts_in_the_sleep),
+        cmocka_unit_test(test_loop_call_runs_there_and_a_removed_hook_stops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -259,6 +259,52 @@ static void test_a_failed_send_waits_for_the_next_round(void **state)
     assert_int_equal(fx->fake.n, 0);
 }
 
+/* SIGHUP swaps the routes mid-question: the answer that was due about an old
+ * gauge is dropped (never written into a new one), and the next round asks
+ * about the new set from its start. */
+static void test_a_new_route_set_mid_round_drops_the_stale_answer(void **state)
+{
+    struct fixture *fx = *state;
+    struct route other = {.name = "orders"};
+    struct route *both[2] = {&fx->route, &other};
+    struct topo_queue q = {.name = "crm.orders.dlq", .owner = "orders", .role = QUEUE_DLQ};
+    struct topology t = {.queues = &q, .n_queues = 1};
+    struct route *others[1] = {&other};
+    queue_watch_gauges(&t, others, 1);
+    fx->c->tick(fx->c->arg);
+    open_ok(fx);
+    assert_string_equal(fx->fake.names[1], "crm.billing"); /* asked, not answered */
+    queue_watch_set_routes(fx->w, &both[1], 1);
+    fx->c->tick(fx->c->arg); /* no new question while the old one is due */
+    assert_int_equal(fx->fake.n, 2);
+    declare_ok(fx, 9, 9); /* about crm.billing: dropped */
+    assert_int_equal(atomic_load(&other.queues[0].messages), -1);
+    assert_int_equal(fx->fake.n, 2);
+    fx->c->tick(fx->c->arg);
+    assert_int_equal(fx->fake.n, 3);
+    assert_string_equal(fx->fake.names[2], "crm.orders.dlq");
+    declare_ok(fx, 4, 0);
+    assert_int_equal(atomic_load(&other.queues[0].messages), 4);
+    assert_int_equal(atomic_load(&gauge(fx, 0)->messages), -1); /* no longer watched */
+    queue_watch_gauges_free(&other);
+}
+
+/* The same with the broker closing the channel about the old question. */
+static void test_a_new_route_set_mid_round_survives_a_stale_close(void **state)
+{
+    struct fixture *fx = *state;
+    fx->c->tick(fx->c->arg);
+    open_ok(fx);
+    queue_watch_set_routes(fx->w, fx->routes, 1); /* same routes, a new set */
+    closed(fx, AMQP_NOT_FOUND, "NOT_FOUND");
+    assert_int_equal(atomic_load(&gauge(fx, 0)->missing), 0); /* not said of a new gauge */
+    fx->c->tick(fx->c->arg); /* a new round: reopen, then ask from the start */
+    assert_int_equal(fx->fake.sent[fx->fake.n - 2], AMQP_CHANNEL_CLOSE_OK_METHOD);
+    assert_int_equal(fx->fake.sent[fx->fake.n - 1], AMQP_CHANNEL_OPEN_METHOD);
+    open_ok(fx);
+    assert_string_equal(fx->fake.names[fx->fake.n - 1], "crm.billing");
+}
+
 static void test_an_interval_of_zero_asks_again(void **state)
 {
     struct fixture *fx = *state;
@@ -292,6 +338,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_the_queue_comes_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_failed_send_waits_for_the_next_round, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_a_new_route_set_mid_round_drops_the_stale_answer,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_new_route_set_mid_round_survives_a_stale_close,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_an_interval_of_zero_asks_again, setup_zero, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
