@@ -7,9 +7,10 @@
  * stays. Then config_diff compares it with the running one and one line per
  * route says what changed. A reload is all or nothing: if any change needs a
  * restart (a process key such as name, broker or admin; an inbound change
- * sidecar_inbound_refusals names: a route with lease or with a spool that
- * goes or changes, the first inbound route, a route joining the admin
- * listener, a listener's tls), or the new inbound routes' queues cannot be
+ * sidecar_inbound_refusals names: a route with lease, a route with a spool
+ * that goes or whose change would leave its journal behind, the first inbound
+ * route, a route joining the admin listener, a listener's tls), or the new
+ * inbound routes' queues cannot be
  * declared, it is refused whole, so the running routes always match one file
  * and the next SIGHUP compares against a config that really runs.
  *
@@ -193,7 +194,7 @@ static void hide_going(struct sidecar *sc, const struct going *g)
 /* Starts next's route i, which moves to the running config: true, or false
  * (logged, the route freed or retired: the next SIGHUP tries it again). */
 static bool start_new(struct sidecar *sc, struct sidecar_config *next, size_t i,
-                      struct outbound_runtime **o)
+                      const struct route *replaces, struct outbound_runtime **o)
 {
     struct route *r = next->routes[i];
     next->routes[i] = NULL; /* it runs now: the running config owns it */
@@ -209,6 +210,7 @@ static bool start_new(struct sidecar *sc, struct sidecar_config *next, size_t i,
         return false;
     } else {
         sidecar_inbound_gauges(sc, r);
+        sidecar_inbound_inherit(r, replaces);
         if (sidecar_inbound_start(sc, r, err, sizeof(err)) == 0 &&
             sidecar_inbound_listen(sc, r, err, sizeof(err)) == 0)
             return true;
@@ -254,7 +256,7 @@ static void apply(struct sidecar *sc, struct sidecar_config *next, struct config
         struct route_plan *e = &plan->routes[i]; /* the plan lists next's routes first */
         early[i] = e->change != ROUTE_UNCHANGED && on_listener(e->next);
         if (early[i]) {
-            started[i] = start_new(sc, next, i, &runtimes[i]);
+            started[i] = start_new(sc, next, i, e->running, &runtimes[i]);
             failed += !started[i];
         }
     }
@@ -286,7 +288,7 @@ static void apply(struct sidecar *sc, struct sidecar_config *next, struct config
         if (e->change == ROUTE_UNCHANGED && r->direction == ROUTE_OUTBOUND)
             o = runtime_of(sc, r);
         if (e->change != ROUTE_UNCHANGED && !early[i]) {
-            started[i] = start_new(sc, next, i, &o);
+            started[i] = start_new(sc, next, i, e->running, &o);
             failed += !started[i];
         }
         if (e->change != ROUTE_UNCHANGED && !started[i])

@@ -58,6 +58,7 @@ struct http_endpoint {
     const char *listen;
     const char *path;
     const struct listen_tls_config *tls; /* NULL: plain HTTP */
+    const char *spool_dir;               /* the route's spool's directory; NULL: none */
 };
 
 /* What the process offers a route's kind: filled by sidecar.c and set on

@@ -147,6 +147,20 @@ static size_t refuse_next(const struct sidecar *sc, const struct config_plan *pl
     return n;
 }
 
+/* Would next take over running's spool: both http/soap, spooling into one directory? */
+static bool spool_passes(const struct route *running, const struct route *next)
+{
+    struct http_endpoint was, now;
+    return http_endpoint_of(running, &was) && http_endpoint_of(next, &now) && was.spool_dir &&
+           now.spool_dir && strcmp(was.spool_dir, now.spool_dir) == 0;
+}
+
+void sidecar_inbound_inherit(struct route *r, const struct route *replaces)
+{
+    if (replaces != NULL && replaces->state != NULL && spool_passes(replaces, r))
+        r->state = replaces->state;
+}
+
 size_t sidecar_inbound_refusals(const struct sidecar *sc, const struct config_plan *plan)
 {
     size_t n = 0;
@@ -160,14 +174,17 @@ size_t sidecar_inbound_refusals(const struct sidecar *sc, const struct config_pl
                                  "(its lease lives on the publisher's connection); restart");
             n++;
         }
-        /* http_front keeps a route's spool in r->state: its journal has one user at a
-         * time, and what it holds is forwarded by that route alone. */
+        /* http_front keeps a route's spool in r->state. What its journal holds is
+         * forwarded by the route that runs it: a changed route with a spool in the same
+         * directory takes it over; otherwise nothing would forward it. */
         struct http_endpoint ep;
-        if (http_endpoint_of(old, &ep) && old->state != NULL) {
+        if (http_endpoint_of(old, &ep) && old->state != NULL && !spool_passes(old, e->next)) {
             log_error(old->name,
-                      "reload refused: a route with a spool is not %s live (its journal is "
-                      "forwarded by the route that wrote it); restart",
-                      e->change == ROUTE_REMOVED ? "removed" : "changed");
+                      "reload refused: %s; what its spool holds would not be forwarded (keep "
+                      "the route and its spool.dir until the spool is empty, then reload, or "
+                      "restart)",
+                      e->change == ROUTE_REMOVED ? "a route with a spool is removed"
+                                                 : "its spool.dir changes or goes");
             n++;
         }
         if (is_inbound(e->next))

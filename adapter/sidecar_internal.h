@@ -46,6 +46,9 @@ void sidecar_outbound_free(struct outbound_runtime *o);
 struct config_plan;
 /* Main thread: start r on sc's publisher. 0, or -1 with err. */
 int sidecar_inbound_start(struct sidecar *sc, struct route *r, char *err, size_t errlen);
+/* A changed http/soap route whose running one spools into the same directory
+ * takes that spool over (replaces: the running route, or NULL). */
+void sidecar_inbound_inherit(struct route *r, const struct route *replaces);
 /* Logs each inbound change of plan that needs a restart; how many. */
 size_t sidecar_inbound_refusals(const struct sidecar *sc, const struct config_plan *plan);
 /* Declares the new and changed inbound routes' queues and bindings (and checks

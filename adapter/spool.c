@@ -27,6 +27,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,7 +85,7 @@ struct forward {
 };
 
 struct spool {
-    struct route *route;
+    struct route *_Atomic route; /* its owner's; a reload's spool_adopt moves it */
     char *dir;
     uint64_t max_bytes;
     uint64_t largest; /* the route's max_body: ready while one that large fits */
@@ -100,7 +101,8 @@ struct spool {
     uint64_t disk_bytes;   /* the journal's, as of the thread's last look */
     struct forward *window;
     size_t window_size, window_head, window_count;
-    int refs; /* the owner's, and one per forward the publisher holds */
+    int refs;   /* one per owner, and one per forward the publisher holds */
+    int owners; /* routes using it: 2 while a reload hands it over */
     bool draining, stopping;
     /* the thread's */
     int64_t retry_at_ms;
@@ -516,6 +518,7 @@ struct spool *spool_start(struct route *r, const struct spool_config *c, size_t 
     s->journal = j;
     s->lock_fd = lock_fd;
     s->refs = 1;
+    s->owners = 1;
     size_t window =
         r->services && r->services->publish_window ? r->services->publish_window / 2 : 1;
     s->window_size = window < 1 ? 1 : window > WINDOW_MAX ? WINDOW_MAX : window;
@@ -538,20 +541,53 @@ struct spool *spool_start(struct route *r, const struct spool_config *c, size_t 
     return s;
 }
 
+void spool_adopt(struct spool *s, struct route *r, const struct spool_config *c, size_t largest)
+{
+    struct route *was = atomic_load(&s->route);
+    pthread_mutex_lock(&s->lock);
+    s->owners++;
+    s->refs++;
+    s->max_bytes = (uint64_t)c->max_bytes;
+    s->largest = (uint64_t)largest;
+    atomic_store(&s->route, r);
+    pthread_mutex_unlock(&s->lock);
+    /* The gauges follow the journal to the new route (the thread refreshes them after its
+     * next group or forward). */
+    struct route_metrics *from = &was->metrics, *to = &r->metrics;
+    atomic_store(&to->spool_messages, atomic_load(&from->spool_messages));
+    atomic_store(&to->spool_bytes, atomic_load(&from->spool_bytes));
+    atomic_store(&to->spool_oldest_ms, atomic_load(&from->spool_oldest_ms));
+    log_info(r->name, "spool %s: taken over from the running route (%lld message(s) in it)", s->dir,
+             (long long)atomic_load(&to->spool_messages));
+}
+
+/* The owners the spool has besides the caller (the lock held). */
+static int other_owners(const struct spool *s)
+{
+    return s->owners - 1;
+}
+
 void spool_drain(struct spool *s)
 {
     if (s == NULL)
         return;
     pthread_mutex_lock(&s->lock);
-    s->draining = true;
+    if (other_owners(s) == 0) /* a reload's old route: the new one forwards on */
+        s->draining = true;
     pthread_mutex_unlock(&s->lock);
 }
 
-void spool_stop(struct spool *s)
+bool spool_stop(struct spool *s)
 {
     if (s == NULL)
-        return;
+        return false;
     pthread_mutex_lock(&s->lock);
+    if (other_owners(s) > 0) { /* the other owner holds a reference: s lives on */
+        s->owners--;
+        s->refs--;
+        pthread_mutex_unlock(&s->lock);
+        return true;
+    }
     s->stopping = true;
     pthread_cond_signal(&s->wake);
     pthread_mutex_unlock(&s->lock);
@@ -564,6 +600,7 @@ void spool_stop(struct spool *s)
     pthread_mutex_unlock(&s->lock);
     if (last)
         spool_free(s);
+    return false;
 }
 
 void spool_describe(struct spool *s, struct buf *out)

@@ -67,6 +67,13 @@ void spool_inherit(struct spool_config *c, const struct spool_config *process, c
 struct spool *spool_start(struct route *r, const struct spool_config *c, size_t largest, char *err,
                           size_t errlen);
 
+/* A reload: r, the route replacing the one that runs s (same directory), uses
+ * s too, and s now counts and logs as r; max_bytes and largest are r's. The
+ * old route's spool_stop then only lets go of it; the last owner's stops it.
+ * What the journal holds is forwarded as it was stored, so an old route's
+ * records keep their exchange and routing key. */
+void spool_adopt(struct spool *s, struct route *r, const struct spool_config *c, size_t largest);
+
 /* Would the publisher take m (message_check, broker.max_message)? Only such
  * a message is spooled. false with why (the words of a 400). */
 bool spool_takes(const struct spool *s, const struct message *m, char *why, size_t whylen);
@@ -84,8 +91,10 @@ int spool_append(struct spool *s, char *record, size_t len, spool_done_fn done, 
 /* SIGTERM: forward nothing more (what is in flight finishes; the rest waits
  * in the journal for the next run). Appends are still taken. */
 void spool_drain(struct spool *s);
-/* Writes what is queued, stops the thread, closes the journal. NULL is fine. */
-void spool_stop(struct spool *s);
+/* Writes what is queued, stops the thread, closes the journal. NULL is fine.
+ * true: the caller only let go of s, which lives on with the route a reload
+ * handed it to (spool_adopt). */
+bool spool_stop(struct spool *s);
 
 /* For /readyz: "spool: 12 message(s), 4096 bytes, oldest 3.2s, 100 forwarded". */
 void spool_describe(struct spool *s, struct buf *out);

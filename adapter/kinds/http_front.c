@@ -115,6 +115,7 @@ bool http_front_endpoint(const struct http_front_config *c, struct http_endpoint
     out->listen = c->listen;
     out->path = c->path;
     out->tls = &c->tls;
+    out->spool_dir = c->spool.dir;
     return true;
 }
 
@@ -123,8 +124,11 @@ int http_front_serve(struct route *r, const struct http_front_config *c,
                      char *(*refusal)(void *, int *, const char *, const char **, size_t *),
                      char *err, size_t errlen)
 {
-    if (c->spool.dir != NULL &&
-        (r->state = spool_start(r, &c->spool, (size_t)c->max_body, err, errlen)) == NULL)
+    /* r->state set already: the spool of the route this one replaces (a reload). */
+    if (c->spool.dir != NULL && r->state != NULL)
+        spool_adopt(r->state, r, &c->spool, (size_t)c->max_body);
+    else if (c->spool.dir != NULL &&
+             (r->state = spool_start(r, &c->spool, (size_t)c->max_body, err, errlen)) == NULL)
         return -1;
     int rc = inbound_serve_http(r, c->listen, &c->tls, c->path, (size_t)c->max_body, handler,
                                 refusal, c->mode == HTTP_FRONT_RPC, err, errlen);
@@ -142,8 +146,10 @@ void http_front_drain(struct route *r)
 
 void http_front_stop(struct route *r)
 {
-    spool_stop(r->state);
-    r->state = NULL;
+    /* Handed over by a reload, the spool lives on with the new route: the pointer
+     * stays for an answer still owed to one of this route's requests. */
+    if (!spool_stop(r->state))
+        r->state = NULL;
 }
 
 bool http_front_spools(struct route *r)

@@ -735,3 +735,57 @@ def test_reload_stops_a_file_route_once_its_publishes_are_answered(broker, sidec
         assert s.stop() == 0
     finally:
         proxy.close()
+
+
+def test_reload_hands_a_spool_to_the_changed_route_and_refuses_to_drop_one(broker, sidecar, uid,
+                                                                          tmp_path):
+    """A changed http route whose spool keeps its directory takes the running route's spool
+    over: what was spooled before the reload is forwarded as it was stored (its old routing
+    key), what comes after with the new settings. Removing a route with a spool is refused
+    (nothing would forward its journal)."""
+    ex, port, admin = f"{uid}.ev", free_port(), free_port()
+    broker.declare_exchange(ex)
+    for key in ("a", "b"):
+        broker.declare_queue(f"{uid}.{key}", ex, f"in.{key}")
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    extra = f'spool = {{ dir = "{spool}"; }};'
+
+    def text(key, routes=None):
+        routes = routes if routes is not None else http_route("orders", port, ex, f"in.{key}")
+        return make_config(broker, uid, routes, "", admin, extra=extra).replace(
+            "connect_timeout = 2;", "connect_timeout = 2; confirm_timeout = 2;")
+    s = sidecar(text("a"))
+    s.wait_log(r'route=publisher msg="connected to', 30)
+    url = f"http://127.0.0.1:{port}/orders"
+
+    def post(key):
+        r = requests.post(url, data=b"{}", timeout=30, headers={
+            "Content-Type": "application/json", "Idempotency-Key": key})
+        assert r.status_code == 202, r.text
+        return r.json()
+
+    broker.ctl("set_vm_memory_high_watermark", "0.000001")
+    try:
+        post("before-0")  # meets the alarm: spooled after confirm_timeout (or published)
+        before = [post(f"before-{i}") for i in range(1, 6)]
+        assert all(a["spooled"] is True for a in before)
+        write_config(s.config_path, text("b"))
+        log = reload(s, r"reload: applied")
+        assert "spool" in log and "taken over from the running route" in log, log
+        after = [post(f"after-{i}") for i in range(5)]
+        assert all(a["spooled"] is True for a in after)
+        # Removing it would orphan the journal: refused, and the route serves on.
+        write_config(s.config_path, text("b", http_route("other", port, ex, "in.b")))
+        log = reload(s, r"reload refused: \d+ changes? above")
+        assert "a route with a spool is removed" in log, log
+        assert post("after-5")["spooled"] is True
+    finally:
+        broker.ctl("set_vm_memory_high_watermark", "0.4")
+    wait_for(lambda: broker.count(f"{uid}.a") >= 5 and broker.count(f"{uid}.b") >= 6, 60,
+             what="the spooled messages forwarded")
+    a = [p.message_id for p, _ in broker.get_all(f"{uid}.a")]
+    assert [i for i in a if i != "before-0"] == [f"before-{i}" for i in range(1, 6)]
+    assert [p.message_id for p, _ in broker.get_all(f"{uid}.b")] == [
+        f"after-{i}" for i in range(6)]
+    assert s.stop() == 0
