@@ -83,9 +83,11 @@ char *config_resolve_path(const char *dir, const char *path)
     return xasprintf("%s/%s", dir, path);
 }
 
+/* Names become queue names and file names (state_dir/<name>, a process spool's
+ * DIR/<route>): "." and ".." would name a directory, not a file in one. */
 static bool valid_name(const char *s)
 {
-    if (*s == '\0' || strlen(s) > 100)
+    if (*s == '\0' || strlen(s) > 100 || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
         return false;
     for (; *s; s++)
         if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_' || *s == '.' ||
@@ -128,7 +130,7 @@ static void store_text(const struct value_ctx *c, const char *text)
             config_report_add(
                 c->rep, c->line,
                 "%s: %s = \"%s\" is not a valid name; use lower-case letters, digits, "
-                "'_', '.' and '-' (at most 100)",
+                "'_', '.' and '-' (at most 100; not \".\" or \"..\")",
                 c->where, k->name, text);
             return;
         }

@@ -300,6 +300,26 @@ static void test_bad_values(void **state)
     loaded_free(&l);
 }
 
+/* Names become file names (a spool's DIR/<route>, state_dir/<name>): "." and ".."
+ * would name a directory above. */
+static void test_dot_names_are_refused(void **state)
+{
+    struct loaded l;
+    load_text(&l,
+              "name = \"..\";\n"
+              "broker = { url = \"amqp://h/\"; };\n"
+              "inbound = (\n"
+              "  { name = \".\"; kind = \"http\"; listen = \"127.0.0.1:8080\"; path = \"/o\";\n"
+              "    exchange = \"e\"; },\n"
+              "  { name = \"a..b\"; kind = \"http\"; listen = \"127.0.0.1:8080\"; path = \"/p\";\n"
+              "    exchange = \"e\"; }\n);\n");
+    assert_int_equal(l.rc, -1);
+    assert_error(&l, 1, "name = \"..\" is not a valid name");
+    assert_error(&l, 4, "name = \".\" is not a valid name");
+    assert_int_equal(l.rep.n, 2); /* "a..b" is a name */
+    loaded_free(&l);
+}
+
 /* ${VAR} is expanded before validation; an undefined one names its line. */
 static void test_environment_variables(void **state)
 {
@@ -757,6 +777,7 @@ int main(void)
         cmocka_unit_test(test_wrong_type),
         cmocka_unit_test(test_missing_required),
         cmocka_unit_test(test_bad_values),
+        cmocka_unit_test(test_dot_names_are_refused),
         cmocka_unit_test(test_environment_variables),
         cmocka_unit_test(test_duplicate_route_names),
         cmocka_unit_test(test_endpoint_clash),
