@@ -274,11 +274,10 @@ size_t http_server_unroute(struct http_server *s, void *arg)
 /* Is one of arg's routes (in the table or held) busy: a request handed to
  * it, or an upload to it that made progress within HTTP_PROGRESS_MS?
  * Under routes_lock. */
-static bool route_busy(const struct http_route *r, int64_t now)
+static bool route_busy(struct http_route *r, int64_t now)
 {
-    return atomic_load(&((struct http_route *)r)->dispatched) > 0 ||
-           (atomic_load(&((struct http_route *)r)->reading) > 0 &&
-            now - atomic_load(&((struct http_route *)r)->progress_ms) < HTTP_PROGRESS_MS);
+    return atomic_load(&r->dispatched) > 0 ||
+           (atomic_load(&r->reading) > 0 && now - atomic_load(&r->progress_ms) < HTTP_PROGRESS_MS);
 }
 
 bool http_server_route_busy(struct http_server *s, void *arg)

@@ -111,12 +111,6 @@ static bool is_inbound(const struct route *r)
     return r != NULL && r->direction == ROUTE_INBOUND;
 }
 
-static bool on_listener(const struct route *r)
-{
-    struct http_endpoint e = {0};
-    return is_inbound(r) && r->kind->endpoint && r->kind->endpoint(r, &e) && e.listen != NULL;
-}
-
 /* What goes: the outbound runtimes and the inbound routes that go or change. */
 struct going {
     const struct sidecar *sc;
@@ -254,7 +248,7 @@ static void apply(struct sidecar *sc, struct sidecar_config *next, struct config
     size_t failed = 0;
     for (size_t i = 0; i < next->n_routes; i++) {
         struct route_plan *e = &plan->routes[i]; /* the plan lists next's routes first */
-        early[i] = e->change != ROUTE_UNCHANGED && on_listener(e->next);
+        early[i] = e->change != ROUTE_UNCHANGED && sidecar_inbound_on_listener(e->next);
         if (early[i]) {
             started[i] = start_new(sc, next, i, e->running, &runtimes[i]);
             failed += !started[i];

@@ -45,6 +45,12 @@ static bool http_endpoint_of(const struct route *r, struct http_endpoint *e)
            r->kind->endpoint(r, e) && e->listen != NULL;
 }
 
+bool sidecar_inbound_on_listener(const struct route *r)
+{
+    struct http_endpoint e;
+    return http_endpoint_of(r, &e);
+}
+
 static struct http_server *server_at(const struct sidecar *sc, const char *listen)
 {
     for (size_t i = 0; i < sc->n_servers; i++)

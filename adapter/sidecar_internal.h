@@ -44,6 +44,8 @@ void sidecar_outbound_free(struct outbound_runtime *o);
  * changed (the queue watch and the topology of later connects follow) →
  * listeners without routes close once they answered what they took. */
 struct config_plan;
+/* Is r an inbound route a listener serves (http, soap)? */
+bool sidecar_inbound_on_listener(const struct route *r);
 /* Main thread: start r on sc's publisher. 0, or -1 with err. */
 int sidecar_inbound_start(struct sidecar *sc, struct route *r, char *err, size_t errlen);
 /* A changed http/soap route whose running one spools into the same directory

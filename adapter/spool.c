@@ -561,18 +561,12 @@ void spool_adopt(struct spool *s, struct route *r, const struct spool_config *c,
              (long long)atomic_load(&to->spool_messages));
 }
 
-/* The owners the spool has besides the caller (the lock held). */
-static int other_owners(const struct spool *s)
-{
-    return s->owners - 1;
-}
-
 void spool_drain(struct spool *s)
 {
     if (s == NULL)
         return;
     pthread_mutex_lock(&s->lock);
-    if (other_owners(s) == 0) /* a reload's old route: the new one forwards on */
+    if (s->owners == 1) /* else a reload's old route: the new one forwards on */
         s->draining = true;
     pthread_mutex_unlock(&s->lock);
 }
@@ -582,7 +576,7 @@ bool spool_stop(struct spool *s)
     if (s == NULL)
         return false;
     pthread_mutex_lock(&s->lock);
-    if (other_owners(s) > 0) { /* the other owner holds a reference: s lives on */
+    if (s->owners > 1) { /* the other owner holds a reference: s lives on */
         s->owners--;
         s->refs--;
         pthread_mutex_unlock(&s->lock);
